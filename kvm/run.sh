@@ -4,6 +4,8 @@
 # with a hard time limit, logs the serial console and turns the KVMTIER-RESULT lines into
 # pass/fail/skip. Exit 0: every test passed or skipped; 1: a failure, a guest crash or a time-out.
 # Usage: kvm/run.sh VMLINUZ INITRD [LOG]    |    kvm/run.sh --check (exit 77 + reason if unusable)
+# KVM_TIMEOUT (seconds, default 240) bounds the boot; KVM_APPEND adds kernel arguments (NAME=value
+# ones reach the tests as environment variables, e.g. KVMTIER_RAW=1).
 set -uo pipefail
 
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -45,7 +47,7 @@ start=$(date +%s)
 timeout -s KILL "$LIMIT" "$QEMU" -accel tcg,thread=single -cpu max -m 2G -smp 2 \
 	-nographic -no-reboot -monitor none -serial stdio -nodefaults \
 	-kernel "$kernel" -initrd "$initrd" \
-	-append 'console=ttyS0 quiet panic=-1 oops=panic' </dev/null >"$log" 2>&1
+	-append "console=ttyS0 quiet panic=-1 oops=panic ${KVM_APPEND:-}" </dev/null >"$log" 2>&1
 qrc=$?
 secs=$(($(date +%s) - start))
 # Drop carriage returns and the firmware's terminal escapes so markers start their lines.

@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: MIT
+# kvm.mk - the KVM test tier, included by the top Makefile. `make test-kvm` installs what the tier
+# needs, fetches the guest kernel, links tests/kvm/t_kvm_*.c statically (the guest has no libc)
+# and boots them under QEMU (kvm/tier.sh). `make kvm-tests` only builds the static programs.
+
+KVM_TEST_SRC := $(sort $(wildcard tests/kvm/t_kvm_*.c))
+KVM_TESTS    := $(KVM_TEST_SRC:tests/kvm/%.c=$(B)/kvm/%)
+
+.PHONY: test-kvm kvm-tests kvm-deps
+
+kvm-deps:
+	$(Q)bash scripts/deps.sh kvm
+
+# Sanitizer runtimes do not link -static: the tier is built from the plain build only.
+kvm-sanity:
+	$(if $(SANFLAGS),$(error test-kvm links static guest programs; sanitizers cannot: run it without SANITIZE))
+
+$(B)/kvm/harness.o: tests/kvm/harness.c tests/kvm/harness.h | kvm-sanity
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) -Itests/kvm $(ALLCFLAGS) -c -o $@ $<
+
+$(B)/kvm/t_kvm_%: tests/kvm/t_kvm_%.c tests/kvm/harness.h $(B)/kvm/harness.o $(B)/libpagein.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  STATIC  $@")
+	$(Q)$(CC) $(CPPFLAGS) -Itests/kvm $(ALLCFLAGS) -static -o $@ $< $(B)/kvm/harness.o \
+		$(B)/libpagein.a $(LIBS)
+
+kvm-tests: deps $(KVM_TESTS)
+
+test-kvm: kvm-deps kvm-tests
+	$(Q)B=$(B) bash kvm/tier.sh
+
+.PHONY: kvm-sanity
