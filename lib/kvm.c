@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: MIT
+/*
+ * kvm.c - pagein for KVM-based VMMs: registers a space's regions as KVM memslots (refusing spaces
+ * whose front-end cannot serve KVM's kernel-mode accesses) and interprets a failed KVM_RUN on the
+ * vCPU thread: an annotated KVM_EXIT_MEMORY_FAULT is resolved and re-entered, a bare EFAULT is
+ * reported with everything known and never retried.
+ */
+#include <errno.h>
+#include <linux/kvm.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "internal.h"
+
+#ifndef PAGEIN_KVM_REENTER
+/* PAGEIN_KVM_BLOCK_BEGIN (until include/pagein.h has it: same text as tests/kvm/kvm_api.h) */
+struct kvm_run;
+
+#define PAGEIN_KVM_REENTER 1                /* pagein_kvm_handle_run: fault served, KVM_RUN again */
+#define PAGEIN_KVM_GPA_UNKNOWN UINT64_MAX  /* pagein_kvm_fault.gpa when KVM did not say */
+
+/* What pagein_kvm_handle_run learnt about a KVM_RUN. */
+struct pagein_kvm_fault {
+	int err;               /* KVM_RUN's result as passed in: 0 or -errno */
+	uint32_t exit_reason;  /* run->exit_reason when KVM_RUN returned */
+	int annotated;         /* 1: KVM_EXIT_MEMORY_FAULT described the fault (flags, gpa, size) */
+	int memory_fault_info; /* KVM_CAP_MEMORY_FAULT_INFO as last probed: >0 yes, 0 no, -1 unknown */
+	uint64_t flags;        /* run->memory_fault.flags (KVM_MEMORY_EXIT_FLAG_*), if annotated */
+	uint64_t gpa;          /* faulting guest address, or PAGEIN_KVM_GPA_UNKNOWN */
+	uint64_t size;         /* bytes of the faulting range (annotated only) */
+	uint64_t rip;          /* the vCPU's instruction pointer on a bare EFAULT (0 if unknown) */
+};
+
+/*
+ * Register every region of space as a KVM memslot of vm_fd: slots first_slot, first_slot+1, ...
+ * in the order the regions were added, with KVM_SET_USER_MEMORY_REGION2 where the kernel has it.
+ * The space must use PAGEIN_FRONTEND_HANDLER (KVM touches guest memory from kernel mode, which
+ * SIGBUS self-resolve cannot serve) with privileged userfaultfds, and must be started. Returns the
+ * number of slots, -EINVAL (the log says why), or -errno of the ioctl (the slots this call added
+ * are removed again). Probes KVM_CAP_MEMORY_FAULT_INFO as a side effect. Any thread.
+ */
+int pagein_kvm_attach(struct pagein_space *space, int vm_fd, uint32_t first_slot);
+
+/* Delete the memslots pagein_kvm_attach made. Returns 0 or the first -errno. */
+int pagein_kvm_detach(struct pagein_space *space, int vm_fd, uint32_t first_slot);
+
+/* KVM_CHECK_EXTENSION(KVM_CAP_MEMORY_FAULT_INFO) on a /dev/kvm or VM fd: >0 the kernel annotates
+ * (some) EFAULTs with KVM_EXIT_MEMORY_FAULT, 0 it does not, -errno. */
+int pagein_kvm_memory_fault_info(int fd);
+
+/*
+ * Call on the vCPU thread right after every KVM_RUN, with err = 0 or -errno of KVM_RUN. Returns
+ * PAGEIN_KVM_REENTER when it resolved an annotated memory fault (KVM_EXIT_MEMORY_FAULT, via
+ * pagein_resolve) and the caller should call KVM_RUN again; 0 for an ordinary exit (handle
+ * run->exit_reason yourself); err itself for errors unrelated to memory (-EINTR, ...); and -EFAULT
+ * / -EHWPOISON / pagein_resolve's -errno when the fault cannot be served: a bare EFAULT (no
+ * annotation: the gpa is unknown), a private-memory fault, a poisoned page, or the same gpa
+ * faulting again after being resolved. Failures are logged with everything known; never re-enter
+ * after one. vcpu_fd (or -1) is only read for the rip in the report; info (or NULL) gets details.
+ */
+int pagein_kvm_handle_run(struct pagein_space *space, int vcpu_fd, struct kvm_run *run, int err,
+			  struct pagein_kvm_fault *info);
+/* PAGEIN_KVM_BLOCK_END */
+#endif
+
+/*
+ * uAPI newer than the build machine's headers (Debian 12 ships Linux 6.1's; these arrived in 6.8).
+ * Written from the documented ABI; the running kernel is asked with KVM_CHECK_EXTENSION.
+ */
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39 /* KVM_RUN failed EFAULT/EHWPOISON; run->memory_fault is valid */
+#endif
+#ifndef KVM_CAP_USER_MEMORY2
+#define KVM_CAP_USER_MEMORY2 231 /* KVM_SET_USER_MEMORY_REGION2 exists */
+#endif
+#ifndef KVM_CAP_MEMORY_FAULT_INFO
+#define KVM_CAP_MEMORY_FAULT_INFO 232 /* some EFAULTs come with KVM_EXIT_MEMORY_FAULT */
+#endif
+#ifndef KVM_MEMORY_EXIT_FLAG_PRIVATE
+#define KVM_MEMORY_EXIT_FLAG_PRIVATE (1ull << 3) /* the fault was on private (guest_memfd) memory */
+#endif
+
+/* run->memory_fault: lives in kvm_run's exit union, which starts where every member (mmio) does */
+struct pi_kvm_memory_fault {
+	uint64_t flags; /* KVM_MEMORY_EXIT_FLAG_* */
+	uint64_t gpa;   /* first guest address of the faulting range */
+	uint64_t size;  /* bytes */
+};
+
+/* KVM_SET_USER_MEMORY_REGION2's argument (160 bytes); guest_memfd fields unused here */
+struct pi_kvm_region2 {
+	uint32_t slot;
+	uint32_t flags;
+	uint64_t guest_phys_addr;
+	uint64_t memory_size;
+	uint64_t userspace_addr;
+	uint64_t guest_memfd_offset;
+	uint32_t guest_memfd;
+	uint32_t pad1;
+	uint64_t pad2[14];
+};
+
+#define PI_KVM_SET_REGION2 _IOW(KVMIO, 0x49, struct pi_kvm_region2)
+
+_Static_assert(sizeof(struct pi_kvm_region2) == 160, "kvm_userspace_memory_region2 is 160 bytes");
+
+/* Re-entries allowed for one gpa whose resolve succeeded before we call it a loop. */
+#define PI_KVM_SAME_GPA_MAX 8
+
+/* KVM_CAP_MEMORY_FAULT_INFO as last seen (module-wide, so one value per process): -1 unknown */
+static _Atomic int kvm_mfi = -1;
+
+/* The latest annotated fault this thread resolved: detects KVM faulting again and again. */
+static _Thread_local struct {
+	struct pagein_space *space;
+	uint64_t gpa;
+	unsigned repeats;
+} last_fault;
+
+int pagein_kvm_memory_fault_info(int fd)
+{
+	int ret = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_FAULT_INFO);
+
+	if (ret < 0)
+		return -errno;
+	atomic_store(&kvm_mfi, ret);
+	return ret;
+}
+
+/* Add (size > 0) or delete (size 0) one memslot, with REGION2 when the kernel has it. */
+static int set_slot(int vm_fd, bool region2, uint32_t slot, uint64_t gpa, uint64_t size,
+		    void *host)
+{
+	int ret;
+
+	if (region2) {
+		struct pi_kvm_region2 r2;
+
+		memset(&r2, 0, sizeof(r2));
+		r2.slot = slot;
+		r2.guest_phys_addr = gpa;
+		r2.memory_size = size;
+		r2.userspace_addr = (uintptr_t)host;
+		ret = ioctl(vm_fd, PI_KVM_SET_REGION2, &r2);
+	} else {
+		struct kvm_userspace_memory_region r = {
+			.slot = slot,
+			.flags = 0,
+			.guest_phys_addr = gpa,
+			.memory_size = size,
+			.userspace_addr = (uintptr_t)host,
+		};
+
+		ret = ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &r);
+	}
+	return ret < 0 ? -errno : 0;
+}
+
+/* Why this space cannot back KVM memory, or NULL when it can. */
+static const char *unfit_for_kvm(struct pagein_space *s)
+{
+	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF)
+		return "a SELF (SIGBUS self-resolve) space cannot back KVM memory: KVM reaches guest "
+		       "memory from kernel mode (GUP), where a missing page fails KVM_RUN with EFAULT "
+		       "instead of raising SIGBUS; create the space with PAGEIN_FRONTEND_HANDLER";
+	if (s->user_mode_only)
+		return "the space's userfaultfds were opened with UFFD_USER_MODE_ONLY (no privilege "
+		       "for kernel-mode faults), so KVM's accesses to missing pages fail EFAULT; run "
+		       "as root, set vm.unprivileged_userfaultfd=1 or grant access to "
+		       "/dev/userfaultfd";
+	if (!atomic_load(&s->started))
+		return "start the space (pagein_space_start) before attaching it: a vCPU touching "
+		       "memory that userfaultfd does not watch yet gets zero-filled pages that pagein "
+		       "can never replace";
+	if (atomic_load(&s->stopping))
+		return "the space is stopped: missing pages can no longer be served";
+	return NULL;
+}
+
+int pagein_kvm_attach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
+{
+	unsigned n = atomic_load(&s->nregions), i;
+	const char *why = unfit_for_kvm(s);
+	bool region2;
+	int ret, mfi;
+
+	if (why) {
+		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: %s", why);
+		return -EINVAL;
+	}
+	if (n == 0) {
+		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space has no regions");
+		return -EINVAL;
+	}
+	region2 = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) > 0;
+	mfi = pagein_kvm_memory_fault_info(vm_fd);
+	pagein_log(s, PAGEIN_LOG_INFO,
+		   "attaching %u region(s) as KVM memslots %u..%u with %s; KVM_CAP_MEMORY_FAULT_INFO "
+		   "= %d", n, first_slot, first_slot + n - 1,
+		   region2 ? "KVM_SET_USER_MEMORY_REGION2" : "KVM_SET_USER_MEMORY_REGION", mfi);
+
+	for (i = 0; i < n; i++) {
+		struct pi_region *r = &s->regions[i];
+
+		ret = set_slot(vm_fd, region2, first_slot + i, r->gpa, r->size, r->host);
+		if (ret < 0) {
+			pagein_log(s, PAGEIN_LOG_ERR,
+				   "KVM memslot %u (gpa %#llx size %#llx, host %p): %s", first_slot + i,
+				   (unsigned long long)r->gpa, (unsigned long long)r->size,
+				   (void *)r->host, strerror(-ret));
+			goto err_unset;
+		}
+	}
+	return (int)n;
+
+err_unset:
+	while (i-- > 0)
+		set_slot(vm_fd, region2, first_slot + i, s->regions[i].gpa, 0, NULL);
+	return ret;
+}
+
+int pagein_kvm_detach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
+{
+	unsigned n = atomic_load(&s->nregions);
+	bool region2 = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) > 0;
+	int ret = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		int r = set_slot(vm_fd, region2, first_slot + i, s->regions[i].gpa, 0, NULL);
+
+		if (r < 0 && !ret) {
+			pagein_log(s, PAGEIN_LOG_ERR, "deleting KVM memslot %u: %s", first_slot + i,
+				   strerror(-r));
+			ret = r;
+		}
+	}
+	return ret;
+}
+
+/* Resolve an annotated fault: returns PAGEIN_KVM_REENTER or -errno. */
+static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fault *f)
+{
+	uint64_t bad = 0, gpa = f->gpa & ~4095ull;
+	uint64_t len = (f->gpa + (f->size ? f->size : 1) + 4095) / 4096 * 4096 - gpa;
+	int ret;
+
+	if (f->err == -EHWPOISON) {
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "KVM_RUN: EHWPOISON at gpa %#llx size %#llx: the host page is poisoned "
+			   "(a failed fetch or a memory error); the guest cannot use it",
+			   (unsigned long long)f->gpa, (unsigned long long)f->size);
+		return -EHWPOISON;
+	}
+	if (f->flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) {
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "KVM memory fault on private memory at gpa %#llx size %#llx (flags %#llx): "
+			   "pagein serves shared memory only; convert the range with "
+			   "KVM_SET_MEMORY_ATTRIBUTES", (unsigned long long)f->gpa,
+			   (unsigned long long)f->size, (unsigned long long)f->flags);
+		return -EFAULT;
+	}
+	if (last_fault.space == s && last_fault.gpa == gpa) {
+		if (++last_fault.repeats >= PI_KVM_SAME_GPA_MAX) {
+			pagein_log(s, PAGEIN_LOG_ERR,
+				   "KVM faulted %u times at gpa %#llx although pagein made it present: "
+				   "the memslot does not map this space's memory (attach it with "
+				   "pagein_kvm_attach) or its host mapping lost access; not retrying",
+				   last_fault.repeats, (unsigned long long)gpa);
+			last_fault.repeats = 0;
+			return -EFAULT;
+		}
+	} else {
+		last_fault.space = s;
+		last_fault.gpa = gpa;
+		last_fault.repeats = 0;
+	}
+
+	pagein_stat_add(s, PI_STAT(faults_kvm), 1);
+	ret = pagein_resolve(s, gpa, len, &bad);
+	if (ret == 0)
+		return PAGEIN_KVM_REENTER;
+	pagein_log(s, PAGEIN_LOG_ERR,
+		   "KVM memory fault at gpa %#llx size %#llx: resolving failed at gpa %#llx: %s",
+		   (unsigned long long)f->gpa, (unsigned long long)f->size, (unsigned long long)bad,
+		   strerror(-ret));
+	return ret;
+}
+
+/* Log a bare EFAULT with everything that is known; the gpa is not. */
+static void report_bare(struct pagein_space *s, const struct pagein_kvm_fault *f)
+{
+	uint64_t present = 0, total = 0;
+	uint64_t err_gpa = atomic_load(&s->last_err_gpa);
+	int err = atomic_load(&s->last_err);
+	char last[160] = "no fault error recorded by the space";
+	const char *mfi;
+
+	pagein_residency(s, &present, &total);
+	if (err)
+		snprintf(last, sizeof(last), "the space's latest fault error: gpa %#llx, %s",
+			 (unsigned long long)err_gpa, strerror(-err));
+	if (f->memory_fault_info > 0)
+		mfi = "the kernel reports KVM_CAP_MEMORY_FAULT_INFO but did not annotate this fault";
+	else if (f->memory_fault_info == 0)
+		mfi = "the kernel lacks KVM_CAP_MEMORY_FAULT_INFO";
+	else
+		mfi = "KVM_CAP_MEMORY_FAULT_INFO not probed (call pagein_kvm_attach or "
+		      "pagein_kvm_memory_fault_info first)";
+	pagein_log(s, PAGEIN_LOG_ERR,
+		   "KVM_RUN failed %s without a memory-fault annotation (exit_reason %u, rip %#llx; "
+		   "%s): KVM could not fault in guest memory at an unknown gpa. With pagein this "
+		   "means a kernel-mode access could not be served: the space is %s, %llu of %llu "
+		   "pages present, %s. Not retrying: re-entering would fail the same way",
+		   strerror(-f->err), f->exit_reason, (unsigned long long)f->rip, mfi,
+		   atomic_load(&s->stopping) ? "stopped" :
+		   atomic_load(&s->started) ? "running" : "not started",
+		   (unsigned long long)present, (unsigned long long)total, last);
+}
+
+int pagein_kvm_handle_run(struct pagein_space *s, int vcpu_fd, struct kvm_run *run, int err,
+			  struct pagein_kvm_fault *info)
+{
+	struct pagein_kvm_fault f;
+	struct kvm_regs regs;
+
+	memset(&f, 0, sizeof(f));
+	f.err = err;
+	f.exit_reason = run->exit_reason;
+	f.gpa = PAGEIN_KVM_GPA_UNKNOWN;
+	f.memory_fault_info = atomic_load(&kvm_mfi);
+
+	/* Documented: MEMORY_FAULT comes with -1/EFAULT or EHWPOISON; accept a 0 return too. */
+	if (run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
+	    (err == 0 || err == -EFAULT || err == -EHWPOISON)) {
+		const struct pi_kvm_memory_fault *mf =
+			(const void *)((const char *)run + offsetof(struct kvm_run, mmio));
+
+		f.annotated = 1;
+		f.flags = mf->flags;
+		f.gpa = mf->gpa;
+		f.size = mf->size;
+		/* consume it: a later bare EFAULT must not be mistaken for this fault again */
+		run->exit_reason = KVM_EXIT_UNKNOWN;
+		if (info)
+			*info = f;
+		return resolve_annotated(s, &f);
+	}
+	if (info)
+		*info = f;
+	if (err == 0)
+		return 0; /* an ordinary exit: the caller's business */
+	if (err != -EFAULT && err != -EHWPOISON)
+		return err; /* EINTR, EAGAIN, ...: not about guest memory */
+
+	if (vcpu_fd >= 0 && ioctl(vcpu_fd, KVM_GET_REGS, &regs) == 0)
+		f.rip = regs.rip;
+	if (info)
+		*info = f;
+	report_bare(s, &f);
+	return err;
+}
