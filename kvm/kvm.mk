@@ -15,15 +15,17 @@ kvm-deps:
 kvm-sanity:
 	$(if $(SANFLAGS),$(error test-kvm links static guest programs; sanitizers cannot: run it without SANITIZE))
 
-$(B)/kvm/harness.o: tests/kvm/harness.c tests/kvm/harness.h | kvm-sanity
+KVM_HELP_OBJ := $(B)/kvm/harness.o $(B)/kvm/hspace.o
+
+$(B)/kvm/%.o: tests/kvm/%.c tests/kvm/harness.h tests/kvm/hspace.h tests/kvm/kvm_api.h | kvm-sanity
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) -Itests/kvm $(ALLCFLAGS) -c -o $@ $<
 
-$(B)/kvm/t_kvm_%: tests/kvm/t_kvm_%.c tests/kvm/harness.h $(B)/kvm/harness.o $(B)/libpagein.a
+$(B)/kvm/t_kvm_%: tests/kvm/t_kvm_%.c $(KVM_HELP_OBJ) $(B)/libpagein.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  STATIC  $@")
-	$(Q)$(CC) $(CPPFLAGS) -Itests/kvm $(ALLCFLAGS) -static -o $@ $< $(B)/kvm/harness.o \
+	$(Q)$(CC) $(CPPFLAGS) -Itests/kvm $(ALLCFLAGS) -static -o $@ $< $(KVM_HELP_OBJ) \
 		$(B)/libpagein.a $(LIBS)
 
 kvm-tests: deps $(KVM_TESTS)
