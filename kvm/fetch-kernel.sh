@@ -65,10 +65,10 @@ try_suite() {
 		sed 's/^/  /' "$apt_dir/update.log" >&2
 		return 1
 	fi
-	# newest generic flavour by version: linux-image-6.12.95+deb12-amd64 (not -rt, -cloud,
-	# -dbg, -unsigned: the regex allows no dash between the version and "-amd64")
+	# newest generic flavour by version: linux-image-6.12.95+deb12-amd64 (backports) or
+	# linux-image-6.1.0-47-amd64 (bookworm); not -rt, -cloud, -dbg, -unsigned
 	pkg=$(private_apt apt-cache pkgnames "linux-image-$want." |
-		grep -E "^linux-image-${want//./\\.}\.[0-9]+(\+[a-z0-9.]+)?-amd64\$" |
+		grep -E "^linux-image-${want//./\\.}\.[0-9]+(-[0-9]+)?(\+[a-z0-9.]+)?-amd64\$" |
 		sort -V | tail -n 1)
 	[ -n "$pkg" ] || { echo "fetch-kernel: no linux-image-$want*-amd64 in $suite" >&2; return 1; }
 	return 0

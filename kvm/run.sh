@@ -44,7 +44,7 @@ log=${3:-$(dirname "$initrd")/console.log}
 # VMs were created and destroyed (REFERENCE.md §2); single-threaded TCG has not.
 echo "kvm/run.sh: booting $(basename "$kernel") under QEMU TCG (limit ${LIMIT}s), console -> $log"
 start=$(date +%s)
-timeout -s KILL "$LIMIT" "$QEMU" -accel tcg,thread=single -cpu max -m 2G -smp 2 \
+timeout -k 10 "$LIMIT" "$QEMU" -accel tcg,thread=single -cpu max -m 2G -smp 2 \
 	-nographic -no-reboot -monitor none -serial stdio -nodefaults \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 quiet panic=-1 oops=panic ${KVM_APPEND:-}" </dev/null >"$log" 2>&1
@@ -69,7 +69,8 @@ done < <(grep -E '^KVMTIER-RESULT [^ ]+ [0-9]+$' "$log")
 bad=0
 started=$(grep -c '^KVMTIER-START ' "$log")
 finished=$(grep -c '^KVMTIER-RESULT ' "$log")
-if [ "$qrc" = 137 ] || [ "$qrc" = 124 ]; then
+# timeout: 124 after SIGTERM did it, 137 when QEMU needed the SIGKILL 10 s later
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 	echo "FAIL guest timed out after ${LIMIT}s (QEMU killed)"
 	bad=1
 fi
