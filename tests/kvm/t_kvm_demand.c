@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * t_kvm_demand.c - demand paging of every vCPU's memory through KVM, for each backing (anon,
- * shmem, hugetlb when huge pages can be reserved): N vCPUs walk disjoint slices of a pagein space
- * whose pages arrive from a seeded source on first touch; the guest's reads and every byte of the
- * region are then checked against the pattern.
+ * shmem, hugetlb when huge pages can be reserved; anon and shmem also striped over two
+ * userfaultfds, one page per fault): four vCPUs walk disjoint slices of a pagein space whose pages
+ * arrive from a seeded source on first touch; the guest's reads and every byte are then checked.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -12,27 +12,37 @@
 
 #include "hspace.h"
 
-#define NVCPUS 2
+#define NVCPUS 4
 #define SLICE (8ull << 20)
 #define SEED 0x5eed0001ull
 
-/* 0 pass, 1 fail, 77 skip (backing unavailable) */
-static int run_backing(enum pagein_backing b)
+/* 0 pass, 1 fail, 77 skip (backing unavailable). striped: two userfaultfds, two readers and
+ * one page per fault instead of the defaults. */
+static int run_backing(enum pagein_backing b, bool striped)
 {
 	const char *name = pagein_backing_name(b);
+	struct pagein_config cfg;
 	uint64_t size = NVCPUS * SLICE, bad;
 	struct h_space hs;
 	struct h_vm vm;
 	char msg[256], label[64];
 	int ret, fail = 0;
 
-	snprintf(label, sizeof(label), "demand %s", name);
+	snprintf(label, sizeof(label), "demand %s%s", name, striped ? " striped" : "");
+	pagein_config_init(&cfg);
+	cfg.frontend = PAGEIN_FRONTEND_HANDLER;
+	cfg.log = h_log;
+	if (striped) {
+		cfg.uffds = 2;
+		cfg.readers = 2;
+		cfg.fault_around = 0;
+	}
 	ret = h_vm_new(&vm, NVCPUS, msg);
 	if (ret < 0) {
 		printf("%s: FAIL: %s\n", label, msg);
 		return 1;
 	}
-	ret = h_space_new(&hs, &vm, b, size, SEED, NULL, NULL, msg);
+	ret = h_space_new(&hs, &vm, b, size, SEED, &cfg, NULL, msg);
 	if (ret < 0) {
 		h_vm_free(&vm);
 		if (b == PAGEIN_BACKING_HUGETLB && (ret == -ENOMEM || ret == -ENOSPC)) {
@@ -76,8 +86,13 @@ out:
 
 int main(void)
 {
-	static const enum pagein_backing backings[] = {
-		PAGEIN_BACKING_ANON, PAGEIN_BACKING_SHMEM, PAGEIN_BACKING_HUGETLB,
+	static const struct {
+		enum pagein_backing b;
+		bool striped;
+	} runs[] = {
+		{ PAGEIN_BACKING_ANON, false }, { PAGEIN_BACKING_SHMEM, false },
+		{ PAGEIN_BACKING_HUGETLB, false }, { PAGEIN_BACKING_ANON, true },
+		{ PAGEIN_BACKING_SHMEM, true },
 	};
 	char msg[256];
 	struct h_vm probe;
@@ -90,15 +105,15 @@ int main(void)
 		return ret == -ENODEV ? 77 : 1;
 	}
 	h_vm_free(&probe);
-	for (unsigned i = 0; i < sizeof(backings) / sizeof(backings[0]); i++) {
-		ret = run_backing(backings[i]);
+	for (unsigned i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		ret = run_backing(runs[i].b, runs[i].striped);
 		fails += ret == 1;
 		skips += ret == 77;
 	}
 	if (fails) {
-		printf("t_kvm_demand: FAIL (%d backing(s) failed)\n", fails);
+		printf("t_kvm_demand: FAIL (%d run(s) failed)\n", fails);
 		return 1;
 	}
-	printf("t_kvm_demand: PASS (%d backing(s) skipped)\n", skips);
+	printf("t_kvm_demand: PASS (%d run(s) skipped)\n", skips);
 	return 0;
 }
