@@ -28,6 +28,9 @@ $(B)/kvm/t_kvm_%: tests/kvm/t_kvm_%.c $(KVM_HELP_OBJ) $(B)/libpagein.a
 	$(Q)$(CC) $(CPPFLAGS) -Itests/kvm $(ALLCFLAGS) -static -o $@ $< $(KVM_HELP_OBJ) \
 		$(B)/libpagein.a $(LIBS)
 
+# helpers are intermediates of the pattern rule: keep them so a rerun links without recompiling
+.SECONDARY: $(KVM_HELP_OBJ)
+
 kvm-tests: deps $(KVM_TESTS)
 
 test-kvm: kvm-deps kvm-tests
