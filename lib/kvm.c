@@ -92,15 +92,15 @@ struct pi_kvm_memory_fault {
 
 /* KVM_SET_USER_MEMORY_REGION2's argument (160 bytes); guest_memfd fields unused here */
 struct pi_kvm_region2 {
-	uint32_t slot;
-	uint32_t flags;
-	uint64_t guest_phys_addr;
-	uint64_t memory_size;
-	uint64_t userspace_addr;
-	uint64_t guest_memfd_offset;
-	uint32_t guest_memfd;
-	uint32_t pad1;
-	uint64_t pad2[14];
+	uint32_t slot;               /* memslot number (address space in the high 16 bits) */
+	uint32_t flags;              /* KVM_MEM_*: none used */
+	uint64_t guest_phys_addr;    /* first guest address */
+	uint64_t memory_size;        /* bytes; 0 deletes the slot */
+	uint64_t userspace_addr;     /* host mapping KVM reaches through GUP */
+	uint64_t guest_memfd_offset; /* private memory only: 0 */
+	uint32_t guest_memfd;        /* private memory only: 0 */
+	uint32_t pad1;               /* reserved, 0 */
+	uint64_t pad2[14];           /* reserved, 0 */
 };
 
 #define PI_KVM_SET_REGION2 _IOW(KVMIO, 0x49, struct pi_kvm_region2)
