@@ -135,7 +135,7 @@ int main(void)
 {
 	int r1, r2;
 
-	h_watchdog("t_kvm_accessors", 100);
+	h_watchdog("t_kvm_accessors", 45);
 	r1 = run_backing(PAGEIN_BACKING_ANON);
 	if (r1 == 77)
 		return 77;

@@ -98,7 +98,7 @@ int main(void)
 	struct h_vm probe;
 	int ret, fails = 0, skips = 0;
 
-	h_watchdog("t_kvm_demand", 100);
+	h_watchdog("t_kvm_demand", 45);
 	ret = h_vm_new(&probe, 1, msg);
 	if (ret < 0) {
 		printf("t_kvm_demand: SKIP: %s\n", msg);

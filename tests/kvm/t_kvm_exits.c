@@ -319,7 +319,7 @@ int main(void)
 	void *pn, *sb;
 	int ret, cap, ufd;
 
-	h_watchdog("t_kvm_exits", 60);
+	h_watchdog("t_kvm_exits", 45);
 	ret = h_vm_new(&vm, 1, msg);
 	if (ret < 0) {
 		printf("t_kvm_exits: %s: %s\n", ret == -ENODEV ? "SKIP" : "FAIL", msg);

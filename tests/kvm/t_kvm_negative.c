@@ -50,7 +50,7 @@ int main(void)
 	char msg[256];
 	int ret, sums_bad = 0, caught;
 
-	h_watchdog("t_kvm_negative", 60);
+	h_watchdog("t_kvm_negative", 45);
 	ret = h_vm_new(&vm, NVCPUS, msg);
 	if (ret < 0) {
 		printf("t_kvm_negative: %s: %s\n", ret == -ENODEV ? "SKIP" : "FAIL", msg);
