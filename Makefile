@@ -57,7 +57,7 @@ $(B)/%.o: %.c
 
 $(B)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(ALLCFLAGS) -fPIC -c -o $@ $<
 
 $(B)/libpagein.a: $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")

@@ -57,7 +57,7 @@ enum pagein_log_level {
 };
 
 /* Fault-around default: 0 = one page per fault, >0 = up to that many pages per install. */
-#define PAGEIN_AROUND_AUTO ((unsigned)-1) /* 16 pages when faults look sequential, else 1 */
+#define PAGEIN_AROUND_AUTO ((unsigned)-1) /* 1 page; 4, 8 .. 64 while faults look sequential */
 #define PAGEIN_AROUND_MAX 64u             /* largest window, in pages of the region */
 
 /*
@@ -238,7 +238,8 @@ int pagein_source_mem_new(const void *buf, uint64_t base, uint64_t len, struct p
 /*
  * A source over a pagein snapshot file (format in docs/snapshot.md). Checks the header and that
  * the file holds every byte the header promises. Holes and all-zero pages are installed as zero
- * pages. Returns 0, -EINVAL (not a snapshot, or truncated: the log says which), -errno of open.
+ * pages. Returns 0, -EINVAL (not a pagein snapshot, or a corrupt header), -ENODATA (truncated:
+ * shorter than its header says), or the -errno of open.
  */
 int pagein_source_file_new(const char *path, struct pagein_source **out);
 
@@ -263,7 +264,7 @@ int pagein_snapshot_save(const char *path, struct pagein_region_desc *regs,
 			 const void *const *data, unsigned n);
 
 /* Read the region table of a snapshot: up to max descs into regs; returns the region count or
- * -errno (-EINVAL: not a snapshot or truncated). */
+ * -errno (-EINVAL: not a snapshot or a corrupt header; -ENODATA: truncated). */
 int pagein_snapshot_regions(const char *path, struct pagein_region_desc *regs, unsigned max);
 
 /* XXH3-64 digest of a buffer (the digest snapshots and the protocol use). */

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+/*
+ * access.c - the choke points: every access to guest memory that does not come from a faulting
+ * thread (device emulation, DMA, syscalls in SELF mode, KVM exits) goes through resolve, read,
+ * write or pin, which make the range present first (notify-and-wait on pages in flight). Also
+ * freeze/thaw, which make accessors fail fast and hold faults back.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+#include "uapi.h"
+
+/* Visit the parts of [gpa, gpa+len) region by region; fn gets (region, first page, pages, the
+ * part's gpa and length). Stops at the first error; -EINVAL (logged) when a byte lies outside
+ * every region. */
+typedef int (*part_fn)(struct pagein_space *s, struct pi_region *r, uint64_t gpa, uint64_t len,
+		       void *arg);
+
+static int for_each_part(struct pagein_space *s, uint64_t gpa, uint64_t len, part_fn fn,
+			 void *arg)
+{
+	uint64_t cur = gpa, end = gpa + len, part;
+	struct pi_region *r;
+	int ret;
+
+	if (end < gpa) {
+		pagein_log(s, PAGEIN_LOG_ERR, "range at gpa %#llx length %#llx wraps",
+			   (unsigned long long)gpa, (unsigned long long)len);
+		return -EINVAL;
+	}
+	while (cur < end) {
+		r = pagein_region_find(s, cur);
+		if (!r) {
+			pagein_log(s, PAGEIN_LOG_ERR, "gpa %#llx is outside every region",
+				   (unsigned long long)cur);
+			return -EINVAL;
+		}
+		part = r->gpa + r->size - cur;
+		if (part > end - cur)
+			part = end - cur;
+		ret = fn(s, r, cur, part, arg);
+		if (ret < 0)
+			return ret;
+		cur += part;
+	}
+	return 0;
+}
+
+struct present_arg {
+	uint64_t *bad; /* first failing gpa */
+};
+
+static int present_part(struct pagein_space *s, struct pi_region *r, uint64_t gpa, uint64_t len,
+			void *arg)
+{
+	struct present_arg *a = arg;
+	uint64_t first = (gpa - r->gpa) >> r->page_shift;
+	uint64_t last = (gpa - r->gpa + len - 1) >> r->page_shift;
+	uint64_t bad = 0;
+	int ret;
+
+	if (!atomic_load(&s->started))
+		return -EINVAL;
+	ret = pagein_make_present(s, r, first, last - first + 1, PI_WHY_ACCESS, &bad);
+	if (ret < 0) {
+		if (a->bad)
+			*a->bad = bad;
+		if (ret == -EFAULT)
+			pagein_log(s, PAGEIN_LOG_INFO,
+				   "access to [%#llx, %#llx) fails fast: gpa %#llx is frozen",
+				   (unsigned long long)gpa, (unsigned long long)(gpa + len),
+				   (unsigned long long)bad);
+	}
+	return ret;
+}
+
+int pagein_resolve(struct pagein_space *s, uint64_t gpa, uint64_t len, uint64_t *bad_gpa)
+{
+	struct present_arg a = { bad_gpa };
+
+	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	if (!len)
+		return 0;
+	return for_each_part(s, gpa, len, present_part, &a);
+}
+
+struct copy_arg {
+	uint8_t *buf;  /* caller's buffer, advanced part by part */
+	bool write;    /* copy into guest memory */
+	uint64_t *bad; /* first failing gpa */
+};
+
+static int copy_part(struct pagein_space *s, struct pi_region *r, uint64_t gpa, uint64_t len,
+		     void *arg)
+{
+	struct copy_arg *a = arg;
+	struct present_arg pa = { a->bad };
+	uint8_t *mem;
+	int ret;
+
+	ret = present_part(s, r, gpa, len, &pa);
+	if (ret < 0)
+		return ret;
+	/* memfds through the alias (invariant 2); anon pages are present, so no fault */
+	mem = (r->alias ? r->alias : r->host) + (gpa - r->gpa);
+	if (a->write)
+		memcpy(mem, a->buf, len);
+	else
+		memcpy(a->buf, mem, len);
+	a->buf += len;
+	return 0;
+}
+
+int pagein_read(struct pagein_space *s, uint64_t gpa, void *buf, size_t len)
+{
+	struct copy_arg a = { buf, false, NULL };
+
+	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	return len ? for_each_part(s, gpa, len, copy_part, &a) : 0;
+}
+
+int pagein_write(struct pagein_space *s, uint64_t gpa, const void *buf, size_t len)
+{
+	struct copy_arg a = { (uint8_t *)buf, true, NULL };
+
+	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	return len ? for_each_part(s, gpa, len, copy_part, &a) : 0;
+}
+
+int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
+{
+	struct pi_region *r = pagein_region_find(s, gpa);
+	struct present_arg a = { NULL };
+	int ret;
+
+	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	if (!r || !len || len > r->gpa + r->size - gpa) {
+		pagein_log(s, PAGEIN_LOG_ERR, "pin [%#llx, +%#llx) must lie inside one region",
+			   (unsigned long long)gpa, (unsigned long long)len);
+		return -EINVAL;
+	}
+	atomic_fetch_add(&r->pins, 1);
+	ret = present_part(s, r, gpa, len, &a);
+	if (ret < 0) {
+		atomic_fetch_sub(&r->pins, 1);
+		return ret;
+	}
+	*host = r->host + (gpa - r->gpa);
+	return 0;
+}
+
+void pagein_unpin(struct pagein_space *s, uint64_t gpa, uint64_t len)
+{
+	struct pi_region *r = pagein_region_find(s, gpa);
+
+	if (r && atomic_load(&r->pins) > 0)
+		atomic_fetch_sub(&r->pins, 1);
+}
+
+/* Freeze and thaw take whole pages inside regions. */
+static int check_pages(struct pagein_space *s, uint64_t gpa, uint64_t len, const char *what)
+{
+	struct pi_region *r = pagein_region_find(s, gpa);
+
+	if (!r || !len || len > r->gpa + r->size - gpa || (gpa - r->gpa) % r->page_size ||
+	    len % r->page_size) {
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "%s [%#llx, +%#llx): the range must be whole pages inside one region",
+			   what, (unsigned long long)gpa, (unsigned long long)len);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int pagein_freeze(struct pagein_space *s, uint64_t gpa, uint64_t len)
+{
+	struct pi_region *r;
+	uint64_t i, first;
+	int ret;
+
+	ret = check_pages(s, gpa, len, "freeze");
+	if (ret < 0)
+		return ret;
+	r = pagein_region_find(s, gpa);
+	if (atomic_load(&r->pins) > 0) {
+		pagein_log(s, PAGEIN_LOG_ERR, "freeze at gpa %#llx: the region has pinned ranges",
+			   (unsigned long long)gpa);
+		return -EBUSY;
+	}
+	first = (gpa - r->gpa) >> r->page_shift;
+	for (i = first; i < first + (len >> r->page_shift); i++)
+		pi_test_set(r->frozen, i, memory_order_seq_cst);
+	return 0;
+}
+
+int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
+{
+	struct pi_region *r;
+	uint64_t i, first, n;
+	int ret;
+
+	ret = check_pages(s, gpa, len, "thaw");
+	if (ret < 0)
+		return ret;
+	r = pagein_region_find(s, gpa);
+	first = (gpa - r->gpa) >> r->page_shift;
+	n = len >> r->page_shift;
+	for (i = first; i < first + n; i++) {
+		pi_clear(r->frozen, i);
+		/* a fault refused under FROZEN_FAIL left poison: zap it so the page faults anew */
+		if (pi_test(r->parked, i)) {
+			pi_clear(r->parked, i);
+			madvise(r->host + (i << r->page_shift), r->page_size, MADV_DONTNEED);
+		}
+	}
+	/* self-resolving faulters sleep in the wait table; handler-mode faults sit queued in
+	 * the kernel: wake them to fault again, now served */
+	pagein_wake_all(s);
+	if (atomic_load(&s->started)) {
+		for (i = first; i < first + n; i += r->stripe_pages - i % r->stripe_pages) {
+			uint64_t end = i + r->stripe_pages - i % r->stripe_pages;
+			struct uffdio_range wr;
+
+			if (end > first + n)
+				end = first + n;
+			wr.start = (uintptr_t)r->host + (i << r->page_shift);
+			wr.len = (end - i) << r->page_shift;
+			ioctl(pi_uffd_of(s, r, i), UFFDIO_WAKE, &wr);
+		}
+	}
+	return 0;
+}

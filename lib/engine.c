@@ -1,0 +1,660 @@
+// SPDX-License-Identifier: MIT
+/*
+ * engine.c - one page's life, whatever brought the fault: claim (fetched at most once), fetch
+ * from the source, install (COPY/ZEROPAGE for anon, page cache + CONTINUE for memfds), publish
+ * present (release order, after the install), wake waiters. The kernel's expected races
+ * (EEXIST, EAGAIN, ENOENT/ESRCH) are handled here and nowhere else. Everything on the fault
+ * path is async-signal-safe: atomics, futex, ioctl, pread/pwrite; no malloc, no locks, no stdio.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "uapi.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* ioctl wrappers: each loops over partial progress and owns one kernel race rule              */
+
+enum inst_kind { INST_COPY, INST_ZERO, INST_CONTINUE, INST_POISON };
+
+static int do_ioctl(int fd, enum inst_kind k, uintptr_t dst, const void *src, uint64_t len,
+		    int64_t *done)
+{
+	int ret;
+
+	switch (k) {
+	case INST_COPY: {
+		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len };
+
+		ret = ioctl(fd, UFFDIO_COPY, &c);
+		*done = c.copy;
+		break;
+	}
+	case INST_ZERO: {
+		struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
+
+		ret = ioctl(fd, UFFDIO_ZEROPAGE, &z);
+		*done = z.zeropage;
+		break;
+	}
+	case INST_CONTINUE: {
+		struct uffdio_continue c = { .range = { .start = dst, .len = len } };
+
+		ret = ioctl(fd, UFFDIO_CONTINUE, &c);
+		*done = c.mapped;
+		break;
+	}
+	default: {
+		struct uffdio_poison p = { .range = { .start = dst, .len = len } };
+
+		ret = ioctl(fd, UFFDIO_POISON, &p);
+		*done = p.updated;
+		break;
+	}
+	}
+	if (ret == 0) {
+		*done = (int64_t)len;
+		return 0;
+	}
+	return -errno;
+}
+
+static void uffd_wake(int fd, uintptr_t start, uint64_t len)
+{
+	struct uffdio_range r = { .start = start, .len = len };
+
+	ioctl(fd, UFFDIO_WAKE, &r);
+}
+
+/*
+ * Install [idx, idx+n) of r. The rules, once for the whole library:
+ *  - partial progress: go on from where the kernel stopped;
+ *  - EEXIST: the page is already mapped (someone else installed it). A COPY that fails with
+ *    EEXIST wakes nobody, so wake the page explicitly, then skip it;
+ *  - EAGAIN with no progress: an mm event (REMOVE/UNMAP) is pending and must be read first:
+ *    yield and retry, bounded by the deadline;
+ *  - ENOENT/ESRCH: the mapping or the process is gone: report it.
+ */
+static int install(struct pagein_space *s, struct pi_region *r, enum inst_kind k, uint64_t idx,
+		   uint64_t n, const uint8_t *src, uint64_t deadline)
+{
+	int fd = pi_uffd_of(s, r, idx);
+	uintptr_t dst = (uintptr_t)r->host + (idx << r->page_shift);
+	uint64_t len = n << r->page_shift, off = 0;
+	int64_t done;
+	int ret;
+
+	while (off < len) {
+		ret = do_ioctl(fd, k, dst + off, src ? src + off : NULL, len - off, &done);
+		if (ret == 0)
+			return 0;
+		if (done > 0) {
+			off += (uint64_t)done;
+			continue;
+		}
+		switch (ret) {
+		case -EEXIST:
+			pagein_stat_add(s, PI_STAT(eexist), 1);
+			uffd_wake(fd, dst + off, r->page_size);
+			off += r->page_size;
+			break;
+		case -EAGAIN:
+			pagein_stat_add(s, PI_STAT(eagain), 1);
+			if (pagein_now_ns() > deadline)
+				return -ETIMEDOUT;
+			sched_yield();
+			break;
+		case -ESRCH:
+		case -ENOENT:
+			return -ENOENT;
+		default:
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
+{
+	if (!(s->features & UFFD_FEATURE_POISON))
+		return -ENOSYS;
+	return install(s, r, INST_POISON, idx, n, NULL,
+		       pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* bounce buffers (for fetches that cannot land in their final place)                         */
+
+static int bounce_get(struct pagein_space *s, uint64_t deadline)
+{
+	uint64_t f;
+	uint32_t seq;
+	int i;
+
+	for (;;) {
+		f = atomic_load(&s->bounce_free);
+		while (f) {
+			i = __builtin_ctzll(f);
+			if (atomic_compare_exchange_weak(&s->bounce_free, &f, f & ~(1ull << i)))
+				return i;
+		}
+		seq = atomic_load(&s->bounce_seq);
+		if (atomic_load(&s->bounce_free))
+			continue;
+		if (pagein_futex_wait(&s->bounce_seq, seq, deadline) == -ETIMEDOUT)
+			return -ETIMEDOUT;
+	}
+}
+
+static void bounce_put(struct pagein_space *s, int i)
+{
+	/* sleepers only sleep on an empty mask, so only the put that refills it must wake */
+	if (!atomic_fetch_or(&s->bounce_free, 1ull << i)) {
+		atomic_fetch_add(&s->bounce_seq, 1);
+		pagein_futex_wake(&s->bounce_seq);
+	}
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* waiting and waking                                                                         */
+
+static void wake_bucket(struct pi_bucket *b)
+{
+	if (atomic_load(&b->waiters)) {
+		atomic_fetch_add(&b->seq, 1);
+		pagein_futex_wake(&b->seq);
+	}
+}
+
+void pagein_wake_all(struct pagein_space *s)
+{
+	unsigned i;
+
+	for (i = 0; i < PAGEIN_WAIT_BUCKETS; i++)
+		wake_bucket(&s->wait[i]);
+	atomic_fetch_add(&s->progress, 1);
+	pagein_futex_wake(&s->progress);
+}
+
+/*
+ * Wait until page idx is present. Returns 0, -EIO (failed), -ESHUTDOWN, -ETIMEDOUT, or -EAGAIN
+ * when the page is no longer claimed (its fetch was abandoned: the caller claims it again).
+ * want_thaw: wait for the page to be thawed instead (frozen faults under the WAIT policy).
+ */
+static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
+		     uint64_t deadline, bool want_thaw)
+{
+	struct pi_bucket *b = pi_bucket_of(s, r, idx);
+	uint64_t t0 = pagein_now_ns();
+	uint32_t seq;
+	int ret = 0;
+
+	for (;;) {
+		seq = atomic_load(&b->seq);
+		atomic_fetch_add(&b->waiters, 1);
+		/* checked after announcing ourselves: a publisher either sees us or we see it */
+		if (want_thaw ? !pi_test(r->frozen, idx) : pi_test(r->present, idx))
+			ret = 0;
+		else if (pi_test(r->failed, idx))
+			ret = -EIO;
+		else if (atomic_load(&s->stopping))
+			ret = -ESHUTDOWN;
+		else if (!want_thaw && !pi_test(r->claimed, idx))
+			ret = -EAGAIN;
+		else
+			ret = 1;
+		if (ret == 1)
+			ret = pagein_futex_wait(&b->seq, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT
+				      ? -ETIMEDOUT
+				      : 1;
+		atomic_fetch_sub(&b->waiters, 1);
+		if (ret != 1)
+			break;
+	}
+	pagein_stat_add(s, PI_STAT(blocked_ns), pagein_now_ns() - t0);
+	return ret;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* fetch + install + publish                                                                  */
+
+static uint64_t deadline_from_now(struct pagein_space *s)
+{
+	return pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+}
+
+/* Write the window's bytes into the memfd's page cache (shmem) or its alias (hugetlb). */
+static int memfd_fill(struct pi_region *r, uint64_t idx, uint64_t n, const uint8_t *data,
+		      uint64_t zmask)
+{
+	uint64_t ps = r->page_size, i = 0, j;
+	off_t off;
+	ssize_t w;
+
+	while (i < n) {
+		bool zero = zmask >> i & 1;
+
+		for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
+			;
+		off = (off_t)((idx + i) << r->page_shift);
+		if (zero) {
+			/* a zeroed page in the page cache, no bytes copied */
+			if (fallocate(r->memfd, 0, off, (off_t)((j - i) * ps)) < 0)
+				return -errno;
+		} else if (r->backing == PAGEIN_BACKING_HUGETLB) {
+			/* hugetlbfs has no write(): the alias mapping is the only way in */
+			if (data != r->alias + off)
+				memcpy(r->alias + off, data + i * ps, (j - i) * ps);
+		} else {
+			uint64_t left = (j - i) * ps;
+			const uint8_t *p = data + i * ps;
+
+			while (left) {
+				w = pwrite(r->memfd, p, left, off);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w <= 0)
+					return w < 0 ? -errno : -EIO;
+				left -= (uint64_t)w;
+				p += w;
+				off += w;
+			}
+		}
+		i = j;
+	}
+	return 0;
+}
+
+/* Fetch [idx, idx+n) of r (claimed by the caller) and install it. Returns 0 or -errno. */
+static int fetch_install(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+			 uint64_t deadline, uint64_t *zeros)
+{
+	struct pagein_source *src = s->src;
+	uint64_t ps = r->page_size, gpa = r->gpa + (idx << r->page_shift), len = n * ps;
+	uint64_t zmask = 0, i, j;
+	const uint8_t *data = NULL;
+	uint8_t *dst;
+	int slot = -1, ret;
+
+	if (src->ops.direct)
+		data = src->ops.direct(src->ctx, gpa, len);
+	if (!data) {
+		if (r->backing == PAGEIN_BACKING_HUGETLB) {
+			dst = r->alias + (idx << r->page_shift);
+		} else {
+			slot = bounce_get(s, deadline);
+			if (slot < 0)
+				return slot;
+			dst = s->bounce + (uint64_t)slot * PAGEIN_INSTALL_MAX;
+		}
+		pagein_stat_add(s, PI_STAT(fetches), 1);
+		ret = src->ops.fetch(src->ctx, gpa, dst, len, ps, &zmask, deadline);
+		if (ret < 0) {
+			pagein_stat_add(s, PI_STAT(fetch_errors), 1);
+			goto out;
+		}
+		data = dst;
+	}
+	/* zero pages go in as zero pages: no copy (huge pages already sit in place) */
+	if (r->backing != PAGEIN_BACKING_HUGETLB || data != r->alias + (idx << r->page_shift))
+		for (i = 0; i < n; i++)
+			if (!(zmask >> i & 1) && pagein_is_zero(data + i * ps, ps))
+				zmask |= 1ull << i;
+
+	if (r->backing == PAGEIN_BACKING_ANON) {
+		for (i = 0; i < n; i = j) {
+			bool zero = zmask >> i & 1;
+
+			for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
+				;
+			ret = install(s, r, zero ? INST_ZERO : INST_COPY, idx + i, j - i,
+				      zero ? NULL : data + i * ps, deadline);
+			if (ret < 0)
+				goto out;
+		}
+	} else {
+		ret = memfd_fill(r, idx, n, data, zmask);
+		if (ret < 0)
+			goto out;
+		ret = install(s, r, INST_CONTINUE, idx, n, NULL, deadline);
+		if (ret < 0)
+			goto out;
+	}
+	*zeros = (uint64_t)__builtin_popcountll(zmask);
+	ret = 0;
+out:
+	if (slot >= 0)
+		bounce_put(s, slot);
+	return ret;
+}
+
+static void complete(struct pagein_space *s)
+{
+	if (atomic_exchange(&s->completed, true))
+		return;
+	if (s->cfg.on_complete)
+		s->cfg.on_complete(s->cfg.cb_arg);
+	atomic_fetch_add(&s->progress, 1);
+	pagein_futex_wake(&s->progress);
+}
+
+/* Mark [idx, idx+n) present (after the install: invariant 1) and wake who waits on them. */
+static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
+{
+	uint64_t i;
+
+	for (i = idx; i < idx + n; i++)
+		pi_test_set(r->present, i, memory_order_seq_cst);
+	for (i = idx; i < idx + n; i++)
+		wake_bucket(pi_bucket_of(s, r, i));
+	if (atomic_fetch_add(&s->present_pages, n) + n == s->total_pages)
+		complete(s);
+}
+
+/*
+ * A fetch or install failed. The page that was asked for fails for good: it is marked failed
+ * and poisoned, so a thread blocked on it (or touching it later) gets SIGBUS and never a page
+ * with wrong bytes. Neighbours fetched along with it are released and their faulters woken, so
+ * that they are asked for again on their own.
+ */
+static void fail_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+		       int err)
+{
+	uint64_t gpa = r->gpa + (idx << r->page_shift), i;
+
+	for (i = idx + 1; i < idx + n; i++)
+		pi_clear(r->claimed, i);
+	if (n > 1)
+		uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + ((idx + 1) << r->page_shift),
+			  (n - 1) << r->page_shift);
+	if (!pi_test_set(r->failed, idx, memory_order_seq_cst))
+		atomic_fetch_add(&s->failed_pages, 1);
+	pagein_poison(s, r, idx, 1);
+	atomic_store(&s->last_err_gpa, gpa);
+	atomic_store(&s->last_err, err);
+	if (s->cfg.on_fault_error)
+		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, err);
+	for (i = idx; i < idx + n; i++)
+		wake_bucket(pi_bucket_of(s, r, i));
+	atomic_fetch_add(&s->progress, 1);
+	pagein_futex_wake(&s->progress);
+}
+
+/*
+ * Claim more missing pages after idx (up to max in total, inside idx's stripe), stopping at the
+ * first one that is present, frozen or claimed by someone else. Returns the run length.
+ */
+static uint64_t claim_run(struct pi_region *r, uint64_t idx, uint64_t max)
+{
+	uint64_t end = idx + max, stripe_end = (idx / r->stripe_pages + 1) * r->stripe_pages, j;
+
+	if (end > r->npages)
+		end = r->npages;
+	if (end > stripe_end)
+		end = stripe_end;
+	for (j = idx + 1; j < end; j++)
+		if (pi_test(r->present, j) || pi_test(r->frozen, j) ||
+		    pi_test_set(r->claimed, j, memory_order_acq_rel))
+			break;
+	return j - idx;
+}
+
+/* The largest run a fault or fill may install at once: 64 small pages, one huge page. */
+static uint64_t max_run(struct pi_region *r, uint64_t want)
+{
+	uint64_t cap = PAGEIN_INSTALL_MAX / r->page_size;
+
+	if (!cap)
+		cap = 1;
+	return want < cap ? want : cap;
+}
+
+/* Sequential-fault detector: one slot per expected next page, holding the last window. */
+static unsigned recent_slot(struct pagein_space *s, struct pi_region *r, uint64_t p)
+{
+	return (unsigned)((p ^ (uint64_t)(r - s->regions) * 7) & (PAGEIN_RECENT_SLOTS - 1));
+}
+
+static uint64_t recent_key(struct pagein_space *s, struct pi_region *r, uint64_t p)
+{
+	return (uint64_t)(r - s->regions) << 56 | p << 7;
+}
+
+static uint64_t around_window(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	uint64_t v, prev;
+
+	if (s->cfg.fault_around != PAGEIN_AROUND_AUTO)
+		return s->cfg.fault_around ? s->cfg.fault_around : 1;
+	v = atomic_load_explicit(&s->recent[recent_slot(s, r, idx)], memory_order_relaxed);
+	if ((v & ~127ull) != recent_key(s, r, idx))
+		return 1;
+	prev = v & 127;
+	/* grows 4, 8, ... 64 while the faults keep following each other */
+	return prev * 2 < 4 ? 4 : prev * 2 > PAGEIN_AROUND_MAX ? PAGEIN_AROUND_MAX : prev * 2;
+}
+
+/* Fetch+install+publish a run we claimed; account it. Returns 0 or -errno (run failed). */
+static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+		       enum pi_why why, uint64_t deadline)
+{
+	uint64_t zeros = 0;
+	int ret;
+
+	ret = fetch_install(s, r, idx, n, deadline, &zeros);
+	if (ret < 0) {
+		fail_pages(s, r, idx, n, ret);
+		return ret;
+	}
+	/* counted before publishing, so whoever sees the pages present sees them counted */
+	switch (why) {
+	case PI_WHY_SELF:
+	case PI_WHY_HANDLER:
+		pagein_stat_add(s, PI_STAT(pages_demand), 1);
+		if (n > 1)
+			pagein_stat_add(s, PI_STAT(pages_around), n - 1);
+		break;
+	case PI_WHY_FILL:
+		pagein_stat_add(s, PI_STAT(pages_fill), n);
+		break;
+	case PI_WHY_ACCESS:
+		pagein_stat_add(s, PI_STAT(pages_accessor), n);
+		break;
+	}
+	if (zeros)
+		pagein_stat_add(s, PI_STAT(pages_zero), zeros);
+	publish(s, r, idx, n);
+	return 0;
+}
+
+/*
+ * A fault on a page we already hold as present: in handler mode a stale message (the page was
+ * installed after the fault was queued); otherwise the page was discarded (MADV_DONTNEED zaps
+ * anon pages to zero and shmem PTEs only). Re-map it the way the kernel would have without
+ * userfaultfd: anon gets the zero page, a memfd page its page cache (zero if punched out). The
+ * source is never asked again, so discarded data is never resurrected.
+ */
+static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	uint64_t deadline = deadline_from_now(s);
+	int fd = pi_uffd_of(s, r, idx);
+	uintptr_t dst = (uintptr_t)r->host + (idx << r->page_shift);
+	int64_t done;
+	int ret;
+
+	for (;;) {
+		ret = do_ioctl(fd, r->backing == PAGEIN_BACKING_ANON ? INST_ZERO : INST_CONTINUE,
+			       dst, NULL, r->page_size, &done);
+		if (ret == 0) {
+			pagein_stat_add(s, PI_STAT(rezero), 1);
+			return 0;
+		}
+		if (ret == -EEXIST) {
+			uffd_wake(fd, dst, r->page_size);
+			return 0;
+		}
+		if (ret == -EFAULT && r->memfd >= 0) {
+			/* not in the page cache any more (hole punched): a zeroed page */
+			if (fallocate(r->memfd, 0, (off_t)(idx << r->page_shift),
+				      (off_t)r->page_size) < 0)
+				return -errno;
+			continue;
+		}
+		if (ret == -EAGAIN && pagein_now_ns() < deadline) {
+			sched_yield();
+			continue;
+		}
+		return ret == -ESRCH ? -ENOENT : ret;
+	}
+}
+
+/* A fault on a frozen page: report it, then wait for thaw or fail, as configured. */
+static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx,
+			enum pi_why why)
+{
+	uint64_t gpa = r->gpa + (idx << r->page_shift);
+	int ret;
+
+	pagein_stat_add(s, PI_STAT(frozen_faults), 1);
+	if (s->cfg.on_frozen_fault)
+		s->cfg.on_frozen_fault(s->cfg.cb_arg, gpa, r->page_size);
+	if (s->cfg.frozen_policy == PAGEIN_FROZEN_FAIL) {
+		if (why == PI_WHY_HANDLER) {
+			/* SIGBUS for the faulter now; thaw lifts the poison (parked marks it) */
+			pi_test_set(r->parked, idx, memory_order_seq_cst);
+			pagein_poison(s, r, idx, 1);
+			return 0;
+		}
+		return -EFAULT;
+	}
+	if (why == PI_WHY_HANDLER)
+		return 0; /* the fault stays queued in the kernel; thaw wakes it to fault again */
+	ret = wait_page(s, r, idx, 0, true);
+	return ret == -EAGAIN ? 0 : ret;
+}
+
+int pagein_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why)
+{
+	uint64_t t0 = pagein_now_ns(), deadline = t0 + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	uint64_t n;
+	int ret;
+
+	pagein_stat_add(s, why == PI_WHY_SELF ? PI_STAT(faults_self) : PI_STAT(faults_handler), 1);
+again:
+	if (pi_test(r->present, idx)) {
+		ret = remap(s, r, idx);
+		goto out;
+	}
+	if (pi_test(r->failed, idx)) {
+		ret = -EIO;
+		goto out;
+	}
+	if (pi_test(r->frozen, idx)) {
+		ret = frozen_fault(s, r, idx, why);
+		if (ret == 0 && why != PI_WHY_HANDLER)
+			goto again;
+		goto out;
+	}
+	if (pi_test_set(r->claimed, idx, memory_order_acq_rel)) {
+		pagein_stat_add(s, PI_STAT(races_lost), 1);
+		/* a handler's faulter is woken by the winner's install; a self-resolving thread
+		 * waits for the page, then retries its access */
+		if (why == PI_WHY_HANDLER) {
+			ret = 0;
+			goto out;
+		}
+		ret = wait_page(s, r, idx, deadline, false);
+		if (ret == -EAGAIN)
+			goto again;
+		goto out;
+	}
+	atomic_fetch_add(&s->inflight, 1);
+	if (atomic_load(&s->stopping)) {
+		ret = -ESHUTDOWN;
+		fail_pages(s, r, idx, 1, ret);
+		goto out_inflight;
+	}
+	atomic_fetch_add_explicit(&s->faulting, 1, memory_order_relaxed);
+	n = claim_run(r, idx, max_run(r, around_window(s, r, idx)));
+	atomic_store_explicit(&s->recent[recent_slot(s, r, idx + n)], recent_key(s, r, idx + n) | n,
+			      memory_order_relaxed);
+	atomic_store_explicit(&s->fill_hint, (uint64_t)(r - s->regions) << 56 | (idx + n),
+			      memory_order_relaxed);
+	ret = run_claimed(s, r, idx, n, why, deadline);
+	atomic_fetch_sub_explicit(&s->faulting, 1, memory_order_relaxed);
+out_inflight:
+	atomic_fetch_sub(&s->inflight, 1);
+out:
+	pagein_stat_latency(s, pagein_now_ns() - t0);
+	return ret;
+}
+
+int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+			enum pi_why why, uint64_t *bad)
+{
+	uint64_t deadline = deadline_from_now(s), i = idx, end = idx + n, run;
+	int ret = 0;
+
+	while (i < end) {
+		if (pi_test(r->present, i)) {
+			i++;
+			continue;
+		}
+		if (pi_test(r->failed, i))
+			ret = -EIO;
+		else if (pi_test(r->frozen, i))
+			ret = -EFAULT;
+		else if (atomic_load(&r->gone))
+			ret = -ENOENT;
+		if (ret < 0)
+			break;
+		if (!pi_test_set(r->claimed, i, memory_order_acq_rel)) {
+			atomic_fetch_add(&s->inflight, 1);
+			if (atomic_load(&s->stopping)) {
+				pi_clear(r->claimed, i);
+				atomic_fetch_sub(&s->inflight, 1);
+				ret = -ESHUTDOWN;
+				break;
+			}
+			run = claim_run(r, i, max_run(r, end - i));
+			ret = run_claimed(s, r, i, run, why, deadline);
+			atomic_fetch_sub(&s->inflight, 1);
+			if (ret < 0)
+				break;
+			i += run;
+			continue;
+		}
+		ret = wait_page(s, r, i, deadline, false);
+		if (ret == -EAGAIN)
+			ret = 0; /* abandoned by its claimer: claim it ourselves */
+		else if (ret < 0)
+			break;
+	}
+	if (ret < 0 && bad)
+		*bad = r->gpa + (i << r->page_shift);
+	return ret;
+}
+
+int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max)
+{
+	uint64_t run;
+	int ret;
+
+	if (pi_test(r->present, idx) || pi_test(r->frozen, idx) ||
+	    pi_test_set(r->claimed, idx, memory_order_acq_rel))
+		return 0;
+	atomic_fetch_add(&s->inflight, 1);
+	if (atomic_load(&s->stopping)) {
+		pi_clear(r->claimed, idx);
+		atomic_fetch_sub(&s->inflight, 1);
+		return -ESHUTDOWN;
+	}
+	run = claim_run(r, idx, max_run(r, max));
+	ret = run_claimed(s, r, idx, run, PI_WHY_FILL, deadline_from_now(s));
+	atomic_fetch_sub(&s->inflight, 1);
+	return ret < 0 ? ret : (int)run;
+}

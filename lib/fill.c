@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fill.c - background fill: one thread installs every page still missing, in batches, while
+ * faults keep priority (it yields whenever a fault is being served and never holds a page a
+ * fault waits for longer than one batch). After a fault it jumps to the pages right after it,
+ * then carries on. Also pagein_wait_complete().
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+/* Next page at or after idx in r that nobody has claimed, or r->npages. */
+static uint64_t next_unclaimed(struct pi_region *r, uint64_t idx)
+{
+	uint64_t w, bits;
+
+	while (idx < r->npages) {
+		w = idx >> 6;
+		bits = ~atomic_load_explicit(&r->claimed[w], memory_order_relaxed) &
+		       (~0ull << (idx & 63));
+		if (bits) {
+			idx = (w << 6) + (uint64_t)__builtin_ctzll(bits);
+			return idx < r->npages ? idx : r->npages;
+		}
+		idx = (w + 1) << 6;
+	}
+	return r->npages;
+}
+
+static void *fill_main(void *arg)
+{
+	struct pagein_space *s = arg;
+	unsigned nreg = atomic_load(&s->nregions), ri = 0;
+	uint64_t idx = 0, hint_seen = 0, hint;
+	unsigned idle = 0; /* region ends reached since the last page installed */
+	struct timespec pause = { 0, 200000 };
+	int ret;
+
+	while (!atomic_load(&s->fill_stop) && !atomic_load(&s->stopping)) {
+		if (atomic_load(&s->present_pages) + atomic_load(&s->failed_pages) >= s->total_pages)
+			break;
+		/* faults first: a fault in service means a thread is stalled right now */
+		if (atomic_load_explicit(&s->faulting, memory_order_relaxed) > 0) {
+			sched_yield();
+			continue;
+		}
+		hint = atomic_load_explicit(&s->fill_hint, memory_order_relaxed);
+		if (hint != hint_seen) {
+			hint_seen = hint;
+			if ((hint >> 56) < nreg) {
+				ri = (unsigned)(hint >> 56);
+				idx = hint & ((1ull << 56) - 1);
+			}
+		}
+		idx = next_unclaimed(&s->regions[ri], idx);
+		if (idx >= s->regions[ri].npages) {
+			ri = (ri + 1) % nreg;
+			idx = 0;
+			if (++idle >= 2 * nreg) {
+				/* two passes found nothing to claim: what is left is frozen or in
+				 * flight; look again a little later */
+				idle = 0;
+				nanosleep(&pause, NULL);
+			}
+			continue;
+		}
+		if (pi_test(s->regions[ri].frozen, idx)) {
+			idx++;
+			continue;
+		}
+		ret = pagein_fill_run(s, &s->regions[ri], idx, s->cfg.fill_batch);
+		if (ret == -ESHUTDOWN)
+			break;
+		if (ret < 0)
+			pagein_log(s, PAGEIN_LOG_ERR, "background fill at gpa %#llx: %s",
+				   (unsigned long long)(s->regions[ri].gpa +
+							(idx << s->regions[ri].page_shift)),
+				   strerror(-ret));
+		idx += ret > 0 ? (uint64_t)ret : 1;
+		if (ret > 0)
+			idle = 0;
+	}
+	atomic_store(&s->fill_running, false);
+	return NULL;
+}
+
+int pagein_fill_start(struct pagein_space *s)
+{
+	int ret;
+
+	if (!atomic_load(&s->started) || atomic_load(&s->stopping))
+		return -EINVAL;
+	if (atomic_exchange(&s->fill_running, true))
+		return -EALREADY;
+	atomic_store(&s->fill_stop, false);
+	ret = -pthread_create(&s->fill_thread, NULL, fill_main, s);
+	if (ret < 0) {
+		atomic_store(&s->fill_running, false);
+		pagein_log(s, PAGEIN_LOG_ERR, "starting the fill thread: %s", strerror(-ret));
+	}
+	return ret;
+}
+
+void pagein_fill_stop(struct pagein_space *s)
+{
+	static const pthread_t none;
+
+	if (!memcmp(&s->fill_thread, &none, sizeof(none)))
+		return;
+	atomic_store(&s->fill_stop, true);
+	pthread_join(s->fill_thread, NULL);
+	memset(&s->fill_thread, 0, sizeof(s->fill_thread));
+}
+
+int pagein_wait_complete(struct pagein_space *s, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms < 0 ? 0 : pagein_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint32_t seq;
+
+	for (;;) {
+		seq = atomic_load(&s->progress);
+		if (atomic_load(&s->failed_pages))
+			return -EIO;
+		if (atomic_load(&s->present_pages) >= s->total_pages)
+			return 0;
+		if (atomic_load(&s->stopping))
+			return -ESHUTDOWN;
+		if (pagein_futex_wait(&s->progress, seq, deadline) == -ETIMEDOUT)
+			return -ETIMEDOUT;
+	}
+}

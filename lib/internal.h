@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - what the files of lib/ share: the space and region structures, page-state bitmaps,
+ * the hashed futex wait table, sharded statistics and the resolve engine's entry points.
+ * Nothing here is exported from libpagein.so (the version script lists pagein.h alone).
+ */
+#ifndef PAGEIN_INTERNAL_H
+#define PAGEIN_INTERNAL_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pagein.h"
+
+#define PAGEIN_MAX_REGIONS 32   /* fixed, so the SIGBUS handler can walk them without locks */
+#define PAGEIN_MAX_UFFDS 64     /* userfaultfds one space may stripe its memory over */
+#define PAGEIN_MAX_READERS 256  /* handler threads one space may run */
+#define PAGEIN_WAIT_BUCKETS 256 /* wait-table buckets (power of two) */
+#define PAGEIN_STAT_SHARDS 16   /* statistics shards (power of two) */
+#define PAGEIN_BOUNCE_SLOTS 32  /* bounce buffers for fetches that cannot land in place */
+#define PAGEIN_INSTALL_MAX (PAGEIN_AROUND_MAX * 4096ull) /* largest 4 KiB-page install */
+#define PAGEIN_RECENT_SLOTS 16  /* sequential-fault detector slots */
+
+typedef _Atomic uint64_t pi_bits_t; /* one word of a page bitmap */
+
+/* One guest memory region and the state of its pages. */
+struct pi_region {
+	uint64_t gpa;            /* first guest address */
+	uint64_t size;           /* bytes */
+	uint64_t page_size;      /* 4 KiB or 2 MiB */
+	unsigned page_shift;     /* log2(page_size) */
+	uint64_t npages;         /* size / page_size */
+	enum pagein_backing backing;
+	uint8_t *host;           /* the mapping threads touch (registered with userfaultfd) */
+	uint8_t *alias;          /* second mapping of the memfd (NULL for anon): the library writes here */
+	int memfd;               /* -1 for anon */
+	uint64_t stripe_pages;   /* pages per userfaultfd stripe */
+	unsigned uffd_base;      /* index in space->uffds of stripe 0 */
+	pi_bits_t *present;      /* installed and visible; set with release order after the install */
+	pi_bits_t *claimed;      /* a fetch was started; never cleared once the page is present */
+	pi_bits_t *frozen;       /* accessors fail fast, faults follow the frozen policy */
+	pi_bits_t *failed;       /* fetch failed for good: accessors -EIO, faults get SIGBUS */
+	pi_bits_t *parked;       /* a handler-mode fault waits here for thaw */
+	_Atomic int pins;        /* outstanding pagein_pin()s */
+	_Atomic bool gone;       /* the user unmapped it (EVENT_UNMAP) */
+};
+
+/* One counter shard, padded to its own cache lines so threads do not share lines. */
+struct pi_shard {
+	_Atomic uint64_t c[sizeof(struct pagein_stats) / sizeof(uint64_t)];
+} __attribute__((aligned(64)));
+
+/* Index of a counter in struct pagein_stats, for pi_stat_add(). */
+#define PI_STAT(field) (offsetof(struct pagein_stats, field) / sizeof(uint64_t))
+
+/* A wait-table bucket: a futex word bumped on every change to a page hashed here. */
+struct pi_bucket {
+	_Atomic uint32_t seq;     /* futex word */
+	_Atomic uint32_t waiters; /* threads sleeping on seq: skip the wake syscall when 0 */
+} __attribute__((aligned(64)));
+
+/* Why a page is being resolved: selects counters and what a lost race does. */
+enum pi_why {
+	PI_WHY_SELF,    /* SIGBUS handler of the faulting thread */
+	PI_WHY_HANDLER, /* handler thread serving a fault message */
+	PI_WHY_ACCESS,  /* accessor / pagein_resolve / pin */
+	PI_WHY_FILL,    /* background fill */
+};
+
+struct pi_reader; /* handler.c */
+
+struct pagein_space {
+	struct pagein_config cfg;
+	struct pi_region regions[PAGEIN_MAX_REGIONS];
+	_Atomic unsigned nregions;
+	struct pagein_source *src;
+	uint64_t features;              /* UFFD_FEATURE_* granted */
+	int uffds[PAGEIN_MAX_UFFDS];
+	unsigned nuffds;
+	bool user_mode_only;            /* uffds opened with UFFD_USER_MODE_ONLY */
+	_Atomic bool started;
+	_Atomic bool stopping;
+	_Atomic int inflight;           /* fetch+install sequences in progress */
+	int stop_efd;                   /* eventfd that tells readers to exit */
+	struct pi_reader *readers;      /* handler threads (and the SELF event thread) */
+	unsigned nreaders;
+	int self_slot;                  /* index in the SIGBUS registry, -1 when not there */
+	uint64_t total_pages;
+	_Atomic uint64_t present_pages;
+	_Atomic uint64_t failed_pages;
+	_Atomic uint32_t progress;      /* futex word: bumped on completion, failure and thaw */
+	_Atomic bool completed;         /* on_complete has been called */
+	_Atomic uint64_t fill_hint;     /* (region << 56 | page) just after the latest fault */
+	_Atomic int faulting;           /* faults being served now: the fill yields to them */
+	pthread_t fill_thread;
+	_Atomic bool fill_running;
+	_Atomic bool fill_stop;
+	_Atomic uint64_t recent[PAGEIN_RECENT_SLOTS]; /* sequential-fault detector */
+	uint8_t *bounce;                /* PAGEIN_BOUNCE_SLOTS x PAGEIN_INSTALL_MAX bytes */
+	_Atomic uint64_t bounce_free;   /* bit i set: slot i is free */
+	_Atomic uint32_t bounce_seq;    /* futex word for slot waiters */
+	struct pi_bucket wait[PAGEIN_WAIT_BUCKETS];
+	struct pi_shard shards[PAGEIN_STAT_SHARDS];
+	_Atomic uint64_t last_err_gpa;  /* latest fault error, logged later from a normal thread */
+	_Atomic int last_err;
+};
+
+struct pagein_source {
+	struct pagein_source_ops ops;
+	void *ctx;
+};
+
+/* ---- util.c ---- */
+void pagein_log(struct pagein_space *s, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+uint64_t pagein_now_ns(void);
+int pagein_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
+void pagein_futex_wake(_Atomic uint32_t *word);
+bool pagein_is_zero(const void *p, uint64_t len);
+
+/* ---- stats.c ---- */
+void pagein_stat_add(struct pagein_space *s, unsigned idx, uint64_t v);
+void pagein_stat_latency(struct pagein_space *s, uint64_t ns);
+
+/* ---- bitmap helpers (inline: hot path) ---- */
+static inline bool pi_test(pi_bits_t *bm, uint64_t i)
+{
+	return atomic_load_explicit(&bm[i >> 6], memory_order_acquire) & (1ull << (i & 63));
+}
+
+/* Set bit i; return whether it was already set. */
+static inline bool pi_test_set(pi_bits_t *bm, uint64_t i, memory_order mo)
+{
+	return atomic_fetch_or_explicit(&bm[i >> 6], 1ull << (i & 63), mo) & (1ull << (i & 63));
+}
+
+static inline void pi_clear(pi_bits_t *bm, uint64_t i)
+{
+	atomic_fetch_and_explicit(&bm[i >> 6], ~(1ull << (i & 63)), memory_order_release);
+}
+
+static inline struct pi_bucket *pi_bucket_of(struct pagein_space *s, struct pi_region *r,
+					     uint64_t idx)
+{
+	uint64_t h = ((uint64_t)(r - s->regions) << 40 ^ idx) * 0x9e3779b97f4a7c15ull;
+
+	return &s->wait[h >> 56 & (PAGEIN_WAIT_BUCKETS - 1)];
+}
+
+static inline int pi_uffd_of(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	return s->uffds[r->uffd_base + idx / r->stripe_pages];
+}
+
+/* ---- space.c ---- */
+struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa);
+struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr);
+
+/* ---- engine.c ---- */
+/*
+ * Serve a fault (SELF or HANDLER) on page idx of r. Returns 0 when the faulting access may be
+ * retried, or -errno when it must fail (the caller then delivers SIGBUS: SELF forwards the
+ * signal, HANDLER poisons the page, which wakes the faulter with SIGBUS).
+ */
+int pagein_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why);
+/* Make pages [idx, idx+n) of r present for an accessor/fill. *bad gets the failing page. */
+int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+			enum pi_why why, uint64_t *bad);
+/* Fill: claim up to max missing pages from idx; fetch and install them. Returns pages done. */
+int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max);
+/* Poison [idx, idx+n) of r so that touching it gets SIGBUS; wakes faulters. */
+int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
+/* Wake everybody waiting on any page (thaw, stop, failure). */
+void pagein_wake_all(struct pagein_space *s);
+
+/* ---- selfresolve.c ---- */
+int pagein_self_attach(struct pagein_space *s);
+void pagein_self_detach(struct pagein_space *s);
+
+/* ---- handler.c ---- */
+int pagein_readers_start(struct pagein_space *s);
+void pagein_readers_stop(struct pagein_space *s);
+
+#endif /* PAGEIN_INTERNAL_H */

@@ -1,0 +1,571 @@
+// SPDX-License-Identifier: MIT
+/*
+ * space.c - a space's life: creation, opening and probing userfaultfds (with errors that name
+ * the fix), adding and validating regions, registering them, start and stop, and the lookups
+ * from guest and host addresses to regions.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <linux/memfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "uapi.h"
+
+/* Open one userfaultfd: /dev/userfaultfd first, then the syscall. */
+static int uffd_open(int flags)
+{
+	int fd, dev, ret;
+
+	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev >= 0) {
+		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+		ret = -errno;
+		close(dev);
+		if (fd >= 0)
+			return fd;
+		if (ret != -EPERM && ret != -EACCES && ret != -EINVAL)
+			return ret;
+	}
+	fd = (int)syscall(SYS_userfaultfd, flags);
+	if (fd < 0)
+		return -errno;
+	return fd;
+}
+
+static int uffd_api(int fd, uint64_t want, uint64_t *granted)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = want };
+
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		return -errno;
+	*granted = api.features;
+	return 0;
+}
+
+/* What a failed open means, and what the user can do about it. */
+static void log_perm(struct pagein_space *s, int err)
+{
+	int sysctl = -1;
+	int fd = open("/proc/sys/vm/unprivileged_userfaultfd", O_RDONLY | O_CLOEXEC);
+	char c;
+
+	if (fd >= 0) {
+		if (read(fd, &c, 1) == 1)
+			sysctl = c - '0';
+		close(fd);
+	}
+	pagein_log(s, PAGEIN_LOG_ERR,
+		   "userfaultfd is not permitted (%s): run as root, or set "
+		   "vm.unprivileged_userfaultfd=1 (now %d), or grant read/write access to "
+		   "/dev/userfaultfd (%s)%s",
+		   strerror(-err), sysctl, access("/dev/userfaultfd", R_OK | W_OK) ? "not accessible to you" : "accessible",
+		   s->cfg.frontend == PAGEIN_FRONTEND_HANDLER
+			   ? "; handler threads serve kernel-mode faults, which unprivileged "
+			     "user-mode-only userfaultfds cannot catch"
+			   : "");
+}
+
+/* Features each front-end needs; the backings' ones are added when regions are registered. */
+static uint64_t wanted_features(const struct pagein_space *s, uint64_t avail)
+{
+	uint64_t f = UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |
+		     UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MISSING_HUGETLBFS |
+		     UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MINOR_HUGETLBFS | UFFD_FEATURE_POISON;
+
+	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF)
+		f |= UFFD_FEATURE_SIGBUS;
+	return f & (avail | UFFD_FEATURE_SIGBUS);
+}
+
+static int open_uffds(struct pagein_space *s)
+{
+	uint64_t avail = 0, granted = 0;
+	int flags = O_CLOEXEC | O_NONBLOCK;
+	unsigned i;
+	int fd, ret;
+
+	fd = uffd_open(flags);
+	if (fd == -EPERM && s->cfg.frontend == PAGEIN_FRONTEND_SELF) {
+		/* SIGBUS mode only ever sees user-mode faults: this works unprivileged */
+		flags |= UFFD_USER_MODE_ONLY;
+		fd = uffd_open(flags);
+		s->user_mode_only = fd >= 0;
+	}
+	if (fd < 0) {
+		if (fd == -EPERM || fd == -EACCES) {
+			log_perm(s, fd);
+			return -EPERM;
+		}
+		pagein_log(s, PAGEIN_LOG_ERR, "userfaultfd: %s (the kernel needs CONFIG_USERFAULTFD)",
+			   strerror(-fd));
+		return fd;
+	}
+	/* a probe: features=0 reports everything the kernel offers; an fd takes one UFFDIO_API */
+	ret = uffd_api(fd, 0, &avail);
+	close(fd);
+	if (ret < 0) {
+		pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_API failed: %s", strerror(-ret));
+		return ret;
+	}
+	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF && !(avail & UFFD_FEATURE_SIGBUS)) {
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "this kernel lacks UFFD_FEATURE_SIGBUS: use the handler front-end");
+		return -ENOSYS;
+	}
+	s->nuffds = s->cfg.frontend == PAGEIN_FRONTEND_HANDLER ? s->cfg.uffds : 1;
+	for (i = 0; i < s->nuffds; i++) {
+		fd = uffd_open(flags);
+		if (fd < 0)
+			return fd;
+		s->uffds[i] = fd;
+		ret = uffd_api(fd, wanted_features(s, avail), &granted);
+		if (ret < 0) {
+			pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_API(features %#llx): %s",
+				   (unsigned long long)wanted_features(s, avail), strerror(-ret));
+			return ret;
+		}
+		s->features = granted;
+	}
+	return 0;
+}
+
+int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out)
+{
+	struct pagein_space *s;
+	unsigned i;
+	int ret;
+
+	s = aligned_alloc(64, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	memset(s, 0, sizeof(*s));
+	if (cfg)
+		s->cfg = *cfg;
+	else
+		pagein_config_init(&s->cfg);
+	s->stop_efd = -1;
+	s->self_slot = -1;
+	for (i = 0; i < PAGEIN_MAX_UFFDS; i++)
+		s->uffds[i] = -1;
+
+	ret = -EINVAL;
+	if (s->cfg.frontend != PAGEIN_FRONTEND_SELF && s->cfg.frontend != PAGEIN_FRONTEND_HANDLER) {
+		pagein_log(s, PAGEIN_LOG_ERR, "unknown front-end %d", s->cfg.frontend);
+		goto err_free;
+	}
+	if (!s->cfg.readers || s->cfg.readers > PAGEIN_MAX_READERS || !s->cfg.uffds ||
+	    s->cfg.uffds > PAGEIN_MAX_UFFDS) {
+		pagein_log(s, PAGEIN_LOG_ERR, "readers must be 1..%d and uffds 1..%d (got %u, %u)",
+			   PAGEIN_MAX_READERS, PAGEIN_MAX_UFFDS, s->cfg.readers, s->cfg.uffds);
+		goto err_free;
+	}
+	if (s->cfg.fault_around != PAGEIN_AROUND_AUTO && s->cfg.fault_around > PAGEIN_AROUND_MAX) {
+		pagein_log(s, PAGEIN_LOG_ERR, "fault_around %u is over the maximum %u",
+			   s->cfg.fault_around, PAGEIN_AROUND_MAX);
+		goto err_free;
+	}
+	if (!s->cfg.timeout_ms)
+		s->cfg.timeout_ms = 10000;
+	if (!s->cfg.fill_batch || s->cfg.fill_batch > PAGEIN_AROUND_MAX)
+		s->cfg.fill_batch = PAGEIN_AROUND_MAX;
+
+	ret = open_uffds(s);
+	if (ret < 0)
+		goto err_close;
+	s->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_efd < 0) {
+		ret = -errno;
+		goto err_close;
+	}
+	s->bounce = mmap(NULL, PAGEIN_BOUNCE_SLOTS * PAGEIN_INSTALL_MAX, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->bounce == MAP_FAILED) {
+		ret = -errno;
+		s->bounce = NULL;
+		goto err_close;
+	}
+	s->bounce_free = PAGEIN_BOUNCE_SLOTS == 64 ? ~0ull : (1ull << PAGEIN_BOUNCE_SLOTS) - 1;
+	*out = s;
+	return 0;
+
+err_close:
+	for (i = 0; i < PAGEIN_MAX_UFFDS; i++)
+		if (s->uffds[i] >= 0)
+			close(s->uffds[i]);
+	if (s->stop_efd >= 0)
+		close(s->stop_efd);
+err_free:
+	free(s);
+	return ret;
+}
+
+static int bitmaps_alloc(struct pi_region *r)
+{
+	uint64_t words = (r->npages + 63) / 64;
+	pi_bits_t *all = calloc(words * 5, sizeof(*all));
+
+	if (!all)
+		return -ENOMEM;
+	r->present = all;
+	r->claimed = all + words;
+	r->frozen = all + 2 * words;
+	r->failed = all + 3 * words;
+	r->parked = all + 4 * words;
+	return 0;
+}
+
+static void region_unmap(struct pi_region *r)
+{
+	if (r->host)
+		munmap(r->host, r->size);
+	if (r->alias)
+		munmap(r->alias, r->size);
+	if (r->memfd >= 0)
+		close(r->memfd);
+	free((void *)r->present);
+	r->host = r->alias = NULL;
+	r->memfd = -1;
+	r->present = NULL;
+}
+
+/* Map the region's memory: anonymous, or a memfd mapped twice (registered + alias). */
+static int region_map(struct pagein_space *s, struct pi_region *r)
+{
+	unsigned mfd_flags = MFD_CLOEXEC;
+	int ret;
+
+	if (r->backing == PAGEIN_BACKING_ANON) {
+		r->host = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (r->host == MAP_FAILED) {
+			r->host = NULL;
+			return -errno;
+		}
+		goto dontfork;
+	}
+	if (r->backing == PAGEIN_BACKING_HUGETLB)
+		mfd_flags |= MFD_HUGETLB | MFD_HUGE_2MB;
+	r->memfd = memfd_create("pagein-guest", mfd_flags);
+	if (r->memfd < 0)
+		return -errno;
+	if (ftruncate(r->memfd, (off_t)r->size) < 0)
+		return -errno;
+	r->host = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
+	if (r->host == MAP_FAILED) {
+		ret = -errno;
+		r->host = NULL;
+		if (r->backing == PAGEIN_BACKING_HUGETLB && ret == -ENOMEM)
+			pagein_log(s, PAGEIN_LOG_ERR,
+				   "cannot reserve %llu huge pages of 2 MiB: raise vm.nr_hugepages "
+				   "(echo N > /proc/sys/vm/nr_hugepages as root)",
+				   (unsigned long long)r->npages);
+		return ret;
+	}
+	r->alias = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);
+	if (r->alias == MAP_FAILED) {
+		r->alias = NULL;
+		return -errno;
+	}
+	madvise(r->alias, r->size, MADV_DONTFORK);
+dontfork:
+	/* as QEMU does for guest RAM: a child must never see a half-arrived memory (without
+	 * EVENT_FORK it would read missing pages as zeros, silently) */
+	madvise(r->host, r->size, MADV_DONTFORK);
+	return 0;
+}
+
+int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
+		      enum pagein_backing backing, void **host)
+{
+	unsigned n = atomic_load(&s->nregions), i;
+	struct pi_region *r;
+	uint64_t ps;
+	int ret;
+
+	if (atomic_load(&s->started)) {
+		pagein_log(s, PAGEIN_LOG_ERR, "regions can only be added before pagein_space_start");
+		return -EBUSY;
+	}
+	if (backing != PAGEIN_BACKING_ANON && backing != PAGEIN_BACKING_SHMEM &&
+	    backing != PAGEIN_BACKING_HUGETLB) {
+		pagein_log(s, PAGEIN_LOG_ERR, "unknown backing %d", backing);
+		return -EINVAL;
+	}
+	ps = pagein_backing_page_size(backing);
+	if (!size) {
+		pagein_log(s, PAGEIN_LOG_ERR, "region at gpa %#llx has zero size",
+			   (unsigned long long)gpa);
+		return -EINVAL;
+	}
+	if (gpa % ps || size % ps) {
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "region gpa %#llx size %#llx is not aligned to the %s page size %#llx",
+			   (unsigned long long)gpa, (unsigned long long)size,
+			   pagein_backing_name(backing), (unsigned long long)ps);
+		return -EINVAL;
+	}
+	if (gpa + size < gpa) {
+		pagein_log(s, PAGEIN_LOG_ERR, "region gpa %#llx size %#llx wraps the address space",
+			   (unsigned long long)gpa, (unsigned long long)size);
+		return -EINVAL;
+	}
+	for (i = 0; i < n; i++) {
+		r = &s->regions[i];
+		if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
+			pagein_log(s, PAGEIN_LOG_ERR,
+				   "region [%#llx, %#llx) overlaps region %u [%#llx, %#llx)",
+				   (unsigned long long)gpa, (unsigned long long)(gpa + size), i,
+				   (unsigned long long)r->gpa,
+				   (unsigned long long)(r->gpa + r->size));
+			return -EINVAL;
+		}
+	}
+	if (n == PAGEIN_MAX_REGIONS) {
+		pagein_log(s, PAGEIN_LOG_ERR, "a space holds at most %d regions", PAGEIN_MAX_REGIONS);
+		return -ENOSPC;
+	}
+
+	r = &s->regions[n];
+	memset(r, 0, sizeof(*r));
+	r->gpa = gpa;
+	r->size = size;
+	r->page_size = ps;
+	r->page_shift = (unsigned)__builtin_ctzll(ps);
+	r->npages = size / ps;
+	r->backing = backing;
+	r->memfd = -1;
+	ret = bitmaps_alloc(r);
+	if (ret < 0)
+		return ret;
+	ret = region_map(s, r);
+	if (ret < 0) {
+		if (ret != -ENOMEM || backing != PAGEIN_BACKING_HUGETLB)
+			pagein_log(s, PAGEIN_LOG_ERR, "mapping %llu bytes of %s memory: %s",
+				   (unsigned long long)size, pagein_backing_name(backing),
+				   strerror(-ret));
+		region_unmap(r);
+		return ret;
+	}
+	s->total_pages += r->npages;
+	atomic_store(&s->nregions, n + 1);
+	if (host)
+		*host = r->host;
+	return 0;
+}
+
+int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
+{
+	unsigned i, n = atomic_load(&s->nregions);
+	uint64_t ext, need = 0;
+
+	if (atomic_load(&s->started))
+		return -EBUSY;
+	if (!src)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (s->regions[i].gpa + s->regions[i].size > need)
+			need = s->regions[i].gpa + s->regions[i].size;
+	if (src->ops.extent) {
+		ext = src->ops.extent(src->ctx);
+		if (ext < need) {
+			pagein_log(s, PAGEIN_LOG_ERR,
+				   "the source holds guest addresses up to %#llx but the regions "
+				   "need up to %#llx (a truncated snapshot?)",
+				   (unsigned long long)ext, (unsigned long long)need);
+			return -EINVAL;
+		}
+	}
+	s->src = src;
+	return 0;
+}
+
+/* Register region r with its userfaultfd(s), one stripe each. */
+static int region_register(struct pagein_space *s, struct pi_region *r, unsigned base)
+{
+	struct uffdio_register reg;
+	uint64_t need_ioctls, off, len, stripe_bytes;
+	unsigned k;
+
+	r->uffd_base = base;
+	r->stripe_pages = (r->npages + s->nuffds - 1) / s->nuffds;
+	stripe_bytes = r->stripe_pages * r->page_size;
+	for (k = 0, off = 0; off < r->size; k++, off += stripe_bytes) {
+		len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
+		memset(&reg, 0, sizeof(reg));
+		reg.range.start = (uintptr_t)r->host + off;
+		reg.range.len = len;
+		reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+		need_ioctls = 1ull << _UFFDIO_COPY;
+		if (r->backing != PAGEIN_BACKING_ANON) {
+			reg.mode |= UFFDIO_REGISTER_MODE_MINOR;
+			need_ioctls = 1ull << _UFFDIO_CONTINUE;
+		}
+		if (ioctl(s->uffds[base + k], UFFDIO_REGISTER, &reg) < 0) {
+			int ret = -errno;
+
+			pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_REGISTER of %s region at gpa %#llx: %s%s",
+				   pagein_backing_name(r->backing), (unsigned long long)r->gpa,
+				   strerror(-ret),
+				   r->backing != PAGEIN_BACKING_ANON && ret == -EINVAL
+					   ? " (this kernel lacks MINOR faults on shmem/hugetlb)"
+					   : "");
+			return ret;
+		}
+		if ((reg.ioctls & need_ioctls) != need_ioctls) {
+			pagein_log(s, PAGEIN_LOG_ERR, "the kernel offers no %s for %s memory",
+				   r->backing == PAGEIN_BACKING_ANON ? "UFFDIO_COPY" : "UFFDIO_CONTINUE",
+				   pagein_backing_name(r->backing));
+			return -ENOSYS;
+		}
+	}
+	return 0;
+}
+
+int pagein_space_start(struct pagein_space *s)
+{
+	unsigned i, n = atomic_load(&s->nregions);
+	int ret;
+
+	if (atomic_load(&s->started) || atomic_load(&s->stopping)) {
+		pagein_log(s, PAGEIN_LOG_ERR, "space already started (a stopped space cannot restart)");
+		return -EBUSY;
+	}
+	if (!n || !s->src) {
+		pagein_log(s, PAGEIN_LOG_ERR, "start needs at least one region and a source");
+		return -EINVAL;
+	}
+	for (i = 0; i < n; i++) {
+		ret = region_register(s, &s->regions[i], 0);
+		if (ret < 0)
+			return ret;
+	}
+	atomic_store(&s->started, true);
+	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF) {
+		ret = pagein_self_attach(s);
+		if (ret < 0)
+			goto err_started;
+	}
+	ret = pagein_readers_start(s);
+	if (ret < 0)
+		goto err_self;
+	return 0;
+
+err_self:
+	pagein_self_detach(s);
+err_started:
+	atomic_store(&s->started, false);
+	return ret;
+}
+
+void pagein_space_stop(struct pagein_space *s)
+{
+	uint64_t deadline, i, j, n;
+	struct pi_region *r;
+
+	if (!atomic_load(&s->started) || atomic_exchange(&s->stopping, true))
+		return;
+	pagein_fill_stop(s);
+	/* no new claims from here on; let the fetches already running finish (bounded) */
+	deadline = pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	while (atomic_load(&s->inflight) > 0 && pagein_now_ns() < deadline)
+		usleep(100);
+	/* every page still missing becomes poison: a thread blocked on it, or touching it later,
+	 * gets SIGBUS rather than a zero page that was never the guest's */
+	n = atomic_load(&s->nregions);
+	for (i = 0; i < n; i++) {
+		r = &s->regions[i];
+		for (j = 0; j < r->npages;) {
+			uint64_t k = j;
+
+			while (k < r->npages && !pi_test(r->present, k) &&
+			       k / r->stripe_pages == j / r->stripe_pages)
+				k++;
+			if (k > j)
+				pagein_poison(s, r, j, k - j);
+			j = k > j ? k : j + 1;
+		}
+	}
+	pagein_wake_all(s);
+	pagein_readers_stop(s);
+	pagein_self_detach(s);
+	atomic_store(&s->started, false);
+}
+
+void pagein_space_free(struct pagein_space *s)
+{
+	unsigned i, n;
+
+	if (!s)
+		return;
+	pagein_space_stop(s);
+	n = atomic_load(&s->nregions);
+	/* close the userfaultfds first: with EVENT_UNMAP, a munmap() waits until a reader reads
+	 * the event, and the readers are gone. Closing is safe now: stop poisoned every missing
+	 * page, so no faulter is left to resume on a zero-filled page. */
+	for (i = 0; i < PAGEIN_MAX_UFFDS; i++)
+		if (s->uffds[i] >= 0)
+			close(s->uffds[i]);
+	for (i = 0; i < n; i++)
+		region_unmap(&s->regions[i]);
+	if (s->stop_efd >= 0)
+		close(s->stop_efd);
+	if (s->bounce)
+		munmap(s->bounce, PAGEIN_BOUNCE_SLOTS * PAGEIN_INSTALL_MAX);
+	free(s);
+}
+
+struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa)
+{
+	unsigned i, n = atomic_load_explicit(&s->nregions, memory_order_acquire);
+
+	for (i = 0; i < n; i++)
+		if (gpa - s->regions[i].gpa < s->regions[i].size)
+			return &s->regions[i];
+	return NULL;
+}
+
+struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr)
+{
+	unsigned i, n = atomic_load_explicit(&s->nregions, memory_order_acquire);
+
+	for (i = 0; i < n; i++)
+		if (addr - (uintptr_t)s->regions[i].host < s->regions[i].size)
+			return &s->regions[i];
+	return NULL;
+}
+
+void *pagein_host_addr(struct pagein_space *s, uint64_t gpa)
+{
+	struct pi_region *r = pagein_region_find(s, gpa);
+
+	return r ? r->host + (gpa - r->gpa) : NULL;
+}
+
+int pagein_gpa_of(struct pagein_space *s, const void *host, uint64_t *gpa)
+{
+	struct pi_region *r = pagein_region_of_host(s, (uintptr_t)host);
+
+	if (!r)
+		return -EINVAL;
+	*gpa = r->gpa + ((uintptr_t)host - (uintptr_t)r->host);
+	return 0;
+}
+
+int pagein_space_uffd(struct pagein_space *s, unsigned i)
+{
+	return i < s->nuffds ? s->uffds[i] : -ENOENT;
+}
+
+void pagein_residency(struct pagein_space *s, uint64_t *present, uint64_t *total)
+{
+	if (present)
+		*present = atomic_load(&s->present_pages);
+	if (total)
+		*total = s->total_pages;
+}
