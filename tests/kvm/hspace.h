@@ -8,7 +8,7 @@
 #define PAGEIN_KVM_HSPACE_H
 
 #include "harness.h"
-#include "kvm_api.h"
+#include "pagein.h"
 
 #define H_SPACE_SLOT 1 /* first memslot of the space (slot 0 is the harness's system slot) */
 
