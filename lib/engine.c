@@ -356,30 +356,39 @@ static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 }
 
 /*
- * A fetch or install failed. The page that was asked for fails for good: it is marked failed
- * and poisoned, so a thread blocked on it (or touching it later) gets SIGBUS and never a page
- * with wrong bytes. Neighbours fetched along with it are released and their faulters woken, so
- * that they are asked for again on their own.
+ * Give back claims on [idx, idx+n) that were never installed, and wake whoever waits on them
+ * (self-resolving threads in the wait table, handler-mode faulters in the kernel), so that they
+ * are asked for again on their own.
  */
-static void fail_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
-		       int err)
+static void release_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
-	uint64_t gpa = r->gpa + (idx << r->page_shift), i;
+	uint64_t i;
 
-	for (i = idx + 1; i < idx + n; i++)
+	for (i = idx; i < idx + n; i++)
 		pi_clear(r->claimed, i);
-	if (n > 1)
-		uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + ((idx + 1) << r->page_shift),
-			  (n - 1) << r->page_shift);
-	if (!pi_test_set(r->failed, idx, memory_order_seq_cst))
-		atomic_fetch_add(&s->failed_pages, 1);
-	pagein_poison(s, r, idx, 1);
-	atomic_store(&s->last_err_gpa, gpa);
-	atomic_store(&s->last_err, err);
-	if (s->cfg.on_fault_error)
-		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, err);
+	uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
+		  n << r->page_shift);
 	for (i = idx; i < idx + n; i++)
 		wake_bucket(pi_bucket_of(s, r, i));
+}
+
+/*
+ * A fetch or install of page idx failed. It fails for good: it is marked failed and poisoned,
+ * so a thread blocked on it (or touching it later) gets SIGBUS and never a page with wrong bytes.
+ */
+static void fail_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx, int err)
+{
+	uint64_t gpa = r->gpa + (idx << r->page_shift);
+
+	if (!pi_test_set(r->failed, idx, memory_order_seq_cst))
+		atomic_fetch_add(&s->failed_pages, 1);
+	atomic_store(&s->last_err_gpa, gpa);
+	atomic_store(&s->last_err, err);
+	/* report before the poison: the SIGBUS it brings may end the process */
+	if (s->cfg.on_fault_error)
+		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, err);
+	pagein_poison(s, r, idx, 1);
+	wake_bucket(pi_bucket_of(s, r, idx));
 	atomic_fetch_add(&s->progress, 1);
 	pagein_futex_wake(&s->progress);
 }
@@ -438,7 +447,8 @@ static uint64_t around_window(struct pagein_space *s, struct pi_region *r, uint6
 	return prev * 2 < 4 ? 4 : prev * 2 > PAGEIN_AROUND_MAX ? PAGEIN_AROUND_MAX : prev * 2;
 }
 
-/* Fetch+install+publish a run we claimed; account it. Returns 0 or -errno (run failed). */
+/* Fetch+install+publish a run we claimed; account it. Returns the pages installed from idx on
+ * (fewer than n when the run failed and only idx could be had alone), or -errno: idx failed. */
 static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 		       enum pi_why why, uint64_t deadline)
 {
@@ -446,8 +456,15 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	int ret;
 
 	ret = fetch_install(s, r, idx, n, deadline, &zeros);
+	if (ret < 0 && n > 1) {
+		/* the run failed somewhere: give the neighbours back and try the page that was
+		 * asked for on its own, so that only its own failure fails it */
+		release_run(s, r, idx + 1, n - 1);
+		n = 1;
+		ret = fetch_install(s, r, idx, n, deadline, &zeros);
+	}
 	if (ret < 0) {
-		fail_pages(s, r, idx, n, ret);
+		fail_pages(s, r, idx, ret);
 		return ret;
 	}
 	/* counted before publishing, so whoever sees the pages present sees them counted */
@@ -468,7 +485,7 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	if (zeros)
 		pagein_stat_add(s, PI_STAT(pages_zero), zeros);
 	publish(s, r, idx, n);
-	return 0;
+	return (int)n;
 }
 
 /*
@@ -575,7 +592,7 @@ again:
 	atomic_fetch_add(&s->inflight, 1);
 	if (atomic_load(&s->stopping)) {
 		ret = -ESHUTDOWN;
-		fail_pages(s, r, idx, 1, ret);
+		fail_pages(s, r, idx, ret);
 		goto out_inflight;
 	}
 	atomic_fetch_add_explicit(&s->faulting, 1, memory_order_relaxed);
@@ -585,6 +602,8 @@ again:
 	atomic_store_explicit(&s->fill_hint, (uint64_t)(r - s->regions) << 56 | (idx + n),
 			      memory_order_relaxed);
 	ret = run_claimed(s, r, idx, n, why, deadline);
+	if (ret > 0)
+		ret = 0;
 	atomic_fetch_sub_explicit(&s->faulting, 1, memory_order_relaxed);
 out_inflight:
 	atomic_fetch_sub(&s->inflight, 1);
@@ -625,7 +644,8 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 			atomic_fetch_sub(&s->inflight, 1);
 			if (ret < 0)
 				break;
-			i += run;
+			i += (uint64_t)ret;
+			ret = 0;
 			continue;
 		}
 		ret = wait_page(s, r, i, deadline, false);
@@ -656,5 +676,5 @@ int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 	run = claim_run(r, idx, max_run(r, max));
 	ret = run_claimed(s, r, idx, run, PI_WHY_FILL, deadline_from_now(s));
 	atomic_fetch_sub(&s->inflight, 1);
-	return ret < 0 ? ret : (int)run;
+	return ret;
 }
