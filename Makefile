@@ -93,7 +93,7 @@ $(B)/tests/%: tests/%.c $(B)/tests/helpers.o $(B)/libpagein.a
 	$(Q)$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(B)/tests/helpers.o $(B)/libpagein.a $(LIBS)
 
 test: all
-	$(Q)B=$(B) bash tests/run.sh
+	$(Q)B=$(B) SANITIZE_BUILD=$(SANITIZE) bash tests/run.sh
 
 demo: all
 	$(Q)$(B)/pagein demo

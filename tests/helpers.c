@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -156,4 +157,94 @@ uint64_t t_rand(uint64_t *state, uint64_t n)
 	*state ^= *state >> 7;
 	*state ^= *state << 17;
 	return *state % n;
+}
+
+static bool t_holds(uint64_t gpa, uint64_t len, uint64_t x)
+{
+	return x != UINT64_MAX && x >= gpa && x - gpa < len;
+}
+
+/* Async-signal-safe: atomics, nanosleep, memcpy. */
+static int t_src_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page_size,
+		       uint64_t *zero_mask, uint64_t deadline_ns)
+{
+	struct t_src *t = ctx;
+	uint64_t i;
+
+	if (gpa < t->base || gpa + len > t->base + t->len)
+		return -EINVAL;
+	for (i = 0; i < len; i += 4096)
+		atomic_fetch_add(&t->fetches[(gpa - t->base + i) / 4096], 1);
+	if (t_holds(gpa, len, t->slow_gpa)) {
+		struct timespec ts = { t->slow_us / 1000000, (long)(t->slow_us % 1000000) * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (t_holds(gpa, len, t->fail_gpa)) {
+		if (!t->hang)
+			return t->fail_err;
+		for (;;) {
+			struct timespec ts = { 0, 1000000 }, now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (deadline_ns &&
+			    (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec >= deadline_ns)
+				return -ETIMEDOUT;
+			nanosleep(&ts, NULL);
+		}
+	}
+	memcpy(dst, t->buf + (gpa - t->base), len);
+	return 0;
+}
+
+static uint64_t t_src_extent(void *ctx)
+{
+	struct t_src *t = ctx;
+
+	return t->base + t->len;
+}
+
+int t_src_new(struct t_src *t, const void *buf, uint64_t base, uint64_t len,
+	      struct pagein_source **out)
+{
+	static const struct pagein_source_ops ops = { .fetch = t_src_fetch, .extent = t_src_extent };
+
+	t->buf = buf;
+	t->base = base;
+	t->len = len;
+	t->fetches = calloc(len / 4096, sizeof(*t->fetches));
+	t->slow_gpa = t->fail_gpa = UINT64_MAX;
+	t->slow_us = 0;
+	t->fail_err = -EIO;
+	t->hang = false;
+	if (!t->fetches)
+		return -ENOMEM;
+	return pagein_source_new(&ops, t, out);
+}
+
+unsigned t_src_fetches(struct t_src *t, uint64_t gpa)
+{
+	return atomic_load(&t->fetches[(gpa - t->base) / 4096]);
+}
+
+void t_space_make(struct t_space *t, const struct pagein_config *cfg, enum pagein_backing b,
+		  uint64_t size, uint64_t seed)
+{
+	memset(t, 0, sizeof(*t));
+	t->size = size;
+	t->img = malloc(size);
+	T_ASSERT(t->img);
+	t_fill(t->img, 0, size, seed, 0);
+	T_EQ(pagein_space_new(cfg, &t->s), 0);
+	T_EQ(pagein_region_add(t->s, 0, size, b, (void **)&t->host), 0);
+	T_EQ(t_src_new(&t->ts, t->img, 0, size, &t->src), 0);
+	T_EQ(pagein_space_set_source(t->s, t->src), 0);
+}
+
+void t_space_free(struct t_space *t)
+{
+	pagein_space_free(t->s);
+	pagein_source_free(t->src);
+	free(t->ts.fetches);
+	free(t->img);
 }

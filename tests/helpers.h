@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,3 +69,34 @@ enum pagein_frontend t_frontend(const char *s);
 uint64_t t_rand(uint64_t *state, uint64_t n);
 
 #endif
+
+/* A test source over a buffer that counts fetches per 4 KiB page and can be slow, fail, or hang
+ * (until the fetch's deadline, then -ETIMEDOUT) for ranges holding chosen addresses. */
+struct t_src {
+	const uint8_t *buf;        /* image of [base, base+len) */
+	uint64_t base, len;
+	_Atomic unsigned *fetches; /* per 4 KiB page; allocated by t_src_new */
+	uint64_t slow_gpa;         /* fetches holding it sleep slow_us (UINT64_MAX: none) */
+	unsigned slow_us;
+	uint64_t fail_gpa;         /* fetches holding it fail with fail_err (UINT64_MAX: none) */
+	int fail_err;
+	bool hang;                 /* fail_gpa hangs until the deadline instead */
+};
+/* Set defaults (nothing slow, nothing failing) and wrap t as a source. */
+int t_src_new(struct t_src *t, const void *buf, uint64_t base, uint64_t len,
+	      struct pagein_source **out);
+/* Fetches of the page holding gpa so far. */
+unsigned t_src_fetches(struct t_src *t, uint64_t gpa);
+/* A simple space: one region of size bytes at gpa 0 with backing b, the pattern in a t_src.
+ * Returns the host address; *img gets the image. */
+struct t_space {
+	struct pagein_space *s;
+	struct pagein_source *src;
+	struct t_src ts;
+	uint8_t *host;
+	void *img;
+	uint64_t size;
+};
+void t_space_make(struct t_space *t, const struct pagein_config *cfg, enum pagein_backing b,
+		  uint64_t size, uint64_t seed);
+void t_space_free(struct t_space *t);

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The test runner `make test` calls: runs every test program in $B/tests (some once per
+# configuration), then the KVM tier when QEMU is there, each under a time limit. Exit codes: 0
+# pass, 77 skip (the program printed why), anything else fail. Ends with one line:
+# "N passed, N failed, N skipped". SOAK=1 repeats the race tests many more times.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${B:-build}
+LIMIT=${T_LIMIT:-120}
+
+pass=0 fail=0 skip=0
+failed=()
+
+run() { # name, command...
+	local name=$1 out rc
+	shift
+	out=$(timeout -k 5 "$LIMIT" "$@" 2>&1)
+	rc=$?
+	case $rc in
+	0) pass=$((pass + 1)); printf '  ok    %s\n' "$name" ;;
+	77) skip=$((skip + 1)); printf '  skip  %s: %s\n' "$name" "$(grep -m1 -i 'skip' <<<"$out" | sed 's/^SKIP: //')" ;;
+	*) fail=$((fail + 1)); failed+=("$name")
+	   [ $rc = 124 ] && out+=$'\n'"(timed out after ${LIMIT}s)"
+	   printf '  FAIL  %s (exit %d)\n' "$name" "$rc"; sed 's/^/        /' <<<"$out" | tail -n 25 ;;
+	esac
+	[ -n "${VERBOSE:-}" ] && [ $rc = 0 ] && sed 's/^/        /' <<<"$out"
+	return 0
+}
+
+echo "pagein tests ($B)"
+for t in "$B"/tests/t_*; do
+	[ -x "$t" ] || continue
+	case "$t" in *.d|*.o) continue ;; esac
+	name=$(basename "$t")
+	case $name in
+	t_victim)
+		for b in anon shmem hugetlb; do
+			for fe in self handler; do
+				for fill in fill nofill; do run "$name $b $fe $fill" "$t" $b $fe $fill; done
+			done
+		done ;;
+	t_race)
+		reps=1; [ -n "${SOAK:-}" ] && reps=50
+		for i in $(seq "$reps"); do
+			for b in anon shmem; do for fe in self handler; do run "$name $b $fe" "$t" $b $fe; done; done
+		done ;;
+	t_bench_tiny)
+		PAGEIN_BIN="$B/pagein" run "$name" "$t" ;;
+	*)
+		run "$name" "$t" ;;
+	esac
+done
+
+# The KVM tier: a real /dev/kvm in a guest kernel under QEMU's emulation (kvm/, docs/kvm.md).
+if [ -n "${SANITIZE_BUILD:-}" ]; then
+	skip=$((skip + 1)); echo "  skip  kvm tier: static guest programs cannot link sanitizer runtimes"
+else
+	reason=$(bash kvm/run.sh --check 2>&1); rc=$?
+	if [ $rc = 0 ]; then
+		if make -s B="$B" kvm-tests >/dev/null 2>&1; then
+			LIMIT=400 run "kvm tier (tests/kvm, under QEMU)" env B="$B" bash kvm/tier.sh
+		else
+			fail=$((fail + 1)); failed+=("kvm tier build"); echo "  FAIL  kvm tier: make kvm-tests failed"
+		fi
+	else
+		skip=$((skip + 1)); echo "  skip  kvm tier: $reason"
+	fi
+fi
+
+((${#failed[@]})) && printf 'failed: %s\n' "${failed[@]}"
+echo "$pass passed, $fail failed, $skip skipped"
+((fail == 0))
