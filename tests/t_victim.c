@@ -153,6 +153,8 @@ int main(int argc, char **argv)
 		_exit(restore(path, b, fe, fill));
 	T_ASSERT(waitpid(pid, &status, 0) == pid);
 	unlink(path);
+	free(img[0]);
+	free(img[1]);
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		fprintf(stderr, "FAIL: restoring process %s %d\n",
 			WIFSIGNALED(status) ? "died of signal" : "exited", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
