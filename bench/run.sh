@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# bench/run.sh - what `make bench` runs: the seeds' matrix (1,2,4,8 vCPUs x self, handler, with
+# the floor and bare-loop rows) with fault-around off and on, shmem too, and the 1 GiB restore.
+# Writes bench/results/bench.txt, bench.jsonl and bench.png, then prints the headline ratios.
+# Env: B (build dir), BENCH_SIZE (memory per vCPU), BENCH_REPEAT (runs per row, median kept).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+B=${B:-build}
+BIN=${PAGEIN_BIN:-$B/pagein}
+SIZE=${BENCH_SIZE:-64M}
+REPEAT=${BENCH_REPEAT:-3}
+RESTORE=${BENCH_RESTORE:-1G}
+out=bench/results
+txt=$out/bench.txt
+jsonl=$out/bench.jsonl
+
+if [ ! -x "$BIN" ]; then
+	echo "bench/run.sh: $BIN is not built: run make first (or set B / PAGEIN_BIN)" >&2
+	exit 1
+fi
+mkdir -p "$out"
+: >"$txt"
+: >"$jsonl"
+{
+	echo "pagein bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs"
+	echo "memory per vCPU $SIZE, median of $REPEAT runs per row; pages/s counts 4 KiB touches"
+} | tee -a "$txt"
+
+# One section: the table (stderr of the bench) goes to the terminal and bench.txt, the JSON
+# lines (stdout) to bench.jsonl and to a per-section file the plot reads.
+section() {
+	local name=$1
+	shift
+	printf '\n== %s: pagein bench %s\n' "$name" "$*" | tee -a "$txt"
+	"$BIN" bench "$@" --json 2>&1 >"$out/$name.jsonl" | tee -a "$txt"
+	cat "$out/$name.jsonl" >>"$jsonl"
+}
+
+start=$(date +%s)
+section seeds --matrix -b "$SIZE" -n "$REPEAT" --around 1
+section around --matrix -b "$SIZE" -n "$REPEAT" --around auto
+section shmem --matrix -b "$SIZE" -n "$REPEAT" -s shmem --around 1
+section restore --restore "$RESTORE" -n "$REPEAT"
+section restore-handler --restore "$RESTORE" -n "$REPEAT" -f handler
+
+# Plot data: pages/s per vCPU count, one column per line of the plot.
+awk -v seeds="$out/seeds.jsonl" -v around="$out/around.jsonl" '
+function field(line, key,   m) {
+	if (match(line, "\"" key "\":\"?[^,\"}]*")) {
+		m = substr(line, RSTART + length(key) + 3)
+		sub(/^"/, "", m)
+		return m
+	}
+	return ""
+}
+function load(file, suffix, onlylib,   line, fe) {
+	while ((getline line < file) > 0) {
+		fe = field(line, "frontend")
+		if (onlylib && fe != "self" && fe != "handler")
+			continue
+		pps[fe suffix, field(line, "vcpus")] = field(line, "pages_per_sec")
+	}
+	close(file)
+}
+BEGIN {
+	load(seeds, "", 0)
+	load(around, "-around", 1)
+	n = split("floor bare-self bare-handler self handler self-around handler-around", cols, " ")
+	printf "vcpus"
+	for (i = 1; i <= n; i++)
+		printf " %s", cols[i]
+	printf "\n"
+	for (v = 1; v <= 8; v *= 2) {
+		printf "%d", v
+		for (i = 1; i <= n; i++)
+			printf " %s", ((cols[i], v) in pps) ? pps[cols[i], v] : "NaN"
+		printf "\n"
+	}
+}' >"$out/plot.dat"
+if command -v gnuplot >/dev/null; then
+	gnuplot -e "data='$out/plot.dat'; outfile='$out/bench.png'" bench/plot.gp
+else
+	echo "gnuplot not found (scripts/deps.sh bench installs gnuplot-nox): no bench.png" >&2
+fi
+
+{
+	echo
+	echo "== headline ratios (from this run; targets from issue 2)"
+	grep '^headline:' "$txt" | sed 's/^headline: /  /'
+	echo "  total time $(($(date +%s) - start)) s"
+	echo "written: $txt $jsonl $out/bench.png"
+} | tee -a "$txt.tmp"
+cat "$txt.tmp" >>"$txt"
+rm -f "$txt.tmp"
