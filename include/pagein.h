@@ -8,6 +8,7 @@
 #ifndef PAGEIN_H
 #define PAGEIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,15 +114,16 @@ void pagein_space_free(struct pagein_space *space);
  * of the backing's page size (4 KiB, or 2 MiB for HUGETLB), size > 0, no overlap with another
  * region, and only before pagein_space_start(). The library maps the memory and returns its host
  * address in *host (valid until pagein_space_free). Returns 0, -EINVAL (with a logged reason),
- * -EBUSY (space started), -ENOMEM (e.g. no huge pages reserved), or another -errno from mmap.
+ * -EBUSY (space started), -ENOSPC (more than 32 regions), -ENOMEM (e.g. no huge pages
+ * reserved), or another -errno from mmap.
  */
 int pagein_region_add(struct pagein_space *space, uint64_t gpa, uint64_t size,
 		      enum pagein_backing backing, void **host);
 
 /*
  * Use src for missing pages. The space does not own src; it must outlive the space's use.
- * Returns -EINVAL when the source is smaller than the regions need (e.g. a truncated snapshot),
- * -EBUSY after start.
+ * Returns -EINVAL when the source does not hold a region (e.g. a snapshot of a smaller VM: the
+ * log names the region), -EBUSY after start.
  */
 int pagein_space_set_source(struct pagein_space *space, struct pagein_source *src);
 
@@ -155,14 +157,16 @@ int pagein_space_uffd(struct pagein_space *space, unsigned i);
  * Make [gpa, gpa+len) present: fetch and install what is missing, wait for what others are
  * fetching. The range may span regions. For the KVM exit path and prefetch. Returns 0,
  * -EFAULT (a page is frozen; *bad_gpa, if not NULL, gets its address), -EINVAL (outside every
- * region), -ETIMEDOUT, -EIO (the source failed for a page), or another -errno. Any thread.
+ * region), -ETIMEDOUT (the source did not answer in time), -EIO (the source failed for a page:
+ * it stays failed), -ESHUTDOWN (the space is stopping). Any thread.
  */
 int pagein_resolve(struct pagein_space *space, uint64_t gpa, uint64_t len, uint64_t *bad_gpa);
 
 /* Accessors: choke points for every access that does not come from a faulting thread (device
- * emulation, DMA, syscalls on guest memory in SELF mode). They make the range present first
- * (waiting for pages in flight), then copy. A range may span pages and regions. Return 0 or the
- * same errors as pagein_resolve; frozen pages fail fast with -EFAULT. Any thread. */
+ * emulation, DMA, syscalls on guest memory in SELF mode). They make the whole range present
+ * first (waiting for pages in flight), then copy, so a failing range copies nothing. A range may
+ * span pages and regions. Return 0 or the same errors as pagein_resolve; frozen pages fail fast
+ * with -EFAULT. Any thread. */
 int pagein_read(struct pagein_space *space, uint64_t gpa, void *buf, size_t len);
 int pagein_write(struct pagein_space *space, uint64_t gpa, const void *buf, size_t len);
 
@@ -180,6 +184,16 @@ void pagein_unpin(struct pagein_space *space, uint64_t gpa, uint64_t len);
  */
 int pagein_freeze(struct pagein_space *space, uint64_t gpa, uint64_t len);
 int pagein_thaw(struct pagein_space *space, uint64_t gpa, uint64_t len);
+
+/*
+ * Install bytes the caller already has (a push stream, a prefetch) for the pages of
+ * [gpa, gpa+len) that are missing and unclaimed; pages present, being fetched (their fetch brings
+ * them) or frozen are left alone. Bit i of zero_mask[i / 64] (NULL: none) says page i is all zero
+ * (its bytes in data are not read). Whole pages inside one region. Returns the number of pages
+ * installed, -EINVAL, -ESHUTDOWN, or the -errno of an install. Any thread.
+ */
+int pagein_supply(struct pagein_space *space, uint64_t gpa, const void *data, uint64_t len,
+		  const uint64_t *zero_mask);
 
 /* ---------------------------------------------------------------------------------------------
  * Background fill
@@ -221,8 +235,9 @@ struct pagein_source_ops {
 	 * life, or NULL; lets the engine install straight from it without a copy */
 	const void *(*direct)(void *ctx, uint64_t gpa, uint64_t len);
 	void (*destroy)(void *ctx);
-	/* optional: highest guest address + 1 the source can serve (for size checks) */
-	uint64_t (*extent)(void *ctx);
+	/* optional: whether the source holds every byte of [gpa, gpa+len); pagein_space_set_source
+	 * asks it for each region, so a short or mismatched image is refused up front */
+	bool (*covers)(void *ctx, uint64_t gpa, uint64_t len);
 };
 
 /* Wrap ops + ctx as a source. Returns 0 and *out or -ENOMEM. */

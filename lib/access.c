@@ -113,20 +113,30 @@ static int copy_part(struct pagein_space *s, struct pi_region *r, uint64_t gpa, 
 	return 0;
 }
 
-int pagein_read(struct pagein_space *s, uint64_t gpa, void *buf, size_t len)
+/* All or nothing: the whole range is made present before a byte is copied. */
+static int access_range(struct pagein_space *s, uint64_t gpa, void *buf, size_t len, bool write)
 {
-	struct copy_arg a = { buf, false, NULL };
+	struct present_arg pa = { NULL };
+	struct copy_arg a = { buf, write, NULL };
+	int ret;
 
 	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
-	return len ? for_each_part(s, gpa, len, copy_part, &a) : 0;
+	if (!len)
+		return 0;
+	ret = for_each_part(s, gpa, len, present_part, &pa);
+	if (ret < 0)
+		return ret;
+	return for_each_part(s, gpa, len, copy_part, &a);
+}
+
+int pagein_read(struct pagein_space *s, uint64_t gpa, void *buf, size_t len)
+{
+	return access_range(s, gpa, buf, len, false);
 }
 
 int pagein_write(struct pagein_space *s, uint64_t gpa, const void *buf, size_t len)
 {
-	struct copy_arg a = { (uint8_t *)buf, true, NULL };
-
-	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
-	return len ? for_each_part(s, gpa, len, copy_part, &a) : 0;
+	return access_range(s, gpa, (void *)buf, len, true);
 }
 
 int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)

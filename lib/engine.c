@@ -269,13 +269,53 @@ static int memfd_fill(struct pi_region *r, uint64_t idx, uint64_t n, const uint8
 	return 0;
 }
 
+/*
+ * Install n pages from idx of r (claimed by the caller) from data; pages with their bit set in
+ * zmask are zero and go in as zero pages, with no copy. For hugetlb, data may already be the
+ * alias (the fetch landed in place). *zeros gets the zero-page count. Returns 0 or -errno.
+ */
+static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+			const uint8_t *data, uint64_t zmask, uint64_t deadline, uint64_t *zeros)
+{
+	uint64_t ps = r->page_size, i, j;
+	int ret;
+
+	/* zero pages go in as zero pages: no copy (huge pages already sitting in place excepted) */
+	if (r->backing != PAGEIN_BACKING_HUGETLB || data != r->alias + (idx << r->page_shift))
+		for (i = 0; i < n; i++)
+			if (!(zmask >> i & 1) && pagein_is_zero(data + i * ps, ps))
+				zmask |= 1ull << i;
+
+	if (r->backing == PAGEIN_BACKING_ANON) {
+		for (i = 0; i < n; i = j) {
+			bool zero = zmask >> i & 1;
+
+			for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
+				;
+			ret = install(s, r, zero ? INST_ZERO : INST_COPY, idx + i, j - i,
+				      zero ? NULL : data + i * ps, deadline);
+			if (ret < 0)
+				return ret;
+		}
+	} else {
+		ret = memfd_fill(r, idx, n, data, zmask);
+		if (ret < 0)
+			return ret;
+		ret = install(s, r, INST_CONTINUE, idx, n, NULL, deadline);
+		if (ret < 0)
+			return ret;
+	}
+	*zeros = (uint64_t)__builtin_popcountll(zmask);
+	return 0;
+}
+
 /* Fetch [idx, idx+n) of r (claimed by the caller) and install it. Returns 0 or -errno. */
 static int fetch_install(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 			 uint64_t deadline, uint64_t *zeros)
 {
 	struct pagein_source *src = s->src;
 	uint64_t ps = r->page_size, gpa = r->gpa + (idx << r->page_shift), len = n * ps;
-	uint64_t zmask = 0, i, j;
+	uint64_t zmask = 0;
 	const uint8_t *data = NULL;
 	uint8_t *dst;
 	int slot = -1, ret;
@@ -299,33 +339,7 @@ static int fetch_install(struct pagein_space *s, struct pi_region *r, uint64_t i
 		}
 		data = dst;
 	}
-	/* zero pages go in as zero pages: no copy (huge pages already sit in place) */
-	if (r->backing != PAGEIN_BACKING_HUGETLB || data != r->alias + (idx << r->page_shift))
-		for (i = 0; i < n; i++)
-			if (!(zmask >> i & 1) && pagein_is_zero(data + i * ps, ps))
-				zmask |= 1ull << i;
-
-	if (r->backing == PAGEIN_BACKING_ANON) {
-		for (i = 0; i < n; i = j) {
-			bool zero = zmask >> i & 1;
-
-			for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
-				;
-			ret = install(s, r, zero ? INST_ZERO : INST_COPY, idx + i, j - i,
-				      zero ? NULL : data + i * ps, deadline);
-			if (ret < 0)
-				goto out;
-		}
-	} else {
-		ret = memfd_fill(r, idx, n, data, zmask);
-		if (ret < 0)
-			goto out;
-		ret = install(s, r, INST_CONTINUE, idx, n, NULL, deadline);
-		if (ret < 0)
-			goto out;
-	}
-	*zeros = (uint64_t)__builtin_popcountll(zmask);
-	ret = 0;
+	ret = install_data(s, r, idx, n, data, zmask, deadline, zeros);
 out:
 	if (slot >= 0)
 		bounce_put(s, slot);
@@ -642,8 +656,12 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 			run = claim_run(r, i, max_run(r, end - i));
 			ret = run_claimed(s, r, i, run, why, deadline);
 			atomic_fetch_sub(&s->inflight, 1);
-			if (ret < 0)
+			if (ret < 0) {
+				/* the source's own error went to the log and callback */
+				if (ret != -ETIMEDOUT && ret != -ESHUTDOWN)
+					ret = -EIO;
 				break;
+			}
 			i += (uint64_t)ret;
 			ret = 0;
 			continue;
@@ -677,4 +695,58 @@ int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 	ret = run_claimed(s, r, idx, run, PI_WHY_FILL, deadline_from_now(s));
 	atomic_fetch_sub(&s->inflight, 1);
 	return ret;
+}
+
+int pagein_supply(struct pagein_space *s, uint64_t gpa, const void *data, uint64_t len,
+		  const uint64_t *zero_mask)
+{
+	struct pi_region *r = pagein_region_find(s, gpa);
+	uint64_t idx, n, i, run, zeros, done = 0, deadline;
+	const uint8_t *p = data;
+	int ret = 0;
+
+	if (!r || !len || len > r->gpa + r->size - gpa || (gpa - r->gpa) % r->page_size ||
+	    len % r->page_size) {
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "supply [%#llx, +%#llx): the range must be whole pages inside one region",
+			   (unsigned long long)gpa, (unsigned long long)len);
+		return -EINVAL;
+	}
+	if (!atomic_load(&s->started))
+		return -EINVAL;
+	idx = (gpa - r->gpa) >> r->page_shift;
+	n = len >> r->page_shift;
+	deadline = deadline_from_now(s);
+	for (i = 0; i < n; i += run) {
+		uint64_t zm = 0, k;
+
+		run = 1;
+		/* not ours to install: present, in flight (its fetch brings it), frozen */
+		if (pi_test(r->present, idx + i) || pi_test(r->frozen, idx + i) ||
+		    pi_test_set(r->claimed, idx + i, memory_order_acq_rel))
+			continue;
+		atomic_fetch_add(&s->inflight, 1);
+		if (atomic_load(&s->stopping)) {
+			pi_clear(r->claimed, idx + i);
+			atomic_fetch_sub(&s->inflight, 1);
+			return -ESHUTDOWN;
+		}
+		run = claim_run(r, idx + i, max_run(r, n - i));
+		for (k = 0; zero_mask && k < run; k++)
+			if (zero_mask[(i + k) / 64] >> ((i + k) % 64) & 1)
+				zm |= 1ull << k;
+		ret = install_data(s, r, idx + i, run, p + i * r->page_size, zm, deadline, &zeros);
+		if (ret < 0) {
+			release_run(s, r, idx + i, run);
+			atomic_fetch_sub(&s->inflight, 1);
+			return ret;
+		}
+		pagein_stat_add(s, PI_STAT(pages_fill), run);
+		if (zeros)
+			pagein_stat_add(s, PI_STAT(pages_zero), zeros);
+		publish(s, r, idx + i, run);
+		atomic_fetch_sub(&s->inflight, 1);
+		done += run;
+	}
+	return (int)done;
 }

@@ -95,6 +95,7 @@ int pagein_fill_start(struct pagein_space *s)
 		return -EINVAL;
 	if (atomic_exchange(&s->fill_running, true))
 		return -EALREADY;
+	pagein_fill_stop(s); /* a fill that already finished: reap its thread */
 	atomic_store(&s->fill_stop, false);
 	ret = -pthread_create(&s->fill_thread, NULL, fill_main, s);
 	if (ret < 0) {

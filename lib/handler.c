@@ -31,8 +31,8 @@ static void log_deferred(struct pagein_space *s)
 
 	if (err)
 		pagein_log(s, PAGEIN_LOG_ERR,
-			   "a fault at gpa %#llx could not be served: %s (the faulting thread got "
-			   "SIGBUS)",
+			   "the page at gpa %#llx could not be fetched: %s; it is poisoned (a "
+			   "thread touching it gets SIGBUS, accessors get EIO)",
 			   (unsigned long long)atomic_load(&s->last_err_gpa), strerror(-err));
 }
 

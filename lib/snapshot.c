@@ -229,16 +229,17 @@ static int file_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t
 	return 0;
 }
 
-static uint64_t file_extent(void *ctx)
+/* A space region must lie inside one snapshot region. */
+static bool file_covers(void *ctx, uint64_t gpa, uint64_t len)
 {
 	struct file_src *f = ctx;
-	uint64_t e = 0;
 	uint32_t i;
 
 	for (i = 0; i < f->n; i++)
-		if (f->r[i].gpa + f->r[i].size > e)
-			e = f->r[i].gpa + f->r[i].size;
-	return e;
+		if (gpa >= f->r[i].gpa && gpa - f->r[i].gpa <= f->r[i].size &&
+		    len <= f->r[i].size - (gpa - f->r[i].gpa))
+			return true;
+	return false;
 }
 
 static void file_destroy(void *ctx)
@@ -254,7 +255,7 @@ int pagein_source_file_new(const char *path, struct pagein_source **out)
 	static const struct pagein_source_ops ops = {
 		.fetch = file_fetch,
 		.destroy = file_destroy,
-		.extent = file_extent,
+		.covers = file_covers,
 	};
 	struct snap_hdr *h;
 	struct file_src *f;

@@ -60,11 +60,9 @@ static int mem_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t 
 	return 0;
 }
 
-static uint64_t mem_extent(void *ctx)
+static bool mem_covers(void *ctx, uint64_t gpa, uint64_t len)
 {
-	struct mem_src *m = ctx;
-
-	return m->base + m->len;
+	return mem_direct(ctx, gpa, len) != NULL;
 }
 
 static void mem_destroy(void *ctx)
@@ -78,7 +76,7 @@ int pagein_source_mem_new(const void *buf, uint64_t base, uint64_t len, struct p
 		.fetch = mem_fetch,
 		.direct = mem_direct,
 		.destroy = mem_destroy,
-		.extent = mem_extent,
+		.covers = mem_covers,
 	};
 	struct mem_src *m;
 	int ret;

@@ -362,22 +362,19 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
 {
 	unsigned i, n = atomic_load(&s->nregions);
-	uint64_t ext, need = 0;
+	struct pi_region *r;
 
 	if (atomic_load(&s->started))
 		return -EBUSY;
 	if (!src)
 		return -EINVAL;
-	for (i = 0; i < n; i++)
-		if (s->regions[i].gpa + s->regions[i].size > need)
-			need = s->regions[i].gpa + s->regions[i].size;
-	if (src->ops.extent) {
-		ext = src->ops.extent(src->ctx);
-		if (ext < need) {
+	for (i = 0; i < n && src->ops.covers; i++) {
+		r = &s->regions[i];
+		if (!src->ops.covers(src->ctx, r->gpa, r->size)) {
 			pagein_log(s, PAGEIN_LOG_ERR,
-				   "the source holds guest addresses up to %#llx but the regions "
-				   "need up to %#llx (a truncated snapshot?)",
-				   (unsigned long long)ext, (unsigned long long)need);
+				   "the source does not hold region %u [%#llx, %#llx) (a truncated "
+				   "snapshot, or one of another machine?)",
+				   i, (unsigned long long)r->gpa, (unsigned long long)(r->gpa + r->size));
 			return -EINVAL;
 		}
 	}

@@ -197,17 +197,17 @@ static int t_src_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_
 	return 0;
 }
 
-static uint64_t t_src_extent(void *ctx)
+static bool t_src_covers(void *ctx, uint64_t gpa, uint64_t len)
 {
 	struct t_src *t = ctx;
 
-	return t->base + t->len;
+	return gpa >= t->base && gpa + len <= t->base + t->len;
 }
 
 int t_src_new(struct t_src *t, const void *buf, uint64_t base, uint64_t len,
 	      struct pagein_source **out)
 {
-	static const struct pagein_source_ops ops = { .fetch = t_src_fetch, .extent = t_src_extent };
+	static const struct pagein_source_ops ops = { .fetch = t_src_fetch, .covers = t_src_covers };
 
 	t->buf = buf;
 	t->base = base;
