@@ -286,6 +286,109 @@ int pagein_snapshot_regions(const char *path, struct pagein_region_desc *regs, u
 uint64_t pagein_digest(const void *buf, uint64_t len);
 
 /* ---------------------------------------------------------------------------------------------
+ * Network: post-copy migration (lib/server.c, lib/netsrc.c; wire format in docs/protocol.md)
+ */
+
+struct pagein_server; /* the migration source: serves guest memory to destinations */
+
+struct pagein_server_config {
+	const char *listen;      /* "ADDR:PORT" to listen on; default "127.0.0.1:0" (a free port) */
+	unsigned max_sessions;   /* destinations served at once (default 16); more are refused */
+	bool compress;           /* LZ4 for bulk pages when it pays, if the client accepts (default
+	                          * true) */
+	unsigned timeout_ms;     /* a peer silent this long in the middle of a frame is dropped
+	                          * (default 10000) */
+	void (*log)(void *arg, int level, const char *msg); /* NULL = silent */
+	void *log_arg;
+};
+
+/* Fill cfg with the defaults above. */
+void pagein_server_config_init(struct pagein_server_config *cfg);
+
+/* Create a server (not listening yet). Returns 0 and *out, -EINVAL (bad listen address), -ENOMEM. */
+int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_server **out);
+
+/* Serve [gpa, gpa+size) from mem (the source VMM's own guest memory, paused: it must not change
+ * while served). Before start; 4 KiB-aligned, no overlap. Returns 0 or -EINVAL/-EBUSY/-ENOSPC. */
+int pagein_server_add_memory(struct pagein_server *srv, uint64_t gpa, uint64_t size,
+			     const void *mem);
+
+/* Serve every region of a snapshot file. Before start. Returns 0 or the errors of
+ * pagein_source_file_new (-EINVAL, -ENODATA, open's -errno), -EBUSY, -ENOSPC. */
+int pagein_server_add_snapshot(struct pagein_server *srv, const char *path);
+
+/* Bind, listen, and serve from a thread of the server's own (one more per connection). Returns
+ * 0, -EINVAL (no region), or the -errno of socket/bind/listen (logged with the address). */
+int pagein_server_start(struct pagein_server *srv);
+
+/* The TCP port the server listens on (after start), or -ENOTCONN. */
+int pagein_server_port(struct pagein_server *srv);
+
+/* Close every connection and stop the server's threads. Idempotent. */
+void pagein_server_stop(struct pagein_server *srv);
+void pagein_server_free(struct pagein_server *srv);
+
+struct pagein_server_stats {
+	uint64_t sessions;        /* sessions opened so far */
+	uint64_t sessions_active; /* open now */
+	uint64_t connections;     /* connections accepted so far */
+	uint64_t refused;         /* connections refused (handshake, limits) */
+	uint64_t malformed;       /* connections closed for a malformed or out-of-range message */
+	uint64_t requests;        /* REQ frames answered */
+	uint64_t pages_urgent;    /* pages sent in replies */
+	uint64_t pages_bulk;      /* pages sent by the bulk stream */
+	uint64_t pages_lz4;       /* of those, sent LZ4-compressed */
+	uint64_t bytes_sent;      /* on the wire, headers included */
+};
+void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st);
+
+/* The destination side: a source that fetches over the network. */
+struct pagein_net_config {
+	const char *addr;        /* "HOST:PORT" of the page server (required) */
+	bool urgent;             /* faults on their own connection (default true); false: faults
+	                          * share the bulk connection (one channel, for comparison) */
+	unsigned bulk;           /* bulk connections streaming the rest (default 1; 0 = none) */
+	bool compress;           /* accept LZ4 pages (default true) */
+	unsigned batch_pages;    /* bulk pages per frame (default 64; use 512 for hugetlb spaces) */
+	unsigned connect_timeout_ms; /* connect + handshake (default 5000) */
+	void (*log)(void *arg, int level, const char *msg); /* NULL = silent; never from a fetch */
+	void *log_arg;
+};
+
+void pagein_net_config_init(struct pagein_net_config *cfg);
+
+/*
+ * Connect to a page server (the urgent connection, or the single one when urgent is off),
+ * handshake and learn its region table. The source's fetch sends a request and waits for its
+ * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
+ * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT, never a hang. Returns 0 and *out,
+ * -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH..., -EPROTO (the server speaks something else: logged).
+ */
+int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_source **out);
+
+/* The server's region table (gpa, size, digest): up to max into regs; returns the count. */
+int pagein_net_regions(struct pagein_source *src, struct pagein_region_desc *regs, unsigned max);
+
+/* Open the bulk connection(s); pages they bring are installed into space (pagein_supply) while
+ * faults keep their own connection. Returns 0, -EALREADY, or a connect error. */
+int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *space);
+
+/* Close the bulk connection(s). Idempotent. pagein_source_free() stops everything. */
+void pagein_net_stream_stop(struct pagein_source *src);
+
+struct pagein_net_stats {
+	uint64_t requests;        /* REQs sent */
+	uint64_t replies;         /* replies received */
+	uint64_t pages_urgent;    /* pages that came in replies */
+	uint64_t pages_bulk;      /* pages the bulk stream brought */
+	uint64_t pages_installed; /* of those, installed (the rest had been faulted in already) */
+	uint64_t bytes_received;  /* on the wire, headers included */
+	uint64_t errors;          /* connections closed for a malformed message or I/O error */
+	bool stream_done;         /* the server said every page has been sent */
+};
+void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
+
+/* ---------------------------------------------------------------------------------------------
  * Statistics
  */
 

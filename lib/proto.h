@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.h - the pagein wire protocol (docs/protocol.md): frame header, message bodies and their
+ * limits, shared by the page server (lib/server.c) and the network source (lib/netsrc.c). All
+ * integers little-endian; structures are packed exactly as they travel. Every length is checked
+ * against these limits before anything is read into memory.
+ */
+#ifndef PAGEIN_PROTO_H
+#define PAGEIN_PROTO_H
+
+#include <stdint.h>
+
+#define PN_MAGIC "PAGEINET"       /* 8 bytes, HELLO and WELCOME */
+#define PN_VERSION 1
+#define PN_PAGE 4096u             /* the protocol's page: 4 KiB, whatever the backing */
+#define PN_MAX_PAGES 512u         /* pages in one REQ or PAGES (2 MiB: one huge page) */
+#define PN_MAX_REGIONS 64u
+#define PN_MAX_TEXT 256u          /* ERROR text */
+/* largest frame body: a PAGES of PN_MAX_PAGES raw pages with its descriptors */
+#define PN_MAX_BODY (sizeof(struct pn_pages) + PN_MAX_PAGES * (4u + PN_PAGE))
+
+/* Frame types. */
+enum pn_type {
+	PN_HELLO = 1,   /* client -> server, first frame of every connection */
+	PN_WELCOME = 2, /* server -> client, answer to HELLO */
+	PN_REQ = 3,     /* client -> server: send these pages now (a fault) */
+	PN_PAGES = 4,   /* server -> client: pages (id = the REQ's, or 0 for the bulk stream) */
+	PN_END = 5,     /* server -> client on a bulk connection: every page has been sent */
+	PN_ERROR = 6,   /* either way: why the sender is closing the connection */
+};
+
+/* Connection roles (HELLO.role). */
+enum pn_role {
+	PN_ROLE_URGENT = 1, /* requests and their replies only */
+	PN_ROLE_BULK = 2,   /* the server streams every page not sent yet; also answers REQs
+			     * (that is how "urgent channel off" runs: one connection for all) */
+};
+
+/* Feature bits (HELLO.features asks, WELCOME.features grants). */
+#define PN_FEAT_LZ4 (1u << 0) /* PAGES may carry LZ4-compressed pages */
+
+/* Every frame starts with this. */
+struct pn_hdr {
+	uint32_t len;  /* body bytes after the header, <= PN_MAX_BODY */
+	uint16_t type; /* enum pn_type */
+	uint16_t flags; /* 0 */
+	uint64_t id;   /* REQ: the requester's id (non-zero); PAGES: the REQ's id, or 0 (bulk) */
+} __attribute__((packed));
+
+struct pn_hello {
+	char magic[8];      /* PN_MAGIC */
+	uint32_t version;   /* PN_VERSION */
+	uint32_t page_size; /* PN_PAGE */
+	uint32_t role;      /* enum pn_role */
+	uint32_t features;  /* PN_FEAT_* wanted */
+	uint32_t batch_pages; /* bulk: pages per PAGES frame, 1..PN_MAX_PAGES, aligned batches */
+	uint32_t reserved;  /* 0 */
+	uint64_t session;   /* 0: a new session (urgent or first connection); else join it */
+} __attribute__((packed));
+
+struct pn_region {
+	uint64_t gpa;    /* guest address, PN_PAGE-aligned */
+	uint64_t size;   /* bytes, a multiple of PN_PAGE */
+	uint64_t digest; /* XXH3-64 of the region's bytes (what the destination verifies) */
+} __attribute__((packed));
+
+struct pn_welcome {
+	char magic[8];      /* PN_MAGIC */
+	uint32_t version;   /* PN_VERSION */
+	uint32_t page_size; /* PN_PAGE */
+	uint64_t session;   /* the session this connection belongs to */
+	uint32_t features;  /* PN_FEAT_* granted (a subset of what HELLO asked) */
+	uint32_t nregions;  /* 1..PN_MAX_REGIONS; that many struct pn_region follow */
+} __attribute__((packed));
+
+struct pn_req {
+	uint64_t gpa;     /* PN_PAGE-aligned, inside one region */
+	uint32_t npages;  /* 1..PN_MAX_PAGES, not past the region's end */
+	uint32_t reserved; /* 0 */
+} __attribute__((packed));
+
+/*
+ * PAGES body: this, then npages uint32 descriptors, then the payloads one after another:
+ * PN_PG_RAW: PN_PAGE bytes; PN_PG_ZERO: nothing; PN_PG_LZ4: (desc >> 8) bytes that decompress to
+ * exactly PN_PAGE. The payload sizes must add up to the rest of the body exactly.
+ */
+struct pn_pages {
+	uint64_t gpa;     /* first page, PN_PAGE-aligned, inside one region */
+	uint32_t npages;  /* 1..PN_MAX_PAGES, not past the region's end; a reply has the REQ's */
+	uint32_t reserved; /* 0 */
+} __attribute__((packed));
+
+#define PN_PG_RAW 0u
+#define PN_PG_ZERO 1u
+#define PN_PG_LZ4 2u
+#define PN_PG_KIND(d) ((d) & 0xffu)
+#define PN_PG_CSIZE(d) ((d) >> 8) /* LZ4 only: compressed bytes, 1..PN_PAGE-1 */
+
+struct pn_error {
+	uint32_t code; /* an errno value */
+	/* then up to PN_MAX_TEXT bytes of text, not NUL-terminated */
+} __attribute__((packed));
+
+#endif /* PAGEIN_PROTO_H */
