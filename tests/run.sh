@@ -50,6 +50,8 @@ for t in "$B"/tests/t_*; do
 		for i in $(seq "$reps"); do
 			for b in anon shmem; do for fe in self handler; do run "$name $b $fe" "$t" $b $fe; done; done
 		done ;;
+	t_discard)
+		for fe in self handler; do run "$name $fe" "$t" $fe; done ;;
 	t_bench_tiny)
 		PAGEIN_BIN="$B/pagein" run "$name" "$t" ;;
 	*)
