@@ -9,6 +9,7 @@ set xlabel "vCPU threads"
 set ylabel "pages/s (all vCPUs)"
 set logscale x 2
 set xtics (1, 2, 4, 8)
+set xrange [0.8:10]
 set format y "%.0s%c"
 set key outside right
 set grid

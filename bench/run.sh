@@ -49,7 +49,7 @@ section restore-handler --restore "$RESTORE" -n "$REPEAT" -f handler
 awk -v seeds="$out/seeds.jsonl" -v around="$out/around.jsonl" '
 function field(line, key,   m) {
 	if (match(line, "\"" key "\":\"?[^,\"}]*")) {
-		m = substr(line, RSTART + length(key) + 3)
+		m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
 		sub(/^"/, "", m)
 		return m
 	}
