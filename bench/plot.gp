@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # bench/plot.gp - pages/s against vCPU threads, one line per front-end, from the table that
-# bench/run.sh writes (columns: vcpus floor bare-self bare-handler self handler self-around
-# handler-around). Usage: gnuplot -e "data='plot.dat'; outfile='bench.png'" bench/plot.gp
+# bench/run.sh writes (columns: vcpus, then one per front-end and setting: floor, bare loops,
+# self, handler, with fault-around, handler with a reader / a userfaultfd per vCPU).
+# Usage: gnuplot -e "data='plot.dat'; outfile='bench.png'" bench/plot.gp
 set terminal pngcairo size 1000,640 noenhanced
 set output outfile
 set title "pagein bench: first touch of 4 KiB pages, one page per fault unless 'around auto'"
@@ -13,4 +14,4 @@ set xrange [0.8:10]
 set format y "%.0s%c"
 set key outside right
 set grid
-plot for [i=2:8] data using 1:i with linespoints lw 2 title columnheader(i)
+plot for [i=2:10] data using 1:i with linespoints lw 2 title columnheader(i)

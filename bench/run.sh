@@ -3,7 +3,8 @@
 # bench/run.sh - what `make bench` runs: the seeds' matrix (1,2,4,8 vCPUs x self, handler, with
 # the floor and bare-loop rows) with fault-around off and on, shmem too, and the 1 GiB restore.
 # Writes bench/results/bench.txt, bench.jsonl and bench.png, then prints the headline ratios.
-# Env: B (build dir), BENCH_SIZE (memory per vCPU), BENCH_REPEAT (runs per row, median kept).
+# Env: B (build dir), BENCH_SIZE (memory per vCPU; BENCH_HSIZE for the handler-shape sections),
+# BENCH_REPEAT (runs per row, the median is kept), BENCH_RESTORE (restore size).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ BIN=${PAGEIN_BIN:-$B/pagein}
 SIZE=${BENCH_SIZE:-64M}
 REPEAT=${BENCH_REPEAT:-3}
 RESTORE=${BENCH_RESTORE:-1G}
+HSIZE=${BENCH_HSIZE:-32M}
 out=bench/results
 txt=$out/bench.txt
 jsonl=$out/bench.jsonl
@@ -42,11 +44,15 @@ start=$(date +%s)
 section seeds --matrix -b "$SIZE" -n "$REPEAT" --around 1
 section around --matrix -b "$SIZE" -n "$REPEAT" --around auto
 section shmem --matrix -b "$SIZE" -n "$REPEAT" -s shmem --around 1
+# the anchors' handler shape: one userfaultfd, one reader per vCPU; then one userfaultfd each
+section readers --matrix -b "$HSIZE" -n "$REPEAT" --around 1 -r v
+section uffds --matrix -b "$HSIZE" -n "$REPEAT" --around 1 -r v -u v
 section restore --restore "$RESTORE" -n "$REPEAT"
 section restore-handler --restore "$RESTORE" -n "$REPEAT" -f handler
 
 # Plot data: pages/s per vCPU count, one column per line of the plot.
-awk -v seeds="$out/seeds.jsonl" -v around="$out/around.jsonl" '
+awk -v seeds="$out/seeds.jsonl" -v around="$out/around.jsonl" -v readers="$out/readers.jsonl" \
+	-v uffds="$out/uffds.jsonl" '
 function field(line, key,   m) {
 	if (match(line, "\"" key "\":\"?[^,\"}]*")) {
 		m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
@@ -55,19 +61,22 @@ function field(line, key,   m) {
 	}
 	return ""
 }
-function load(file, suffix, onlylib,   line, fe) {
+function load(file, suffix, only,   line, fe) {
 	while ((getline line < file) > 0) {
 		fe = field(line, "frontend")
-		if (onlylib && fe != "self" && fe != "handler")
+		if (only != "" && only !~ "(^| )" fe "( |$)")
 			continue
 		pps[fe suffix, field(line, "vcpus")] = field(line, "pages_per_sec")
 	}
 	close(file)
 }
 BEGIN {
-	load(seeds, "", 0)
-	load(around, "-around", 1)
-	n = split("floor bare-self bare-handler self handler self-around handler-around", cols, " ")
+	load(seeds, "", "")
+	load(around, "-around", "self handler")
+	load(readers, "-rd=v", "handler")
+	load(uffds, "-rd=uf=v", "handler")
+	n = split("floor bare-self bare-handler self handler self-around handler-around " \
+		  "handler-rd=v handler-rd=uf=v", cols, " ")
 	printf "vcpus"
 	for (i = 1; i <= n; i++)
 		printf " %s", cols[i]

@@ -49,8 +49,9 @@ struct bench_opts {
 	unsigned vcpus;                 /* -v: vCPU threads */
 	uint64_t per_vcpu;              /* -b: bytes each vCPU touches */
 	enum pagein_frontend frontend;  /* -f: library front-end (single runs) */
-	unsigned readers;               /* -r: handler reader threads */
-	unsigned uffds;                 /* -u: userfaultfds the handler memory is striped over */
+	unsigned readers;               /* -r: handler reader threads, 0 = one per vCPU */
+	unsigned uffds;                 /* -u: userfaultfds the handler memory is striped over,
+	                                 * 0 = one per vCPU */
 	enum pagein_backing backing;    /* -s: what backs the guest memory */
 	unsigned delay_us;              /* -d: injected delay per source fetch */
 	bool spin;                      /* --spin: busy-wait the delay instead of sleeping */
@@ -894,6 +895,7 @@ static void run_group(const struct bench_opts *o, const struct bench_case *cases
 {
 	struct bench_result runs[8][BENCH_MAX_REPEAT];
 	const struct bench_result *one, *fl;
+	struct bench_case key;
 	struct bench_result *r;
 	double speedup, vs_floor;
 	unsigned i, k;
@@ -912,7 +914,13 @@ static void run_group(const struct bench_opts *o, const struct bench_case *cases
 			die("too many rows (at most %u)", BENCH_MAX_ROWS);
 		r = &rows[nrows++];
 		*r = runs[i][o->repeat / 2];
-		one = find_row(&r->c, r->c.kind, 1);
+		/* with one reader (uffd) per vCPU, the 1-vCPU row has one of each */
+		key = r->c;
+		if (key.kind == KIND_LIB && key.frontend == PAGEIN_FRONTEND_HANDLER) {
+			key.readers = o->readers ? o->readers : 1;
+			key.uffds = o->uffds ? o->uffds : 1;
+		}
+		one = find_row(&key, key.kind, 1);
 		speedup = one ? r->pps / one->pps : 0;
 		fl = find_row(&r->c, KIND_FLOOR, r->c.vcpus);
 		vs_floor = fl ? r->pps / fl->pps : 0;
@@ -950,8 +958,8 @@ static unsigned make_cases(const struct bench_opts *o, unsigned vcpus, bool both
 	if (both || o->frontend == PAGEIN_FRONTEND_HANDLER) {
 		cases[n] = base;
 		cases[n].frontend = PAGEIN_FRONTEND_HANDLER;
-		cases[n].readers = o->readers;
-		cases[n++].uffds = o->uffds;
+		cases[n].readers = o->readers ? o->readers : vcpus;
+		cases[n++].uffds = o->uffds ? o->uffds : vcpus;
 	}
 	return n;
 }
@@ -988,7 +996,11 @@ static void print_headlines(const struct bench_opts *o, const struct bench_case 
 	f2 = row_pps(&ls, KIND_FLOOR, 0, 2);
 	s1 = row_pps(&ls, KIND_LIB, PAGEIN_FRONTEND_SELF, 1);
 	s2 = row_pps(&ls, KIND_LIB, PAGEIN_FRONTEND_SELF, 2);
+	lh.readers = o->readers ? o->readers : 1;
+	lh.uffds = o->uffds ? o->uffds : 1;
 	h1 = row_pps(&lh, KIND_LIB, PAGEIN_FRONTEND_HANDLER, 1);
+	lh.readers = o->readers ? o->readers : 2;
+	lh.uffds = o->uffds ? o->uffds : 2;
 	h2 = row_pps(&lh, KIND_LIB, PAGEIN_FRONTEND_HANDLER, 2);
 	fprintf(tab, "\n");
 	if (f1 > 0 && f2 > 0 && s1 > 0 && s2 > 0)
@@ -999,6 +1011,8 @@ static void print_headlines(const struct bench_opts *o, const struct bench_case 
 	/* the bare loops install one page per fault: only then is the cost comparable */
 	for (v = 1; o->around == 1 && v <= 8; v *= 2) {
 		ls.vcpus = lh.vcpus = v;
+		lh.readers = o->readers ? o->readers : v;
+		lh.uffds = o->uffds ? o->uffds : v;
 		s = find_row(&ls, KIND_LIB, v);
 		b = find_row(&ls, KIND_BARE_SELF, v);
 		h = find_row(&lh, KIND_LIB, v);
@@ -1006,9 +1020,9 @@ static void print_headlines(const struct bench_opts *o, const struct bench_case 
 		if (!s || !b || !h || !bh)
 			continue;
 		fprintf(tab, "headline: [%s, around %s, %u vCPU] library / bare per-fault cost: "
-			"self cpu %.2f, time %.2f; handler cpu %.2f, time %.2f (target <= 1.20)\n",
-			pagein_backing_name(o->backing), ar, v,
-			s->cpu_us_per_fault / b->cpu_us_per_fault, b->pps / s->pps,
+			"self cpu %.2f, time %.2f; handler (rd %u uf %u) cpu %.2f, time %.2f "
+			"(target <= 1.20)\n", pagein_backing_name(o->backing), ar, v,
+			s->cpu_us_per_fault / b->cpu_us_per_fault, b->pps / s->pps, lh.readers, lh.uffds,
 			h->cpu_us_per_fault / bh->cpu_us_per_fault, bh->pps / h->pps);
 	}
 	fflush(tab);
@@ -1039,8 +1053,9 @@ static void usage(FILE *f)
 "  -v N            vCPU threads (default 1)\n"
 "  -b SIZE         memory per vCPU (default 64M)\n"
 "  -f self|handler library front-end (default self)\n"
-"  -r N            handler reader threads (default 1)\n"
-"  -u N            handler userfaultfds (default 1)\n"
+"  -r N|v          handler reader threads (default 1; v = one per vCPU)\n"
+"  -u N|v          handler userfaultfds the memory is striped over (default 1; v = one per\n"
+"                  vCPU)\n"
 "  -s anon|shmem|hugetlb   backing (default anon)\n"
 "  -d USEC         injected delay per source fetch (default 0), slept; --spin busy-waits it\n"
 "  -a seq|rand     access pattern (default seq)\n"
@@ -1100,8 +1115,12 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 			else
 				die("bad -f '%s': want self or handler", optarg);
 			break;
-		case 'r': o->readers = bench_uint(optarg, "-r", 1, 1024); break;
-		case 'u': o->uffds = bench_uint(optarg, "-u", 1, 1024); break;
+		case 'r':
+			o->readers = strcmp(optarg, "v") ? bench_uint(optarg, "-r", 1, 1024) : 0;
+			break;
+		case 'u':
+			o->uffds = strcmp(optarg, "v") ? bench_uint(optarg, "-u", 1, 1024) : 0;
+			break;
 		case 's':
 			if (!strcmp(optarg, "anon"))
 				o->backing = PAGEIN_BACKING_ANON;
@@ -1200,8 +1219,8 @@ static int bench_restore(const struct bench_opts *o)
 		{ .kind = KIND_FLOOR, .backing = PAGEIN_BACKING_ANON, .vcpus = 1, .around = 1,
 		  .restore = true, .per_vcpu = o->restore },
 		{ .kind = KIND_LIB, .frontend = o->frontend, .backing = o->backing, .vcpus = 1,
-		  .readers = o->frontend == PAGEIN_FRONTEND_HANDLER ? o->readers : 0,
-		  .uffds = o->frontend == PAGEIN_FRONTEND_HANDLER ? o->uffds : 0,
+		  .readers = o->frontend != PAGEIN_FRONTEND_HANDLER ? 0 : o->readers ? o->readers : 1,
+		  .uffds = o->frontend != PAGEIN_FRONTEND_HANDLER ? 0 : o->uffds ? o->uffds : 1,
 		  .around = AROUND_AUTO_ARG, .fill = true, .restore = true, .per_vcpu = o->restore },
 	};
 	struct bench_opts ro = *o;
