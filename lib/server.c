@@ -1,0 +1,1260 @@
+// SPDX-License-Identifier: MIT
+/*
+ * server.c - the page server (migration source side, docs/protocol.md): listens for destinations,
+ * answers HELLO with the region table, answers page requests at once and streams every page not
+ * sent yet over bulk connections, jumping to the pages after the latest request. One thread per
+ * connection; a session ties one destination's connections to a shared "sent" bitmap.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <lz4.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "proto.h"
+
+_Static_assert(sizeof(struct pn_hdr) == 16, "pn_hdr travels as 16 bytes");
+_Static_assert(sizeof(struct pn_hello) == 40, "pn_hello travels as 40 bytes");
+_Static_assert(sizeof(struct pn_welcome) == 32, "pn_welcome travels as 32 bytes");
+_Static_assert(sizeof(struct pn_region) == 24, "pn_region travels as 24 bytes");
+_Static_assert(sizeof(struct pn_req) == 16 && sizeof(struct pn_pages) == 16, "16-byte bodies");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
+
+#define SRV_LZ4_MAX (PN_PAGE * 3 / 4 - 1) /* an LZ4 page is sent only when smaller than 3/4 page */
+#define SRV_FETCH_MAX 64u     /* pages per source fetch: one zero_mask word */
+#define SRV_CONNS_PER_SESSION 8u /* live connections allowed: this many per allowed session */
+#define SRV_LZ4_BACKOFF 32u   /* most bulk batches sent uncompressed after one that did not pay */
+#define SRV_DRAIN_MS 200      /* a refused peer's time to read our PN_ERROR before we close */
+#define SRV_NO_PAGE UINT64_MAX
+
+/* One served region. */
+struct srv_region {
+	uint64_t gpa;              /* guest address, 4 KiB-aligned */
+	uint64_t size;             /* bytes, a multiple of 4 KiB */
+	uint64_t digest;           /* XXH3-64 of its bytes, for WELCOME */
+	uint64_t first;            /* server-wide index of its first page */
+	const uint8_t *mem;        /* add_memory: the caller's bytes; NULL for a snapshot region */
+	struct pagein_source *src; /* snapshot region: the file source (shared by its regions) */
+};
+
+/* One destination: the shared state of its connections. */
+struct srv_session {
+	uint64_t id;            /* random, non-zero: what a joining HELLO names */
+	unsigned conns;         /* connections attached (server lock) */
+	pthread_mutex_t lock;   /* cursor and hint */
+	uint64_t cursor;        /* next page the bulk stream looks at */
+	uint64_t hint;          /* page right after the latest request, + 1; 0 = none */
+	_Atomic uint64_t left;  /* pages whose sent bit is still clear */
+	pi_bits_t *sent;        /* one bit per page: sent, or being sent, on some connection */
+	struct srv_session *next;
+};
+
+/* One accepted connection and its thread. */
+struct srv_conn {
+	struct pagein_server *srv;
+	pthread_t thread;
+	int fd;                   /* -1 once closed (server lock) */
+	_Atomic bool done;        /* the thread has finished: join and free it */
+	char peer[64];            /* "addr:port" for logs */
+	struct srv_session *sess; /* NULL until the handshake is done */
+	uint32_t role;            /* enum pn_role */
+	uint32_t batch;           /* bulk pages per frame */
+	uint32_t features;        /* PN_FEAT_* granted */
+	bool end_sent;            /* PN_END went out (bulk) */
+	bool rejected;            /* we sent PN_ERROR: linger before closing */
+	unsigned lz4_skip;        /* bulk batches still to send without trying LZ4 */
+	unsigned lz4_backoff;     /* the next skip after a batch that did not compress */
+	uint8_t *buf;             /* PN_MAX_PAGES pages read from a snapshot (NULL: memory only) */
+	uint8_t *cbuf;            /* batch x SRV_LZ4_MAX: compressed pages (LZ4 granted, bulk) */
+	uint8_t head[sizeof(struct pn_hdr) + sizeof(struct pn_pages) + 4 * PN_MAX_PAGES];
+	struct iovec iov[PN_MAX_PAGES + 1]; /* head, then payloads */
+	struct srv_conn *next;
+};
+
+/* The counters of struct pagein_server_stats, as atomics. */
+struct srv_counters {
+	_Atomic uint64_t sessions, sessions_active, connections, refused, malformed, requests,
+		pages_urgent, pages_bulk, pages_lz4, bytes_sent;
+};
+
+struct pagein_server {
+	struct pagein_server_config cfg;
+	char listen_str[128];         /* the address asked for, for logs */
+	struct sockaddr_storage addr; /* parsed listen address */
+	socklen_t addrlen;
+	struct srv_region regions[PN_MAX_REGIONS];
+	unsigned nregions;
+	uint64_t total_pages;         /* over all regions */
+	bool has_snapshot;            /* some region is read through a source */
+	struct pagein_source *srcs[PN_MAX_REGIONS]; /* snapshot sources to free */
+	unsigned nsrcs;
+	int lfd;                      /* listening socket, -1 when not listening */
+	int stop_efd;                 /* eventfd: readable once stopping */
+	int port;
+	bool started;
+	bool stopped;
+	pthread_t accept_thread;
+	pthread_mutex_t lock;         /* sessions, conns, nsessions, nconns */
+	struct srv_session *sessions;
+	unsigned nsessions;
+	struct srv_conn *conns;
+	unsigned nconns;              /* live (not done) connections */
+	struct srv_counters st;
+};
+
+#define STAT_ADD(srv, f, v) atomic_fetch_add_explicit(&(srv)->st.f, (v), memory_order_relaxed)
+
+static void srv_log(struct pagein_server *srv, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void srv_log(struct pagein_server *srv, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!srv->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	srv->cfg.log(srv->cfg.log_arg, level, msg);
+}
+
+void pagein_server_config_init(struct pagein_server_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen = "127.0.0.1:0";
+	cfg->max_sessions = 16;
+	cfg->compress = true;
+	cfg->timeout_ms = 10000;
+}
+
+/* "A.B.C.D:PORT", "[v6]:PORT" or "localhost:PORT" -> sockaddr. Numeric only: no DNS here. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *port, *end;
+	unsigned long p;
+	bool v6 = s[0] == '[';
+	char *stop;
+	size_t hl;
+
+	if (v6) {
+		end = strchr(s, ']');
+		if (!end || end[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(end - s - 1);
+		s++;
+		port = end + 2;
+	} else {
+		end = strrchr(s, ':');
+		if (!end)
+			return -EINVAL;
+		hl = (size_t)(end - s);
+		port = end + 1;
+	}
+	if (!hl || hl >= sizeof(host) || !*port || *port < '0' || *port > '9')
+		return -EINVAL;
+	memcpy(host, s, hl);
+	host[hl] = 0;
+	errno = 0;
+	p = strtoul(port, &stop, 10);
+	if (errno || *stop || p > 65535)
+		return -EINVAL;
+	if (!strcmp(host, "localhost"))
+		strcpy(host, "127.0.0.1");
+	memset(ss, 0, sizeof(*ss));
+	if (v6 || strchr(host, ':')) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+			return -EINVAL;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)p);
+		*len = sizeof(*a6);
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+
+		if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+			return -EINVAL;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)p);
+		*len = sizeof(*a4);
+	}
+	return 0;
+}
+
+int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_server **out)
+{
+	struct pagein_server_config def;
+	struct pagein_server *srv;
+	int ret;
+
+	if (!cfg) {
+		pagein_server_config_init(&def);
+		cfg = &def;
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return -ENOMEM;
+	srv->cfg = *cfg;
+	if (!srv->cfg.listen)
+		srv->cfg.listen = "127.0.0.1:0";
+	snprintf(srv->listen_str, sizeof(srv->listen_str), "%s", srv->cfg.listen);
+	srv->cfg.listen = srv->listen_str; /* the caller's string need not outlive the call */
+	srv->lfd = -1;
+	srv->stop_efd = -1;
+	ret = parse_listen(srv->listen_str, &srv->addr, &srv->addrlen);
+	if (ret < 0) {
+		srv_log(srv, PAGEIN_LOG_ERR, "listen address '%s' is not ADDR:PORT (examples: "
+			"127.0.0.1:7000, [::1]:7000, 0.0.0.0:0)", srv->listen_str);
+		goto err;
+	}
+	if (!srv->cfg.max_sessions || !srv->cfg.timeout_ms) {
+		srv_log(srv, PAGEIN_LOG_ERR, "max_sessions and timeout_ms must be at least 1 "
+			"(pagein_server_config_init sets 16 and 10000)");
+		ret = -EINVAL;
+		goto err;
+	}
+	pthread_mutex_init(&srv->lock, NULL);
+	*out = srv;
+	return 0;
+err:
+	free(srv);
+	return ret;
+}
+
+/* Check a new region against the others; 0 or -errno (logged). */
+static int region_check(struct pagein_server *srv, uint64_t gpa, uint64_t size)
+{
+	unsigned i;
+
+	if (srv->started)
+		return -EBUSY;
+	if (!size || size % PN_PAGE || gpa % PN_PAGE || gpa + size < gpa) {
+		srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) is empty, not 4 KiB-aligned or "
+			"wraps", (unsigned long long)gpa, (unsigned long long)size);
+		return -EINVAL;
+	}
+	for (i = 0; i < srv->nregions; i++) {
+		const struct srv_region *r = &srv->regions[i];
+
+		if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
+			srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) overlaps [%#llx, +%#llx)",
+				(unsigned long long)gpa, (unsigned long long)size,
+				(unsigned long long)r->gpa, (unsigned long long)r->size);
+			return -EINVAL;
+		}
+	}
+	if (srv->nregions == PN_MAX_REGIONS) {
+		srv_log(srv, PAGEIN_LOG_ERR, "more than %u regions", PN_MAX_REGIONS);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static void region_push(struct pagein_server *srv, uint64_t gpa, uint64_t size, uint64_t digest,
+			const void *mem, struct pagein_source *src)
+{
+	srv->regions[srv->nregions++] = (struct srv_region){
+		.gpa = gpa, .size = size, .digest = digest, .first = srv->total_pages,
+		.mem = mem, .src = src,
+	};
+	srv->total_pages += size / PN_PAGE;
+}
+
+int pagein_server_add_memory(struct pagein_server *srv, uint64_t gpa, uint64_t size,
+			     const void *mem)
+{
+	int ret;
+
+	if (!mem)
+		return -EINVAL;
+	ret = region_check(srv, gpa, size);
+	if (ret < 0)
+		return ret;
+	region_push(srv, gpa, size, pagein_digest(mem, size), mem, NULL);
+	return 0;
+}
+
+int pagein_server_add_snapshot(struct pagein_server *srv, const char *path)
+{
+	struct pagein_region_desc regs[PN_MAX_REGIONS];
+	struct pagein_source *src;
+	unsigned i, saved = srv->nregions;
+	uint64_t saved_total = srv->total_pages;
+	int n, ret;
+
+	if (srv->started)
+		return -EBUSY;
+	ret = pagein_source_file_new(path, &src);
+	if (ret < 0) {
+		srv_log(srv, PAGEIN_LOG_ERR, "%s: %s", path, ret == -EINVAL ? "not a pagein snapshot "
+			"or a corrupt header" : ret == -ENODATA ? "truncated (shorter than its header "
+			"says)" : strerror(-ret));
+		return ret;
+	}
+	n = pagein_snapshot_regions(path, regs, PN_MAX_REGIONS);
+	if (n < 0) {
+		ret = n;
+		goto err;
+	}
+	if ((unsigned)n > PN_MAX_REGIONS) {
+		ret = -ENOSPC;
+		goto err;
+	}
+	for (i = 0; i < (unsigned)n; i++) {
+		ret = region_check(srv, regs[i].gpa, regs[i].size);
+		if (ret < 0)
+			goto err;
+		region_push(srv, regs[i].gpa, regs[i].size, regs[i].digest, NULL, src);
+	}
+	srv->srcs[srv->nsrcs++] = src;
+	srv->has_snapshot = true;
+	return 0;
+err:
+	srv->nregions = saved;
+	srv->total_pages = saved_total;
+	pagein_source_free(src);
+	return ret;
+}
+
+/* ---- sessions ---- */
+
+static uint64_t session_new_id(struct pagein_server *srv)
+{
+	static _Atomic uint64_t counter;
+	struct srv_session *s;
+	uint64_t id = 0;
+
+	for (;;) {
+		if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id))
+			id = (pagein_now_ns() ^ (atomic_fetch_add(&counter, 1) << 48)) *
+			     0x9e3779b97f4a7c15ull;
+		if (!id)
+			continue;
+		for (s = srv->sessions; s && s->id != id; s = s->next)
+			;
+		if (!s)
+			return id;
+	}
+}
+
+/* Create a session (server lock held). NULL on -ENOMEM. */
+static struct srv_session *session_create(struct pagein_server *srv)
+{
+	uint64_t words = (srv->total_pages + 63) / 64, i;
+	struct srv_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->sent = calloc(words, sizeof(*s->sent));
+	if (!s->sent) {
+		free(s);
+		return NULL;
+	}
+	/* bits past the last page count as sent, so a scan never finds them */
+	for (i = srv->total_pages; i < words * 64; i++)
+		pi_test_set(s->sent, i, memory_order_relaxed);
+	pthread_mutex_init(&s->lock, NULL);
+	atomic_init(&s->left, srv->total_pages);
+	s->id = session_new_id(srv);
+	s->next = srv->sessions;
+	srv->sessions = s;
+	srv->nsessions++;
+	STAT_ADD(srv, sessions, 1);
+	STAT_ADD(srv, sessions_active, 1);
+	return s;
+}
+
+/* Detach a connection; the last one frees the session (server lock held). */
+static void session_put(struct pagein_server *srv, struct srv_session *s)
+{
+	struct srv_session **pp;
+
+	if (--s->conns)
+		return;
+	for (pp = &srv->sessions; *pp != s; pp = &(*pp)->next)
+		;
+	*pp = s->next;
+	srv->nsessions--;
+	atomic_fetch_sub(&srv->st.sessions_active, 1);
+	pthread_mutex_destroy(&s->lock);
+	free(s->sent);
+	free(s);
+}
+
+/* Mark pages [p, p+n) sent; returns how many were not sent before. */
+static uint64_t session_mark(struct srv_session *s, uint64_t p, uint64_t n)
+{
+	uint64_t i, fresh = 0;
+
+	for (i = p; i < p + n; i++)
+		if (!pi_test_set(s->sent, i, memory_order_relaxed))
+			fresh++;
+	if (fresh)
+		atomic_fetch_sub(&s->left, fresh);
+	return fresh;
+}
+
+/* First page at or after `from` whose sent bit is clear, wrapping once; SRV_NO_PAGE if none. */
+static uint64_t session_find(struct pagein_server *srv, struct srv_session *s, uint64_t from)
+{
+	uint64_t words = (srv->total_pages + 63) / 64, w, k, bits;
+
+	if (from >= srv->total_pages)
+		from = 0;
+	w = from / 64;
+	bits = ~atomic_load_explicit(&s->sent[w], memory_order_relaxed) & (~0ull << (from % 64));
+	for (k = 0; k <= words; k++) {
+		if (bits)
+			return w * 64 + (uint64_t)__builtin_ctzll(bits);
+		w = w + 1 == words ? 0 : w + 1;
+		bits = ~atomic_load_explicit(&s->sent[w], memory_order_relaxed);
+	}
+	return SRV_NO_PAGE;
+}
+
+static const struct srv_region *region_of_page(struct pagein_server *srv, uint64_t p)
+{
+	unsigned i;
+
+	for (i = srv->nregions; i-- > 1;)
+		if (p >= srv->regions[i].first)
+			break;
+	return &srv->regions[i];
+}
+
+/* The region holding [gpa, gpa+len), or NULL. */
+static const struct srv_region *region_of(struct pagein_server *srv, uint64_t gpa, uint64_t len)
+{
+	unsigned i;
+
+	for (i = 0; i < srv->nregions; i++) {
+		const struct srv_region *r = &srv->regions[i];
+
+		if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
+			return r;
+	}
+	return NULL;
+}
+
+/*
+ * Pick the bulk stream's next batch for c: jump to the hint if a request left one, then the first
+ * unsent page from the cursor and the unsent pages after it up to the end of its batch_pages-
+ * aligned window (clipped to the region). Claims them. Returns the page count (0: all sent).
+ */
+static uint32_t bulk_pick(struct srv_conn *c, const struct srv_region **rp, uint64_t *gpa)
+{
+	struct pagein_server *srv = c->srv;
+	struct srv_session *s = c->sess;
+	const struct srv_region *r;
+	uint64_t p, q, lo, hi, rend, gp;
+	uint32_t n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->hint) {
+		s->cursor = s->hint - 1;
+		s->hint = 0;
+	}
+	while (!n) {
+		p = session_find(srv, s, s->cursor);
+		if (p == SRV_NO_PAGE)
+			break;
+		r = region_of_page(srv, p);
+		gp = r->gpa / PN_PAGE + (p - r->first); /* guest page number */
+		lo = gp / c->batch * c->batch;
+		hi = lo + c->batch;
+		rend = (r->gpa + r->size) / PN_PAGE;
+		if (hi > rend)
+			hi = rend;
+		for (q = p; gp + (q - p) < hi; q++)
+			if (pi_test_set(s->sent, q, memory_order_relaxed))
+				break;
+		n = (uint32_t)(q - p);
+		if (n)
+			atomic_fetch_sub(&s->left, n);
+		/* a reply claimed p between the scan and here: go on after it */
+		s->cursor = q + (n ? 0 : 1);
+		if (s->cursor >= srv->total_pages)
+			s->cursor = 0;
+		*rp = r;
+		*gpa = r->gpa + (p - r->first) * PN_PAGE;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+/* ---- sending ---- */
+
+/* Send every byte of iov[0..n) (modified). 0 or -errno. */
+static int send_iov(struct srv_conn *c, struct iovec *iov, int n)
+{
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+	ssize_t w;
+
+	while (mh.msg_iovlen) {
+		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		STAT_ADD(c->srv, bytes_sent, (uint64_t)w);
+		while (mh.msg_iovlen && (size_t)w >= mh.msg_iov->iov_len) {
+			w -= (ssize_t)mh.msg_iov->iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen) {
+			mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + w;
+			mh.msg_iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static int send_simple(struct srv_conn *c, uint16_t type, const void *body, uint32_t len)
+{
+	struct pn_hdr h = { .len = len, .type = type };
+	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)body, len } };
+
+	return send_iov(c, iov, len ? 2 : 1);
+}
+
+/*
+ * Send pages [gpa, gpa + n pages) of r as one PAGES frame with this id. Zero pages go as
+ * PN_PG_ZERO; with lz4, a page goes as PN_PG_LZ4 when it compresses below 3/4 of a page.
+ * Returns 0 or -errno (a source read or the socket).
+ */
+static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t gpa, uint32_t n,
+		      uint64_t id, bool lz4)
+{
+	struct pn_hdr *h = (struct pn_hdr *)c->head;
+	struct pn_pages *pg = (struct pn_pages *)(h + 1);
+	uint32_t *desc = (uint32_t *)(pg + 1), i, nlz4 = 0, nraw = 0;
+	uint64_t zm[PN_MAX_PAGES / 64] = { 0 }, payload = 0, coff = 0;
+	const uint8_t *data;
+	int niov = 1, ret;
+
+	if (r->mem) {
+		data = r->mem + (gpa - r->gpa);
+	} else {
+		uint64_t deadline = pagein_now_ns() + c->srv->cfg.timeout_ms * 1000000ull;
+
+		for (i = 0; i < n; i += SRV_FETCH_MAX) {
+			uint32_t k = n - i < SRV_FETCH_MAX ? n - i : SRV_FETCH_MAX;
+
+			ret = r->src->ops.fetch(r->src->ctx, gpa + (uint64_t)i * PN_PAGE,
+						c->buf + (size_t)i * PN_PAGE, (uint64_t)k * PN_PAGE,
+						PN_PAGE, &zm[i / 64], deadline);
+			if (ret < 0) {
+				srv_log(c->srv, PAGEIN_LOG_ERR, "reading pages at %#llx from the "
+					"snapshot: %s", (unsigned long long)gpa, strerror(-ret));
+				return ret;
+			}
+		}
+		data = c->buf;
+	}
+	for (i = 0; i < n; i++) {
+		const uint8_t *p = data + (size_t)i * PN_PAGE;
+		const void *src = p;
+		uint32_t len = PN_PAGE;
+
+		if (zm[i / 64] >> (i % 64) & 1 || pagein_is_zero(p, PN_PAGE)) {
+			desc[i] = PN_PG_ZERO;
+			continue;
+		}
+		desc[i] = PN_PG_RAW;
+		if (lz4) {
+			int cs = LZ4_compress_default((const char *)p, (char *)c->cbuf + coff,
+						      PN_PAGE, SRV_LZ4_MAX);
+
+			if (cs > 0) {
+				desc[i] = PN_PG_LZ4 | (uint32_t)cs << 8;
+				src = c->cbuf + coff;
+				len = (uint32_t)cs;
+				coff += (uint64_t)cs;
+				nlz4++;
+			}
+		}
+		nraw += desc[i] == PN_PG_RAW;
+		payload += len;
+		/* adjacent payloads (consecutive raw pages of memory) share an iovec */
+		if (niov > 1 && (const uint8_t *)c->iov[niov - 1].iov_base + c->iov[niov - 1].iov_len ==
+				(const uint8_t *)src) {
+			c->iov[niov - 1].iov_len += len;
+		} else {
+			c->iov[niov].iov_base = (void *)src;
+			c->iov[niov].iov_len = len;
+			niov++;
+		}
+	}
+	*h = (struct pn_hdr){ .len = (uint32_t)(sizeof(*pg) + 4ull * n + payload), .type = PN_PAGES,
+			      .id = id };
+	*pg = (struct pn_pages){ .gpa = gpa, .npages = n };
+	c->iov[0].iov_base = c->head;
+	c->iov[0].iov_len = sizeof(*h) + sizeof(*pg) + 4ull * n;
+	ret = send_iov(c, c->iov, niov);
+	if (ret < 0)
+		return ret;
+	if (lz4) {
+		/* compression did not pay on this batch: skip it for a while, longer each time */
+		if (!nlz4 && nraw) {
+			c->lz4_backoff = c->lz4_backoff ? c->lz4_backoff * 2 : 1;
+			if (c->lz4_backoff > SRV_LZ4_BACKOFF)
+				c->lz4_backoff = SRV_LZ4_BACKOFF;
+			c->lz4_skip = c->lz4_backoff;
+		} else if (nlz4) {
+			c->lz4_backoff = 0;
+		}
+		STAT_ADD(c->srv, pages_lz4, nlz4);
+	}
+	return 0;
+}
+
+/*
+ * Close c because of what its peer did (or failed to do): log why, count it, send PN_ERROR with
+ * the reason. Returns -code for the caller to pass up.
+ */
+static int conn_reject(struct srv_conn *c, int code, bool malformed, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int conn_reject(struct srv_conn *c, int code, bool malformed, const char *fmt, ...)
+{
+	struct {
+		struct pn_error e;
+		char text[PN_MAX_TEXT];
+	} __attribute__((packed)) m;
+	struct pn_hdr h;
+	struct iovec iov[2];
+	struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+	va_list ap;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(m.text, sizeof(m.text), fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		len = 0;
+	if (len > (int)PN_MAX_TEXT - 1)
+		len = PN_MAX_TEXT - 1;
+	c->rejected = true;
+	srv_log(c->srv, PAGEIN_LOG_WARN, "%s: closing the connection: %s", c->peer, m.text);
+	if (malformed)
+		STAT_ADD(c->srv, malformed, 1);
+	if (!c->sess)
+		STAT_ADD(c->srv, refused, 1);
+	m.e.code = (uint32_t)code;
+	h = (struct pn_hdr){ .len = (uint32_t)(sizeof(m.e) + (unsigned)len), .type = PN_ERROR };
+	iov[0] = (struct iovec){ &h, sizeof(h) };
+	iov[1] = (struct iovec){ &m, sizeof(m.e) + (unsigned)len };
+	/* a peer that does not read gets no error rather than a stuck thread */
+	if (poll(&pfd, 1, SRV_DRAIN_MS) == 1 && (pfd.revents & POLLOUT)) {
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w > 0)
+			STAT_ADD(c->srv, bytes_sent, (uint64_t)w);
+	}
+	return -code;
+}
+
+/* ---- receiving ---- */
+
+/*
+ * Read exactly len bytes into buf; the peer may be silent at most timeout_ms between chunks.
+ * *got says how many arrived. 0, -ECONNRESET (EOF or reset), -ETIMEDOUT, -ESHUTDOWN (the server
+ * is stopping) or -errno.
+ */
+static int recv_full(struct srv_conn *c, void *buf, size_t len, size_t *got)
+{
+	struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
+				 { .fd = c->srv->stop_efd, .events = POLLIN } };
+	ssize_t r;
+	int n;
+
+	*got = 0;
+	while (*got < len) {
+		r = recv(c->fd, (uint8_t *)buf + *got, len - *got, MSG_DONTWAIT);
+		if (r > 0) {
+			*got += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return errno == EPIPE ? -ECONNRESET : -errno;
+		n = poll(pfd, 2, (int)c->srv->cfg.timeout_ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (pfd[1].revents)
+			return -ESHUTDOWN;
+		if (!n)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+static const char *type_name(unsigned t)
+{
+	static const char *const names[] = { "?", "HELLO", "WELCOME", "REQ", "PAGES", "END",
+					     "ERROR" };
+
+	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+}
+
+/*
+ * Read one frame from the client: the header, its checks (length bound, flags, the exact body
+ * size of the type), then the body into body (>= sizeof(pn_error) + PN_MAX_TEXT bytes). Returns 1
+ * for a frame, 0 for a clean EOF between frames, or -errno after rejecting the connection (or
+ * on -ESHUTDOWN / a socket error, without a PN_ERROR).
+ */
+static int read_frame(struct srv_conn *c, struct pn_hdr *h, uint8_t *body)
+{
+	size_t got, want;
+	int ret;
+
+	ret = recv_full(c, h, sizeof(*h), &got);
+	if (ret == -ECONNRESET && !got)
+		return 0;
+	if (ret == -ETIMEDOUT)
+		return conn_reject(c, ETIMEDOUT, got > 0, got ? "silent for %u ms in the middle of "
+				   "a frame header (%zu of 16 bytes)" : "no HELLO within %u ms",
+				   c->srv->cfg.timeout_ms, got);
+	if (ret == -ECONNRESET)
+		return conn_reject(c, EPROTO, true, "truncated frame: the peer closed after %zu of "
+				   "16 header bytes", got);
+	if (ret < 0)
+		return ret;
+	if (h->len > PN_MAX_BODY)
+		return conn_reject(c, EMSGSIZE, true, "frame body of %u bytes is over the limit of "
+				   "%zu", h->len, (size_t)PN_MAX_BODY);
+	if (h->flags)
+		return conn_reject(c, EPROTO, true, "%s frame has flags %#x: must be 0",
+				   type_name(h->type), h->flags);
+	switch (h->type) {
+	case PN_HELLO:
+		want = sizeof(struct pn_hello);
+		break;
+	case PN_REQ:
+		want = sizeof(struct pn_req);
+		break;
+	case PN_ERROR:
+		want = h->len;
+		if (h->len < sizeof(struct pn_error) || h->len > sizeof(struct pn_error) + PN_MAX_TEXT)
+			return conn_reject(c, EPROTO, true, "ERROR frame of %u bytes: must be %zu..%zu",
+					   h->len, sizeof(struct pn_error),
+					   sizeof(struct pn_error) + PN_MAX_TEXT);
+		break;
+	case PN_WELCOME:
+	case PN_PAGES:
+	case PN_END:
+		return conn_reject(c, EPROTO, true, "a client may not send %s frames",
+				   type_name(h->type));
+	default:
+		return conn_reject(c, EPROTO, true, "unknown frame type %u", h->type);
+	}
+	if (h->len != want)
+		return conn_reject(c, EPROTO, true, "%s frame of %u bytes: must be %zu",
+				   type_name(h->type), h->len, want);
+	ret = recv_full(c, body, want, &got);
+	if (ret == -ETIMEDOUT)
+		return conn_reject(c, ETIMEDOUT, true, "silent for %u ms in the middle of a %s frame "
+				   "(%zu of %zu body bytes)", c->srv->cfg.timeout_ms,
+				   type_name(h->type), got, want);
+	if (ret == -ECONNRESET)
+		return conn_reject(c, EPROTO, true, "truncated %s frame: the peer closed after %zu of "
+				   "%zu body bytes", type_name(h->type), got, want);
+	if (ret < 0)
+		return ret;
+	if (h->type == PN_ERROR) {
+		const struct pn_error *e = (const void *)body;
+
+		srv_log(c->srv, PAGEIN_LOG_INFO, "%s: the peer is closing: %.*s (%s)", c->peer,
+			(int)(want - sizeof(*e)), (const char *)(e + 1), strerror((int)e->code));
+		return -ECONNRESET;
+	}
+	return 1;
+}
+
+/* ---- the connection ---- */
+
+/* Read and check HELLO, attach to a session, send WELCOME. 0 or -errno (already rejected). */
+static int conn_handshake(struct srv_conn *c)
+{
+	struct pagein_server *srv = c->srv;
+	uint8_t body[sizeof(struct pn_error) + PN_MAX_TEXT];
+	struct pn_region regs[PN_MAX_REGIONS];
+	const struct pn_hello *hi = (const void *)body;
+	struct pn_welcome w = { .magic = PN_MAGIC };
+	struct srv_session *s;
+	struct pn_hdr h;
+	struct iovec iov[3];
+	unsigned i;
+	int ret;
+
+	ret = read_frame(c, &h, body);
+	if (ret == 0)
+		return conn_reject(c, EPROTO, true, "closed before sending HELLO");
+	if (ret < 0)
+		return ret;
+	if (h.type != PN_HELLO)
+		return conn_reject(c, EPROTO, true, "the first frame must be HELLO, not %s",
+				   type_name(h.type));
+	if (memcmp(hi->magic, PN_MAGIC, 8))
+		return conn_reject(c, EPROTO, true, "HELLO has the wrong magic: not a pagein client");
+	if (hi->version != PN_VERSION)
+		return conn_reject(c, EPROTONOSUPPORT, true, "protocol version %u is not supported: "
+				   "this server speaks version %u", hi->version, PN_VERSION);
+	if (hi->page_size != PN_PAGE)
+		return conn_reject(c, EINVAL, true, "page size %u: the protocol's page is %u",
+				   hi->page_size, PN_PAGE);
+	if (hi->role != PN_ROLE_URGENT && hi->role != PN_ROLE_BULK)
+		return conn_reject(c, EINVAL, true, "unknown role %u (1 urgent, 2 bulk)", hi->role);
+	if (hi->batch_pages > PN_MAX_PAGES || (hi->role == PN_ROLE_BULK && !hi->batch_pages))
+		return conn_reject(c, EINVAL, true, "batch_pages %u: must be 1..%u", hi->batch_pages,
+				   PN_MAX_PAGES);
+	if (hi->reserved)
+		return conn_reject(c, EINVAL, true, "HELLO reserved field is %#x: must be 0",
+				   hi->reserved);
+	c->role = hi->role;
+	c->batch = hi->batch_pages;
+	c->features = hi->features & (srv->cfg.compress ? PN_FEAT_LZ4 : 0);
+
+	pthread_mutex_lock(&srv->lock);
+	if (hi->session) {
+		for (s = srv->sessions; s && s->id != hi->session; s = s->next)
+			;
+		if (!s) {
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, ENOENT, false, "session %#llx does not exist (it ended, "
+					   "or was never opened here): send session 0 to open one",
+					   (unsigned long long)hi->session);
+		}
+	} else {
+		if (srv->nsessions >= srv->cfg.max_sessions) {
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, EBUSY, false, "this server already serves %u sessions, "
+					   "its limit (max_sessions): try later",
+					   srv->cfg.max_sessions);
+		}
+		s = session_create(srv);
+		if (!s) {
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, ENOMEM, false, "out of memory for a new session");
+		}
+	}
+	s->conns++;
+	c->sess = s;
+	pthread_mutex_unlock(&srv->lock);
+
+	if (c->role == PN_ROLE_BULK && (c->features & PN_FEAT_LZ4)) {
+		c->cbuf = malloc((size_t)c->batch * SRV_LZ4_MAX);
+		if (!c->cbuf)
+			c->features &= ~PN_FEAT_LZ4; /* serve it uncompressed rather than not at all */
+	}
+	w.version = PN_VERSION;
+	w.page_size = PN_PAGE;
+	w.session = s->id;
+	w.features = c->features;
+	w.nregions = srv->nregions;
+	for (i = 0; i < srv->nregions; i++)
+		regs[i] = (struct pn_region){ srv->regions[i].gpa, srv->regions[i].size,
+					      srv->regions[i].digest };
+	h = (struct pn_hdr){ .len = (uint32_t)(sizeof(w) + i * sizeof(regs[0])), .type = PN_WELCOME };
+	iov[0] = (struct iovec){ &h, sizeof(h) };
+	iov[1] = (struct iovec){ &w, sizeof(w) };
+	iov[2] = (struct iovec){ regs, i * sizeof(regs[0]) };
+	srv_log(srv, PAGEIN_LOG_INFO, "%s: %s connection, session %#llx%s", c->peer,
+		c->role == PN_ROLE_BULK ? "bulk" : "urgent", (unsigned long long)s->id,
+		c->features & PN_FEAT_LZ4 ? ", lz4" : "");
+	return send_iov(c, iov, 3);
+}
+
+/* Check a REQ, reply with its pages, and point the bulk stream just past them. */
+static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct pn_req *q)
+{
+	struct pagein_server *srv = c->srv;
+	struct srv_session *s = c->sess;
+	const struct srv_region *r;
+	uint64_t p;
+	int ret;
+
+	if (!h->id)
+		return conn_reject(c, EINVAL, true, "REQ with id 0: ids must be non-zero");
+	if (q->reserved)
+		return conn_reject(c, EINVAL, true, "REQ %llu: reserved field %#x must be 0",
+				   (unsigned long long)h->id, q->reserved);
+	if (q->gpa % PN_PAGE)
+		return conn_reject(c, EINVAL, true, "REQ %llu: gpa %#llx is not 4 KiB-aligned",
+				   (unsigned long long)h->id, (unsigned long long)q->gpa);
+	if (!q->npages || q->npages > PN_MAX_PAGES)
+		return conn_reject(c, EINVAL, true, "REQ %llu: %u pages: must be 1..%u",
+				   (unsigned long long)h->id, q->npages, PN_MAX_PAGES);
+	r = region_of(srv, q->gpa, (uint64_t)q->npages * PN_PAGE);
+	if (!r)
+		return conn_reject(c, ERANGE, true, "REQ %llu: [%#llx, +%u pages) is not inside one "
+				   "region", (unsigned long long)h->id, (unsigned long long)q->gpa,
+				   q->npages);
+	p = r->first + (q->gpa - r->gpa) / PN_PAGE;
+	session_mark(s, p, q->npages);
+	pthread_mutex_lock(&s->lock);
+	s->hint = (p + q->npages) % srv->total_pages + 1;
+	pthread_mutex_unlock(&s->lock);
+	/* replies are never compressed: latency matters more than bytes here */
+	ret = send_pages(c, r, q->gpa, q->npages, h->id, false);
+	if (ret < 0)
+		return ret;
+	STAT_ADD(srv, requests, 1);
+	STAT_ADD(srv, pages_urgent, q->npages);
+	return 0;
+}
+
+/* One bulk batch, or END once everything has been sent. */
+static int conn_bulk(struct srv_conn *c)
+{
+	const struct srv_region *r = NULL;
+	uint64_t gpa = 0;
+	uint32_t n;
+	bool lz4 = false;
+	int ret;
+
+	n = bulk_pick(c, &r, &gpa);
+	if (!n) {
+		c->end_sent = true;
+		srv_log(c->srv, PAGEIN_LOG_DEBUG, "%s: every page sent, END", c->peer);
+		return send_simple(c, PN_END, NULL, 0);
+	}
+	if (c->features & PN_FEAT_LZ4) {
+		if (c->lz4_skip)
+			c->lz4_skip--;
+		else
+			lz4 = true;
+	}
+	ret = send_pages(c, r, gpa, n, 0, lz4);
+	if (ret < 0)
+		return ret;
+	STAT_ADD(c->srv, pages_bulk, n);
+	return 0;
+}
+
+/* Serve a connection after its handshake: requests first, then bulk batches while pages are
+ * left. Returns when the peer leaves, breaks a rule, or the server stops. */
+static void conn_serve(struct srv_conn *c)
+{
+	uint8_t body[sizeof(struct pn_error) + PN_MAX_TEXT];
+	struct pollfd pfd[2] = { { .fd = c->fd }, { .fd = c->srv->stop_efd, .events = POLLIN } };
+	struct pn_hdr h;
+	int ret, n;
+
+	for (;;) {
+		bool bulk = c->role == PN_ROLE_BULK && !c->end_sent;
+
+		pfd[0].events = POLLIN | (bulk ? POLLOUT : 0);
+		n = poll(pfd, 2, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || pfd[1].revents)
+			return;
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ret = read_frame(c, &h, body);
+			if (ret <= 0)
+				return;
+			if (h.type != PN_REQ) {
+				conn_reject(c, EPROTO, true, "unexpected %s frame after the handshake",
+					    type_name(h.type));
+				return;
+			}
+			if (conn_request(c, &h, (const struct pn_req *)body) < 0)
+				return;
+		} else if (pfd[0].revents & POLLOUT) {
+			if (conn_bulk(c) < 0)
+				return;
+		}
+	}
+}
+
+/* Give a rejected peer a moment to read our PN_ERROR: half-close, discard what it still sends
+ * until it closes too (or SRV_DRAIN_MS), so close() does not reset the connection under it. */
+static void conn_linger(struct srv_conn *c)
+{
+	struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
+				 { .fd = c->srv->stop_efd, .events = POLLIN } };
+	uint64_t end = pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, now;
+	char junk[4096];
+	unsigned k;
+
+	shutdown(c->fd, SHUT_WR);
+	for (k = 0; k < 256; k++) {
+		now = pagein_now_ns();
+		if (now >= end || poll(pfd, 2, (int)((end - now) / 1000000 + 1)) <= 0 ||
+		    pfd[1].revents)
+			return;
+		if (recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0 && errno != EAGAIN)
+			return;
+	}
+}
+
+static void *conn_main(void *arg)
+{
+	struct srv_conn *c = arg;
+	struct pagein_server *srv = c->srv;
+
+	if (conn_handshake(c) == 0)
+		conn_serve(c);
+	if (c->rejected)
+		conn_linger(c);
+	pthread_mutex_lock(&srv->lock);
+	if (c->sess)
+		session_put(srv, c->sess);
+	c->sess = NULL;
+	close(c->fd);
+	c->fd = -1;
+	srv->nconns--;
+	pthread_mutex_unlock(&srv->lock);
+	srv_log(srv, PAGEIN_LOG_DEBUG, "%s: closed", c->peer);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+static void conn_free(struct srv_conn *c)
+{
+	free(c->buf);
+	free(c->cbuf);
+	free(c);
+}
+
+/* Join and free the connections whose threads have finished (server lock held). */
+static void conns_reap(struct pagein_server *srv)
+{
+	struct srv_conn **pp = &srv->conns, *c;
+
+	while ((c = *pp)) {
+		if (atomic_load(&c->done)) {
+			*pp = c->next;
+			pthread_join(c->thread, NULL);
+			conn_free(c);
+		} else {
+			pp = &c->next;
+		}
+	}
+}
+
+static void peer_name(const struct sockaddr_storage *sa, char *out, size_t len)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, len, "[%s]:%u", a, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, len, "%s:%u", a, ntohs(s4->sin_port));
+	}
+}
+
+/* Start a thread for an accepted socket (server lock held). Closes fd on failure. */
+static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_storage *sa)
+{
+	struct srv_conn *c;
+	int one = 1, ret;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = calloc(1, sizeof(*c));
+	if (c && srv->has_snapshot && !(c->buf = malloc((size_t)PN_MAX_PAGES * PN_PAGE))) {
+		free(c);
+		c = NULL;
+	}
+	if (!c) {
+		srv_log(srv, PAGEIN_LOG_ERR, "out of memory for a connection: closing it");
+		close(fd);
+		return;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	peer_name(sa, c->peer, sizeof(c->peer));
+	if (srv->nconns >= srv->cfg.max_sessions * SRV_CONNS_PER_SESSION) {
+		conn_reject(c, EBUSY, false, "too many connections (%u): try later", srv->nconns);
+		close(fd);
+		conn_free(c);
+		return;
+	}
+	ret = pthread_create(&c->thread, NULL, conn_main, c);
+	if (ret) {
+		srv_log(srv, PAGEIN_LOG_ERR, "%s: no thread for the connection: %s", c->peer,
+			strerror(ret));
+		close(fd);
+		conn_free(c);
+		return;
+	}
+	srv->nconns++;
+	c->next = srv->conns;
+	srv->conns = c;
+}
+
+static void *accept_main(void *arg)
+{
+	struct pagein_server *srv = arg;
+	struct pollfd pfd[2] = { { .fd = srv->lfd, .events = POLLIN },
+				 { .fd = srv->stop_efd, .events = POLLIN } };
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int fd, n;
+
+	for (;;) {
+		n = poll(pfd, 2, -1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || pfd[1].revents)
+			break;
+		len = sizeof(sa);
+		fd = accept4(srv->lfd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+		if (fd < 0) {
+			int err = errno;
+
+			if (err == EINTR || err == EAGAIN || err == ECONNABORTED)
+				continue;
+			srv_log(srv, PAGEIN_LOG_ERR, "accept on %s: %s", srv->listen_str,
+				strerror(err));
+			/* out of fds or memory: wait a little instead of spinning */
+			poll(&pfd[1], 1, 100);
+			continue;
+		}
+		STAT_ADD(srv, connections, 1);
+		pthread_mutex_lock(&srv->lock);
+		conns_reap(srv);
+		conn_spawn(srv, fd, &sa);
+		pthread_mutex_unlock(&srv->lock);
+	}
+	return NULL;
+}
+
+int pagein_server_start(struct pagein_server *srv)
+{
+	union {
+		struct sockaddr_storage ss;
+		struct sockaddr_in s4;
+		struct sockaddr_in6 s6;
+	} a;
+	socklen_t len = sizeof(a);
+	int one = 1, ret;
+
+	if (srv->started)
+		return -EBUSY;
+	if (!srv->nregions) {
+		srv_log(srv, PAGEIN_LOG_ERR, "nothing to serve: add memory or a snapshot first");
+		return -EINVAL;
+	}
+	srv->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (srv->stop_efd < 0)
+		return -errno;
+	srv->lfd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (srv->lfd < 0) {
+		ret = -errno;
+		srv_log(srv, PAGEIN_LOG_ERR, "socket for %s: %s", srv->listen_str, strerror(-ret));
+		goto err_efd;
+	}
+	setsockopt(srv->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(srv->lfd, (struct sockaddr *)&srv->addr, srv->addrlen) < 0 ||
+	    listen(srv->lfd, 64) < 0 || getsockname(srv->lfd, (struct sockaddr *)&a, &len) < 0) {
+		ret = -errno;
+		srv_log(srv, PAGEIN_LOG_ERR, "cannot listen on %s: %s%s", srv->listen_str,
+			strerror(-ret), ret == -EADDRINUSE ? " (pick another port, or :0 for a free "
+			"one)" : ret == -EADDRNOTAVAIL ? " (not an address of this machine)" : "");
+		goto err_sock;
+	}
+	srv->port = ntohs(a.ss.ss_family == AF_INET6 ? a.s6.sin6_port : a.s4.sin_port);
+	ret = -pthread_create(&srv->accept_thread, NULL, accept_main, srv);
+	if (ret < 0)
+		goto err_sock;
+	srv->started = true;
+	srv_log(srv, PAGEIN_LOG_INFO, "serving %u regions (%llu pages) on %s, port %d",
+		srv->nregions, (unsigned long long)srv->total_pages, srv->listen_str, srv->port);
+	return 0;
+err_sock:
+	close(srv->lfd);
+	srv->lfd = -1;
+err_efd:
+	close(srv->stop_efd);
+	srv->stop_efd = -1;
+	return ret;
+}
+
+int pagein_server_port(struct pagein_server *srv)
+{
+	return srv->started && !srv->stopped ? srv->port : -ENOTCONN;
+}
+
+void pagein_server_stop(struct pagein_server *srv)
+{
+	uint64_t one = 1;
+	struct srv_conn *c;
+
+	if (!srv || !srv->started || srv->stopped)
+		return;
+	srv->stopped = true;
+	if (write(srv->stop_efd, &one, sizeof(one)) < 0)
+		srv_log(srv, PAGEIN_LOG_ERR, "waking the server's threads: %s", strerror(errno));
+	pthread_join(srv->accept_thread, NULL);
+	/* wake threads blocked in a send to a peer that does not read */
+	pthread_mutex_lock(&srv->lock);
+	for (c = srv->conns; c; c = c->next)
+		if (c->fd >= 0)
+			shutdown(c->fd, SHUT_RDWR);
+	pthread_mutex_unlock(&srv->lock);
+	while ((c = srv->conns)) {
+		pthread_join(c->thread, NULL);
+		srv->conns = c->next;
+		conn_free(c);
+	}
+	close(srv->lfd);
+	srv->lfd = -1;
+	close(srv->stop_efd);
+	srv->stop_efd = -1;
+}
+
+void pagein_server_free(struct pagein_server *srv)
+{
+	unsigned i;
+
+	if (!srv)
+		return;
+	pagein_server_stop(srv);
+	for (i = 0; i < srv->nsrcs; i++)
+		pagein_source_free(srv->srcs[i]);
+	pthread_mutex_destroy(&srv->lock);
+	free(srv);
+}
+
+void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st)
+{
+	st->sessions = atomic_load(&srv->st.sessions);
+	st->sessions_active = atomic_load(&srv->st.sessions_active);
+	st->connections = atomic_load(&srv->st.connections);
+	st->refused = atomic_load(&srv->st.refused);
+	st->malformed = atomic_load(&srv->st.malformed);
+	st->requests = atomic_load(&srv->st.requests);
+	st->pages_urgent = atomic_load(&srv->st.pages_urgent);
+	st->pages_bulk = atomic_load(&srv->st.pages_bulk);
+	st->pages_lz4 = atomic_load(&srv->st.pages_lz4);
+	st->bytes_sent = atomic_load(&srv->st.bytes_sent);
+}
