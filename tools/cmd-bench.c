@@ -103,27 +103,27 @@ struct bench_result {
 /* One vCPU thread. */
 struct vcpu {
 	pthread_t tid;
-	pthread_barrier_t *barrier;
-	uint8_t *base;      /* the memory the vCPU touches (page index 0) */
-	const uint32_t *order; /* page indexes to touch, in order */
-	uint64_t n;         /* entries in order */
-	uint32_t *lat_ns;   /* per-touch latency, n entries, allocated before the start */
-	uint64_t t0, t1;    /* CLOCK_MONOTONIC ns at start and end of the touches */
-	uint64_t faults;    /* bare-self: SIGBUS handled on this thread */
+	pthread_barrier_t *barrier; /* every vCPU and the main thread start together */
+	uint8_t *base;              /* the memory the vCPU touches (page index 0) */
+	const uint32_t *order;      /* page indexes to touch, in order */
+	uint64_t n;                 /* entries in order */
+	uint32_t *lat_ns;           /* per-touch latency, n entries, allocated before the start */
+	uint64_t t0, t1;            /* CLOCK_MONOTONIC ns at start and end of the touches */
+	uint64_t faults;            /* bare-self: SIGBUS handled on this thread */
 };
 
 /* Everything the bare loops share with their signal handler and reader thread. */
 static struct bare_state {
-	int uffd;
+	int uffd;              /* the bare loop's own userfaultfd */
 	uint8_t *base;         /* registered mapping */
 	int memfd;             /* memfd backings: the file behind base and alias */
 	uint8_t *alias;        /* hugetlb: second mapping written before CONTINUE */
 	const uint8_t *img;    /* source image of the whole region */
 	uint64_t size;         /* bytes registered */
 	uint64_t psize;        /* install granularity: 4 KiB or 2 MiB */
-	enum pagein_backing backing;
-	unsigned delay_us;
-	bool spin;
+	enum pagein_backing backing; /* decides COPY or page cache + CONTINUE */
+	unsigned delay_us;     /* injected delay per install, as the library's source gets it */
+	bool spin;             /* busy-wait the delay */
 	int stopfd;            /* eventfd that ends the reader thread */
 	uint64_t faults;       /* reader thread: messages served */
 	uint64_t eexist;       /* reader thread: installs that met EEXIST */
@@ -309,12 +309,12 @@ static void vcpus_release(struct vcpu_set *s)
 	free(s->lat);
 }
 
-/* Run the vCPUs over base once; fill the timing part of r. before_go runs in the main thread
- * just before the start (e.g. to start the background fill). */
+/* Run the vCPUs over base once and fill the timing part of r. With fill_space, the background
+ * fill starts just before the vCPUs do (the restore case). */
 static void vcpus_run(struct vcpu_set *s, uint8_t *base, struct bench_result *r,
 		      struct pagein_space *fill_space)
 {
-	uint64_t c0, c1, tmin = UINT64_MAX, tmax = 0, slow = 0;
+	uint64_t c0, c1, slow = 0;
 	unsigned t;
 	int ret;
 
@@ -354,10 +354,6 @@ static void vcpus_run(struct vcpu_set *s, uint8_t *base, struct bench_result *r,
 			r->vcpu_max = pps;
 		if (d > slow)
 			slow = d;
-		if (s->v[t].t0 < tmin)
-			tmin = s->v[t].t0;
-		if (s->v[t].t1 > tmax)
-			tmax = s->v[t].t1;
 	}
 	r->pages = s->per * s->n;
 	r->seconds = (double)(slow ? slow : 1) / 1e9;
