@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * cmd-restore.c - `pagein restore --from-file PATH`: restore guest memory lazily from a
- * snapshot while a built-in workload runs over it, with progress and a verified summary.
+ * cmd-restore.c - `pagein restore --from HOST:PORT | --from-file PATH`: migrate guest memory from
+ * a page server (post-copy) or restore it lazily from a snapshot while a built-in workload runs
+ * over it, with progress and a summary verified against the source's digests.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,14 +14,19 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pagein restore --from-file PATH [options]\n"
+		"usage: pagein restore --from HOST:PORT | --from-file PATH [options]\n"
+		"  --from HOST:PORT   page server to migrate from (post-copy over TCP)\n"
 		"  --from-file PATH   snapshot to restore (pagein mksnap makes one)\n"
 		"  -f, --frontend F   self (SIGBUS self-resolve, default) | handler\n"
 		"  -s, --backing B    anon (default) | shmem | hugetlb\n"
 		"  -r, --readers N    handler threads (handler front-end; default 1)\n"
 		"  -t, --threads N    workload threads (default 2)\n"
 		"  -w, --workload W   seq (default) | rand | hotcold | none\n"
-		"      --no-fill      no background fill: only what is touched arrives\n"
+		"      --no-fill      no background fill or bulk stream: only what is touched\n"
+		"                     arrives (the rest through accessors at the end)\n"
+		"      --no-urgent    network: faults share the bulk connection\n"
+		"      --bulk N       network: bulk connections streaming the rest (default 1)\n"
+		"      --no-compress  network: do not accept LZ4-compressed pages\n"
 		"      --around N     fault-around window in pages (default: adaptive)\n"
 		"      --timeout MS   longest a fault waits for its page (default 10000)\n"
 		"  -q, --quiet        no progress line\n"
@@ -83,6 +89,17 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 	case 'q':
 		o->quiet = true;
 		return 0;
+	case 'U':
+		o->urgent = false;
+		return 0;
+	case 'B':
+		o->bulk = (unsigned)atoi(arg);
+		if (o->bulk > 16)
+			die("--bulk takes 0..16 connections");
+		return 0;
+	case 'Z':
+		o->compress = false;
+		return 0;
 	case 'v':
 		tool_verbose = true;
 		return 0;
@@ -93,7 +110,11 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{ "from", required_argument, NULL, 'o' },
 		{ "from-file", required_argument, NULL, 'i' },
+		{ "no-urgent", no_argument, NULL, 'U' },
+		{ "bulk", required_argument, NULL, 'B' },
+		{ "no-compress", no_argument, NULL, 'Z' },
 		{ "frontend", required_argument, NULL, 'f' },
 		{ "backing", required_argument, NULL, 's' },
 		{ "readers", required_argument, NULL, 'r' },
@@ -114,6 +135,8 @@ int cmd_restore(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "f:s:r:t:w:qvh", longopts, NULL)) != -1) {
 		if (c == 'i') {
 			o.from_file = optarg;
+		} else if (c == 'o') {
+			o.from_addr = optarg;
 		} else if (c == 'h') {
 			usage(stdout);
 			return 0;
@@ -122,8 +145,8 @@ int cmd_restore(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!o.from_file) {
-		pr_err("restore needs --from-file PATH");
+	if (!o.from_file == !o.from_addr) {
+		pr_err("restore needs one of --from HOST:PORT and --from-file PATH");
 		usage(stderr);
 		return 2;
 	}

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * restore.c - the restore engine the `restore` and `demo` commands drive: map the snapshot's
- * regions as a pagein space, run workload threads over the memory while it arrives (faults)
- * and the fill streams the rest, print a progress line, then verify every region's digest.
- * Also writes the generated snapshots the demo and tests use.
+ * restore.c - the restore engine the `restore` and `demo` commands drive: map the regions of a
+ * snapshot or a page server as a pagein space, run workload threads over the memory while it
+ * arrives (faults) and the fill or the bulk stream brings the rest, print a progress line, then
+ * verify every region's digest. Also generates the images the demo serves and snapshots hold.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +30,9 @@ void restore_opts_init(struct restore_opts *o)
 	o->fill = true;
 	o->around = PAGEIN_AROUND_AUTO;
 	o->timeout_ms = 10000;
+	o->urgent = true;
+	o->bulk = 1;
+	o->compress = true;
 }
 
 static uint64_t now_ns(void)
@@ -50,25 +53,38 @@ static uint64_t pattern(uint64_t seed, uint64_t gpa)
 	return x ^ (x >> 31);
 }
 
+uint64_t *make_image(uint64_t *size, uint64_t seed, unsigned zero_every,
+		     struct pagein_region_desc regs[2])
+{
+	uint64_t *img, i, lo, sz = (*size + (4u << 20) - 1) & ~((4ull << 20) - 1);
+
+	img = malloc(sz);
+	if (!img)
+		return NULL;
+	for (i = 0; i < sz / 8; i++)
+		img[i] = zero_every && (i * 8 / 4096) % zero_every == 0 ? 0 : pattern(seed, i * 8);
+	/* two regions, like a PC's RAM below and above a hole: 3/4 at 0, 1/4 at 4 GiB */
+	lo = sz / 4 * 3 & ~((2ull << 20) - 1);
+	regs[0] = (struct pagein_region_desc){ .gpa = 0, .size = lo };
+	regs[1] = (struct pagein_region_desc){ .gpa = 4ull << 30, .size = sz - lo };
+	regs[0].digest = pagein_digest(img, lo);
+	regs[1].digest = pagein_digest((uint8_t *)img + lo, sz - lo);
+	*size = sz;
+	return img;
+}
+
 int make_snapshot(const char *path, uint64_t size, uint64_t seed, unsigned zero_every)
 {
 	struct pagein_region_desc regs[2];
 	const void *data[2];
-	uint64_t *img, i, lo;
+	uint64_t *img;
 	int ret;
 
-	size = (size + (4u << 20) - 1) & ~((4ull << 20) - 1);
-	img = malloc(size);
+	img = make_image(&size, seed, zero_every, regs);
 	if (!img)
 		return -ENOMEM;
-	for (i = 0; i < size / 8; i++)
-		img[i] = zero_every && (i * 8 / 4096) % zero_every == 0 ? 0 : pattern(seed, i * 8);
-	/* two regions, like a PC's RAM below and above a hole: 3/4 at 0, 1/4 at 4 GiB */
-	lo = size / 4 * 3 & ~((2ull << 20) - 1);
-	regs[0] = (struct pagein_region_desc){ .gpa = 0, .size = lo };
-	regs[1] = (struct pagein_region_desc){ .gpa = 4ull << 30, .size = size - lo };
 	data[0] = img;
-	data[1] = (uint8_t *)img + lo;
+	data[1] = (uint8_t *)img + regs[0].size;
 	ret = pagein_snapshot_save(path, regs, data, 2);
 	free(img);
 	return ret;
@@ -149,6 +165,27 @@ static void progress(struct pagein_space *s, uint64_t t0, uint64_t *last_present
 	*last_t = t;
 }
 
+/* Connect to the page server o->from_addr (dies with the reason when it cannot). */
+static struct pagein_source *net_source(const struct restore_opts *o)
+{
+	struct pagein_net_config nc;
+	struct pagein_source *src;
+	int ret;
+
+	pagein_net_config_init(&nc);
+	nc.addr = o->from_addr;
+	nc.urgent = o->urgent;
+	nc.bulk = o->fill ? o->bulk : 0;
+	nc.compress = o->compress;
+	nc.batch_pages = o->backing == PAGEIN_BACKING_HUGETLB ? 512 : 64;
+	nc.log = tool_log;
+	ret = pagein_source_net_new(&nc, &src);
+	if (ret < 0)
+		die("cannot migrate from %s: %s%s", o->from_addr, strerror(-ret),
+		    ret == -EPROTO ? " (the server speaks another protocol: see above)" : "");
+	return src;
+}
+
 int run_restore(const struct restore_opts *o)
 {
 	struct pagein_region_desc regs[MAX_REGIONS];
@@ -164,14 +201,23 @@ int run_restore(const struct restore_opts *o)
 	int n, i, ret, bad = 0;
 	unsigned t;
 	uint64_t ps = pagein_backing_page_size(o->backing);
+	bool stream = o->from_addr && o->fill && o->bulk;  /* network bulk stream */
+	bool filling = o->from_addr ? stream : o->fill;     /* something brings untouched pages */
 
-	n = pagein_snapshot_regions(o->from_file, regs, MAX_REGIONS);
-	if (n == -ENODATA)
-		die("%s is truncated: it is shorter than its header says", o->from_file);
-	if (n < 0)
-		die("%s: %s", o->from_file,
-		    n == -EINVAL ? "not a pagein snapshot (bad magic, version or header digest)"
-				 : strerror(-n));
+	if (o->from_addr) {
+		src = net_source(o);
+		n = pagein_net_regions(src, regs, MAX_REGIONS);
+		if (n < 0)
+			die("%s: cannot read the region table: %s", o->from_addr, strerror(-n));
+	} else {
+		n = pagein_snapshot_regions(o->from_file, regs, MAX_REGIONS);
+		if (n == -ENODATA)
+			die("%s is truncated: it is shorter than its header says", o->from_file);
+		if (n < 0)
+			die("%s: %s", o->from_file,
+			    n == -EINVAL ? "not a pagein snapshot (bad magic, version or header digest)"
+					 : strerror(-n));
+	}
 	pagein_config_init(&cfg);
 	cfg.frontend = o->frontend;
 	cfg.readers = o->readers;
@@ -191,26 +237,35 @@ int run_restore(const struct restore_opts *o)
 		pages[i] = regs[i].size / 4096;
 		bytes += regs[i].size;
 	}
-	ret = pagein_source_file_new(o->from_file, &src);
-	if (ret < 0)
+	if (!src && (ret = pagein_source_file_new(o->from_file, &src)) < 0)
 		die("%s: %s", o->from_file, strerror(-ret));
 	ret = pagein_space_set_source(s, src);
 	if (ret < 0)
 		die("source: %s", strerror(-ret));
 
-	if (!o->quiet)
+	if (!o->quiet) {
+		char how[96];
+
+		if (o->from_addr)
+			snprintf(how, sizeof(how), "bulk stream %s (%u connection%s), urgent channel %s",
+				 stream ? "on" : "off", stream ? o->bulk : 0,
+				 stream && o->bulk == 1 ? "" : "s", o->urgent ? "on" : "off");
+		else
+			snprintf(how, sizeof(how), "background fill %s", o->fill ? "on" : "off");
 		pr_info("restoring %.1f MiB in %d regions lazily from %s: front-end %s, %s memory, "
-			"%u workload threads (%s), background fill %s",
-			(double)bytes / (1 << 20), n, o->from_file, pagein_frontend_name(o->frontend),
-			pagein_backing_name(o->backing), o->threads,
+			"%u workload threads (%s), %s",
+			(double)bytes / (1 << 20), n, o->from_addr ? o->from_addr : o->from_file,
+			pagein_frontend_name(o->frontend), pagein_backing_name(o->backing), o->threads,
 			o->workload == WL_SEQ ? "sequential" : o->workload == WL_RAND ? "random"
-				: o->workload == WL_HOTCOLD ? "hot/cold" : "none",
-			o->fill ? "on" : "off");
+				: o->workload == WL_HOTCOLD ? "hot/cold" : "none", how);
+	}
 	t0 = lt = now_ns();
 	ret = pagein_space_start(s);
 	if (ret < 0)
 		die("start: %s", strerror(-ret));
-	if (o->fill && (ret = pagein_fill_start(s)) < 0)
+	if (stream && (ret = pagein_net_stream_start(src, s)) < 0)
+		die("cannot open the bulk connection to %s: %s", o->from_addr, strerror(-ret));
+	else if (!o->from_addr && o->fill && (ret = pagein_fill_start(s)) < 0)
 		die("fill: %s", strerror(-ret));
 
 	if (o->workload != WL_NONE && o->threads) {
@@ -239,8 +294,16 @@ int run_restore(const struct restore_opts *o)
 		if (!o->quiet)
 			progress(s, t0, &lp, &lf, &lt, false);
 		pagein_residency(s, &present, &total);
-		if (ret == 0 || ret == -EIO || (!o->fill && t_work))
+		if (ret == 0 || ret == -EIO || (!filling && t_work))
 			break;
+		if (stream && t_work) {
+			struct pagein_net_stats ns;
+
+			/* the stream ended (or broke): faults and the accessors below bring the rest */
+			pagein_net_stats_get(src, &ns);
+			if (ns.stream_done || ns.errors)
+				break;
+		}
 	}
 	for (t = 0; th && t < o->threads; t++)
 		pthread_join(th[t], NULL);
@@ -263,9 +326,9 @@ int run_restore(const struct restore_opts *o)
 		bool ok = d == regs[i].digest;
 
 		bad += !ok;
-		pr_info("  region %d gpa 0x%" PRIx64 " %.1f MiB: digest %016" PRIx64 " %s", i,
-			regs[i].gpa, (double)regs[i].size / (1 << 20), d,
-			ok ? "== snapshot: verified" : "!= snapshot: WRONG BYTES");
+		pr_info("  region %d gpa 0x%" PRIx64 " %.1f MiB: digest %016" PRIx64 " %s %s%s", i,
+			regs[i].gpa, (double)regs[i].size / (1 << 20), d, ok ? "==" : "!=",
+			o->from_addr ? "server" : "snapshot", ok ? ": verified" : ": WRONG BYTES");
 	}
 	pagein_stats_get(s, &st);
 	pr_info("summary: %.1f MiB in %.3f s (%.0f MiB/s); workload done at %.3f s; faults %" PRIu64
@@ -277,6 +340,18 @@ int run_restore(const struct restore_opts *o)
 		st.pages_around, st.pages_fill, st.pages_accessor, st.pages_zero,
 		(double)pagein_stats_quantile(&st, 0.5) / 1000.0,
 		(double)pagein_stats_quantile(&st, 0.99) / 1000.0);
+	if (o->from_addr) {
+		struct pagein_net_stats ns;
+
+		pagein_net_stream_stop(src);
+		pagein_net_stats_get(src, &ns);
+		pr_info("network: %" PRIu64 " requests, %" PRIu64 " replies, %" PRIu64
+			" pages on demand, %" PRIu64 " streamed (%" PRIu64 " installed, the rest were "
+			"faulted in first), %.1f MiB received, %" PRIu64 " connection errors%s",
+			ns.requests, ns.replies, ns.pages_urgent, ns.pages_bulk, ns.pages_installed,
+			(double)ns.bytes_received / (1 << 20), ns.errors,
+			ns.stream_done ? ", stream complete" : "");
+	}
 	pr_info("%s", bad ? "RESULT: FAILED verification" : "RESULT: every region verified");
 	pagein_space_free(s);
 	pagein_source_free(src);

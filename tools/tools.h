@@ -43,7 +43,17 @@ struct restore_opts {
 	unsigned around;                 /* fault-around (PAGEIN_AROUND_AUTO by default) */
 	unsigned timeout_ms;             /* per-fault time-out */
 	bool quiet;                      /* no progress line */
+	const char *from_addr;           /* HOST:PORT of a page server (instead of from_file) */
+	bool urgent;                     /* network: faults on their own connection */
+	unsigned bulk;                   /* network: bulk connections (0: faults only) */
+	bool compress;                   /* network: accept LZ4 pages */
 };
+
+/* The generated guest image the demo and the snapshots use: *size (rounded up to 4 MiB) bytes
+ * of the seeded pattern, every zero_every-th page zero, split into two regions described by
+ * regs (digests filled in). Returns the buffer (free() it) or NULL. */
+uint64_t *make_image(uint64_t *size, uint64_t seed, unsigned zero_every,
+		     struct pagein_region_desc regs[2]);
 
 void restore_opts_init(struct restore_opts *o);
 /* Create zero-filled regions (from the snapshot's table), restore lazily, run the workload,
