@@ -13,7 +13,8 @@ ifeq ($(SANITIZE),)
 B := build
 SANFLAGS :=
 else
-B := build-san
+comma := ,
+B := build-san-$(subst $(comma),-,$(SANITIZE))
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 endif
 
@@ -116,7 +117,7 @@ install: all
 	install -m 755 $(B)/pagein $(DESTDIR)$(PREFIX)/bin/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san-*
 
 -include kvm/kvm.mk
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(B)/tests/helpers.d

@@ -4,6 +4,7 @@
  * log sink (see helpers.h).
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -122,9 +123,14 @@ void t_require_hugepages(unsigned n)
 		       n, have, n);
 }
 
+/* the library logs from its own threads too */
+static pthread_mutex_t t_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
 void t_log(void *arg, int level, const char *msg)
 {
+	pthread_mutex_lock(&t_log_lock);
 	snprintf(t_last_log, sizeof(t_last_log), "%s", msg);
+	pthread_mutex_unlock(&t_log_lock);
 	if (!getenv("T_QUIET"))
 		fprintf(stderr, "  [pagein %d] %s\n", level, msg);
 }

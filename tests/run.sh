@@ -12,6 +12,7 @@ LIMIT=${T_LIMIT:-120}
 # Under ASan, its own SIGBUS handler would be the "previous handler" pagein forwards unserved
 # faults to, turning death by SIGBUS (what the tests check) into exit 1: leave SIGBUS alone.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-handle_sigbus=0}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-handle_sigbus=0 halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 pass=0 fail=0 skip=0
