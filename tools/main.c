@@ -21,6 +21,7 @@ static const struct {
 	{ "demo", cmd_demo, "a lazy restore of a generated snapshot, with progress and verification" },
 	{ "restore", cmd_restore, "restore guest memory lazily from a snapshot and run a workload" },
 	{ "mksnap", cmd_mksnap, "write a snapshot file filled with a seeded pattern" },
+	{ "serve", cmd_serve, "serve guest memory (a snapshot) to migration destinations" },
 	{ "bench", cmd_bench, "the demand-paging benchmark (demand_paging_test's shape)" },
 };
 

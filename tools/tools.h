@@ -27,6 +27,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Workloads a restore runs over the guest memory while it arrives. */
 enum workload { WL_SEQ, WL_RAND, WL_HOTCOLD, WL_NONE };
