@@ -279,17 +279,17 @@ static void server_disappears(void)
 	dest_free(&d);
 }
 
-/* A thread of another process touching memory whose server died gets SIGBUS in bounded time. */
+/* A thread of another process touching memory whose server died gets SIGBUS in bounded time.
+ * The child is forked before any thread exists (the server starts after the fork). */
 static void server_disappears_faulter(void)
 {
 	struct pagein_server *srv;
 	int go[2], ready[2], status;
-	char addr[64], c;
+	char addr[64] = "", c;
 	uint64_t t0, took;
 	pid_t pid;
 
 	T_ASSERT(pipe(go) == 0 && pipe(ready) == 0);
-	srv = server_start(addr, sizeof(addr));
 	pid = fork();
 	T_ASSERT(pid >= 0);
 	if (pid == 0) {
@@ -299,6 +299,8 @@ static void server_disappears_faulter(void)
 		close(go[1]);
 		close(ready[0]);
 		setenv("T_QUIET", "1", 1);
+		if (read(go[0], addr, sizeof(addr)) <= 0)
+			_exit(6);
 		dest_make(&d, addr, PAGEIN_BACKING_ANON, PAGEIN_FRONTEND_SELF, true, 0, 1000);
 		if (memcmp((const void *)(d.host[0] + 4096), img_at(4096), 4096))
 			_exit(4);
@@ -309,6 +311,8 @@ static void server_disappears_faulter(void)
 	}
 	close(go[0]);
 	close(ready[1]);
+	srv = server_start(addr, sizeof(addr));
+	T_ASSERT(write(go[1], addr, sizeof(addr)) == sizeof(addr));
 	T_ASSERT(read(ready[0], &c, 1) == 1);
 	pagein_server_stop(srv);
 	pagein_server_free(srv);
@@ -354,6 +358,7 @@ int main(void)
 		printf("  skip hugetlb: needs %llu free 2 MiB huge pages (as root: raise "
 		       "/proc/sys/vm/nr_hugepages)\n", (unsigned long long)(TOTAL >> 21));
 	}
+	server_disappears_faulter();
 	srv = server_start(addr, sizeof(addr));
 	for (b = 0; b < 3; b++) {
 		if (backs[b] == PAGEIN_BACKING_HUGETLB && !huge)
@@ -370,7 +375,6 @@ int main(void)
 	pagein_server_stop(srv);
 	pagein_server_free(srv);
 	server_disappears();
-	server_disappears_faulter();
 	free(img);
 	t_pass("network migrations: every backing and front-end, urgent/bulk variants, two "
 	       "destinations, a vanishing server");
