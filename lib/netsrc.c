@@ -61,6 +61,7 @@ struct ns_conn {
 	struct netsrc *ns;
 	int fd;
 	int role;                  /* PN_ROLE_* sent in HELLO */
+	uint32_t features;         /* PN_FEAT_* this connection's WELCOME granted */
 	bool replies;              /* carries the replies to fetches (the main connection) */
 	bool stream;               /* carries bulk pages (id 0) */
 	pthread_t thread;
@@ -531,7 +532,7 @@ static int parse_pages(struct ns_conn *c, uint32_t len, struct ns_pages *pg, cha
 				goto bad_desc;
 			break;
 		case PN_PG_LZ4:
-			if (!(ns->features & PN_FEAT_LZ4) || !PN_PG_CSIZE(d) ||
+			if (!(c->features & PN_FEAT_LZ4) || !PN_PG_CSIZE(d) ||
 			    PN_PG_CSIZE(d) >= PN_PAGE)
 				goto bad_desc;
 			need += PN_PG_CSIZE(d);
@@ -551,7 +552,7 @@ static int parse_pages(struct ns_conn *c, uint32_t len, struct ns_pages *pg, cha
 bad_desc:
 	snprintf(why, whylen, "PAGES at %#llx: page %llu has a bad descriptor %#x%s",
 		 (unsigned long long)pg->gpa, (unsigned long long)i, d,
-		 PN_PG_KIND(d) == PN_PG_LZ4 && !(ns->features & PN_FEAT_LZ4) ? " (LZ4 not granted)"
+		 PN_PG_KIND(d) == PN_PG_LZ4 && !(c->features & PN_FEAT_LZ4) ? " (LZ4 not granted)"
 									       : "");
 	return -EPROTO;
 }
@@ -1150,7 +1151,7 @@ static struct ns_conn *conn_open(struct netsrc *ns, int role, uint64_t session, 
 		regs[i].digest = le64toh(regs[i].digest);
 	}
 	if (session) {
-		if (le64toh(w.session) != session || n != ns->nregions || feat != ns->features ||
+		if (le64toh(w.session) != session || n != ns->nregions ||
 		    memcmp(regs, ns->regions, n * sizeof(regs[0]))) {
 			ns_log(ns, PAGEIN_LOG_ERR, "server %s: a bulk connection joined another session "
 			       "or got another region table", ns->addr);
@@ -1171,6 +1172,7 @@ static struct ns_conn *conn_open(struct netsrc *ns, int role, uint64_t session, 
 		ns->session = le64toh(w.session);
 		ns->features = feat;
 	}
+	c->features = feat;
 	return c;
 io_err:
 	ns_log(ns, PAGEIN_LOG_ERR, "server %s: %s during the handshake", ns->addr,

@@ -29,6 +29,8 @@ enum scen {
 	R_GOOD, R_BIG_LEN, R_TRUNC_CLOSE, R_TRUNC_HANG, R_OUTSIDE, R_PAST_END, R_UNKNOWN_ID,
 	R_DUPLICATE, R_WRONG_GPA, R_WRONG_NPAGES, R_BAD_LZ4, R_LZ4_NOT_GRANTED, R_DESC_SUM,
 	R_BAD_KIND, R_BULK_ON_URGENT, R_WRONG_BYTES,
+	/* on the bulk connection (the urgent one answers right) */
+	B_PAST_END, B_REPLY_ON_BULK, B_BAD_LZ4,
 };
 
 static uint8_t img[RSIZE], wrong[RSIZE];
@@ -69,7 +71,7 @@ struct fake {
 	int lfd;
 	int port;
 	enum scen sc;
-	pthread_t th;
+	pthread_t th, th2; /* th2: a second connection (bulk scenarios) */
 };
 
 static uint64_t ms_now(void)
@@ -209,6 +211,9 @@ static bool reply(int fd, enum scen sc, uint64_t id, const struct pn_req *q)
 
 	switch (sc) {
 	case R_GOOD:
+	case B_PAST_END:
+	case B_REPLY_ON_BULK:
+	case B_BAD_LZ4:
 		send_pages_raw(fd, id, q->gpa, q->npages, img, 0);
 		return true;
 	case R_BIG_LEN:
@@ -296,6 +301,19 @@ static void *fake_main(void *arg)
 	welcome(fd, f->sc, hello.b.features);
 	if (f->sc < R_GOOD)
 		goto drain;
+	if (hello.b.role == PN_ROLE_BULK) {
+		uint8_t junk[64];
+
+		memset(junk, 0xee, sizeof(junk));
+		if (f->sc == B_PAST_END)
+			send_pages_raw(fd, 0, RSIZE - 4096, 2, img, 0);
+		else if (f->sc == B_REPLY_ON_BULK)
+			send_pages_raw(fd, 7 << 16 | 1, 0, 1, img, 0);
+		else
+			send_one(fd, 0, 0, PN_PG_LZ4 | (uint32_t)sizeof(junk) << 8, junk,
+				 sizeof(junk));
+		goto drain;
+	}
 	while (xrecv(fd, &h, sizeof(h))) {
 		if (h.type != PN_REQ || h.len != sizeof(q) || !xrecv(fd, &q, sizeof(q)))
 			break;
@@ -324,15 +342,19 @@ static void fake_start(struct fake *f, enum scen sc)
 	T_ASSERT(getsockname(f->lfd, (struct sockaddr *)&sa, &len) == 0);
 	f->port = ntohs(sa.sin_port);
 	T_EQ(pthread_create(&f->th, NULL, fake_main, f), 0);
+	if (sc >= B_PAST_END)
+		T_EQ(pthread_create(&f->th2, NULL, fake_main, f), 0);
 }
 
 static void fake_stop(struct fake *f)
 {
 	pthread_join(f->th, NULL);
+	if (f->sc >= B_PAST_END)
+		pthread_join(f->th2, NULL);
 	close(f->lfd);
 }
 
-static int net_new(struct fake *f, struct pagein_source **src)
+static int net_new_bulk(struct fake *f, struct pagein_source **src, unsigned bulk)
 {
 	struct pagein_net_config nc;
 	char addr[64];
@@ -340,10 +362,15 @@ static int net_new(struct fake *f, struct pagein_source **src)
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", f->port);
 	pagein_net_config_init(&nc);
 	nc.addr = addr;
-	nc.bulk = 0;
+	nc.bulk = bulk;
 	nc.connect_timeout_ms = 2000;
 	nc.log = cap_log;
 	return pagein_source_net_new(&nc, src);
+}
+
+static int net_new(struct fake *f, struct pagein_source **src)
+{
+	return net_new_bulk(f, src, 0);
 }
 
 static void handshake(enum scen sc, const char *name, const char *keyword)
@@ -385,9 +412,11 @@ static void client_make(struct client *c, enum scen sc)
 	cfg.log = cap_log;
 	T_EQ(pagein_space_new(&cfg, &c->s), 0);
 	T_EQ(pagein_region_add(c->s, 0, RSIZE, PAGEIN_BACKING_ANON, (void **)&c->host), 0);
-	T_EQ(net_new(&c->f, &c->src), 0);
+	T_EQ(net_new_bulk(&c->f, &c->src, sc >= B_PAST_END), 0);
 	T_EQ(pagein_space_set_source(c->s, c->src), 0);
 	T_EQ(pagein_space_start(c->s), 0);
+	if (sc >= B_PAST_END)
+		T_EQ(pagein_net_stream_start(c->src, c->s), 0);
 }
 
 static void client_free(struct client *c)
@@ -459,6 +488,38 @@ static void wrong_bytes(void)
 	client_free(&c);
 }
 
+/* A broken bulk frame closes that bulk connection only: nothing installed, faults go on. */
+static void bad_bulk(enum scen sc, const char *name, const char *keyword)
+{
+	struct pagein_net_stats ns;
+	uint64_t present, total;
+	uint8_t buf[4096];
+	struct client c;
+	int k;
+
+	log_reset();
+	client_make(&c, sc);
+	for (k = 0; k < 200; k++) {
+		pagein_net_stats_get(c.src, &ns);
+		if (ns.errors)
+			break;
+		usleep(10000);
+	}
+	T_EQ(ns.errors, 1);
+	if (!log_has(keyword)) {
+		fprintf(stderr, "FAIL %s: the log says '%s', want it to mention '%s'\n", name,
+			logged, keyword);
+		exit(1);
+	}
+	pagein_residency(c.s, &present, &total);
+	T_EQ(present, 0);
+	T_EQ(pagein_read(c.s, PAGE_GPA, buf, 4096), 0);
+	T_ASSERT(!memcmp(buf, img + PAGE_GPA, 4096));
+	printf("  bulk  %-24s that connection closed, nothing installed, faults still served; "
+	       "logged: %s\n", name, keyword);
+	client_free(&c);
+}
+
 int main(void)
 {
 	t_require_uffd();
@@ -493,6 +554,9 @@ int main(void)
 	bad_reply(R_DESC_SUM, "descriptors vs payload", "add up");
 	bad_reply(R_BAD_KIND, "unknown page kind", "descriptor");
 	bad_reply(R_BULK_ON_URGENT, "bulk pages on urgent", "urgent");
+	bad_bulk(B_PAST_END, "past the region end", "region");
+	bad_bulk(B_REPLY_ON_BULK, "a reply on bulk", "no request");
+	bad_bulk(B_BAD_LZ4, "bad LZ4 payload", "LZ4");
 	wrong_bytes();
 	t_pass("a lying server gets clear errors, bounded waits and no wrong page installed");
 }
