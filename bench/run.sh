@@ -28,7 +28,9 @@ mkdir -p "$out"
 : >"$jsonl"
 : >"$heads"
 {
-	echo "pagein bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs"
+	echo "pagein bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs," \
+		"load average $(cut -d' ' -f1-3 /proc/loadavg) (other tenants skew every row: compare" \
+		"ratios within one run)"
 	echo "memory per vCPU $SIZE, median of $REPEAT runs per row; pages/s counts 4 KiB touches"
 } | tee -a "$txt"
 
