@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * t_server_multi.c - three destinations served at once by one page server, as raw clients with
- * an urgent and a bulk connection each: two receive every page exactly once (bulk stream plus
- * replies, bytes checked, LZ4 decoded) and then END, while the third disconnects mid-stream. A REQ
- * is answered while the bulk stream saturates (latency printed), and the stream jumps after it.
+ * t_server_multi.c - three destinations served at once by one page server (a region in memory,
+ * one in a snapshot file), raw clients with an urgent and a bulk connection each: two receive
+ * every page exactly once (stream plus replies, bytes checked, LZ4 decoded) then END, while the
+ * third leaves mid-stream. A REQ under a saturating stream is answered, and the stream jumps.
  */
 #include <arpa/inet.h>
 #include <lz4.h>
@@ -351,8 +351,9 @@ static void *client_main(void *arg)
 				atomic_load(&c->seen[i]));
 			exit(1);
 		}
-	/* after END the connections stay up: a request is still answered, no more bulk */
-	q = (struct pn_req){ .gpa = gpa_of(PAGES - 1), .npages = 1 };
+	/* after END the connections stay up: a request is still answered (the largest, read from
+	 * the snapshot in several fetches), no more bulk */
+	q = (struct pn_req){ .gpa = gpa_of(PAGES - PN_MAX_PAGES), .npages = PN_MAX_PAGES };
 	cl_frame(c->ufd, PN_REQ, 3, &q, sizeof(q));
 	T_ASSERT(read_frame(c->ufd, &h, body) == 1);
 	T_EQ(h.id, 3);
@@ -396,7 +397,11 @@ int main(void)
 				       { .name = "destination 3 (quits)", .quitter = true } };
 	struct pagein_server_config cfg;
 	struct pagein_server_stats st;
+	struct pagein_region_desc rd = { .gpa = B_GPA, .size = B_SIZE };
+	char snap[] = "/tmp/t_server_multi-XXXXXX";
+	const void *data;
 	pthread_t th[3];
+	int fd;
 	FILE *f;
 	unsigned i;
 
@@ -421,7 +426,14 @@ int main(void)
 	cfg.log = log_line;
 	T_EQ(pagein_server_new(&cfg, &srv), 0);
 	T_EQ(pagein_server_add_memory(srv, A_GPA, A_SIZE, mem_a), 0);
-	T_EQ(pagein_server_add_memory(srv, B_GPA, B_SIZE, mem_b), 0);
+	/* region B from a snapshot: zero pages are holes there, read back as PN_PG_ZERO */
+	fd = mkstemp(snap);
+	T_ASSERT(fd >= 0);
+	close(fd);
+	data = mem_b;
+	T_EQ(pagein_snapshot_save(snap, &rd, &data, 1), 0);
+	T_EQ(pagein_server_add_snapshot(srv, snap), 0);
+	unlink(snap); /* the server keeps it open */
 	T_EQ(pagein_server_start(srv), 0);
 	port = pagein_server_port(srv);
 	T_ASSERT(port > 0);
