@@ -1072,11 +1072,14 @@ static void peer_name(const struct sockaddr_storage *sa, char *out, size_t len)
 	}
 }
 
-/* Start a thread for an accepted socket (server lock held). Closes fd on failure. */
+/* Start a thread for an accepted socket, or refuse it when the server has too many. Closes fd
+ * on failure. */
 static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_storage *sa)
 {
 	struct srv_conn *c;
-	int one = 1, ret;
+	unsigned live;
+	bool full;
+	int one = 1, ret = 0;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = calloc(1, sizeof(*c));
@@ -1092,23 +1095,29 @@ static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_
 	c->srv = srv;
 	c->fd = fd;
 	peer_name(sa, c->peer, sizeof(c->peer));
-	if (srv->nconns >= srv->cfg.max_sessions * SRV_CONNS_PER_SESSION) {
-		conn_reject(c, EBUSY, false, "too many connections (%u): try later", srv->nconns);
-		close(fd);
-		conn_free(c);
-		return;
+	/* the thread is listed before it can finish (it takes the lock to leave) */
+	pthread_mutex_lock(&srv->lock);
+	conns_reap(srv);
+	live = srv->nconns;
+	full = live >= srv->cfg.max_sessions * SRV_CONNS_PER_SESSION;
+	if (!full) {
+		ret = pthread_create(&c->thread, NULL, conn_main, c);
+		if (!ret) {
+			srv->nconns++;
+			c->next = srv->conns;
+			srv->conns = c;
+		}
 	}
-	ret = pthread_create(&c->thread, NULL, conn_main, c);
-	if (ret) {
+	pthread_mutex_unlock(&srv->lock);
+	if (full)
+		conn_reject(c, EBUSY, false, "too many connections (%u): try later", live);
+	else if (ret)
 		srv_log(srv, PAGEIN_LOG_ERR, "%s: no thread for the connection: %s", c->peer,
 			strerror(ret));
+	if (full || ret) {
 		close(fd);
 		conn_free(c);
-		return;
 	}
-	srv->nconns++;
-	c->next = srv->conns;
-	srv->conns = c;
 }
 
 static void *accept_main(void *arg)
@@ -1140,10 +1149,7 @@ static void *accept_main(void *arg)
 			continue;
 		}
 		STAT_ADD(srv, connections, 1);
-		pthread_mutex_lock(&srv->lock);
-		conns_reap(srv);
 		conn_spawn(srv, fd, &sa);
-		pthread_mutex_unlock(&srv->lock);
 	}
 	return NULL;
 }
