@@ -3,7 +3,7 @@
  * t_server_bad.c - the page server under bad traffic from raw-socket clients: every broken
  * handshake, oversized, mis-sized, truncated, silent, out-of-range or unknown frame, and 200 random
  * frames, each closes that one connection (PN_ERROR then EOF) and is counted, while a good client
- * still gets the right bytes after each; max_sessions refuses the session one too many.
+ * still gets the right bytes after each; max_sessions and the connection cap refuse one too many.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -504,7 +504,7 @@ static void max_sessions(void)
 	begin("max_sessions");
 	pagein_server_config_init(&cfg);
 	cfg.max_sessions = 1;
-	cfg.timeout_ms = TIMEOUT_MS;
+	cfg.timeout_ms = 5000; /* the silent connections below must outlive the loop */
 	cfg.log = quiet_log;
 	T_EQ(pagein_server_new(&cfg, &s2), 0);
 	T_EQ(pagein_server_add_memory(s2, GPA, SIZE, mem), 0);
@@ -533,6 +533,34 @@ static void max_sessions(void)
 	a = cl_connect(p); /* the slot is free again */
 	handshake(a, PN_ROLE_URGENT, 0);
 	close(a);
+
+	/* live connections are capped at 8 per allowed session: the 9th silent one is refused */
+	{
+		int fds[12];
+		unsigned n, k;
+
+		for (n = 0; n < 12; n++) {
+			struct pollfd pfd;
+
+			fds[n] = cl_connect(p);
+			pfd = (struct pollfd){ .fd = fds[n], .events = POLLIN };
+			if (poll(&pfd, 1, 50) == 1)
+				break;
+		}
+		T_ASSERT(n >= 7 && n <= 9); /* a closed connection may still be leaving */
+		{
+			struct pn_hdr h;
+			uint32_t code;
+
+			T_ASSERT(cl_read(fds[n], &h, sizeof(h), WAIT_MS) == 1);
+			T_EQ(h.type, PN_ERROR);
+			T_ASSERT(cl_read(fds[n], &code, sizeof(code), WAIT_MS) == 1);
+			T_EQ(code, EBUSY);
+		}
+		for (k = 0; k <= n; k++)
+			close(fds[k]);
+		printf("  ok  connection cap: connection %u refused with EBUSY\n", n + 1);
+	}
 	pagein_server_stop(s2);
 	pagein_server_free(s2);
 	printf("  ok  max_sessions: the second session refused, a join accepted, freed on close\n");
