@@ -3,7 +3,8 @@
  * t_server_bad.c - the page server under bad traffic from raw-socket clients: every broken
  * handshake, oversized, mis-sized, truncated, silent, out-of-range or unknown frame, and 200 random
  * frames, each closes that one connection (PN_ERROR then EOF) and is counted, while a good client
- * still gets the right bytes after each; max_sessions and the connection cap refuse one too many.
+ * still gets the right bytes after each; max_sessions and the connection cap refuse one too many;
+ * the API refuses bad listen addresses, limits and regions.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -566,6 +567,60 @@ static void max_sessions(void)
 	printf("  ok  max_sessions: the second session refused, a join accepted, freed on close\n");
 }
 
+/* The API's own rejections: addresses, limits, regions, order of calls. */
+static void api_rejections(void)
+{
+	static const char *const bad_addr[] = { "", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
+						"127.0.0.1:x", "[::1:0", "[::1]0", "::1:0x", "host:1",
+						"1.2.3:0", "127.0.0.1:-1" };
+	struct pagein_server_config cfg;
+	struct pagein_server *s;
+	unsigned i;
+	int ret;
+
+	begin("API rejections");
+	pagein_server_config_init(&cfg);
+	cfg.log = quiet_log;
+	for (i = 0; i < sizeof(bad_addr) / sizeof(bad_addr[0]); i++) {
+		cfg.listen = bad_addr[i];
+		s = NULL;
+		if (pagein_server_new(&cfg, &s) != -EINVAL) {
+			fprintf(stderr, "FAIL: listen address '%s' accepted\n", bad_addr[i]);
+			exit(1);
+		}
+	}
+	cfg.listen = "[::1]:0";
+	cfg.max_sessions = 0;
+	T_EQ(pagein_server_new(&cfg, &s), -EINVAL);
+	cfg.max_sessions = 1;
+	T_EQ(pagein_server_new(&cfg, &s), 0);
+	T_EQ(pagein_server_port(s), -ENOTCONN);
+	T_EQ(pagein_server_start(s), -EINVAL); /* nothing to serve */
+	T_EQ(pagein_server_add_memory(s, GPA + 1, SIZE, mem), -EINVAL);
+	T_EQ(pagein_server_add_memory(s, GPA, SIZE - 1, mem), -EINVAL);
+	T_EQ(pagein_server_add_memory(s, GPA, 0, mem), -EINVAL);
+	T_EQ(pagein_server_add_memory(s, GPA, SIZE, NULL), -EINVAL);
+	T_EQ(pagein_server_add_memory(s, UINT64_MAX - PN_PAGE + 1, 2 * PN_PAGE, mem), -EINVAL);
+	T_EQ(pagein_server_add_memory(s, GPA, SIZE, mem), 0);
+	T_EQ(pagein_server_add_memory(s, GPA + SIZE - PN_PAGE, SIZE, mem), -EINVAL); /* overlap */
+	for (i = 1; i < PN_MAX_REGIONS; i++)
+		T_EQ(pagein_server_add_memory(s, GPA + 2 * i * SIZE, PN_PAGE, mem), 0);
+	T_EQ(pagein_server_add_memory(s, GPA + 2 * i * SIZE, PN_PAGE, mem), -ENOSPC);
+	T_EQ(pagein_server_add_snapshot(s, "/nonexistent/snapshot"), -ENOENT);
+	ret = pagein_server_start(s);
+	if (ret == -EADDRNOTAVAIL || ret == -EAFNOSUPPORT) {
+		printf("  (no IPv6 loopback here: [::1] not tried)\n");
+	} else {
+		T_EQ(ret, 0);
+		T_ASSERT(pagein_server_port(s) > 0);
+		T_EQ(pagein_server_start(s), -EBUSY);
+		T_EQ(pagein_server_add_memory(s, GPA + 4 * PN_MAX_REGIONS * SIZE, PN_PAGE, mem),
+		     -EBUSY);
+	}
+	pagein_server_free(s); /* stops it */
+	printf("  ok  API rejections: listen addresses, limits, regions, order of calls\n");
+}
+
 int main(void)
 {
 	struct pagein_server_config cfg;
@@ -582,6 +637,7 @@ int main(void)
 	T_EQ(pagein_server_start(srv), 0);
 	port = pagein_server_port(srv);
 	T_ASSERT(port > 0);
+	api_rejections();
 	begin("good client first");
 	good_client();
 
