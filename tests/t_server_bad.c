@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * t_server_bad.c - the page server under bad traffic from raw-socket clients: every broken
- * handshake, oversized, mis-sized, truncated, silent, out-of-range or unknown frame, and 200 random
- * frames, each closes that one connection (PN_ERROR then EOF) and is counted, while a good client
- * still gets the right bytes after each; max_sessions and the connection cap refuse one too many;
- * the API refuses bad listen addresses, limits and regions.
+ * t_server_bad.c - the page server under bad traffic from raw-socket clients: each broken
+ * handshake, oversized, mis-sized, truncated, silent, out-of-range or unknown frame, and 200
+ * random ones, closes only its connection (PN_ERROR, EOF) and is counted, while a good client
+ * still gets the right bytes; max_sessions, the connection cap and the API refuse what they must.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
