@@ -794,32 +794,68 @@ static struct pagein_space *wait_attach(struct ns_conn *c)
 	}
 }
 
+/*
+ * Install a frame of raw and zero pages (no LZ4) into a 4 KiB region straight from the frame's
+ * body, without decoding it into the stage first: in runs of raw pages followed by zero pages,
+ * whose bytes lie one after another in the body. Returns false when the frame does not qualify.
+ */
+static bool install_direct(struct ns_conn *c, struct pagein_space *sp, const struct ns_pages *pg)
+{
+	struct pi_region *r = pagein_region_find(sp, pg->gpa);
+	uint64_t zm[PN_MAX_PAGES / 64];
+	const uint8_t *p = pg->data, *data;
+	uint32_t i, start, d;
+
+	if (!r || r->page_size != PN_PAGE ||
+	    (uint64_t)pg->npages * PN_PAGE > r->gpa + r->size - pg->gpa)
+		return false;
+	for (i = 0; i < pg->npages; i++) {
+		memcpy(&d, pg->desc + 4 * i, 4);
+		if (PN_PG_KIND(le32toh(d)) == PN_PG_LZ4)
+			return false;
+	}
+#define KIND_AT(k) (memcpy(&d, pg->desc + 4 * (k), 4), PN_PG_KIND(le32toh(d)))
+	for (i = 0; i < pg->npages;) {
+		start = i;
+		data = p;
+		memset(zm, 0, sizeof(zm));
+		for (; i < pg->npages && KIND_AT(i) == PN_PG_RAW; i++)
+			p += PN_PAGE;
+		for (; i < pg->npages && KIND_AT(i) == PN_PG_ZERO; i++)
+			zm[(i - start) / 64] |= 1ull << ((i - start) % 64);
+		supply_run(c, sp, pg->gpa + (uint64_t)start * PN_PAGE, data,
+			   (uint64_t)(i - start) * PN_PAGE, zm, PN_PAGE);
+	}
+#undef KIND_AT
+	return true;
+}
+
 static void handle_bulk(struct ns_conn *c, const struct ns_pages *pg, char *why, size_t whylen,
 			int *err)
 {
 	struct netsrc *ns = c->ns;
 	uint64_t zero[NS_HUGE_PAGES / 64];
 	struct pagein_space *sp;
+	bool main = c == ns->main;
 
-	*err = decode_pages(pg, c->stage, zero, why, whylen);
-	if (*err)
-		return;
+	*err = 0;
 	atomic_fetch_add_explicit(&ns->pages_bulk, pg->npages, memory_order_relaxed);
-	if (c == ns->main) {
-		/* the single connection: attach/detach happen under ns->lock */
-		sp = wait_attach(c);
-		if (!sp)
-			return;
+	/* the single connection: attach/detach happen under ns->lock */
+	sp = main ? wait_attach(c) : atomic_load(&ns->space);
+	if (sp && main) {
 		pthread_mutex_lock(&ns->lock);
 		sp = atomic_load(&ns->space);
-		if (sp)
-			install_bulk(c, sp, pg, zero);
-		pthread_mutex_unlock(&ns->lock);
-		return;
+		if (!sp)
+			pthread_mutex_unlock(&ns->lock);
 	}
-	sp = atomic_load(&ns->space);
-	if (sp)
-		install_bulk(c, sp, pg, zero);
+	if (!sp || !install_direct(c, sp, pg)) {
+		/* decoded even when dropped: a broken frame still closes the connection */
+		*err = decode_pages(pg, c->stage, zero, why, whylen);
+		if (!*err && sp)
+			install_bulk(c, sp, pg, zero);
+	}
+	if (sp && main)
+		pthread_mutex_unlock(&ns->lock);
 }
 
 /* Read and handle one frame. Returns 0, 1 on a clean EOF, or -errno with why filled in. */
