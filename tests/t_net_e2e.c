@@ -23,6 +23,8 @@
 #define TOUCHES 3000                    /* per thread */
 
 static uint8_t *img; /* LO_SIZE + HI_SIZE bytes: region 0 then region 1 */
+static unsigned batch_pages; /* bulk batch (0: 512 for hugetlb, 64 otherwise) */
+static bool no_touch;        /* migrate without touching: the stream brings everything */
 
 static uint64_t ms_now(void)
 {
@@ -32,14 +34,19 @@ static uint64_t ms_now(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The image: the seeded pattern with zero pages, and one whole 2 MiB page of zeros. */
+/* The image: the seeded pattern with zero pages, one whole 2 MiB page of zeros, and in region
+ * 1 pages that are mostly zero (so the bulk stream sends them LZ4-compressed). */
 static void make_image(void)
 {
+	uint64_t off;
+
 	img = malloc(TOTAL);
 	T_ASSERT(img);
 	t_fill(img, 0, LO_SIZE, SEED, ZERO_EVERY);
 	t_fill(img + LO_SIZE, HI_GPA, HI_SIZE, SEED, ZERO_EVERY);
 	memset(img + (4ull << 20), 0, 2ull << 20);
+	for (off = LO_SIZE; off < TOTAL; off += 4096)
+		memset(img + off + 256, 0, 4096 - 256);
 }
 
 static const uint8_t *img_at(uint64_t gpa)
@@ -92,7 +99,7 @@ static void dest_make(struct dest *d, const char *addr, enum pagein_backing b,
 	nc.addr = addr;
 	nc.urgent = urgent;
 	nc.bulk = bulk;
-	nc.batch_pages = b == PAGEIN_BACKING_HUGETLB ? 512 : 64;
+	nc.batch_pages = batch_pages ? batch_pages : b == PAGEIN_BACKING_HUGETLB ? 512 : 64;
 	nc.log = t_log;
 	T_EQ(pagein_source_net_new(&nc, &d->src), 0);
 	d->n = pagein_net_regions(d->src, d->regs, 4);
@@ -186,12 +193,14 @@ static void migrate(const char *addr, enum pagein_backing b, enum pagein_fronten
 	uint64_t t0 = ms_now();
 	int i;
 
-	snprintf(what, sizeof(what), "%s/%s urgent %s bulk %u", pagein_backing_name(b),
-		 pagein_frontend_name(fe), urgent ? "on" : "off", bulk);
+	snprintf(what, sizeof(what), "%s/%s urgent %s bulk %u%s", pagein_backing_name(b),
+		 pagein_frontend_name(fe), urgent ? "on" : "off", bulk,
+		 no_touch ? (batch_pages == 64 ? " stream64" : " stream") : "");
 	dest_make(&d, addr, b, fe, urgent, bulk, 10000);
 	if (bulk)
 		T_EQ(pagein_net_stream_start(d.src, d.s), 0);
-	touch_all(&d);
+	if (!no_touch)
+		touch_all(&d);
 	if (bulk) {
 		T_EQ(pagein_wait_complete(d.s, 30000), 0);
 	} else {
@@ -208,6 +217,8 @@ static void migrate(const char *addr, enum pagein_backing b, enum pagein_fronten
 	T_ASSERT(ns.pages_urgent + ns.pages_installed >= TOTAL / 4096);
 	if (!bulk)
 		T_ASSERT(ns.requests > 0 && ns.pages_bulk == 0);
+	if (no_touch)
+		T_EQ(ns.pages_installed, TOTAL / 4096);
 	printf("  %-32s ok in %4" PRIu64 " ms: %" PRIu64 " requests, %" PRIu64
 	       " pages urgent, %" PRIu64 " bulk (%" PRIu64 " installed)%s, faults %" PRIu64 "\n",
 	       what, ms_now() - t0, ns.requests, ns.pages_urgent, ns.pages_bulk,
@@ -366,12 +377,29 @@ int main(void)
 		for (f = 0; f < 2; f++)
 			migrate(addr, backs[b], fes[f], true, 1);
 	}
+	if (huge) {
+		/* stream only: whole huge pages per batch, then gathered from 64-page batches */
+		no_touch = true;
+		migrate(addr, PAGEIN_BACKING_HUGETLB, PAGEIN_FRONTEND_SELF, true, 1);
+		batch_pages = 64;
+		migrate(addr, PAGEIN_BACKING_HUGETLB, PAGEIN_FRONTEND_HANDLER, true, 1);
+		no_touch = false;
+		batch_pages = 0;
+	}
 	migrate(addr, PAGEIN_BACKING_ANON, PAGEIN_FRONTEND_SELF, false, 1);
 	migrate(addr, PAGEIN_BACKING_SHMEM, PAGEIN_FRONTEND_HANDLER, false, 1);
 	migrate(addr, PAGEIN_BACKING_ANON, PAGEIN_FRONTEND_SELF, true, 0);
 	migrate(addr, PAGEIN_BACKING_ANON, PAGEIN_FRONTEND_HANDLER, true, 0);
 	migrate(addr, PAGEIN_BACKING_ANON, PAGEIN_FRONTEND_HANDLER, true, 2);
 	two_destinations(addr, srv);
+	{
+		struct pagein_server_stats ss;
+
+		pagein_server_stats_get(srv, &ss);
+		T_ASSERT(ss.pages_lz4 > 0);
+		printf("  server: %llu pages sent LZ4-compressed and decoded by the destinations\n",
+		       (unsigned long long)ss.pages_lz4);
+	}
 	pagein_server_stop(srv);
 	pagein_server_free(srv);
 	server_disappears();
