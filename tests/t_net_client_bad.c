@@ -29,6 +29,8 @@ enum scen {
 	R_GOOD, R_BIG_LEN, R_TRUNC_CLOSE, R_TRUNC_HANG, R_OUTSIDE, R_PAST_END, R_UNKNOWN_ID,
 	R_DUPLICATE, R_WRONG_GPA, R_WRONG_NPAGES, R_BAD_LZ4, R_LZ4_NOT_GRANTED, R_DESC_SUM,
 	R_BAD_KIND, R_BULK_ON_URGENT, R_WRONG_BYTES,
+	/* a reply that comes after its fetch gave up (dropped, nothing else lost) */
+	R_LATE,
 	/* on the bulk connection (the urgent one answers right) */
 	B_PAST_END, B_REPLY_ON_BULK, B_BAD_LZ4,
 };
@@ -270,6 +272,15 @@ static bool reply(int fd, enum scen sc, uint64_t id, const struct pn_req *q)
 	case R_WRONG_BYTES:
 		send_pages_raw(fd, id, q->gpa, q->npages, wrong, 0);
 		return true;
+	case R_LATE: {
+		static int nth;
+
+		/* the first answer only after the client's 1 s time-out */
+		if (nth++ == 0)
+			usleep(1300000);
+		send_pages_raw(fd, id, q->gpa, q->npages, img, 0);
+		return true;
+	}
 	default:
 		return false;
 	}
@@ -524,6 +535,31 @@ static void bad_bulk(enum scen sc, const char *name, const char *keyword)
 	client_free(&c);
 }
 
+/* A fetch that timed out abandons its slot; the late reply is read and dropped, not written
+ * where the fetch's buffer was, and the connection goes on serving. */
+static void late_reply(void)
+{
+	struct pagein_net_stats ns;
+	uint8_t buf[4096];
+	struct client c;
+	uint64_t t0 = ms_now();
+
+	log_reset();
+	client_make(&c, R_LATE);
+	T_EQ(pagein_read(c.s, PAGE_GPA, buf, 4096), -ETIMEDOUT);
+	T_ASSERT(ms_now() - t0 < 3000);
+	usleep(500000); /* the late reply arrives meanwhile */
+	T_EQ(pagein_read(c.s, PAGE_GPA + 4096, buf, 4096), 0);
+	T_ASSERT(!memcmp(buf, img + PAGE_GPA + 4096, 4096));
+	T_EQ(pagein_read(c.s, PAGE_GPA, buf, 4096), -EIO);
+	pagein_net_stats_get(c.src, &ns);
+	T_EQ(ns.errors, 0);
+	T_EQ(ns.replies, 2);
+	printf("  reply %-24s -ETIMEDOUT, dropped when it came, connection still serving\n",
+	       "late (after time-out)");
+	client_free(&c);
+}
+
 int main(void)
 {
 	t_require_uffd();
@@ -558,6 +594,7 @@ int main(void)
 	bad_reply(R_DESC_SUM, "descriptors vs payload", "add up");
 	bad_reply(R_BAD_KIND, "unknown page kind", "descriptor");
 	bad_reply(R_BULK_ON_URGENT, "bulk pages on urgent", "urgent");
+	late_reply();
 	bad_bulk(B_PAST_END, "past the region end", "region");
 	bad_bulk(B_REPLY_ON_BULK, "a reply on bulk", "no request");
 	bad_bulk(B_BAD_LZ4, "bad LZ4 payload", "LZ4");
