@@ -60,7 +60,6 @@ struct netsrc;
 struct ns_conn {
 	struct netsrc *ns;
 	int fd;
-	int role;                  /* PN_ROLE_* sent in HELLO */
 	uint32_t features;         /* PN_FEAT_* this connection's WELCOME granted */
 	bool replies;              /* carries the replies to fetches (the main connection) */
 	bool stream;               /* carries bulk pages (id 0) */
@@ -105,8 +104,6 @@ struct netsrc {
 	_Atomic uint64_t bytes_received, errors;
 	_Atomic bool stream_done;
 };
-
-static const struct pagein_source_ops net_ops;
 
 /* ------------------------------------------------------------------------------------------- */
 /* logging (never from a fetch)                                                               */
@@ -1092,7 +1089,6 @@ static struct ns_conn *conn_open(struct netsrc *ns, int role, uint64_t session, 
 		return NULL;
 	}
 	c->ns = ns;
-	c->role = role;
 	c->huge_gpa = UINT64_MAX;
 	c->rbuf = malloc(NS_RBUF);
 	c->body = malloc(PN_MAX_BODY);
