@@ -84,35 +84,35 @@ struct srv_conn {
 	struct srv_conn *next;
 };
 
-/* The counters of struct pagein_server_stats, as atomics. */
+/* The counters of struct pagein_server_stats, as atomics (same names, same meanings). */
 struct srv_counters {
 	_Atomic uint64_t sessions, sessions_active, connections, refused, malformed, requests,
 		pages_urgent, pages_bulk, pages_lz4, bytes_sent;
 };
 
 struct pagein_server {
-	struct pagein_server_config cfg;
+	struct pagein_server_config cfg; /* a copy; cfg.listen points at listen_str */
 	char listen_str[128];         /* the address asked for, for logs */
 	struct sockaddr_storage addr; /* parsed listen address */
-	socklen_t addrlen;
-	struct srv_region regions[PN_MAX_REGIONS];
-	unsigned nregions;
+	socklen_t addrlen;            /* its length */
+	struct srv_region regions[PN_MAX_REGIONS]; /* in the order added: page numbering */
+	unsigned nregions;            /* used entries of regions */
 	uint64_t total_pages;         /* over all regions */
 	bool has_snapshot;            /* some region is read through a source */
 	struct pagein_source *srcs[PN_MAX_REGIONS]; /* snapshot sources to free */
-	unsigned nsrcs;
+	unsigned nsrcs;               /* used entries of srcs */
 	int lfd;                      /* listening socket, -1 when not listening */
 	int stop_efd;                 /* eventfd: readable once stopping */
-	int port;
-	bool started;
-	bool stopped;
-	pthread_t accept_thread;
-	pthread_mutex_t lock;         /* sessions, conns, nsessions, nconns */
-	struct srv_session *sessions;
-	unsigned nsessions;
-	struct srv_conn *conns;
+	int port;                     /* the port bound (after start) */
+	bool started;                 /* pagein_server_start succeeded (owner thread only) */
+	bool stopped;                 /* pagein_server_stop ran (owner thread only) */
+	pthread_t accept_thread;      /* accepts and spawns connection threads */
+	pthread_mutex_t lock;         /* sessions, nsessions, conns, nconns, srv_conn.fd */
+	struct srv_session *sessions; /* open sessions */
+	unsigned nsessions;           /* how many: checked against max_sessions */
+	struct srv_conn *conns;       /* every connection thread not joined yet */
 	unsigned nconns;              /* live (not done) connections */
-	struct srv_counters st;
+	struct srv_counters st;       /* pagein_server_stats_get reads these */
 };
 
 #define STAT_ADD(srv, f, v) atomic_fetch_add_explicit(&(srv)->st.f, (v), memory_order_relaxed)
