@@ -500,6 +500,9 @@ static uint32_t bulk_pick(struct srv_conn *c, const struct srv_region **rp, uint
 
 /* ---- sending ---- */
 
+static int conn_reject(struct srv_conn *c, int code, bool malformed, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Send every byte of iov[0..n) (modified). 0 or -errno. */
 static int send_iov(struct srv_conn *c, struct iovec *iov, int n)
 {
@@ -560,11 +563,11 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 			ret = r->src->ops.fetch(r->src->ctx, gpa + (uint64_t)i * PN_PAGE,
 						c->buf + (size_t)i * PN_PAGE, (uint64_t)k * PN_PAGE,
 						PN_PAGE, &zm[i / 64], deadline);
-			if (ret < 0) {
-				srv_log(c->srv, PAGEIN_LOG_ERR, "reading pages at %#llx from the "
-					"snapshot: %s", (unsigned long long)gpa, strerror(-ret));
-				return ret;
-			}
+			/* our failure, not the peer's: tell it why before closing */
+			if (ret < 0)
+				return conn_reject(c, -ret, false, "reading pages at %#llx from the "
+						   "snapshot failed: %s", (unsigned long long)gpa,
+						   strerror(-ret));
 		}
 		data = c->buf;
 	}
@@ -629,9 +632,6 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
  * Close c because of what its peer did (or failed to do): log why, count it, send PN_ERROR with
  * the reason. Returns -code for the caller to pass up.
  */
-static int conn_reject(struct srv_conn *c, int code, bool malformed, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
 static int conn_reject(struct srv_conn *c, int code, bool malformed, const char *fmt, ...)
 {
 	struct {
@@ -1039,6 +1039,10 @@ static void *conn_main(void *arg)
 	c->fd = -1;
 	srv->nconns--;
 	pthread_mutex_unlock(&srv->lock);
+	/* the buffers go now; the rest waits for the next accept or stop to join the thread */
+	free(c->buf);
+	free(c->cbuf);
+	c->buf = c->cbuf = NULL;
 	srv_log(srv, PAGEIN_LOG_DEBUG, "%s: closed", c->peer);
 	atomic_store(&c->done, true);
 	return NULL;
