@@ -165,6 +165,35 @@ static void progress(struct pagein_space *s, uint64_t t0, uint64_t *last_present
 	*last_t = t;
 }
 
+/* A fault could not be served: say so before the SIGBUS that follows ends the process.
+ * Async-signal-safe (it runs in the faulting thread's SIGBUS handler in self mode). */
+static void on_fault_error(void *arg, uint64_t gpa, uint64_t len, int err)
+{
+	static const char hex[] = "0123456789abcdef";
+	static const char head[] = "pagein: the page at gpa 0x";
+	static const char tail[] = " could not be fetched (errno ";
+	static const char end[] = "): the source failed or went away; the faulting thread gets SIGBUS\n";
+	char msg[192];
+	size_t n = 0;
+	int i, e = err < 0 ? -err : err;
+
+	memcpy(msg, head, sizeof(head) - 1);
+	n = sizeof(head) - 1;
+	for (i = 60; i >= 0; i -= 4)
+		msg[n++] = hex[gpa >> i & 15];
+	memcpy(msg + n, tail, sizeof(tail) - 1);
+	n += sizeof(tail) - 1;
+	if (e >= 100)
+		msg[n++] = (char)('0' + e / 100 % 10);
+	if (e >= 10)
+		msg[n++] = (char)('0' + e / 10 % 10);
+	msg[n++] = (char)('0' + e % 10);
+	memcpy(msg + n, end, sizeof(end) - 1);
+	n += sizeof(end) - 1;
+	if (write(2, msg, n) < 0)
+		return;
+}
+
 /* Connect to the page server o->from_addr (dies with the reason when it cannot). */
 static struct pagein_source *net_source(const struct restore_opts *o)
 {
@@ -224,6 +253,7 @@ int run_restore(const struct restore_opts *o)
 	cfg.fault_around = o->around;
 	cfg.timeout_ms = o->timeout_ms;
 	cfg.log = tool_log;
+	cfg.on_fault_error = on_fault_error;
 	ret = pagein_space_new(&cfg, &s);
 	if (ret < 0)
 		die("cannot create the space: %s", strerror(-ret));
