@@ -34,6 +34,10 @@
 #define REQ1_PAGE 7168u         /* on the urgent connection, while the stream runs */
 #define REQ1_N 4u
 #define QUIT_FRAMES 20u         /* the quitter leaves after this many bulk frames */
+#define REQ1_AT 16u             /* REQ1 goes out after this many bulk frames */
+#define REQ1_LEAD 16u           /* bulk frames read at most before REQ1's reply: so however the
+				 * threads are scheduled, the stream cannot reach REQ1's pages
+				 * (REQ2_PAGE + (REQ1_AT + REQ1_LEAD) x BATCH + socket buffers) */
 
 static uint8_t *mem_a, *mem_b;
 static struct pagein_server *srv;
@@ -53,7 +57,9 @@ struct client {
 	uint64_t after_reply2;            /* first page of the first bulk frame after it */
 	bool end;                         /* END came */
 	double req1_us;                   /* REQ1 round trip while the stream runs */
-	uint64_t frames_at_req1;
+	uint64_t frames_at_req1;          /* bulk frames received when REQ1 went out */
+	uint64_t req1_t0;                 /* when it went out */
+	_Atomic bool req1_sent, reply1;   /* REQ1 sent (by the bulk reader), its reply read */
 };
 
 static uint64_t now_ns(void)
@@ -275,6 +281,19 @@ static void *bulk_main(void *arg)
 		atomic_store(&c->frames, n + 1);
 		if (c->quitter && n + 1 == QUIT_FRAMES)
 			break;
+		if (!c->quitter && n + 1 == REQ1_AT) {
+			/* REQ1 on the urgent connection while this stream runs flat out; the client
+			 * thread reads the reply */
+			struct pn_req q = { .gpa = gpa_of(REQ1_PAGE), .npages = REQ1_N };
+
+			c->frames_at_req1 = n + 1;
+			c->req1_t0 = now_ns();
+			cl_frame(c->ufd, PN_REQ, 1, &q, sizeof(q));
+			atomic_store(&c->req1_sent, true);
+		}
+		for (unsigned k = 0; !c->quitter && n + 1 >= REQ1_AT + REQ1_LEAD &&
+		     !atomic_load(&c->reply1) && k < WAIT_MS * 10; k++)
+			usleep(100);
 	}
 	free(body);
 	return NULL;
@@ -287,7 +306,7 @@ static void *client_main(void *arg)
 	struct pn_req q;
 	struct pn_hdr h;
 	pthread_t bt;
-	uint64_t t0, i, jump = UINT64_MAX, jbytes = 0;
+	uint64_t i, jump = UINT64_MAX, jbytes = 0;
 
 	T_ASSERT(body);
 	c->frame_page = calloc(MAX_FRAMES, sizeof(uint64_t));
@@ -312,16 +331,13 @@ static void *client_main(void *arg)
 		free(body);
 		return NULL;
 	}
-	/* REQ1 on the urgent connection while the stream runs flat out */
-	for (i = 0; i < WAIT_MS && atomic_load(&c->frames) < 16; i++)
-		usleep(1000);
-	T_ASSERT(atomic_load(&c->frames) >= 16);
-	q = (struct pn_req){ .gpa = gpa_of(REQ1_PAGE), .npages = REQ1_N };
-	c->frames_at_req1 = atomic_load(&c->frames);
-	t0 = now_ns();
-	cl_frame(c->ufd, PN_REQ, 1, &q, sizeof(q));
+	/* REQ1's reply (the bulk reader sent it, see bulk_main) */
+	for (i = 0; i < WAIT_MS * 10 && !atomic_load(&c->req1_sent); i++)
+		usleep(100);
+	T_ASSERT(atomic_load(&c->req1_sent));
 	T_ASSERT(read_frame(c->ufd, &h, body) == 1);
-	c->req1_us = (double)(now_ns() - t0) / 1000.0;
+	c->req1_us = (double)(now_ns() - c->req1_t0) / 1000.0;
+	atomic_store(&c->reply1, true);
 	T_EQ(h.type, PN_PAGES);
 	T_EQ(h.id, 1);
 	T_EQ(check_pages(c, &h, body, true), REQ1_PAGE);
