@@ -1178,6 +1178,7 @@ int pagein_server_start(struct pagein_server *srv)
 		struct sockaddr_in6 s6;
 	} a;
 	socklen_t len = sizeof(a);
+	sigset_t mask, old;
 	int one = 1, ret;
 
 	if (srv->started)
@@ -1205,7 +1206,17 @@ int pagein_server_start(struct pagein_server *srv)
 		goto err_sock;
 	}
 	srv->port = ntohs(a.ss.ss_family == AF_INET6 ? a.s6.sin6_port : a.s4.sin_port);
+	/* the server's threads (connection threads inherit from the accept thread) leave the
+	 * application's signals to the application; faults stay deliverable (memory served may
+	 * itself be a pagein space resolving faults by SIGBUS) */
+	sigfillset(&mask);
+	sigdelset(&mask, SIGBUS);
+	sigdelset(&mask, SIGSEGV);
+	sigdelset(&mask, SIGFPE);
+	sigdelset(&mask, SIGILL);
+	pthread_sigmask(SIG_SETMASK, &mask, &old);
 	ret = -pthread_create(&srv->accept_thread, NULL, accept_main, srv);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret < 0)
 		goto err_sock;
 	srv->started = true;
