@@ -57,7 +57,7 @@ struct srv_session {
 	pthread_mutex_t lock;   /* cursor and hint */
 	uint64_t cursor;        /* next page the bulk stream looks at */
 	uint64_t hint;          /* page right after the latest request, + 1; 0 = none */
-	_Atomic uint64_t left;  /* pages whose sent bit is still clear */
+	_Atomic uint64_t left;  /* pages whose sent bit is still clear (for the closing log) */
 	pi_bits_t *sent;        /* one bit per page: sent, or being sent, on some connection */
 	struct srv_session *next;
 };
@@ -392,6 +392,10 @@ static void session_put(struct pagein_server *srv, struct srv_session *s)
 	*pp = s->next;
 	srv->nsessions--;
 	atomic_fetch_sub(&srv->st.sessions_active, 1);
+	srv_log(srv, PAGEIN_LOG_INFO, "session %#llx ended: %llu of %llu pages sent",
+		(unsigned long long)s->id,
+		(unsigned long long)(srv->total_pages - atomic_load(&s->left)),
+		(unsigned long long)srv->total_pages);
 	pthread_mutex_destroy(&s->lock);
 	free(s->sent);
 	free(s);
