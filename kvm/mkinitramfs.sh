@@ -2,12 +2,19 @@
 # SPDX-License-Identifier: MIT
 # Builds the KVM tier's initramfs (newc cpio, gzip): busybox-static, the modules that give a
 # /dev/kvm under QEMU's emulated AMD SVM (irqbypass kvm ccp kvm-amd and their dependencies), the
-# static test binaries given, and an /init that runs each and prints "KVMTIER-RESULT name rc".
-# Usage: kvm/mkinitramfs.sh KERNEL_TREE OUT.cpio.gz TEST_BINARY...
+# static test binaries given, the static pagein command as /bin/pagein (-p; the tests run
+# `pagein bench --kvm` with it), and an /init that runs each test, printing
+# "KVMTIER-RESULT name rc".
+# Usage: kvm/mkinitramfs.sh [-p PAGEIN] KERNEL_TREE OUT.cpio.gz TEST_BINARY...
 set -euo pipefail
 
+pagein=""
+if [ "${1:-}" = "-p" ]; then
+	pagein=${2:?"-p needs the static pagein binary"}
+	shift 2
+fi
 if [ $# -lt 2 ]; then
-	echo "usage: $0 KERNEL_TREE OUT.cpio.gz TEST_BINARY..." >&2
+	echo "usage: $0 [-p PAGEIN] KERNEL_TREE OUT.cpio.gz TEST_BINARY..." >&2
 	exit 2
 fi
 tree=$(cd "$1" && pwd)
@@ -59,12 +66,19 @@ for m in irqbypass kvm ccp kvm-amd; do
 	done < <(modprobe -d "$tree" -S "$kver" --show-depends "$m")
 done
 
-n=0
-for t in "$@"; do
-	if readelf -d "$t" 2>/dev/null | grep -q NEEDED; then
-		echo "mkinitramfs: $t is dynamically linked; the guest has no libc: link it -static" >&2
+static_only() { # path: the guest has no libc
+	if readelf -d "$1" 2>/dev/null | grep -q NEEDED; then
+		echo "mkinitramfs: $1 is dynamically linked; the guest has no libc: link it -static" >&2
 		exit 1
 	fi
+}
+if [ -n "$pagein" ]; then
+	static_only "$pagein"
+	cp "$pagein" "$stage/bin/pagein"
+fi
+n=0
+for t in "$@"; do
+	static_only "$t"
 	cp "$t" "$stage/tests/$(basename "$t")"
 	n=$((n + 1))
 done
@@ -112,4 +126,5 @@ chmod 755 "$stage/init"
 mkdir -p "$(dirname "$out")"
 (cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -6 > "$out.tmp"
 mv "$out.tmp" "$out"
-echo "mkinitramfs: $out: kernel $kver, $(wc -l < "$stage/modules/order") modules, $n tests" >&2
+nmod=$(wc -l < "$stage/modules/order")
+echo "mkinitramfs: $out: kernel $kver, $nmod modules, $n tests${pagein:+, /bin/pagein}" >&2

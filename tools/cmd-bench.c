@@ -4,6 +4,7 @@
  * vCPU threads each touch one byte per page of their slice, timed per touch. Every run measures,
  * in one process, the kernel floor (first touch of plain anonymous memory), the bare ioctl loop
  * of each front-end without the library, then the library; a table, JSON lines, headline ratios.
+ * --kvm runs real vCPUs instead (tools/kvmvm.c) on a pagein space against populated memory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kvmvm.h"
 #include "pagein.h"
 #include "tools.h"
 
@@ -35,6 +38,7 @@
 #define BENCH_MAX_ROWS 256u       /* results kept for speed-up and ratio look-ups */
 #define BENCH_MAX_REPEAT 15u      /* bound on -n */
 #define AROUND_AUTO_ARG 0u        /* --around auto, stored as 0 in bench_opts.around */
+#define EMULATED_NOTE "(timings inside the emulated guest say nothing about real performance)"
 
 /* What one row measures. */
 enum bench_kind {
@@ -42,6 +46,8 @@ enum bench_kind {
 	KIND_BARE_SELF,    /* SIGBUS handler doing one install per fault, no library */
 	KIND_BARE_HANDLER, /* one reader thread: poll + read + install, no library */
 	KIND_LIB,          /* libpagein with the configured front-end */
+	KIND_KVM_PLAIN,    /* --kvm: the guest on populated memory of the backing, no pagein */
+	KIND_KVM_HANDLER,  /* --kvm: the guest on a pagein HANDLER space (pagein_kvm_attach) */
 };
 
 /* Command-line options. */
@@ -66,6 +72,8 @@ struct bench_opts {
 	unsigned repeat;                /* -n: runs per row, the median (by time) is kept */
 	unsigned timeout_s;             /* --timeout: longest one run may take */
 	uint64_t seed;                  /* --seed: image pattern and random order */
+	bool kvm;                       /* --kvm: real vCPUs on /dev/kvm (tools/kvmvm.c) */
+	bool frontend_given;            /* -f was on the command line (--kvm refuses self) */
 };
 
 /* One configuration (one row). */
@@ -98,6 +106,20 @@ struct bench_result {
 	uint64_t eexist;            /* installs that met EEXIST (bare rows; lib from stats) */
 	bool have_stats;            /* st is valid (lib rows) */
 	struct pagein_stats st;     /* the library's counters for the run */
+	struct kvm_vcpu_stat *kvs;  /* kvm rows: c.vcpus entries, else NULL */
+	bool kvm_stats;             /* kvm rows: KVM's binary statistics were readable */
+	uint64_t verified_pages;    /* kvm rows: pages whose every byte was checked */
+};
+
+/* What one vCPU of a kvm row did, from the harness and KVM's binary statistics (0 where the
+ * kernel has none). */
+struct kvm_vcpu_stat {
+	uint64_t pages;    /* pages its guest loop wrote */
+	uint64_t ns;       /* from its first KVM_RUN to its "done" exit */
+	uint64_t pf_taken; /* KVM's pf_taken: guest page faults KVM handled */
+	uint64_t pf_fixed; /* KVM's pf_fixed: ... that mapped a page */
+	uint64_t exits;    /* KVM's exits: VM exits of this vCPU */
+	uint64_t runs;     /* KVM_RUN calls on this vCPU */
 };
 
 /* One vCPU thread. */
@@ -180,9 +202,16 @@ static const char *kind_name(const struct bench_case *c)
 	case KIND_FLOOR: return "floor";
 	case KIND_BARE_SELF: return "bare-self";
 	case KIND_BARE_HANDLER: return "bare-handler";
+	case KIND_KVM_PLAIN: return "kvm-plain";
+	case KIND_KVM_HANDLER: return "kvm-handler";
 	case KIND_LIB: break;
 	}
 	return pagein_frontend_name(c->frontend);
+}
+
+static bool is_kvm(const struct bench_case *c)
+{
+	return c->kind == KIND_KVM_PLAIN || c->kind == KIND_KVM_HANDLER;
 }
 
 static const char *backing_name(const struct bench_case *c)
@@ -644,7 +673,8 @@ static void run_bare(const struct bench_opts *o, const struct bench_case *c,
 /* A memory source with an injected delay per fetch (the image is the bytes; no direct path, so
  * every install goes through fetch like a network source's would). */
 struct delay_src {
-	const uint8_t *img;
+	const uint8_t *img;  /* the bytes of [base, base + len) */
+	uint64_t base;       /* guest address of img[0] */
 	uint64_t len;
 	unsigned delay_us;
 	bool spin;
@@ -657,18 +687,20 @@ static int delay_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_
 
 	(void)page_size;
 	(void)zero_mask;
-	if (gpa > d->len || len > d->len - gpa)
+	if (gpa < d->base || gpa - d->base > d->len || len > d->len - (gpa - d->base))
 		return -EINVAL;
 	bench_delay(d->delay_us, d->spin);
 	if (deadline_ns && now_ns() > deadline_ns)
 		return -ETIMEDOUT;
-	memcpy(dst, d->img + gpa, len);
+	memcpy(dst, d->img + (gpa - d->base), len);
 	return 0;
 }
 
 static bool delay_covers(void *ctx, uint64_t gpa, uint64_t len)
 {
-	return gpa + len <= ((struct delay_src *)ctx)->len;
+	const struct delay_src *d = ctx;
+
+	return gpa >= d->base && gpa - d->base + len <= d->len;
 }
 
 static void delay_destroy(void *ctx)
@@ -714,6 +746,7 @@ static void run_lib(const struct bench_opts *o, const struct bench_case *c,
 		    " (reserve huge pages: sysctl vm.nr_hugepages=N)" : "");
 	if (o->delay_us) {
 		dsrc.img = image;
+		dsrc.base = 0;
 		dsrc.len = size;
 		dsrc.delay_us = o->delay_us;
 		dsrc.spin = o->spin;
@@ -746,6 +779,194 @@ static void run_lib(const struct bench_opts *o, const struct bench_case *c,
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * --kvm: real vCPUs (tools/kvmvm.c) write one word to every page of their slice of guest memory
+ */
+
+/* Guest memory for kvm-plain: size bytes of backing b, mapped the way the library maps it (4 KiB
+ * anonymous pages, a memfd, a hugetlb memfd), holding the image: every page present. */
+static uint8_t *kvm_plain_mem(enum pagein_backing b, uint64_t size)
+{
+	uint8_t *m;
+	int fd = -1;
+
+	if (b == PAGEIN_BACKING_ANON) {
+		m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m != MAP_FAILED)
+			madvise(m, size, MADV_NOHUGEPAGE);
+	} else {
+		fd = memfd_create("pagein-bench-kvm", MFD_CLOEXEC |
+				  (b == PAGEIN_BACKING_HUGETLB ? MFD_HUGETLB : 0));
+		if (fd < 0)
+			die("memfd_create: %s", strerror(errno));
+		if (ftruncate(fd, (off_t)size))
+			die("ftruncate memfd to %" PRIu64 " bytes: %s", size, strerror(errno));
+		m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		close(fd); /* the mapping keeps the file */
+	}
+	if (m == MAP_FAILED)
+		die("mmap %" PRIu64 " bytes of %s: %s%s", size, pagein_backing_name(b),
+		    strerror(errno), b == PAGEIN_BACKING_HUGETLB ?
+		    " (reserve huge pages: sysctl vm.nr_hugepages=N)" : "");
+	memcpy(m, image, size);
+	return m;
+}
+
+/* Run the guest once: on populated plain memory (kvm-plain) or on a pagein HANDLER space over
+ * the seeded image (kvm-handler). Checks the guest's read sums and every byte; dies on a
+ * mismatch, as the other rows do. */
+static void run_kvm(const struct bench_opts *o, const struct bench_case *c,
+		    struct bench_result *r)
+{
+	static struct delay_src dsrc;
+	uint64_t size = c->per_vcpu * c->vcpus, per = c->per_vcpu / BENCH_PAGE, c0, c1, slow = 0;
+	struct pagein_source *src = NULL;
+	struct pagein_config cfg;
+	struct h_space hs = { 0 };
+	uint8_t *plain = NULL, *host;
+	struct h_vm vm;
+	char msg[256];
+	unsigned i;
+	int ret;
+
+	ret = h_vm_new(&vm, c->vcpus, msg);
+	if (ret)
+		die("creating the VM: %s", msg);
+	if (c->kind == KIND_KVM_PLAIN) {
+		/* every page present before the guest runs: KVM only maps them */
+		plain = kvm_plain_mem(c->backing, size);
+		ret = h_vm_add_mem(&vm, H_SPACE_SLOT, H_MEM_GPA, size, plain);
+		if (ret)
+			die("KVM_SET_USER_MEMORY_REGION (%" PRIu64 " bytes): %s", size,
+			    strerror(-ret));
+		host = plain;
+	} else {
+		pagein_config_init(&cfg);
+		cfg.frontend = PAGEIN_FRONTEND_HANDLER;
+		cfg.readers = c->readers;
+		cfg.uffds = c->uffds;
+		cfg.fault_around = c->around ? c->around : PAGEIN_AROUND_AUTO;
+		cfg.log = tool_log;
+		if (o->delay_us) {
+			dsrc.img = image;
+			dsrc.base = H_MEM_GPA;
+			dsrc.len = size;
+			dsrc.delay_us = o->delay_us;
+			dsrc.spin = o->spin;
+			ret = pagein_source_new(&delay_ops, &dsrc, &src);
+		} else {
+			ret = pagein_source_mem_new(image, H_MEM_GPA, size, &src);
+		}
+		if (ret)
+			die("creating the memory source: %s", strerror(-ret));
+		ret = h_space_new(&hs, &vm, c->backing, size, o->seed, &cfg, src, msg);
+		if (ret)
+			die("guest memory as a pagein space: %s%s%s", msg, uffd_hint(-ret),
+			    c->backing == PAGEIN_BACKING_HUGETLB ?
+			    " (reserve huge pages: sysctl vm.nr_hugepages=N)" : "");
+		host = hs.host;
+	}
+	for (i = 0; i < c->vcpus; i++) {
+		uint64_t lo = H_MEM_GPA + i * c->per_vcpu;
+
+		ret = h_vcpu_setup(&vm, i, lo, per, lo, lo + c->per_vcpu);
+		if (ret)
+			die("setting up vCPU %u: %s", i, strerror(-ret));
+	}
+
+	c0 = cpu_ns();
+	ret = h_vm_run(&vm);
+	c1 = cpu_ns();
+	if (h_report_run(&vm, kind_name(c), ret))
+		die("%s/%s, %u vCPUs: the guest did not finish (above)", kind_name(c),
+		    backing_name(c), c->vcpus);
+
+	r->vcpu_pps = calloc(c->vcpus, sizeof(double));
+	r->kvs = calloc(c->vcpus, sizeof(*r->kvs));
+	if (!r->vcpu_pps || !r->kvs)
+		die("out of memory");
+	r->vcpu_min = 1e300;
+	r->vcpu_max = 0;
+	r->kvm_stats = true;
+	for (i = 0; i < c->vcpus; i++) {
+		struct h_vcpu *v = &vm.vcpu[i];
+		struct kvm_vcpu_stat *k = &r->kvs[i];
+		double pps = v->ns ? (double)v->npages * 1e9 / (double)v->ns : 0;
+
+		if (v->read_sum != h_expected_sum(o->seed, v->first_gpa, v->npages, v->lo, v->hi))
+			die("VERIFY FAILED: %s/%s, vCPU %u: the guest read other bytes than the "
+			    "source holds (read sum 0x%016" PRIx64 ")", kind_name(c), backing_name(c),
+			    i, v->read_sum);
+		k->pages = v->npages;
+		k->ns = v->ns;
+		k->runs = v->runs;
+		if (h_vcpu_stat(&vm, i, "pf_taken", &k->pf_taken) ||
+		    h_vcpu_stat(&vm, i, "pf_fixed", &k->pf_fixed) ||
+		    h_vcpu_stat(&vm, i, "exits", &k->exits))
+			r->kvm_stats = false;
+		r->vcpu_pps[i] = pps;
+		if (pps < r->vcpu_min)
+			r->vcpu_min = pps;
+		if (pps > r->vcpu_max)
+			r->vcpu_max = pps;
+		if (v->ns > slow)
+			slow = v->ns;
+	}
+	r->pages = per * c->vcpus;
+	r->seconds = (double)(slow ? slow : 1) / 1e9;
+	r->pps = (double)r->pages / r->seconds;
+	r->cpu_us = (double)(c1 - c0) / 1e3;
+	if (c->kind == KIND_KVM_HANDLER) {
+		pagein_stats_get(hs.space, &r->st);
+		r->have_stats = true;
+		r->faults = r->st.faults_self + r->st.faults_handler + r->st.faults_kvm;
+		r->eexist = r->st.eexist;
+		/* the guest loop cannot time its touches: the library's fault service time */
+		r->p50_us = (double)pagein_stats_quantile(&r->st, 0.5) / 1e3;
+		r->p99_us = (double)pagein_stats_quantile(&r->st, 0.99) / 1e3;
+	} else {
+		/* no pagein: the faults are KVM's own (stage-2 misses it fixes from present pages) */
+		for (i = 0; i < c->vcpus; i++)
+			r->faults += r->kvs[i].pf_taken;
+		r->p50_us = r->p99_us = -1;
+	}
+
+	/* every page was written by the guest, so it is present: reading it takes no fault */
+	if (h_verify(NULL, host, H_MEM_GPA, size, o->seed, NULL))
+		die("VERIFY FAILED: %s/%s, %u vCPUs: guest memory differs from the source plus "
+		    "the guest's writes (mismatches above)", kind_name(c), backing_name(c), c->vcpus);
+	r->verified_pages = size / BENCH_PAGE;
+
+	h_space_free(&hs, &vm);
+	h_vm_free(&vm);
+	if (src)
+		pagein_source_free(src);
+	if (plain)
+		munmap(plain, size);
+}
+
+/* The lines under a kvm row: what each vCPU did and what KVM counted for it. */
+static void print_kvm_vcpus(const struct bench_result *r)
+{
+	unsigned i;
+
+	for (i = 0; i < r->c.vcpus; i++) {
+		const struct kvm_vcpu_stat *k = &r->kvs[i];
+		char counts[128];
+
+		if (r->kvm_stats)
+			snprintf(counts, sizeof(counts), "KVM page faults taken %" PRIu64 " fixed %"
+				 PRIu64 ", exits %" PRIu64, k->pf_taken, k->pf_fixed, k->exits);
+		else
+			snprintf(counts, sizeof(counts), "KVM statistics unavailable");
+		fprintf(tab, "  %s vCPU %u: %" PRIu64 " pages, %.0f pages/s, %s, KVM_RUN x%" PRIu64
+			" %s\n", kind_name(&r->c), i, k->pages, r->vcpu_pps[i], counts, k->runs,
+			EMULATED_NOTE);
+	}
+	fprintf(tab, "  %s: verified %" PRIu64 " pages, every byte (guest writes, the source's "
+		"pattern elsewhere): ok\n", kind_name(&r->c), r->verified_pages);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Rows: run with repeats, look-ups, output
  */
 
@@ -763,7 +984,7 @@ static const struct bench_result *find_row(const struct bench_case *c, enum benc
 	unsigned i;
 
 	k.kind = kind;
-	if (kind != KIND_LIB) {
+	if (kind != KIND_LIB && kind != KIND_KVM_HANDLER) {
 		k.frontend = PAGEIN_FRONTEND_SELF;
 		k.readers = k.uffds = 0;
 		k.around = 1;
@@ -787,9 +1008,9 @@ static void print_header(void)
 
 static void print_row(const struct bench_result *r, double speedup, double vs_floor)
 {
-	char around[16], rd[8], uf[8], su[16], vf[16];
+	char around[16], rd[8], uf[8], su[16], vf[16], p50[16], p99[16];
 
-	if (r->c.kind == KIND_FLOOR)
+	if (r->c.kind == KIND_FLOOR || r->c.kind == KIND_KVM_PLAIN)
 		snprintf(around, sizeof(around), "-");
 	else if (r->c.around)
 		snprintf(around, sizeof(around), "%u", r->c.around);
@@ -799,11 +1020,27 @@ static void print_row(const struct bench_result *r, double speedup, double vs_fl
 	snprintf(uf, sizeof(uf), r->c.uffds ? "%u" : "-", r->c.uffds);
 	snprintf(su, sizeof(su), speedup > 0 ? "%.2f" : "-", speedup);
 	snprintf(vf, sizeof(vf), vs_floor > 0 ? "%.2f" : "-", vs_floor);
-	fprintf(tab, "%-12s %-7s %5u %3s %3s %6s %4s %10.0f %10.0f %10.0f %8.1f %8.1f %8.2f %9"
+	/* negative: not measured (kvm-plain has no per-page latency) */
+	snprintf(p50, sizeof(p50), r->p50_us >= 0 ? "%.1f" : "-", r->p50_us);
+	snprintf(p99, sizeof(p99), r->p99_us >= 0 ? "%.1f" : "-", r->p99_us);
+	fprintf(tab, "%-12s %-7s %5u %3s %3s %6s %4s %10.0f %10.0f %10.0f %8s %8s %8.2f %9"
 		PRIu64 " %6s %6s\n", kind_name(&r->c), backing_name(&r->c), r->c.vcpus, rd, uf,
-		around, r->c.fill ? "on" : "off", r->pps, r->vcpu_min, r->vcpu_max, r->p50_us,
-		r->p99_us, r->cpu_us_per_fault, r->faults, su, vf);
+		around, r->c.fill ? "on" : "off", r->pps, r->vcpu_min, r->vcpu_max, p50, p99,
+		r->cpu_us_per_fault, r->faults, su, vf);
+	if (r->kvs)
+		print_kvm_vcpus(r);
 	fflush(tab);
+}
+
+/* "key":[v0,v1,...], one value per vCPU of a kvm row, the field at offset off of its stats */
+static void json_vcpu_array(const struct bench_result *r, const char *key, size_t off)
+{
+	unsigned i;
+
+	printf(",\"%s\":[", key);
+	for (i = 0; i < r->c.vcpus; i++)
+		printf("%s%" PRIu64, i ? "," : "", *(const uint64_t *)((const char *)&r->kvs[i] + off));
+	printf("]");
 }
 
 static void print_json(const struct bench_opts *o, const struct bench_result *r, double speedup,
@@ -813,9 +1050,11 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
 
 	printf("{\"frontend\":\"%s\",\"backing\":\"%s\",\"mode\":\"%s\",\"vcpus\":%u,"
 	       "\"readers\":%u,\"uffds\":%u,", kind_name(&r->c), backing_name(&r->c),
-	       r->c.restore ? "restore" : "touch", r->c.vcpus, r->c.readers, r->c.uffds);
+	       is_kvm(&r->c) ? "kvm" : r->c.restore ? "restore" : "touch", r->c.vcpus, r->c.readers,
+	       r->c.uffds);
 	if (r->c.around)
-		printf("\"around\":%u,", r->c.kind == KIND_FLOOR ? 1 : r->c.around);
+		printf("\"around\":%u,", r->c.kind == KIND_FLOOR || r->c.kind == KIND_KVM_PLAIN ? 1 :
+		       r->c.around);
 	else
 		printf("\"around\":\"auto\",");
 	printf("\"fill\":%s,\"pattern\":\"%s\",\"overlap\":%s,\"delay_us\":%u,"
@@ -826,8 +1065,12 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
 	       r->seconds, r->pps);
 	for (i = 0; i < r->c.vcpus; i++)
 		printf("%s%.1f", i ? "," : "", r->vcpu_pps[i]);
-	printf("],\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,\"cpu_us_per_fault\":%.3f,"
-	       "\"cpu_us_per_page\":%.3f,\"eexist\":%" PRIu64 ",", r->p50_us, r->p99_us,
+	printf("],");
+	if (r->p50_us >= 0)
+		printf("\"lat_p50_us\":%.3f,\"lat_p99_us\":%.3f,", r->p50_us, r->p99_us);
+	else
+		printf("\"lat_p50_us\":null,\"lat_p99_us\":null,");
+	printf("\"cpu_us_per_fault\":%.3f,\"cpu_us_per_page\":%.3f,\"eexist\":%" PRIu64 ",",
 	       r->cpu_us_per_fault, r->cpu_us / (double)r->pages, r->eexist);
 	if (speedup > 0)
 		printf("\"speedup_vs_1\":%.3f,", speedup);
@@ -849,6 +1092,25 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
 		       st->pages_demand, st->pages_around, st->pages_fill, st->fetches,
 		       st->fetch_errors, st->blocked_ns / 1e3,
 		       pagein_stats_quantile(st, 0.5) / 1e3, pagein_stats_quantile(st, 0.99) / 1e3);
+		printf(",\"lib_faults_kvm\":%" PRIu64, st->faults_kvm);
+	}
+	if (r->kvs) {
+		uint64_t taken = 0, fixed = 0, exits = 0;
+
+		for (i = 0; i < r->c.vcpus; i++) {
+			taken += r->kvs[i].pf_taken;
+			fixed += r->kvs[i].pf_fixed;
+			exits += r->kvs[i].exits;
+		}
+		printf(",\"kvm_stats\":%s,\"kvm_pf_taken\":%" PRIu64 ",\"kvm_pf_fixed\":%" PRIu64
+		       ",\"kvm_exits\":%" PRIu64 ",\"verified_pages\":%" PRIu64,
+		       r->kvm_stats ? "true" : "false", taken, fixed, exits, r->verified_pages);
+		json_vcpu_array(r, "per_vcpu_pages", offsetof(struct kvm_vcpu_stat, pages));
+		json_vcpu_array(r, "per_vcpu_pf_taken", offsetof(struct kvm_vcpu_stat, pf_taken));
+		json_vcpu_array(r, "per_vcpu_pf_fixed", offsetof(struct kvm_vcpu_stat, pf_fixed));
+		json_vcpu_array(r, "per_vcpu_exits", offsetof(struct kvm_vcpu_stat, exits));
+		json_vcpu_array(r, "per_vcpu_kvm_runs", offsetof(struct kvm_vcpu_stat, runs));
+		printf(",\"note\":\"%s\"", EMULATED_NOTE);
 	}
 	printf("}\n");
 	fflush(stdout);
@@ -872,6 +1134,10 @@ static void run_once(const struct bench_opts *o, const struct bench_case *c,
 		break;
 	case KIND_LIB:
 		run_lib(o, c, r);
+		break;
+	case KIND_KVM_PLAIN:
+	case KIND_KVM_HANDLER:
+		run_kvm(o, c, r);
 		break;
 	}
 	alarm(0);
@@ -904,21 +1170,24 @@ static void run_group(const struct bench_opts *o, const struct bench_case *cases
 	for (i = 0; i < n; i++) {
 		qsort(runs[i], o->repeat, sizeof(runs[i][0]), cmp_seconds);
 		for (k = 0; k < o->repeat; k++)
-			if (k != o->repeat / 2)
+			if (k != o->repeat / 2) {
 				free(runs[i][k].vcpu_pps);
+				free(runs[i][k].kvs);
+			}
 		if (nrows == BENCH_MAX_ROWS)
 			die("too many rows (at most %u)", BENCH_MAX_ROWS);
 		r = &rows[nrows++];
 		*r = runs[i][o->repeat / 2];
 		/* with one reader (uffd) per vCPU, the 1-vCPU row has one of each */
 		key = r->c;
-		if (key.kind == KIND_LIB && key.frontend == PAGEIN_FRONTEND_HANDLER) {
+		if ((key.kind == KIND_LIB && key.frontend == PAGEIN_FRONTEND_HANDLER) ||
+		    key.kind == KIND_KVM_HANDLER) {
 			key.readers = o->readers ? o->readers : 1;
 			key.uffds = o->uffds ? o->uffds : 1;
 		}
 		one = find_row(&key, key.kind, 1);
 		speedup = one ? r->pps / one->pps : 0;
-		fl = find_row(&r->c, KIND_FLOOR, r->c.vcpus);
+		fl = find_row(&r->c, is_kvm(&r->c) ? KIND_KVM_PLAIN : KIND_FLOOR, r->c.vcpus);
 		vs_floor = fl ? r->pps / fl->pps : 0;
 		print_row(r, speedup, vs_floor);
 		if (o->json)
@@ -1065,13 +1334,19 @@ static void usage(FILE *f)
 "  -n N            runs per row, the median is kept (default 1)\n"
 "  --json          one JSON object per row on stdout (the table goes to stderr)\n"
 "  --timeout SEC   longest one run may take before the bench gives up (default 120)\n"
-"  --seed N        pattern and random-order seed\n");
+"  --seed N        pattern and random-order seed\n"
+"  --kvm           real vCPUs on /dev/kvm instead of threads: each writes one word to every\n"
+"                  page of its slice of guest memory; rows kvm-plain (populated memory of the\n"
+"                  backing, no pagein: the floor) and kvm-handler (a pagein HANDLER space).\n"
+"                  Takes -v (at most 16), -b, -s, -r, -u, -d, --spin, --around, -n,\n"
+"                  --json, --seed, --timeout.\n"
+"                  Without /dev/kvm it exits 77: make test-kvm runs it in a guest kernel.\n");
 }
 
 static void parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	enum { OPT_AROUND = 256, OPT_FILL, OPT_JSON, OPT_MATRIX, OPT_RESTORE, OPT_BASELINE,
-	       OPT_TIMEOUT, OPT_SEED, OPT_SPIN };
+	       OPT_TIMEOUT, OPT_SEED, OPT_SPIN, OPT_KVM };
 	static const struct option lopts[] = {
 		{ "around", required_argument, NULL, OPT_AROUND },
 		{ "fill", no_argument, NULL, OPT_FILL },
@@ -1082,6 +1357,7 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "spin", no_argument, NULL, OPT_SPIN },
+		{ "kvm", no_argument, NULL, OPT_KVM },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1104,6 +1380,7 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 		case 'v': o->vcpus = bench_uint(optarg, "-v", 1, BENCH_MAX_VCPUS); break;
 		case 'b': o->per_vcpu = parse_size(optarg); break;
 		case 'f':
+			o->frontend_given = true;
 			if (!strcmp(optarg, "self"))
 				o->frontend = PAGEIN_FRONTEND_SELF;
 			else if (!strcmp(optarg, "handler"))
@@ -1154,6 +1431,7 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 		case OPT_TIMEOUT: o->timeout_s = bench_uint(optarg, "--timeout", 1, 86400); break;
 		case OPT_SEED: o->seed = bench_uint(optarg, "--seed", 1, UINT32_MAX); break;
 		case OPT_SPIN: o->spin = true; break;
+		case OPT_KVM: o->kvm = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -1237,6 +1515,70 @@ static int bench_restore(const struct bench_opts *o)
 	return 0;
 }
 
+/* --kvm: kvm-plain then kvm-handler, -n times each, interleaved; a headline ratio. Exits 77
+ * where there is no /dev/kvm: a bench without real vCPUs would be a fake result. */
+static int bench_kvm(const struct bench_opts *o)
+{
+	struct bench_case cases[2] = {
+		{ .kind = KIND_KVM_PLAIN, .backing = o->backing, .vcpus = o->vcpus,
+		  .around = 1, .per_vcpu = o->per_vcpu },
+		{ .kind = KIND_KVM_HANDLER, .frontend = PAGEIN_FRONTEND_HANDLER,
+		  .backing = o->backing, .vcpus = o->vcpus,
+		  .readers = o->readers ? o->readers : o->vcpus,
+		  .uffds = o->uffds ? o->uffds : o->vcpus, .around = o->around,
+		  .per_vcpu = o->per_vcpu },
+	};
+	struct bench_result warm;
+	uint64_t size = o->per_vcpu * o->vcpus;
+	uint8_t *img;
+	char ar[16];
+
+	if (access("/dev/kvm", F_OK)) {
+		fprintf(stderr, "pagein bench --kvm: SKIP: no /dev/kvm here: run make test-kvm, which "
+			"runs this bench inside a guest kernel under QEMU\n");
+		return 77;
+	}
+	if (o->frontend_given && o->frontend != PAGEIN_FRONTEND_HANDLER)
+		die("--kvm uses the handler front-end: KVM touches guest memory from kernel mode, "
+		    "which self-resolve cannot serve (docs/kvm.md)");
+	if (o->rand || o->overlap || o->fill || o->matrix || o->baseline || o->restore)
+		die("--kvm takes -v, -b, -s, -r, -u, -d, --spin, --around, -n, --json, --seed, "
+		    "--timeout; not -a, -o, --fill, --matrix, --baseline or --restore");
+	if (o->vcpus > H_MAX_VCPUS)
+		die("--kvm: at most %u vCPUs", H_MAX_VCPUS);
+	check_sizes(o, o->per_vcpu);
+	if (size > H_MAPPED - H_MEM_GPA)
+		die("--kvm: %u vCPUs x %" PRIu64 " MiB do not fit the guest's %" PRIu64 " MiB of "
+		    "test memory", o->vcpus, o->per_vcpu >> 20, (uint64_t)(H_MAPPED - H_MEM_GPA) >> 20);
+
+	img = malloc(size);
+	if (!img)
+		die("out of memory for the %" PRIu64 " MiB source image", size >> 20);
+	h_fill(img, H_MEM_GPA, size, o->seed);
+	image = img;
+	h_set_output(tab);
+
+	/* untimed: the first VM of a process pays for KVM's and the host's first-use costs */
+	run_once(o, &cases[0], &warm);
+	free(warm.vcpu_pps);
+	free(warm.kvs);
+
+	print_header();
+	fprintf(tab, "kvm: %u vCPUs x %" PRIu64 " KiB, guest writes one word per 4 KiB page %s\n",
+		o->vcpus, o->per_vcpu >> 10, EMULATED_NOTE);
+	run_group(o, cases, 2);
+	snprintf(ar, sizeof(ar), o->around ? "%u" : "auto", o->around);
+	fprintf(tab, "\nheadline: [kvm, %s, %u vCPUs, rd %u uf %u, around %s, delay %u us] "
+		"kvm-handler %.0f pages/s = %.2fx kvm-plain's %.0f pages/s %s\n",
+		pagein_backing_name(o->backing), o->vcpus, cases[1].readers, cases[1].uffds, ar,
+		o->delay_us, rows[nrows - 1].pps, rows[nrows - 1].pps / rows[nrows - 2].pps,
+		rows[nrows - 2].pps, EMULATED_NOTE);
+	fflush(tab);
+	free(img);
+	image = NULL;
+	return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	static const unsigned matrix_vcpus[] = { 1, 2, 4, 8 };
@@ -1244,9 +1586,14 @@ int cmd_bench(int argc, char **argv)
 	struct bench_opts o;
 	unsigned i, n, maxv;
 
+	for (i = 1; i < (unsigned)argc; i++)
+		if (!strcmp(argv[i], "--net"))
+			return bench_net(argc, argv);
 	parse_opts(argc, argv, &o);
 	tab = o.json ? stderr : stdout;
 	signal(SIGALRM, watchdog);
+	if (o.kvm)
+		return bench_kvm(&o);
 	if (o.restore)
 		return bench_restore(&o);
 

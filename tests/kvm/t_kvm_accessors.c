@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hspace.h"
+#include "kvmvm.h"
 
 #define NVCPUS 2
 #define SLICE (8ull << 20)

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hspace.h"
+#include "kvmvm.h"
 
 #define NVCPUS 4
 #define SLICE (8ull << 20)

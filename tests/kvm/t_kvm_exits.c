@@ -23,7 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "hspace.h"
+#include "kvmvm.h"
 
 #define SEED 0x5eed0005ull
 #define SIZE (2ull << 20)

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hspace.h"
+#include "kvmvm.h"
 
 #define NVCPUS 2
 #define SLICE (4ull << 20)

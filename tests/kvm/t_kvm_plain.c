@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "harness.h"
+#include "kvmvm.h"
 
 #define NVCPUS 2
 #define SLICE (4ull << 20)

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hspace.h"
+#include "kvmvm.h"
 
 #define NVCPUS 4
 #define SIZE (8ull << 20)
