@@ -1014,6 +1014,7 @@ static void conn_linger(struct srv_conn *c)
 	uint64_t end = pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, now;
 	char junk[4096];
 	unsigned k;
+	ssize_t r;
 
 	shutdown(c->fd, SHUT_WR);
 	for (k = 0; k < 256; k++) {
@@ -1021,8 +1022,9 @@ static void conn_linger(struct srv_conn *c)
 		if (now >= end || poll(pfd, 2, (int)((end - now) / 1000000 + 1)) <= 0 ||
 		    pfd[1].revents)
 			return;
-		if (recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0 && errno != EAGAIN)
-			return;
+		r = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+			return; /* the peer closed too */
 	}
 }
 
