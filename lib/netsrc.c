@@ -803,7 +803,9 @@ static bool install_direct(struct ns_conn *c, struct pagein_space *sp, const str
 	const uint8_t *p = pg->data, *data;
 	uint32_t i, start, d;
 
-	if (!r || r->page_size != PN_PAGE ||
+	/* the engine reads pages as 64-bit words: the payload must be 8-byte aligned (it is when
+	 * npages is even, the body being malloc'd) */
+	if (!r || r->page_size != PN_PAGE || (uintptr_t)pg->data % 8 ||
 	    (uint64_t)pg->npages * PN_PAGE > r->gpa + r->size - pg->gpa)
 		return false;
 	for (i = 0; i < pg->npages; i++) {
