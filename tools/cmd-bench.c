@@ -1586,6 +1586,9 @@ int cmd_bench(int argc, char **argv)
 	struct bench_opts o;
 	unsigned i, n, maxv;
 
+	for (i = 1; i < (unsigned)argc; i++)
+		if (!strcmp(argv[i], "--net"))
+			return bench_net(argc, argv);
 	parse_opts(argc, argv, &o);
 	tab = o.json ? stderr : stdout;
 	signal(SIGALRM, watchdog);

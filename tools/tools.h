@@ -24,6 +24,8 @@ extern bool tool_verbose;
 
 /* Subcommands: one file each (tools/cmd-NAME.c). */
 int cmd_bench(int argc, char **argv);
+/* `pagein bench --net` (tools/bench-net.c): migration over TCP against the raw TCP baseline. */
+int bench_net(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

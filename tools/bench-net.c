@@ -1,0 +1,1481 @@
+// SPDX-License-Identifier: MIT
+/*
+ * bench-net.c - `pagein bench --net` (issue 3's bench): in one process, the raw TCP baseline of
+ * the path (throughput, request/reply RTT), then post-copy migrations from an in-process page
+ * server: bulk-only throughput, fault latency idle and under a saturating bulk stream, time to
+ * full residency; again over a link with 100 us each way (netem, or a user-space delay relay).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pagein.h"
+#include "tools.h"
+
+#define NB_PAGE 4096u
+#define NB_MAX_REGIONS 4u
+#define NB_CHUNK (64u << 10)         /* raw TCP writes, relay reads */
+#define NB_RAW_BYTES (512ull << 20)  /* bytes per baseline raw throughput run (at most) */
+#define NB_RAW_MIN (64ull << 20)     /* smallest raw run */
+#define NB_RAW_RUNS 3u               /* raw throughput runs, the median is kept */
+#define NB_RTT_N 3000u               /* request/reply round trips */
+#define NB_RUNS 3u                   /* bulk and residency runs, the median is kept */
+#define NB_IDLE_FAULTS 3000u         /* timed faults with no bulk traffic */
+#define NB_BULK_FAULTS 2000u         /* timed faults wanted under a bulk stream */
+#define NB_BULK_MIGS 8u              /* most migrations run to collect them */
+#define NB_WAIT_MS 60000             /* longest a migration may take to complete */
+#define NB_WATCHDOG_S 400u           /* the whole run, so nothing can hang a test */
+#define NB_DELAY_NS 100000ull        /* added one-way delay: 100 us */
+#define NB_IO_TIMEOUT_S 10           /* raw server and relay sockets give up after this */
+#define RELAY_SLOTS 256u             /* chunks a relay direction holds in flight */
+#define RELAY_MAX_CONNS 256u         /* connections one relay serves over its life */
+
+/* Command-line options. */
+struct net_opts {
+	uint64_t size;                  /* --size: bytes migrated */
+	enum pagein_frontend frontend;  /* -f */
+	bool json;                      /* --json: JSON lines on stdout, table on stderr */
+	bool no_delay;                  /* --no-delay: loopback only */
+	uint64_t seed;                  /* image pattern and touch order */
+};
+
+/* One network path and its baseline. */
+struct link {
+	const char *name;      /* "loopback", "netem-100us" or "relay-100us" */
+	char raw_addr[64];     /* HOST:PORT of the raw TCP peer over this path */
+	char srv_addr[64];     /* HOST:PORT of the page server over this path */
+	double raw_mibs;       /* raw TCP throughput, MiB/s */
+	double rtt_p50, rtt_p99; /* request/reply round trip, us */
+	double idle_p50, idle_p99; /* fault latency with no bulk traffic, us */
+};
+
+/* One measurement (one table row, one JSON line). Negative numbers are "not applicable". */
+struct meas {
+	const char *test;      /* raw-tcp, rtt, bulk, fault-idle, fault-bulk, residency */
+	const struct link *l;
+	int urgent;            /* 1 on, 0 off, -1 not a migration */
+	double mibs, ratio;    /* throughput and its ratio to the link's raw TCP */
+	double p50, p99;       /* latency, us */
+	double seconds;        /* median run time (throughput tests), or the sampling time */
+	double raw;            /* bulk, residency: raw TCP MiB/s of the runs paired with them */
+	double extra;          /* fault-bulk: p99 / idle p99; residency: seconds / ideal;
+	                        * rtt: added RTT p50 over loopback */
+	uint64_t races;        /* fault-bulk: faults that found their page in flight on the stream */
+	double blocked_us;     /* fault-bulk: time those faults waited for it */
+	unsigned samples;      /* timed touches or round trips; runs for throughput tests */
+};
+
+static FILE *tab;                      /* table: stdout, or stderr with --json */
+static const struct net_opts *opts;
+static uint8_t *image;                 /* the source image (page server memory) */
+static struct pagein_region_desc image_regs[2];
+static uint64_t image_size;
+static double loop_rtt_p50;            /* loopback RTT, for the relay's added RTT */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*s = x;
+	return x;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_dbl);
+	return v[n / 2];
+}
+
+/* p50 and p99 in us of n latencies in ns (sorts them). */
+static void quantiles(uint32_t *lat, unsigned n, double *p50, double *p99)
+{
+	qsort(lat, n, sizeof(*lat), cmp_u32);
+	*p50 = lat[(n - 1) / 2] / 1e3;
+	*p99 = lat[(uint64_t)(n - 1) * 99 / 100] / 1e3;
+}
+
+static void set_timeouts(int fd)
+{
+	struct timeval tv = { .tv_sec = NB_IO_TIMEOUT_S };
+	int one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	ssize_t w;
+
+	while (len) {
+		w = send(fd, p, len, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static int recv_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	ssize_t r;
+
+	while (len) {
+		r = recv(fd, p, len, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		len -= (size_t)r;
+	}
+	return 0;
+}
+
+/* A listening TCP socket on host, port 0 (any free one). Returns the fd; *port gets the port. */
+static int listen_on(const char *host, int *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd, one = 1;
+
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		die("bad listen address %s", host);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 64) ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len))
+		die("cannot listen on %s: %s", host, strerror(errno));
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* Connect to "HOST:PORT" (IPv4), blocking, with the I/O time-outs set. Dies on failure. */
+static int connect_to(const char *addr)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	char host[64], *colon;
+	int fd;
+
+	snprintf(host, sizeof(host), "%s", addr);
+	colon = strrchr(host, ':');
+	if (!colon)
+		die("internal: bad address %s", addr);
+	*colon = 0;
+	sa.sin_port = htons((uint16_t)atoi(colon + 1));
+	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+		die("internal: bad address %s", addr);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	set_timeouts(fd);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
+		die("cannot connect to %s: %s", addr, strerror(errno));
+	return fd;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The raw TCP peer: one connection at a time. The client sends a mode byte and a u64: 'T' n =
+ * "send me n bytes in 64 KiB writes"; 'R' = "answer every 16-byte request with 4 KiB" until EOF.
+ */
+
+struct rawsrv {
+	int lfd;               /* listening socket */
+	int port;
+	pthread_t thread;
+	_Atomic bool stop;
+};
+
+static void *rawsrv_main(void *arg)
+{
+	struct rawsrv *rs = arg;
+	static uint8_t buf[NB_CHUNK];
+	uint8_t hdr[9], req[16];
+	struct pollfd pfd = { .fd = rs->lfd, .events = POLLIN };
+	uint64_t n, k;
+	int fd;
+
+	memset(buf, 0xa5, sizeof(buf));
+	while (!atomic_load(&rs->stop)) {
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		fd = accept4(rs->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		set_timeouts(fd);
+		if (recv_all(fd, hdr, sizeof(hdr)) == 0) {
+			memcpy(&n, hdr + 1, 8);
+			if (hdr[0] == 'T') {
+				for (; n && !atomic_load(&rs->stop); n -= k) {
+					k = n < NB_CHUNK ? n : NB_CHUNK;
+					if (send_all(fd, buf, k))
+						break;
+				}
+			} else if (hdr[0] == 'R') {
+				while (!atomic_load(&rs->stop) && !recv_all(fd, req, sizeof(req)) &&
+				       !send_all(fd, buf, NB_PAGE))
+					;
+			}
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static void rawsrv_start(struct rawsrv *rs, const char *host)
+{
+	int ret;
+
+	rs->lfd = listen_on(host, &rs->port);
+	atomic_store(&rs->stop, false);
+	ret = pthread_create(&rs->thread, NULL, rawsrv_main, rs);
+	if (ret)
+		die("pthread_create: %s", strerror(ret));
+}
+
+static void rawsrv_stop(struct rawsrv *rs)
+{
+	atomic_store(&rs->stop, true);
+	pthread_join(rs->thread, NULL);
+	close(rs->lfd);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The delay relay (when netem is missing): listens on loopback, connects each client to the
+ * target, and forwards every chunk it reads after holding it delay_ns, in each direction.
+ */
+
+struct relay;
+
+/* One direction of one relayed connection. */
+struct pump {
+	struct relay *r;
+	int in, out;           /* read from in, write to out */
+	pthread_t thread;
+	bool started;
+	_Atomic bool done;
+};
+
+/* One relayed connection. */
+struct rconn {
+	int a, b;              /* client side, target side */
+	struct pump up, down;  /* a->b, b->a */
+};
+
+struct relay {
+	int lfd;
+	int port;
+	int target_port;       /* on 127.0.0.1 */
+	uint64_t delay_ns;
+	pthread_t thread;
+	_Atomic bool stop;
+	struct rconn *conns[RELAY_MAX_CONNS];
+	unsigned nconns;       /* acceptor thread only, until stop */
+};
+
+/* One chunk held back: its bytes and when it may go. */
+struct held {
+	uint64_t due;
+	uint32_t len;
+	uint8_t *buf;
+};
+
+static void *pump_main(void *arg)
+{
+	struct pump *p = arg;
+	struct held *ring = calloc(RELAY_SLOTS, sizeof(*ring));
+	uint64_t head = 0, tail = 0, now;
+	bool eof = false, err = false;
+	struct pollfd pfd;
+	struct timespec ts;
+	ssize_t n;
+	int64_t wait;
+	unsigned i;
+
+	/* the relay's hold time is a timer: ask the kernel for no slack on it */
+	prctl(PR_SET_TIMERSLACK, 1UL);
+	if (!ring)
+		err = true;
+	while (!err && !atomic_load(&p->r->stop)) {
+		now = now_ns();
+		while (head != tail && ring[head % RELAY_SLOTS].due <= now) {
+			struct held *h = &ring[head % RELAY_SLOTS];
+
+			if (send_all(p->out, h->buf, h->len)) {
+				err = true;
+				break;
+			}
+			head++;
+			now = now_ns();
+		}
+		if (err)
+			break;
+		if (eof && head == tail) {
+			shutdown(p->out, SHUT_WR);
+			break;
+		}
+		wait = head != tail ? (int64_t)(ring[head % RELAY_SLOTS].due - now) : 50000000;
+		if (wait < 0)
+			wait = 0;
+		ts.tv_sec = wait / 1000000000;
+		ts.tv_nsec = wait % 1000000000;
+		pfd.fd = !eof && tail - head < RELAY_SLOTS ? p->in : -1;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if (ppoll(&pfd, 1, &ts, NULL) <= 0 || !pfd.revents)
+			continue;
+		{
+			struct held *h = &ring[tail % RELAY_SLOTS];
+
+			if (!h->buf && !(h->buf = malloc(NB_CHUNK))) {
+				err = true;
+				break;
+			}
+			n = recv(p->in, h->buf, NB_CHUNK, MSG_DONTWAIT);
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0) {
+				eof = n == 0;
+				err = n < 0;
+				continue;
+			}
+			h->len = (uint32_t)n;
+			h->due = now_ns() + p->r->delay_ns;
+			tail++;
+		}
+	}
+	if (err) {
+		shutdown(p->in, SHUT_RDWR);
+		shutdown(p->out, SHUT_RDWR);
+	}
+	for (i = 0; ring && i < RELAY_SLOTS; i++)
+		free(ring[i].buf);
+	free(ring);
+	atomic_store(&p->done, true);
+	return NULL;
+}
+
+static void rconn_free(struct rconn *c)
+{
+	shutdown(c->a, SHUT_RDWR);
+	shutdown(c->b, SHUT_RDWR);
+	if (c->up.started)
+		pthread_join(c->up.thread, NULL);
+	if (c->down.started)
+		pthread_join(c->down.thread, NULL);
+	close(c->a);
+	close(c->b);
+	free(c);
+}
+
+static void *relay_main(void *arg)
+{
+	struct relay *r = arg;
+	struct pollfd pfd = { .fd = r->lfd, .events = POLLIN };
+	char target[32];
+	struct rconn *c;
+	unsigned i;
+	int fd;
+
+	snprintf(target, sizeof(target), "127.0.0.1:%d", r->target_port);
+	while (!atomic_load(&r->stop)) {
+		/* close the connections both of whose directions have ended */
+		for (i = 0; i < r->nconns; i++) {
+			c = r->conns[i];
+			if (atomic_load(&c->up.done) && atomic_load(&c->down.done)) {
+				rconn_free(c);
+				r->conns[i--] = r->conns[--r->nconns];
+			}
+		}
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (r->nconns == RELAY_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
+			close(fd);
+			continue;
+		}
+		set_timeouts(fd);
+		c->a = fd;
+		c->b = connect_to(target);
+		c->up = (struct pump){ .r = r, .in = c->a, .out = c->b };
+		c->down = (struct pump){ .r = r, .in = c->b, .out = c->a };
+		c->up.started = !pthread_create(&c->up.thread, NULL, pump_main, &c->up);
+		c->down.started = !pthread_create(&c->down.thread, NULL, pump_main, &c->down);
+		if (!c->up.started || !c->down.started)
+			die("relay: cannot start its threads");
+		r->conns[r->nconns++] = c;
+	}
+	for (i = 0; i < r->nconns; i++)
+		rconn_free(r->conns[i]);
+	r->nconns = 0;
+	return NULL;
+}
+
+static void relay_start(struct relay *r, int target_port, uint64_t delay_ns)
+{
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->target_port = target_port;
+	r->delay_ns = delay_ns;
+	r->lfd = listen_on("127.0.0.1", &r->port);
+	ret = pthread_create(&r->thread, NULL, relay_main, r);
+	if (ret)
+		die("pthread_create: %s", strerror(ret));
+}
+
+static void relay_stop(struct relay *r)
+{
+	atomic_store(&r->stop, true);
+	pthread_join(r->thread, NULL);
+	close(r->lfd);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * netem: two network namespaces joined by veth, 100 us added on both ends. Everything made here
+ * is removed by ns_teardown (atexit, the watchdog, or at the end), with async-signal-safe calls.
+ */
+
+static char ns_srv[32], ns_dst[32], veth_srv[16], veth_dst[16];
+static const char *ip_bin = "ip";
+static volatile sig_atomic_t ns_made;   /* namespaces exist */
+static pid_t ns_child = -1;             /* the server process inside ns_srv */
+
+/* Run argv (no shell), its stderr into err; returns the exit status, or -1. */
+static int run_cmd(char *const argv[], char *err, size_t errlen)
+{
+	int pfd[2], status;
+	ssize_t n;
+	size_t got = 0;
+	pid_t pid;
+
+	if (err && errlen)
+		err[0] = 0;
+	if (pipe2(pfd, O_CLOEXEC))
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		int devnull = open("/dev/null", O_WRONLY);
+
+		dup2(devnull, 1);
+		dup2(pfd[1], 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (err && got + 1 < errlen && (n = read(pfd[0], err + got, errlen - 1 - got)) > 0)
+		got += (size_t)n;
+	if (err && errlen) {
+		err[got] = 0;
+		while (got && (err[got - 1] == '\n' || err[got - 1] == ' '))
+			err[--got] = 0;
+	}
+	close(pfd[0]);
+	if (waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Kill the server child and delete both namespaces (the veth pair goes with them). Only
+ * async-signal-safe calls: it also runs from the watchdog. */
+static void ns_teardown(void)
+{
+	char *del_s[] = { (char *)ip_bin, "netns", "del", ns_srv, NULL };
+	char *del_d[] = { (char *)ip_bin, "netns", "del", ns_dst, NULL };
+	char *del_v[] = { (char *)ip_bin, "link", "del", veth_srv, NULL };
+	char *const *cmds[] = { del_s, del_d, del_v };
+	unsigned i;
+	int status;
+	pid_t pid;
+
+	if (ns_child > 0) {
+		kill(ns_child, SIGKILL);
+		waitpid(ns_child, &status, 0);
+		ns_child = -1;
+	}
+	if (!ns_made)
+		return;
+	ns_made = 0;
+	for (i = 0; i < 3; i++) {
+		pid = fork();
+		if (pid == 0) {
+			int devnull = open("/dev/null", O_WRONLY);
+
+			dup2(devnull, 1);
+			dup2(devnull, 2);
+			execvp(cmds[i][0], cmds[i]);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, &status, 0);
+	}
+}
+
+static void ns_teardown_atexit(void)
+{
+	ns_teardown();
+}
+
+/*
+ * Make the namespaces, the veth pair and the netem qdiscs. Returns 0, or -1 with why[] saying
+ * what failed (and nothing left behind).
+ */
+static int netem_setup(char *why, size_t whylen)
+{
+	static const char *const ips[] = { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip" };
+	char err[512], delay[32];
+	unsigned i;
+	int pid = (int)getpid();
+
+	for (i = 0; i < sizeof(ips) / sizeof(ips[0]); i++)
+		if (!access(ips[i], X_OK))
+			ip_bin = ips[i];
+	snprintf(ns_srv, sizeof(ns_srv), "pnb-srv-%d", pid);
+	snprintf(ns_dst, sizeof(ns_dst), "pnb-dst-%d", pid);
+	snprintf(veth_srv, sizeof(veth_srv), "pnbs%d", pid % 10000000);
+	snprintf(veth_dst, sizeof(veth_dst), "pnbd%d", pid % 10000000);
+	snprintf(delay, sizeof(delay), "%lluus", NB_DELAY_NS / 1000);
+	{
+		char *ip = (char *)ip_bin;
+		char *const steps[][16] = {
+			{ ip, "netns", "add", ns_srv, NULL },
+			{ ip, "netns", "add", ns_dst, NULL },
+			{ ip, "link", "add", veth_srv, "type", "veth", "peer", "name", veth_dst, NULL },
+			{ ip, "link", "set", veth_srv, "netns", ns_srv, NULL },
+			{ ip, "link", "set", veth_dst, "netns", ns_dst, NULL },
+			{ ip, "-n", ns_srv, "addr", "add", "10.213.7.1/24", "dev", veth_srv, NULL },
+			{ ip, "-n", ns_dst, "addr", "add", "10.213.7.2/24", "dev", veth_dst, NULL },
+			{ ip, "-n", ns_srv, "link", "set", veth_srv, "up", NULL },
+			{ ip, "-n", ns_dst, "link", "set", veth_dst, "up", NULL },
+			{ ip, "-n", ns_srv, "link", "set", "lo", "up", NULL },
+			{ ip, "-n", ns_dst, "link", "set", "lo", "up", NULL },
+			{ ip, "netns", "exec", ns_srv, "tc", "qdisc", "add", "dev", veth_srv, "root",
+			  "netem", "delay", delay, NULL },
+			{ ip, "netns", "exec", ns_dst, "tc", "qdisc", "add", "dev", veth_dst, "root",
+			  "netem", "delay", delay, NULL },
+		};
+
+		for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+			int rc = run_cmd(steps[i], err, sizeof(err));
+
+			if (i == 0 && rc == 0)
+				ns_made = 1;
+			if (rc != 0) {
+				unsigned k;
+				size_t off;
+
+				off = (size_t)snprintf(why, whylen, "`");
+				for (k = 0; steps[i][k] && off < whylen; k++)
+					off += (size_t)snprintf(why + off, whylen - off, "%s%s",
+								k ? " " : "", steps[i][k]);
+				if (off < whylen)
+					snprintf(why + off, whylen - off, "` failed: %s",
+						 err[0] ? err : "(no message)");
+				/* the veth may exist outside the namespaces if a move failed */
+				ns_made = 1;
+				ns_teardown();
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* In ns_srv: the page server and the raw peer on 10.213.7.1, run by a forked child until the
+ * parent closes ctl. Writes "RAWPORT SRVPORT\n" on portw. */
+static void ns_child_main(int portw, int ctl)
+{
+	struct pagein_server_config sc;
+	struct pagein_server *srv;
+	struct rawsrv rs;
+	char path[64], line[32];
+	int nsfd, ret;
+	unsigned i;
+
+	/* the namespaces are the parent's to remove */
+	ns_made = 0;
+	signal(SIGALRM, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	snprintf(path, sizeof(path), "/run/netns/%s", ns_srv);
+	nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0 || setns(nsfd, CLONE_NEWNET))
+		_exit(2);
+	pagein_server_config_init(&sc);
+	sc.listen = "10.213.7.1:0";
+	sc.compress = false;
+	sc.log = tool_log;
+	if (pagein_server_new(&sc, &srv))
+		_exit(3);
+	for (i = 0; i < 2; i++)
+		if (pagein_server_add_memory(srv, image_regs[i].gpa, image_regs[i].size,
+					     image + (i ? image_regs[0].size : 0)))
+			_exit(4);
+	ret = pagein_server_start(srv);
+	if (ret)
+		_exit(5);
+	rawsrv_start(&rs, "10.213.7.1");
+	snprintf(line, sizeof(line), "%d %d\n", rs.port, pagein_server_port(srv));
+	if (write(portw, line, strlen(line)) < 0)
+		_exit(6);
+	while (read(ctl, line, sizeof(line)) > 0)
+		;
+	rawsrv_stop(&rs);
+	pagein_server_stop(srv);
+	pagein_server_free(srv);
+	_exit(0);
+}
+
+/* Fork the server child into ns_srv and fill l's addresses. Returns the parent's end of the
+ * control pipe (close it to stop the child), or -1. */
+static int ns_child_start(struct link *l)
+{
+	int portp[2], ctlp[2], rawport = 0, srvport = 0;
+	char line[64] = "";
+	ssize_t n;
+
+	if (pipe2(portp, O_CLOEXEC) || pipe2(ctlp, O_CLOEXEC))
+		die("pipe2: %s", strerror(errno));
+	fflush(NULL);
+	ns_child = fork();
+	if (ns_child < 0)
+		die("fork: %s", strerror(errno));
+	if (ns_child == 0) {
+		close(portp[0]);
+		close(ctlp[1]);
+		ns_child_main(portp[1], ctlp[0]);
+	}
+	close(portp[1]);
+	close(ctlp[0]);
+	n = read(portp[0], line, sizeof(line) - 1);
+	close(portp[0]);
+	if (n <= 0 || sscanf(line, "%d %d", &rawport, &srvport) != 2) {
+		close(ctlp[1]);
+		return -1;
+	}
+	snprintf(l->raw_addr, sizeof(l->raw_addr), "10.213.7.1:%d", rawport);
+	snprintf(l->srv_addr, sizeof(l->srv_addr), "10.213.7.1:%d", srvport);
+	return ctlp[1];
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Output
+ */
+
+static void pr_num(FILE *f, const char *key, double v, const char *fmt)
+{
+	fprintf(f, ",\"%s\":", key);
+	if (v < 0)
+		fprintf(f, "null");
+	else
+		fprintf(f, fmt, v);
+}
+
+static void pr_cell(double v, const char *fmt, int width)
+{
+	char b[32];
+
+	if (v < 0)
+		snprintf(b, sizeof(b), "-");
+	else
+		snprintf(b, sizeof(b), fmt, v);
+	fprintf(tab, " %*s", width, b);
+}
+
+static void emit(const struct meas *m)
+{
+	fprintf(tab, "%-12s %-11s %-4s", m->l->name, m->test,
+		m->urgent < 0 ? "-" : m->urgent ? "on" : "off");
+	pr_cell(m->mibs, "%.1f", 9);
+	pr_cell(m->ratio, "%.2f", 6);
+	pr_cell(m->p50, "%.1f", 8);
+	pr_cell(m->p99, "%.1f", 8);
+	pr_cell(m->seconds, "%.3f", 8);
+	fprintf(tab, " %7u", m->samples);
+	if (m->raw >= 0)
+		fprintf(tab, "  raw %.0f", m->raw);
+	if (m->extra >= 0)
+		fprintf(tab, "  %s %.2f", !strcmp(m->test, "fault-bulk") ? "p99/idle" :
+			!strcmp(m->test, "residency") ? "t/ideal" : "added-us", m->extra);
+	fprintf(tab, "\n");
+	fflush(tab);
+	if (!opts->json)
+		return;
+	printf("{\"test\":\"%s\",\"link\":\"%s\",\"urgent\":%s,\"frontend\":\"%s\","
+	       "\"size_mib\":%.1f", m->test, m->l->name,
+	       m->urgent < 0 ? "null" : m->urgent ? "true" : "false",
+	       pagein_frontend_name(opts->frontend), (double)image_size / (1 << 20));
+	pr_num(stdout, "mib_per_sec", m->mibs, "%.1f");
+	pr_num(stdout, "ratio_to_raw", m->ratio, "%.3f");
+	pr_num(stdout, "lat_p50_us", m->p50, "%.1f");
+	pr_num(stdout, "lat_p99_us", m->p99, "%.1f");
+	pr_num(stdout, "seconds", m->seconds, "%.4f");
+	printf(",\"samples\":%u", m->samples);
+	if (m->raw >= 0)
+		pr_num(stdout, "raw_mib_per_sec", m->raw, "%.1f");
+	if (!strcmp(m->test, "fault-bulk")) {
+		pr_num(stdout, "p99_ratio_to_idle", m->extra, "%.3f");
+		printf(",\"faults_waited_for_stream\":%" PRIu64 ",\"waited_us_total\":%.1f",
+		       m->races, m->blocked_us);
+	}
+	if (!strcmp(m->test, "residency"))
+		pr_num(stdout, "ratio_to_ideal", m->extra, "%.3f");
+	if (!strcmp(m->test, "rtt") && m->extra >= 0)
+		pr_num(stdout, "added_rtt_p50_us", m->extra, "%.1f");
+	printf("}\n");
+	fflush(stdout);
+}
+
+static struct meas meas_new(const char *test, const struct link *l, int urgent)
+{
+	return (struct meas){ .test = test, .l = l, .urgent = urgent, .mibs = -1, .ratio = -1,
+			      .p50 = -1, .p99 = -1, .seconds = -1, .raw = -1,
+			      .extra = -1 };
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 0. Baseline: raw TCP throughput and request/reply RTT over the path
+ */
+
+/* One raw TCP run: the peer sends n bytes in 64 KiB writes; returns MiB/s, *secs the time. */
+static double raw_run(const struct link *l, uint64_t n, double *secs)
+{
+	static uint8_t buf[NB_CHUNK];
+	uint64_t got, t0, t1;
+	uint8_t hdr[9];
+	ssize_t r;
+	int fd;
+
+	fd = connect_to(l->raw_addr);
+	hdr[0] = 'T';
+	memcpy(hdr + 1, &n, 8);
+	t0 = now_ns();
+	if (send_all(fd, hdr, sizeof(hdr)))
+		die("raw TCP to %s: %s", l->raw_addr, strerror(errno));
+	for (got = 0; got < n; got += (uint64_t)r) {
+		r = recv(fd, buf, sizeof(buf), 0);
+		if (r < 0 && errno == EINTR) {
+			r = 0;
+			continue;
+		}
+		if (r <= 0)
+			die("raw TCP from %s: %s after %" PRIu64 " bytes", l->raw_addr,
+			    r ? strerror(errno) : "EOF", got);
+	}
+	t1 = now_ns();
+	close(fd);
+	*secs = (double)(t1 - t0) / 1e9;
+	return (double)n / (1 << 20) / *secs;
+}
+
+static void baseline(struct link *l)
+{
+	static uint8_t buf[NB_PAGE];
+	double mibs[NB_RAW_RUNS], secs[NB_RAW_RUNS];
+	uint8_t hdr[9] = { 'R' }, req[16] = { 0 };
+	uint64_t t0, t1;
+	struct meas m;
+	uint32_t *lat;
+	unsigned i;
+	int fd;
+
+	/* a few hundred MiB: twice the image, within [NB_RAW_MIN, NB_RAW_BYTES] */
+	for (i = 0; i < NB_RAW_RUNS; i++)
+		mibs[i] = raw_run(l, image_size * 2 < NB_RAW_MIN ? NB_RAW_MIN :
+				  image_size * 2 > NB_RAW_BYTES ? NB_RAW_BYTES : image_size * 2,
+				  &secs[i]);
+	m = meas_new("raw-tcp", l, -1);
+	l->raw_mibs = m.mibs = median(mibs, NB_RAW_RUNS);
+	m.ratio = 1.0;
+	m.seconds = median(secs, NB_RAW_RUNS);
+	m.samples = NB_RAW_RUNS;
+	emit(&m);
+
+	lat = malloc(NB_RTT_N * sizeof(*lat));
+	if (!lat)
+		die("out of memory");
+	fd = connect_to(l->raw_addr);
+	t0 = now_ns();
+	if (send_all(fd, hdr, sizeof(hdr)))
+		die("raw TCP to %s: %s", l->raw_addr, strerror(errno));
+	for (i = 0; i < NB_RTT_N; i++) {
+		uint64_t a = now_ns(), b;
+
+		if (send_all(fd, req, sizeof(req)) || recv_all(fd, buf, NB_PAGE))
+			die("request/reply with %s: %s", l->raw_addr, strerror(errno));
+		b = now_ns();
+		lat[i] = b - a > UINT32_MAX ? UINT32_MAX : (uint32_t)(b - a);
+	}
+	t1 = now_ns();
+	close(fd);
+	m = meas_new("rtt", l, -1);
+	quantiles(lat, NB_RTT_N, &m.p50, &m.p99);
+	l->rtt_p50 = m.p50;
+	l->rtt_p99 = m.p99;
+	m.seconds = (double)(t1 - t0) / 1e9;
+	m.samples = NB_RTT_N;
+	if (!strcmp(l->name, "loopback"))
+		loop_rtt_p50 = m.p50;
+	else if (loop_rtt_p50 > 0)
+		m.extra = m.p50 - loop_rtt_p50;
+	emit(&m);
+	free(lat);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Migrations
+ */
+
+/* One destination: a space fed by a network source. */
+struct mig {
+	struct pagein_source *src;
+	struct pagein_space *space;
+	struct pagein_region_desc regs[NB_MAX_REGIONS];
+	uint8_t *host[NB_MAX_REGIONS];
+	uint64_t pages[NB_MAX_REGIONS]; /* 4 KiB pages per region */
+	uint64_t total;                 /* pages over all regions */
+	int n;
+	bool urgent;
+};
+
+static void mig_open(struct mig *m, const struct link *l, bool urgent, unsigned bulk,
+		     unsigned around)
+{
+	struct pagein_net_config nc;
+	struct pagein_config cfg;
+	int i, ret;
+
+	memset(m, 0, sizeof(*m));
+	m->urgent = urgent;
+	pagein_net_config_init(&nc);
+	nc.addr = l->srv_addr;
+	nc.urgent = urgent;
+	nc.bulk = bulk;
+	nc.compress = false; /* incompressible image: like bytes against raw TCP */
+	nc.log = tool_log;
+	ret = pagein_source_net_new(&nc, &m->src);
+	if (ret < 0)
+		die("cannot connect to the page server at %s: %s", l->srv_addr, strerror(-ret));
+	m->n = pagein_net_regions(m->src, m->regs, NB_MAX_REGIONS);
+	if (m->n <= 0)
+		die("the page server has no regions (%d)", m->n);
+	pagein_config_init(&cfg);
+	cfg.frontend = opts->frontend;
+	cfg.fault_around = around;
+	cfg.log = tool_log;
+	ret = pagein_space_new(&cfg, &m->space);
+	if (ret < 0)
+		die("cannot create the space: %s", strerror(-ret));
+	for (i = 0; i < m->n; i++) {
+		ret = pagein_region_add(m->space, m->regs[i].gpa, m->regs[i].size,
+					PAGEIN_BACKING_ANON, (void **)&m->host[i]);
+		if (ret < 0)
+			die("region %d: %s", i, strerror(-ret));
+		m->pages[i] = m->regs[i].size / NB_PAGE;
+		m->total += m->pages[i];
+	}
+	ret = pagein_space_set_source(m->space, m->src);
+	if (ret < 0)
+		die("source: %s", strerror(-ret));
+	ret = pagein_space_start(m->space);
+	if (ret < 0)
+		die("start: %s", strerror(-ret));
+}
+
+static void mig_stream(struct mig *m)
+{
+	int ret = pagein_net_stream_start(m->src, m->space);
+
+	if (ret < 0)
+		die("cannot open the bulk connection: %s", strerror(-ret));
+}
+
+static void mig_wait(struct mig *m)
+{
+	int ret = pagein_wait_complete(m->space, NB_WAIT_MS);
+
+	if (ret < 0)
+		die("the migration did not complete in %d ms: %s", NB_WAIT_MS, strerror(-ret));
+}
+
+/* Bring whatever is still missing, verify every region's digest, free everything. */
+static void mig_close(struct mig *m, const struct link *l, const char *test)
+{
+	int i, ret;
+
+	for (i = 0; i < m->n; i++) {
+		ret = pagein_resolve(m->space, m->regs[i].gpa, m->regs[i].size, NULL);
+		if (ret < 0)
+			die("%s/%s: resolving region %d: %s", l->name, test, i, strerror(-ret));
+	}
+	for (i = 0; i < m->n; i++) {
+		uint64_t d = pagein_digest(m->host[i], m->regs[i].size);
+
+		if (d != m->regs[i].digest)
+			die("VERIFY FAILED: %s/%s (urgent %s): region %d (gpa 0x%" PRIx64 ") digest "
+			    "%016" PRIx64 " != the server's %016" PRIx64, l->name, test,
+			    m->urgent ? "on" : "off", i, m->regs[i].gpa, d, m->regs[i].digest);
+	}
+	pagein_net_stream_stop(m->src);
+	pagein_space_free(m->space);
+	pagein_source_free(m->src);
+}
+
+/* Host address of the i-th 4 KiB page over all regions. */
+static uint8_t *page_addr(const struct mig *m, uint64_t i)
+{
+	int r = 0;
+
+	while (r < m->n - 1 && i >= m->pages[r])
+		i -= m->pages[r++];
+	return m->host[r] + i * NB_PAGE;
+}
+
+/* A random permutation of the pages, from seed. */
+static uint32_t *page_order(uint64_t total, uint64_t seed)
+{
+	uint32_t *o = malloc(total * sizeof(*o)), t;
+	uint64_t i, k, st = seed * 0x9e3779b97f4a7c15ull | 1;
+
+	if (!o)
+		die("out of memory");
+	for (i = 0; i < total; i++)
+		o[i] = (uint32_t)i;
+	for (i = total - 1; i > 0; i--) {
+		k = xorshift(&st) % (i + 1);
+		t = o[i];
+		o[i] = o[k];
+		o[k] = t;
+	}
+	return o;
+}
+
+static inline uint32_t touch(const uint8_t *p)
+{
+	uint64_t t0 = now_ns(), t1;
+
+	(void)*(const volatile uint64_t *)p;
+	t1 = now_ns();
+	return t1 - t0 > UINT32_MAX ? UINT32_MAX : (uint32_t)(t1 - t0);
+}
+
+static bool resident(const uint8_t *p)
+{
+	unsigned char v = 0;
+
+	return !mincore((void *)p, NB_PAGE, &v) && (v & 1);
+}
+
+/* Bytes of the raw TCP run paired with a migration: the image, at least NB_RAW_MIN so that
+ * small images are compared with a steady-state rate, not a burst into socket buffers. */
+static uint64_t raw_bytes(void)
+{
+	return image_size > NB_RAW_MIN ? image_size : NB_RAW_MIN;
+}
+
+/* 1. Bulk only: the stream alone, no workload; MiB/s until every page is present. Each run
+ * follows a raw TCP run of the same size (drift on these shared machines hits both alike); the
+ * ratio is the median of the pairs' ratios. */
+static struct meas test_bulk(const struct link *l, bool urgent)
+{
+	double mibs[NB_RUNS], secs[NB_RUNS], raw[NB_RUNS], ratio[NB_RUNS], rs;
+	struct meas m = meas_new("bulk", l, urgent);
+	struct mig g;
+	uint64_t t0;
+	unsigned r;
+
+	for (r = 0; r < NB_RUNS; r++) {
+		raw[r] = raw_run(l, raw_bytes(), &rs);
+		mig_open(&g, l, urgent, 1, PAGEIN_AROUND_AUTO);
+		t0 = now_ns();
+		mig_stream(&g);
+		mig_wait(&g);
+		secs[r] = (double)(now_ns() - t0) / 1e9;
+		mibs[r] = (double)g.total * NB_PAGE / (1 << 20) / secs[r];
+		ratio[r] = mibs[r] / raw[r];
+		mig_close(&g, l, "bulk");
+	}
+	m.mibs = median(mibs, NB_RUNS);
+	m.seconds = median(secs, NB_RUNS);
+	m.ratio = median(ratio, NB_RUNS);
+	m.raw = median(raw, NB_RUNS);
+	m.samples = NB_RUNS;
+	emit(&m);
+	return m;
+}
+
+/* 2a. Fault latency with no bulk traffic: random pages, one page per fault, each touch timed. */
+static void test_fault_idle(struct link *l)
+{
+	struct meas m = meas_new("fault-idle", l, 1);
+	uint32_t *order, *lat;
+	struct mig g;
+	unsigned i, n;
+	uint64_t t0;
+
+	mig_open(&g, l, true, 0, 1);
+	order = page_order(g.total, opts->seed);
+	n = g.total / 2 < NB_IDLE_FAULTS ? (unsigned)(g.total / 2) : NB_IDLE_FAULTS;
+	lat = malloc(n * sizeof(*lat));
+	if (!lat)
+		die("out of memory");
+	memset(lat, 0, n * sizeof(*lat));
+	t0 = now_ns();
+	for (i = 0; i < n; i++)
+		lat[i] = touch(page_addr(&g, order[i]));
+	m.seconds = (double)(now_ns() - t0) / 1e9;
+	mig_close(&g, l, "fault-idle");
+	quantiles(lat, n, &m.p50, &m.p99);
+	m.samples = n;
+	l->idle_p50 = m.p50;
+	l->idle_p99 = m.p99;
+	emit(&m);
+	free(lat);
+	free(order);
+}
+
+/* 2b. Fault latency while the bulk stream saturates the link: only touches of pages still
+ * missing just before the touch are timed, and only while the stream is running. */
+static struct meas test_fault_bulk(const struct link *l, bool urgent)
+{
+	struct meas m = meas_new("fault-bulk", l, urgent);
+	uint64_t t0, t_sampling = 0, i, present, total;
+	struct pagein_net_stats ns;
+	struct pagein_stats st;
+	uint32_t *order, *lat;
+	unsigned n = 0, run;
+	struct mig g;
+	uint8_t *p;
+
+	lat = malloc(NB_BULK_FAULTS * sizeof(*lat));
+	if (!lat)
+		die("out of memory");
+	memset(lat, 0, NB_BULK_FAULTS * sizeof(*lat));
+	for (run = 0; run < NB_BULK_MIGS && n < NB_BULK_FAULTS; run++) {
+		mig_open(&g, l, urgent, 1, 1);
+		order = page_order(g.total, opts->seed + run + 1);
+		mig_stream(&g);
+		t0 = now_ns();
+		for (i = 0; i < g.total && n < NB_BULK_FAULTS; i++) {
+			pagein_net_stats_get(g.src, &ns);
+			pagein_residency(g.space, &present, &total);
+			if (ns.stream_done || present == total)
+				break;
+			p = page_addr(&g, order[i]);
+			if (resident(p))
+				continue;
+			lat[n++] = touch(p);
+		}
+		t_sampling += now_ns() - t0;
+		pagein_stats_get(g.space, &st);
+		m.races += st.races_lost;
+		m.blocked_us += (double)st.blocked_ns / 1e3;
+		mig_wait(&g);
+		mig_close(&g, l, "fault-bulk");
+		free(order);
+	}
+	if (!n)
+		die("%s: the bulk stream finished before a single fault could be timed", l->name);
+	quantiles(lat, n, &m.p50, &m.p99);
+	m.seconds = (double)t_sampling / 1e9;
+	m.samples = n;
+	m.extra = l->idle_p99 > 0 ? m.p99 / l->idle_p99 : -1;
+	emit(&m);
+	free(lat);
+	return m;
+}
+
+/* The workload of test 3: one thread reading every page once, in random order. */
+struct nb_workload {
+	const struct mig *g;
+	const uint32_t *order;
+	_Atomic bool stop;
+	volatile uint64_t sum;
+};
+
+static void *workload_main(void *arg)
+{
+	struct nb_workload *w = arg;
+	uint64_t i, sum = 0;
+
+	for (i = 0; i < w->g->total && !atomic_load_explicit(&w->stop, memory_order_relaxed); i++)
+		sum += *(const volatile uint64_t *)page_addr(w->g, w->order[i]);
+	w->sum = sum;
+	return NULL;
+}
+
+/* 3. Time to full residency with a workload touching pages while the stream runs, against
+ * size / raw TCP throughput, each run paired with a raw TCP run of the same size just before. */
+static struct meas test_residency(const struct link *l, bool urgent)
+{
+	double secs[NB_RUNS], raw[NB_RUNS], ratio[NB_RUNS], mibs[NB_RUNS], rs;
+	struct meas m = meas_new("residency", l, urgent);
+	struct nb_workload w;
+	pthread_t th;
+	struct mig g;
+	uint64_t t0;
+	unsigned r;
+	int ret;
+
+	for (r = 0; r < NB_RUNS; r++) {
+		raw[r] = raw_run(l, raw_bytes(), &rs);
+		mig_open(&g, l, urgent, 1, PAGEIN_AROUND_AUTO);
+		memset(&w, 0, sizeof(w));
+		w.g = &g;
+		w.order = page_order(g.total, opts->seed + 100 + r);
+		t0 = now_ns();
+		mig_stream(&g);
+		ret = pthread_create(&th, NULL, workload_main, &w);
+		if (ret)
+			die("pthread_create: %s", strerror(ret));
+		mig_wait(&g);
+		secs[r] = (double)(now_ns() - t0) / 1e9;
+		atomic_store(&w.stop, true);
+		pthread_join(th, NULL);
+		mig_close(&g, l, "residency");
+		free((void *)w.order);
+		mibs[r] = (double)image_size / (1 << 20) / secs[r];
+		/* time / (size / raw) */
+		ratio[r] = raw[r] / mibs[r];
+	}
+	m.seconds = median(secs, NB_RUNS);
+	m.mibs = median(mibs, NB_RUNS);
+	m.raw = median(raw, NB_RUNS);
+	m.extra = median(ratio, NB_RUNS);
+	m.ratio = 1.0 / m.extra;
+	m.samples = NB_RUNS;
+	emit(&m);
+	return m;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Options and main
+ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: pagein bench --net [options]\n"
+"  post-copy migration over TCP from an in-process page server, against the raw TCP baseline\n"
+"  of the same path: bulk throughput, fault latency idle and under bulk, time to residency;\n"
+"  then again over a link with 100 us added each way (netem, else a user-space relay),\n"
+"  urgent channel on and off.\n"
+"  --size SIZE     memory migrated (default 256M)\n"
+"  -f self|handler fault front-end (default self)\n"
+"  --json          one JSON object per measurement on stdout (the table goes to stderr)\n"
+"  --no-delay      loopback only: skip the delayed link\n"
+"  --seed N        image pattern and touch order\n");
+}
+
+static void parse_opts(int argc, char **argv, struct net_opts *o)
+{
+	enum { OPT_NET = 256, OPT_SIZE, OPT_JSON, OPT_NO_DELAY, OPT_SEED };
+	static const struct option lopts[] = {
+		{ "net", no_argument, NULL, OPT_NET },
+		{ "size", required_argument, NULL, OPT_SIZE },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "no-delay", no_argument, NULL, OPT_NO_DELAY },
+		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char *end;
+	int ch;
+
+	memset(o, 0, sizeof(*o));
+	o->size = 256ull << 20;
+	o->frontend = PAGEIN_FRONTEND_SELF;
+	o->seed = 0x5eed;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "f:h", lopts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_NET: break;
+		case OPT_SIZE: o->size = parse_size(optarg); break;
+		case OPT_JSON: o->json = true; break;
+		case OPT_NO_DELAY: o->no_delay = true; break;
+		case OPT_SEED:
+			o->seed = strtoull(optarg, &end, 0);
+			if (end == optarg || *end || !o->seed)
+				die("bad --seed '%s': want a positive number", optarg);
+			break;
+		case 'f':
+			if (!strcmp(optarg, "self"))
+				o->frontend = PAGEIN_FRONTEND_SELF;
+			else if (!strcmp(optarg, "handler"))
+				o->frontend = PAGEIN_FRONTEND_HANDLER;
+			else
+				die("bad -f '%s': want self or handler", optarg);
+			break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); exit(2);
+		}
+	}
+	if (optind < argc)
+		die("unexpected argument '%s' (see pagein bench --net --help)", argv[optind]);
+	if (o->size < (4ull << 20) || o->size > (16ull << 30))
+		die("--size %" PRIu64 ": want 4M..16G", o->size);
+}
+
+/* SIGALRM (the run took too long), SIGTERM, SIGINT: remove the namespaces, then go. */
+static void watchdog(int sig)
+{
+	static const char msg[] = "pagein bench --net: did not finish in time (hung?)\n";
+	static const char stop[] = "pagein bench --net: stopped by a signal\n";
+	ssize_t r;
+
+	r = sig == SIGALRM ? write(2, msg, sizeof(msg) - 1) : write(2, stop, sizeof(stop) - 1);
+	(void)r;
+	ns_teardown();
+	_exit(1);
+}
+
+/* The first three fields of /proc/loadavg (other tenants' load skews every figure). */
+static const char *loadavg(void)
+{
+	static char buf[64] = "?";
+	FILE *f = fopen("/proc/loadavg", "r");
+	double a, b, c;
+
+	if (f && fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3)
+		snprintf(buf, sizeof(buf), "%.2f %.2f %.2f", a, b, c);
+	if (f)
+		fclose(f);
+	return buf;
+}
+
+static void header(void)
+{
+	fprintf(tab, "%-12s %-11s %-4s %9s %6s %8s %8s %8s %7s\n", "link", "test", "urg", "MiB/s",
+		"x raw", "p50 us", "p99 us", "seconds", "samples");
+	fflush(tab);
+}
+
+/* Everything over one link: baseline, then tests 1, 2, 3 for each urgent setting asked. */
+struct link_result {
+	struct meas bulk[2];       /* [urgent] test 1; test NULL: not run */
+	struct meas fbulk[2];      /* [urgent] test 2 under bulk */
+	struct meas res[2];        /* [urgent] test 3 */
+};
+
+static void run_link(struct link *l, bool both, struct link_result *res)
+{
+	int u;
+
+	memset(res, 0, sizeof(*res));
+	baseline(l);
+	test_fault_idle(l);
+	for (u = 1; u >= (both ? 0 : 1); u--) {
+		res->bulk[u] = test_bulk(l, u);
+		res->fbulk[u] = test_fault_bulk(l, u);
+		res->res[u] = test_residency(l, u);
+	}
+}
+
+static void headlines(const struct link *l, const struct link_result *r)
+{
+	const struct meas *b = &r->bulk[1], *f = &r->fbulk[1], *t = &r->res[1];
+
+	fprintf(tab, "headline: [%s] (1) bulk migration %.0f MiB/s vs raw TCP %.0f MiB/s (runs "
+		"paired, median ratio) = %.2fx (target >= 0.80)\n", l->name, b->mibs, b->raw,
+		b->ratio);
+	fprintf(tab, "headline: [%s] (2) fault p99 under bulk %.1f us / idle p99 %.1f us = %.2fx "
+		"(target <= 2.00, urgent channel on; p50 %.1f vs %.1f us; raw RTT p50 %.1f us p99 "
+		"%.1f us)\n", l->name, f->p99, l->idle_p99, f->extra, f->p50, l->idle_p50,
+		l->rtt_p50, l->rtt_p99);
+	fprintf(tab, "headline: [%s] (3) full residency with a workload %.3f s / (size / raw TCP "
+		"= %.0f MiB / %.0f MiB/s = %.3f s) = %.2fx (target <= 1.25)\n", l->name, t->seconds,
+		(double)image_size / (1 << 20), t->raw, (double)image_size / (1 << 20) / t->raw,
+		t->extra);
+	if (r->fbulk[0].test)
+		fprintf(tab, "headline: [%s] urgent channel on vs off: fault under bulk p50 %.1f vs "
+			"%.1f us, p99 %.1f vs %.1f us (%.2fx vs %.2fx idle p99); bulk %.2fx vs %.2fx "
+			"raw; residency %.2fx vs %.2fx ideal\n", l->name, f->p50, r->fbulk[0].p50,
+			f->p99, r->fbulk[0].p99, f->extra, r->fbulk[0].extra, b->ratio,
+			r->bulk[0].ratio, t->extra, r->res[0].extra);
+}
+
+int bench_net(int argc, char **argv)
+{
+	struct link loop = { .name = "loopback" }, slow = { 0 };
+	struct pagein_server_config sc;
+	struct link_result rloop, rslow;
+	struct pagein_server *srv;
+	struct net_opts o;
+	struct rawsrv rs;
+	struct relay rr, rp;
+	char why[768] = "";
+	bool netem = false;
+	int ctl = -1, ret, orig_ns = -1, dst_ns;
+	unsigned i;
+	uint64_t t_start = now_ns();
+
+	parse_opts(argc, argv, &o);
+	opts = &o;
+	tab = o.json ? stderr : stdout;
+	signal(SIGALRM, watchdog);
+	signal(SIGTERM, watchdog);
+	signal(SIGINT, watchdog);
+	alarm(NB_WATCHDOG_S);
+	signal(SIGPIPE, SIG_IGN);
+
+	image_size = o.size;
+	image = (uint8_t *)make_image(&image_size, o.seed, 0, image_regs);
+	if (!image)
+		die("out of memory for a %" PRIu64 "-byte image", o.size);
+
+	/* the netem attempt comes first: its server child is forked before any thread exists */
+	if (!o.no_delay) {
+		atexit(ns_teardown_atexit);
+		if (netem_setup(why, sizeof(why)) == 0) {
+			slow.name = "netem-100us";
+			ctl = ns_child_start(&slow);
+			if (ctl < 0) {
+				snprintf(why, sizeof(why), "the page server could not start inside "
+					 "network namespace %s", ns_srv);
+				ns_teardown();
+			} else {
+				netem = true;
+			}
+		}
+	}
+
+	pagein_server_config_init(&sc);
+	sc.compress = false;
+	sc.log = tool_log;
+	ret = pagein_server_new(&sc, &srv);
+	if (ret < 0)
+		die("cannot create the page server: %s", strerror(-ret));
+	for (i = 0; i < 2; i++) {
+		ret = pagein_server_add_memory(srv, image_regs[i].gpa, image_regs[i].size,
+					       image + (i ? image_regs[0].size : 0));
+		if (ret < 0)
+			die("page server region %u: %s", i, strerror(-ret));
+	}
+	ret = pagein_server_start(srv);
+	if (ret < 0)
+		die("cannot start the page server: %s", strerror(-ret));
+	rawsrv_start(&rs, "127.0.0.1");
+	snprintf(loop.raw_addr, sizeof(loop.raw_addr), "127.0.0.1:%d", rs.port);
+	snprintf(loop.srv_addr, sizeof(loop.srv_addr), "127.0.0.1:%d", pagein_server_port(srv));
+
+	fprintf(tab, "pagein bench --net: %.0f MiB in 2 regions, front-end %s, anon, LZ4 off "
+		"(incompressible image), %ld CPUs, load average %s; page server in this process; "
+		"throughput figures are medians of %u runs, each paired with a raw TCP run just "
+		"before it\n", (double)image_size / (1 << 20), pagein_frontend_name(o.frontend),
+		sysconf(_SC_NPROCESSORS_ONLN), loadavg(), NB_RUNS);
+	if (o.no_delay)
+		fprintf(tab, "delayed link: skipped (--no-delay)\n");
+	else if (netem)
+		fprintf(tab, "delayed link: netem, 100 us each way on a veth pair between network "
+			"namespaces %s (server) and %s (destination)\n", ns_srv, ns_dst);
+	else
+		fprintf(tab, "delayed link: netem is not available (%s); using the user-space delay "
+			"relay instead: every chunk held 100 us in each direction (its own added "
+			"RTT is the rtt row's added-us)\n", why);
+	header();
+	run_link(&loop, false, &rloop);
+
+	if (!o.no_delay) {
+		if (netem) {
+			char path[64];
+
+			orig_ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+			snprintf(path, sizeof(path), "/run/netns/%s", ns_dst);
+			dst_ns = open(path, O_RDONLY | O_CLOEXEC);
+			if (orig_ns < 0 || dst_ns < 0 || setns(dst_ns, CLONE_NEWNET))
+				die("cannot enter network namespace %s: %s", ns_dst, strerror(errno));
+			close(dst_ns);
+			run_link(&slow, true, &rslow);
+			if (setns(orig_ns, CLONE_NEWNET))
+				die("cannot return to the original network namespace: %s",
+				    strerror(errno));
+			close(orig_ns);
+			close(ctl);
+			ns_teardown();
+		} else {
+			slow.name = "relay-100us";
+			relay_start(&rr, rs.port, NB_DELAY_NS);
+			relay_start(&rp, pagein_server_port(srv), NB_DELAY_NS);
+			snprintf(slow.raw_addr, sizeof(slow.raw_addr), "127.0.0.1:%d", rr.port);
+			snprintf(slow.srv_addr, sizeof(slow.srv_addr), "127.0.0.1:%d", rp.port);
+			run_link(&slow, true, &rslow);
+			relay_stop(&rp);
+			relay_stop(&rr);
+		}
+	}
+	rawsrv_stop(&rs);
+	pagein_server_stop(srv);
+	pagein_server_free(srv);
+	alarm(0);
+
+	fprintf(tab, "\n");
+	headlines(&loop, &rloop);
+	if (!o.no_delay)
+		headlines(&slow, &rslow);
+	fprintf(tab, "every migration verified against the server's digests; total %.1f s\n",
+		(double)(now_ns() - t_start) / 1e9);
+	fflush(tab);
+	free(image);
+	return 0;
+}
