@@ -54,6 +54,8 @@ section readers --matrix -b "$HSIZE" -n "$REPEAT" --around 1 -r v
 section uffds --matrix -b "$HSIZE" -n "$REPEAT" --around 1 -r v -u v
 section restore --restore "$RESTORE" -n "$REPEAT"
 section restore-handler --restore "$RESTORE" -n "$REPEAT" -f handler
+# issue 3: migration over TCP against the raw TCP baseline, loopback and 100 us each way (BENCH_NET_SIZE)
+section net --net --size "${BENCH_NET_SIZE:-256M}"
 
 # Plot data: pages/s per vCPU count, one column per line of the plot.
 awk -v seeds="$out/seeds.jsonl" -v around="$out/around.jsonl" -v readers="$out/readers.jsonl" \
