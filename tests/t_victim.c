@@ -104,7 +104,9 @@ static int restore(const char *path, enum pagein_backing b, enum pagein_frontend
 	T_EQ(st.pages_demand + st.pages_around + st.pages_fill + st.pages_accessor, total);
 	if (b != PAGEIN_BACKING_HUGETLB) /* a 2 MiB page of the pattern is never all zero */
 		T_ASSERT(st.pages_zero > 0);
-	T_ASSERT(fe == PAGEIN_FRONTEND_SELF ? st.faults_self > 0 : st.faults_handler > 0);
+	/* with the fill on, it may have installed everything before a toucher got to fault */
+	if (!fill)
+		T_ASSERT(fe == PAGEIN_FRONTEND_SELF ? st.faults_self > 0 : st.faults_handler > 0);
 	pagein_space_free(v.s);
 	pagein_source_free(src);
 	return 0;
