@@ -305,7 +305,9 @@ struct pagein_server_config {
 /* Fill cfg with the defaults above. */
 void pagein_server_config_init(struct pagein_server_config *cfg);
 
-/* Create a server (not listening yet). Returns 0 and *out, -EINVAL (bad listen address), -ENOMEM. */
+/* Create a server (not listening yet). The log callback is called from the server's threads,
+ * concurrently. Returns 0 and *out, -EINVAL (bad listen address, max_sessions or timeout_ms of
+ * 0), -ENOMEM. */
 int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_server **out);
 
 /* Serve [gpa, gpa+size) from mem (the source VMM's own guest memory, paused: it must not change
@@ -324,7 +326,8 @@ int pagein_server_start(struct pagein_server *srv);
 /* The TCP port the server listens on (after start), or -ENOTCONN. */
 int pagein_server_port(struct pagein_server *srv);
 
-/* Close every connection and stop the server's threads. Idempotent. */
+/* Close every connection and stop the server's threads. Idempotent; a stopped server cannot be
+ * started again (-EBUSY). */
 void pagein_server_stop(struct pagein_server *srv);
 void pagein_server_free(struct pagein_server *srv);
 

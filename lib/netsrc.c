@@ -63,6 +63,7 @@ struct ns_conn {
 	uint32_t features;         /* PN_FEAT_* this connection's WELCOME granted */
 	bool replies;              /* carries the replies to fetches (the main connection) */
 	bool stream;               /* carries bulk pages (id 0) */
+	bool ended;                /* its END arrived */
 	pthread_t thread;
 	bool thread_started;
 	_Atomic bool dead;         /* closed: fetches fail at once */
@@ -102,7 +103,9 @@ struct netsrc {
 	/* statistics */
 	_Atomic uint64_t requests, replies, pages_urgent, pages_bulk, pages_installed;
 	_Atomic uint64_t bytes_received, errors;
-	_Atomic bool stream_done;
+	_Atomic unsigned streams;       /* connections carrying the bulk stream */
+	_Atomic unsigned ends;          /* of those, how many have sent END */
+	_Atomic bool stream_done;       /* every streaming connection sent END */
 };
 
 /* ------------------------------------------------------------------------------------------- */
@@ -905,8 +908,15 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 				 c->stream ? "with a body or an id" : "on the urgent connection");
 			return -EPROTO;
 		}
-		atomic_store(&ns->stream_done, true);
-		ns_log(ns, PAGEIN_LOG_INFO, "server %s: every page has been sent", ns->addr);
+		/* each bulk connection ends its own stream: done when all of them have */
+		if (!c->ended) {
+			c->ended = true;
+			if (atomic_fetch_add(&ns->ends, 1) + 1 >= atomic_load(&ns->streams)) {
+				atomic_store(&ns->stream_done, true);
+				ns_log(ns, PAGEIN_LOG_INFO, "server %s: every page has been sent",
+				       ns->addr);
+			}
+		}
 		return 0;
 	case PN_ERROR: {
 		struct pn_error e = { 0 };
@@ -1371,6 +1381,7 @@ int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *spac
 		c->stream = true;
 		ns->bulk[ns->nbulk++] = c;
 	}
+	atomic_store(&ns->streams, ns->nbulk + (ns->main->stream ? 1u : 0u));
 	atomic_store(&ns->space, space);
 	atomic_store(&ns->streaming, true);
 	for (i = 0; i < ns->nbulk; i++) {

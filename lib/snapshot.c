@@ -212,6 +212,16 @@ static int file_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t
 	off = f->r[i].offset + (gpa - f->r[i].gpa);
 	/* a hole covering the whole range: zero pages, nothing read */
 	data = lseek(f->fd, (off_t)off, SEEK_DATA);
+	if (data < 0 && errno == ENXIO) {
+		/* no data from here to the end of the file: trailing holes, unless the file was cut
+		 * short after it was opened (then it is an error, not zeros) */
+		struct stat st;
+
+		if (fstat(f->fd, &st) < 0)
+			return -errno;
+		if ((uint64_t)st.st_size < off + len)
+			return -EIO;
+	}
 	if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= off + len)) {
 		*zero_mask = len / page_size >= 64 ? ~0ull : (1ull << (len / page_size)) - 1;
 		return 0;

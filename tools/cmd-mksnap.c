@@ -52,6 +52,6 @@ int cmd_mksnap(int argc, char **argv)
 	if (ret < 0)
 		die("writing %s: %s", argv[optind], strerror(-ret));
 	pr_info("wrote %s: %llu MiB of guest memory in 2 regions", argv[optind],
-		(unsigned long long)((size + (4u << 20) - 1) >> 20));
+		(unsigned long long)(((size + (4u << 20) - 1) & ~((4ull << 20) - 1)) >> 20));
 	return 0;
 }
