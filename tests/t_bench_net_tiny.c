@@ -206,8 +206,8 @@ static void check_rate(const struct object *o, const char *what, bool paired)
 		CHECK(num(o, "raw_mib_per_sec") > 0, "%s: raw_mib_per_sec missing or not > 0", what);
 }
 
-static const char *const tests[] = { "raw-tcp", "rtt", "bulk", "fault-idle", "fault-bulk",
-				     "residency" };
+static const char *const tests[] = { "raw-tcp", "rtt", "rtt-bulk", "bulk", "fault-idle",
+				     "fault-bulk", "residency" };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
 
 static void check_output(char *out)
@@ -250,7 +250,7 @@ static void check_output(char *out)
 		CHECK(num(&o, "seconds") > 0 && num(&o, "seconds") < 600, "%s: seconds %g", what,
 		      num(&o, "seconds"));
 		CHECK(num(&o, "samples") > 0, "%s: samples missing or not > 0", what);
-		if (t <= 1) {
+		if (t <= 2) {
 			/* the baseline is not a migration */
 			CHECK(urg->type == 'z', "%s: urgent should be null", what);
 		} else {
@@ -261,6 +261,9 @@ static void check_output(char *out)
 			check_rate(&o, what, false);
 			CHECK(num(&o, "ratio_to_raw") == 1, "%s: ratio_to_raw of the baseline is not 1",
 			      what);
+		} else if (!strcmp(test->str, "rtt-bulk")) {
+			check_lat(&o, what);
+			CHECK(num(&o, "p99_ratio_to_idle") > 0, "%s: p99_ratio_to_idle missing", what);
 		} else if (!strcmp(test->str, "rtt")) {
 			check_lat(&o, what);
 			if (slow)
@@ -273,6 +276,8 @@ static void check_output(char *out)
 			CHECK(num(&o, "ratio_to_ideal") > 0, "%s: ratio_to_ideal missing", what);
 		} else {
 			check_lat(&o, what);
+			CHECK(num(&o, "runq_wait_us_per_fault") >= 0,
+			      "%s: runq_wait_us_per_fault missing", what);
 			if (!strcmp(test->str, "fault-bulk"))
 				CHECK(num(&o, "p99_ratio_to_idle") > 0,
 				      "%s: p99_ratio_to_idle missing", what);
