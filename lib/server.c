@@ -930,7 +930,7 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	p = r->first + (q->gpa - r->gpa) / PN_PAGE;
 	session_mark(s, p, q->npages);
 	pthread_mutex_lock(&s->lock);
-	s->hint = (p + q->npages) % srv->total_pages + 1;
+	s->hint = (p + q->npages + PN_JUMP_LEAD) % srv->total_pages + 1;
 	pthread_mutex_unlock(&s->lock);
 	/* replies are never compressed: latency matters more than bytes here */
 	ret = send_pages(c, r, q->gpa, q->npages, h->id, false);

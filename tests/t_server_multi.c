@@ -346,14 +346,15 @@ static void *client_main(void *arg)
 	T_ASSERT(c->end);
 	T_ASSERT(atomic_load(&c->reply2));
 	/* the jump after REQ2 (same connection): the very next bulk frame */
-	if (c->after_reply2 != REQ2_PAGE + REQ2_N) {
+	if (c->after_reply2 != REQ2_PAGE + REQ2_N + PN_JUMP_LEAD) {
 		fprintf(stderr, "FAIL %s: first bulk frame after REQ2's reply starts at page %llu, "
-			"want %u\n", c->name, (unsigned long long)c->after_reply2, REQ2_PAGE + REQ2_N);
+			"want %u\n", c->name, (unsigned long long)c->after_reply2,
+			REQ2_PAGE + REQ2_N + PN_JUMP_LEAD);
 		exit(1);
 	}
 	/* the jump after REQ1 (other connection): behind what the socket buffers held */
 	for (i = c->frames_at_req1; i < atomic_load(&c->frames); i++)
-		if (c->frame_page[i] == REQ1_PAGE + REQ1_N) {
+		if (c->frame_page[i] == REQ1_PAGE + REQ1_N + PN_JUMP_LEAD) {
 			jump = i - c->frames_at_req1;
 			jbytes = c->frame_bytes[i] - c->frame_bytes[c->frames_at_req1];
 			break;
