@@ -506,6 +506,7 @@ static char ns_srv[32], ns_dst[32], veth_srv[16], veth_dst[16];
 static const char *ip_bin = "ip";
 static volatile sig_atomic_t ns_made;   /* namespaces exist */
 static pid_t ns_child = -1;             /* the server process inside ns_srv */
+static _Atomic int ns_td;               /* teardown: 0 not begun, 1 under way, 2 done */
 
 /* Run argv (no shell), its stderr into err; returns the exit status, or -1. */
 static int run_cmd(char *const argv[], char *err, size_t errlen)
@@ -555,19 +556,23 @@ static void ns_teardown(void)
 	char *del_d[] = { (char *)ip_bin, "netns", "del", ns_dst, NULL };
 	char *del_v[] = { (char *)ip_bin, "link", "del", veth_srv, NULL };
 	char *const *cmds[] = { del_s, del_d, del_v };
+	struct timespec ms = { .tv_nsec = 1000000 };
+	int status, expect = 0;
 	unsigned i;
-	int status;
 	pid_t pid;
 
+	if (!atomic_compare_exchange_strong(&ns_td, &expect, 1)) {
+		/* a signal handler on another thread is at it: the process must not exit under it */
+		for (i = 0; i < 10000 && atomic_load(&ns_td) != 2; i++)
+			nanosleep(&ms, NULL);
+		return;
+	}
 	if (ns_child > 0) {
 		kill(ns_child, SIGKILL);
 		waitpid(ns_child, &status, 0);
 		ns_child = -1;
 	}
-	if (!ns_made)
-		return;
-	ns_made = 0;
-	for (i = 0; i < 3; i++) {
+	for (i = 0; ns_made && i < 3; i++) {
 		pid = fork();
 		if (pid == 0) {
 			int devnull = open("/dev/null", O_WRONLY);
@@ -580,6 +585,8 @@ static void ns_teardown(void)
 		if (pid > 0)
 			waitpid(pid, &status, 0);
 	}
+	ns_made = 0;
+	atomic_store(&ns_td, 2);
 }
 
 static void ns_teardown_atexit(void)
