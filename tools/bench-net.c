@@ -57,6 +57,7 @@ struct net_opts {
 	enum pagein_frontend frontend;  /* -f */
 	bool json;                      /* --json: JSON lines on stdout, table on stderr */
 	bool no_delay;                  /* --no-delay: loopback only */
+	unsigned bulk;                  /* --bulk: bulk connections of tests 1, 2 and 3 */
 	uint64_t seed;                  /* image pattern and touch order */
 };
 
@@ -1128,7 +1129,7 @@ static struct meas test_bulk(const struct link *l, bool urgent)
 
 	for (r = 0; r < NB_RUNS; r++) {
 		raw[r] = raw_run(l, raw_bytes(), &rs);
-		mig_open(&g, l, urgent, 1, PAGEIN_AROUND_AUTO);
+		mig_open(&g, l, urgent, opts->bulk, PAGEIN_AROUND_AUTO);
 		t0 = now_ns();
 		mig_stream(&g);
 		mig_wait(&g);
@@ -1196,7 +1197,7 @@ static struct meas test_fault_bulk(const struct link *l, bool urgent)
 		die("out of memory");
 	memset(lat, 0, NB_BULK_FAULTS * sizeof(*lat));
 	for (run = 0; run < NB_BULK_MIGS && n < NB_BULK_FAULTS; run++) {
-		mig_open(&g, l, urgent, 1, 1);
+		mig_open(&g, l, urgent, opts->bulk, 1);
 		order = page_order(g.total, opts->seed + run + 1);
 		mig_stream(&g);
 		q0 = runq_wait_ns();
@@ -1266,7 +1267,7 @@ static struct meas test_residency(const struct link *l, bool urgent)
 
 	for (r = 0; r < NB_RUNS; r++) {
 		raw[r] = raw_run(l, raw_bytes(), &rs);
-		mig_open(&g, l, urgent, 1, PAGEIN_AROUND_AUTO);
+		mig_open(&g, l, urgent, opts->bulk, PAGEIN_AROUND_AUTO);
 		memset(&w, 0, sizeof(w));
 		w.g = &g;
 		w.order = page_order(g.total, opts->seed + 100 + r);
@@ -1311,18 +1312,20 @@ static void usage(FILE *f)
 "  -f self|handler fault front-end (default self)\n"
 "  --json          one JSON object per measurement on stdout (the table goes to stderr)\n"
 "  --no-delay      loopback only: skip the delayed link\n"
+"  --bulk N        bulk connections per migration (default 1)\n"
 "  --seed N        image pattern and touch order\n");
 }
 
 static void parse_opts(int argc, char **argv, struct net_opts *o)
 {
-	enum { OPT_NET = 256, OPT_SIZE, OPT_JSON, OPT_NO_DELAY, OPT_SEED };
+	enum { OPT_NET = 256, OPT_SIZE, OPT_JSON, OPT_NO_DELAY, OPT_SEED, OPT_BULK };
 	static const struct option lopts[] = {
 		{ "net", no_argument, NULL, OPT_NET },
 		{ "size", required_argument, NULL, OPT_SIZE },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "no-delay", no_argument, NULL, OPT_NO_DELAY },
 		{ "seed", required_argument, NULL, OPT_SEED },
+		{ "bulk", required_argument, NULL, OPT_BULK },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1333,6 +1336,7 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 	o->size = 256ull << 20;
 	o->frontend = PAGEIN_FRONTEND_SELF;
 	o->seed = 0x5eed;
+	o->bulk = 1;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "f:h", lopts, NULL)) != -1) {
 		switch (ch) {
@@ -1344,6 +1348,11 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 			o->seed = strtoull(optarg, &end, 0);
 			if (end == optarg || *end || !o->seed)
 				die("bad --seed '%s': want a positive number", optarg);
+			break;
+		case OPT_BULK:
+			o->bulk = (unsigned)strtoul(optarg, &end, 0);
+			if (end == optarg || *end || o->bulk < 1 || o->bulk > 16)
+				die("bad --bulk '%s': want 1..16", optarg);
 			break;
 		case 'f':
 			if (!strcmp(optarg, "self"))
@@ -1507,10 +1516,10 @@ int bench_net(int argc, char **argv)
 	snprintf(loop.srv_addr, sizeof(loop.srv_addr), "127.0.0.1:%d", pagein_server_port(srv));
 
 	fprintf(tab, "pagein bench --net: %.0f MiB in 2 regions, front-end %s, anon, LZ4 off "
-		"(incompressible image), %ld CPUs, load average %s; page server in this process; "
-		"throughput figures are medians of %u runs, each paired with a raw TCP run just "
-		"before it\n", (double)image_size / (1 << 20), pagein_frontend_name(o.frontend),
-		sysconf(_SC_NPROCESSORS_ONLN), loadavg(), NB_RUNS);
+		"(incompressible image), %u bulk connection%s, %ld CPUs, load average %s; page "
+		"server in this process; throughput figures are medians of %u runs, each paired "
+		"with a raw TCP run just before it\n", (double)image_size / (1 << 20), pagein_frontend_name(o.frontend),
+		o.bulk, o.bulk == 1 ? "" : "s", sysconf(_SC_NPROCESSORS_ONLN), loadavg(), NB_RUNS);
 	if (o.no_delay)
 		fprintf(tab, "delayed link: skipped (--no-delay)\n");
 	else if (netem)
