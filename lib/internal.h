@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "pagein.h"
 
@@ -25,6 +27,18 @@
 #define PAGEIN_RECENT_SLOTS 16  /* sequential-fault detector slots */
 
 typedef _Atomic uint64_t pi_bits_t; /* one word of a page bitmap */
+
+/*
+ * Threads that stream bulk pages (the server's bulk senders, the destination's bulk receivers)
+ * run at this nice value: when CPUs are short, the threads on a fault's path (the faulting
+ * thread, the urgent receiver, the request answerer) win the scheduler, so the stream yields to
+ * faults there too. Raising one's own nice value needs no privilege.
+ */
+#define PI_BULK_NICE 10
+static inline void pi_bulk_thread_nice(void)
+{
+	setpriority(PRIO_PROCESS, (id_t)gettid(), PI_BULK_NICE);
+}
 
 /* One guest memory region and the state of its pages. */
 struct pi_region {

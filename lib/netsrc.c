@@ -943,6 +943,8 @@ static void *receiver_main(void *arg)
 	char why[400] = "";
 	int ret;
 
+	if (!c->replies)
+		pi_bulk_thread_nice(); /* a stream-only connection: faults go first */
 	do
 		ret = recv_frame(c, why, sizeof(why));
 	while (ret == 0);

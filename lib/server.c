@@ -875,6 +875,7 @@ static int conn_handshake(struct srv_conn *c)
 			c->features &= ~PN_FEAT_LZ4; /* serve it uncompressed rather than not at all */
 	}
 	if (c->role == PN_ROLE_BULK) {
+		pi_bulk_thread_nice();
 		/* keep little unsent data queued in the kernel: a jump after a request on another
 		 * connection then shows up behind less stale stream, and this thread waits in poll
 		 * (where it sees requests) rather than in a send. Loopback throughput is unchanged. */
