@@ -1,19 +1,25 @@
 // SPDX-License-Identifier: MIT
 /*
- * helpers.c - shared test helpers: exits, the seeded victim pattern, capability probes and the
- * log sink (see helpers.h).
+ * helpers.c - shared test helpers: exits, the seeded victim pattern, capability probes, the
+ * log sink, the counting test source and space, and for the bench tests the JSON-lines reader and
+ * the capture-with-timeout runner (see helpers.h).
  */
+#include <ctype.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
 
 char t_last_log[512];
+int t_failures;
 
 void t_skip(const char *fmt, ...)
 {
@@ -253,4 +259,274 @@ void t_space_free(struct t_space *t)
 	pagein_source_free(t->src);
 	free(t->ts.fetches);
 	free(t->img);
+}
+
+const char *t_pagein_bin(const char *argv0)
+{
+	static char buf[4096];
+	const char *bin = getenv("PAGEIN_BIN"), *slash = strrchr(argv0, '/');
+
+	if (!bin || !*bin) {
+		bin = "build/pagein";
+		if (slash) {
+			snprintf(buf, sizeof(buf), "%.*s/../pagein", (int)(slash - argv0), argv0);
+			if (!access(buf, X_OK))
+				bin = buf;
+		}
+	}
+	if (access(bin, X_OK)) {
+		printf("FAIL: %s is not an executable (build it with make, or set PAGEIN_BIN)\n",
+		       bin);
+		exit(1);
+	}
+	return bin;
+}
+
+static long t_ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void t_print_cmd(char *const args[])
+{
+	unsigned i;
+
+	for (i = 0; args[i]; i++)
+		fprintf(stderr, "%s%s", i ? " " : "", args[i]);
+}
+
+int t_run_capture(const char *bin, char *const args[], char *out, size_t outsz,
+		  unsigned timeout_ms)
+{
+	struct timespec t0;
+	struct pollfd pfd;
+	size_t len = 0;
+	int fd[2], status, i;
+	ssize_t n;
+	pid_t pid;
+
+	out[0] = 0;
+	if (pipe2(fd, O_CLOEXEC)) {
+		perror("pipe2");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		close(fd[0]);
+		close(fd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		dup2(fd[1], 1);
+		execv(bin, args);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	close(fd[1]);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	pfd.fd = fd[0];
+	pfd.events = POLLIN;
+	/* read until end of file, a full buffer or the deadline; then wait, still to the deadline
+	 * (a command that closes its stdout early must not hang the test) */
+	while (len < outsz - 1 && t_ms_since(&t0) <= (long)timeout_ms) {
+		if (poll(&pfd, 1, 1000) <= 0)
+			continue;
+		n = read(fd[0], out + len, outsz - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	out[len] = 0;
+	close(fd[0]);
+	while ((i = waitpid(pid, &status, WNOHANG)) == 0 && t_ms_since(&t0) <= (long)timeout_ms)
+		usleep(10000);
+	if (i < 0) {
+		perror("waitpid");
+		return -1;
+	}
+	if (i == 0) {
+		t_print_cmd(args);
+		fprintf(stderr, ": did not finish in %u ms: stopping it\n", timeout_ms);
+		kill(pid, SIGTERM);
+		for (i = 0; i < 50 && waitpid(pid, &status, WNOHANG) == 0; i++)
+			usleep(100000);
+		if (i == 50) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+		}
+		return -1;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		t_print_cmd(args);
+		fprintf(stderr, ": exited with status 0x%x\n", status);
+		return -1;
+	}
+	return 0;
+}
+
+/* The JSON reader: a cursor over one line; bad latches the first error. */
+struct t_json_reader {
+	const char *p;
+	bool bad;
+};
+
+static void t_json_skip_ws(struct t_json_reader *r)
+{
+	while (*r->p == ' ' || *r->p == '\t')
+		r->p++;
+}
+
+static bool t_json_eat(struct t_json_reader *r, char c)
+{
+	t_json_skip_ws(r);
+	if (*r->p != c)
+		return false;
+	r->p++;
+	return true;
+}
+
+static void t_json_string(struct t_json_reader *r, char *out, size_t outsz)
+{
+	size_t n = 0;
+
+	if (!t_json_eat(r, '"')) {
+		r->bad = true;
+		return;
+	}
+	while (*r->p && *r->p != '"') {
+		if (*r->p == '\\' && r->p[1])
+			r->p++;
+		if (out && n + 1 < outsz)
+			out[n++] = *r->p;
+		r->p++;
+	}
+	if (out)
+		out[n] = 0;
+	if (!t_json_eat(r, '"'))
+		r->bad = true;
+}
+
+static double t_json_number(struct t_json_reader *r)
+{
+	char *end;
+	double v;
+
+	t_json_skip_ws(r);
+	v = strtod(r->p, &end);
+	if (end == r->p || !(*r->p == '-' || isdigit((unsigned char)*r->p)))
+		r->bad = true;
+	r->p = end;
+	return v;
+}
+
+static void t_json_value(struct t_json_reader *r, struct t_json_member *m, unsigned depth);
+
+static void t_json_array(struct t_json_reader *r, struct t_json_member *m, unsigned depth)
+{
+	struct t_json_member e;
+
+	m->alen = 0;
+	m->amin = 1e300;
+	if (t_json_eat(r, ']'))
+		return;
+	do {
+		memset(&e, 0, sizeof(e));
+		t_json_value(r, &e, depth + 1);
+		m->alen++;
+		if (e.type != 'n')
+			m->amin = -1;
+		else if (m->amin >= 0 && e.num < m->amin)
+			m->amin = e.num;
+	} while (!r->bad && t_json_eat(r, ','));
+	if (!t_json_eat(r, ']'))
+		r->bad = true;
+}
+
+/* The members after '{'; kept in o when there is one (the top level), else only checked. */
+static void t_json_members(struct t_json_reader *r, struct t_json_object *o, unsigned depth)
+{
+	struct t_json_member tmp, *m;
+	char key[sizeof(tmp.key)];
+
+	if (t_json_eat(r, '}'))
+		return;
+	do {
+		t_json_string(r, key, sizeof(key));
+		if (r->bad || !t_json_eat(r, ':') || (o && o->n == T_JSON_MAX_KEYS)) {
+			r->bad = true;
+			return;
+		}
+		m = o ? &o->m[o->n++] : &tmp;
+		memset(m, 0, sizeof(*m));
+		snprintf(m->key, sizeof(m->key), "%s", key);
+		t_json_value(r, m, depth + 1);
+	} while (!r->bad && t_json_eat(r, ','));
+	if (!t_json_eat(r, '}'))
+		r->bad = true;
+}
+
+static void t_json_value(struct t_json_reader *r, struct t_json_member *m, unsigned depth)
+{
+	t_json_skip_ws(r);
+	if (depth > 8) {
+		r->bad = true;
+		return;
+	}
+	if (*r->p == '"') {
+		m->type = 's';
+		t_json_string(r, m->str, sizeof(m->str));
+	} else if (*r->p == '[') {
+		r->p++;
+		m->type = 'a';
+		t_json_array(r, m, depth);
+	} else if (*r->p == '{') {
+		r->p++;
+		m->type = 'o';
+		t_json_members(r, NULL, depth);
+	} else if (!strncmp(r->p, "true", 4) || !strncmp(r->p, "false", 5)) {
+		m->type = 'b';
+		m->b = *r->p == 't';
+		r->p += m->b ? 4 : 5;
+	} else if (!strncmp(r->p, "null", 4)) {
+		m->type = 'z';
+		r->p += 4;
+	} else {
+		m->type = 'n';
+		m->num = t_json_number(r);
+	}
+}
+
+bool t_json_parse_line(const char *line, struct t_json_object *o)
+{
+	struct t_json_reader r = { .p = line, .bad = false };
+
+	o->n = 0;
+	if (!t_json_eat(&r, '{'))
+		return false;
+	t_json_members(&r, o, 0);
+	t_json_skip_ws(&r);
+	return !r.bad && *r.p == 0;
+}
+
+const struct t_json_member *t_json_get(const struct t_json_object *o, const char *key)
+{
+	unsigned i;
+
+	for (i = 0; i < o->n; i++)
+		if (!strcmp(o->m[i].key, key))
+			return &o->m[i];
+	return NULL;
+}
+
+double t_json_num(const struct t_json_object *o, const char *key)
+{
+	const struct t_json_member *m = t_json_get(o, key);
+
+	return m && m->type == 'n' ? m->num : -1;
 }

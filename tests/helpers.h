@@ -2,7 +2,9 @@
 /*
  * helpers.h - what the test programs share: an assert that prints file:line, the expression and
  * errno; skip/pass exits (0 pass, 1 fail, 77 skip with the reason printed); the seeded victim
- * pattern; capability probes (userfaultfd, huge pages); a log sink that keeps the last message.
+ * pattern; capability probes (userfaultfd, huge pages); a log sink that keeps the last message;
+ * a counting test source and space; for the bench tests, a soft check, a JSON-lines reader and a
+ * runner that captures a command's stdout under a time limit.
  */
 #ifndef PAGEIN_TEST_HELPERS_H
 #define PAGEIN_TEST_HELPERS_H
@@ -68,8 +70,6 @@ enum pagein_frontend t_frontend(const char *s);
 /* Random number in [0, n) from a per-caller state. */
 uint64_t t_rand(uint64_t *state, uint64_t n);
 
-#endif
-
 /* A test source over a buffer that counts fetches per 4 KiB page and can be slow, fail, or hang
  * (until the fetch's deadline, then -ETIMEDOUT) for ranges holding chosen addresses. */
 struct t_src {
@@ -100,3 +100,59 @@ struct t_space {
 void t_space_make(struct t_space *t, const struct pagein_config *cfg, enum pagein_backing b,
 		  uint64_t size, uint64_t seed);
 void t_space_free(struct t_space *t);
+
+/* A check that reports file:line, the expression and a printf message on stderr, counts the
+ * failure in t_failures and goes on (for tests that check every line of an output). */
+#define T_CHECK(cond, ...)                                                                   \
+	do {                                                                                 \
+		if (!(cond)) {                                                               \
+			fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);                                        \
+			fprintf(stderr, "\n");                                               \
+			t_failures++;                                                        \
+		}                                                                            \
+	} while (0)
+/* Failed T_CHECKs so far (main thread only). */
+extern int t_failures;
+
+/* The pagein command a test runs: env PAGEIN_BIN, else ../pagein next to the test (from argv0),
+ * else build/pagein. Prints FAIL and exits 1 when that is not executable. The path may be in a
+ * static buffer: call it once, from main. */
+const char *t_pagein_bin(const char *argv0);
+
+/* Run bin with args (args[0] included, NULL-terminated) and capture its stdout into out,
+ * NUL-terminated, at most outsz - 1 bytes; stderr stays the caller's. After timeout_ms the
+ * command gets SIGTERM (pagein bench cleans up on it), 5 s later SIGKILL. Returns 0 when it
+ * exited 0, else -1 with the reason printed on stderr. Blocks; any one thread. */
+int t_run_capture(const char *bin, char *const args[], char *out, size_t outsz,
+		  unsigned timeout_ms);
+
+#define T_JSON_MAX_KEYS 64 /* top-level members t_json_parse_line keeps; a line with more fails */
+
+/* One top-level member of a JSON object as t_json_parse_line keeps it. */
+struct t_json_member {
+	char key[48];  /* truncated */
+	char type;     /* 'n' number, 's' string, 'b' bool, 'z' null, 'a' array, 'o' object */
+	double num;    /* 'n': the value */
+	bool b;        /* 'b': the value */
+	char str[32];  /* 's': the value (truncated) */
+	unsigned alen; /* 'a': elements */
+	double amin;   /* 'a': smallest element if all are numbers, else -1 */
+};
+
+/* A parsed JSON object: its top-level members in order (nested values are checked, not kept). */
+struct t_json_object {
+	unsigned n;
+	struct t_json_member m[T_JSON_MAX_KEYS];
+};
+
+/* Parse line as exactly one JSON object (blanks around tokens allowed, nesting to depth 8) into
+ * o. Returns false on anything else, or on more than T_JSON_MAX_KEYS top-level members; o is
+ * then partly filled. */
+bool t_json_parse_line(const char *line, struct t_json_object *o);
+/* The member named key, or NULL; points into o. */
+const struct t_json_member *t_json_get(const struct t_json_object *o, const char *key);
+/* The number under key, or -1 when it is missing or not a number. */
+double t_json_num(const struct t_json_object *o, const char *key);
+
+#endif
