@@ -162,13 +162,6 @@ static const uint8_t *image;   /* the source image, shared by every run of the p
 static FILE *tab;              /* where the table goes: stdout, or stderr with --json */
 static char running[160];      /* name of the run in progress, for the watchdog */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t cpu_ns(void)
 {
@@ -185,16 +178,6 @@ static inline uint8_t touch_byte(uint64_t pg)
 	return (uint8_t)(pg * 131u + 7u);
 }
 
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x;
-}
 
 static const char *kind_name(const struct bench_case *c)
 {
@@ -278,12 +261,6 @@ static void *vcpu_main(void *arg)
 	return NULL;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* Per-vCPU work: page orders and latency arrays, made before the start. */
 struct vcpu_set {

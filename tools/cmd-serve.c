@@ -15,40 +15,25 @@
 
 #include "tools.h"
 
-/* The pattern word at image offset off for seed: the same bytes make_snapshot writes. */
-static uint64_t pattern(uint64_t seed, uint64_t off)
-{
-	uint64_t x = off + seed * 0x9e3779b97f4a7c15ull;
-
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 /*
- * Generated guest memory laid out as make_snapshot lays it out: size rounded up to 4 MiB, 3/4 at
- * gpa 0 and the rest at 4 GiB, every zero_every-th page zero. Adds both regions to srv and
- * returns the mapping (it must stay while the server runs).
+ * Generated guest memory exactly as make_snapshot writes it (make_image: same layout, pattern and
+ * zero pages), added to srv; returns the image (it must stay while the server runs).
  */
 static void *generate(struct pagein_server *srv, uint64_t *sizep, uint64_t seed,
 		      unsigned zero_every)
 {
-	uint64_t size = *sizep;
-	uint64_t *img, i, lo;
+	struct pagein_region_desc regs[2];
+	uint64_t *img;
 	int ret;
 
-	size = (size + (4u << 20) - 1) & ~((4ull << 20) - 1);
-	*sizep = size;
-	img = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (img == MAP_FAILED)
-		die("cannot map %llu MiB for the generated memory: %s", (unsigned long long)(size >> 20),
-		    strerror(errno));
-	for (i = 0; i < size / 8; i++)
-		img[i] = zero_every && (i * 8 / 4096) % zero_every == 0 ? 0 : pattern(seed, i * 8);
-	lo = size / 4 * 3 & ~((2ull << 20) - 1);
-	ret = pagein_server_add_memory(srv, 0, lo, img);
+	img = make_image(sizep, seed, zero_every, regs);
+	if (!img)
+		die("cannot allocate %llu MiB for the generated memory",
+		    (unsigned long long)(*sizep >> 20));
+	ret = pagein_server_add_memory(srv, regs[0].gpa, regs[0].size, img);
 	if (ret == 0)
-		ret = pagein_server_add_memory(srv, 4ull << 30, size - lo, (uint8_t *)img + lo);
+		ret = pagein_server_add_memory(srv, regs[1].gpa, regs[1].size,
+					       (uint8_t *)img + regs[0].size);
 	if (ret < 0)
 		die("serving the generated memory: %s", strerror(-ret));
 	return img;
@@ -177,6 +162,6 @@ int cmd_serve(int argc, char **argv)
 	if (port_file)
 		unlink(port_file);
 	if (img)
-		munmap(img, gen);
+		free(img);
 	return 0;
 }

@@ -35,13 +35,6 @@ void restore_opts_init(struct restore_opts *o)
 	o->compress = true;
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* A splitmix64 word per 8 bytes of guest address: cheap, and different for every seed. */
 static uint64_t pattern(uint64_t seed, uint64_t gpa)

@@ -15,6 +15,13 @@ void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void pr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* CLOCK_MONOTONIC in ns. */
+uint64_t now_ns(void);
+/* xorshift64: the next pseudo-random number of state *s (never 0 if *s is not 0). */
+uint64_t xorshift(uint64_t *s);
+/* qsort comparator for uint32_t. */
+int cmp_u32(const void *a, const void *b);
+
 /* "4096", "64K", "256M", "1G" -> bytes; dies with a message on anything else. */
 uint64_t parse_size(const char *s);
 /* Log sink for pagein_config.log that prints "pagein: msg" to stderr (errors and warnings only
