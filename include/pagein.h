@@ -369,11 +369,15 @@ void pagein_net_config_init(struct pagein_net_config *cfg);
  */
 int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_source **out);
 
-/* The server's region table (gpa, size, digest): up to max into regs; returns the count. */
+/* The server's region table (gpa, size, digest): up to max into regs; returns how many were
+ * written (min(regions, max)). */
 int pagein_net_regions(struct pagein_source *src, struct pagein_region_desc *regs, unsigned max);
 
 /* Open the bulk connection(s); pages they bring are installed into space (pagein_supply) while
- * faults keep their own connection. Returns 0, -EALREADY, or a connect error. */
+ * faults keep their own connection. The space must outlive the stream: call
+ * pagein_net_stream_stop (or pagein_source_free) before pagein_space_free. With urgent off, the
+ * single connection keeps carrying faults after stream_stop; bulk pages on it are then dropped.
+ * Returns 0, -EALREADY, or a connect error. */
 int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *space);
 
 /* Close the bulk connection(s). Idempotent. pagein_source_free() stops everything. */
