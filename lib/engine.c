@@ -525,6 +525,8 @@ static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 			return 0;
 		}
 		if (ret == -EEXIST) {
+			/* a stale message: installed after the fault was queued */
+			pagein_stat_add(s, PI_STAT(eexist), 1);
 			uffd_wake(fd, dst, r->page_size);
 			return 0;
 		}
