@@ -364,7 +364,8 @@ void pagein_net_config_init(struct pagein_net_config *cfg);
  * Connect to a page server (the urgent connection, or the single one when urgent is off),
  * handshake and learn its region table. The source's fetch sends a request and waits for its
  * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
- * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT, never a hang. Returns 0 and *out,
+ * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is
+ * gone), never a hang. Returns 0 and *out,
  * -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH..., -EPROTO (the server speaks something else: logged).
  */
 int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_source **out);

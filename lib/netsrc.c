@@ -7,6 +7,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <lz4.h>
 #include <netdb.h>
@@ -237,7 +238,9 @@ static int send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t dea
 
 				if (now >= deadline_ns)
 					goto cut;
-				ms = (int)((deadline_ns - now + 999999) / 1000000);
+				ms = (deadline_ns - now) / 1000000 >= INT_MAX
+					     ? INT_MAX
+					     : (int)((deadline_ns - now + 999999) / 1000000);
 			}
 			if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
 				goto cut;
@@ -649,6 +652,16 @@ static int handle_reply(struct ns_conn *c, uint64_t id, const struct ns_pages *p
 			 pg->npages, (unsigned long long)sl->gpa, sl->npages);
 		return -EPROTO;
 	}
+	for (v = 0; v < pg->npages; v++) {
+		uint32_t d;
+
+		memcpy(&d, pg->desc + 4 * v, 4);
+		if (PN_PG_KIND(le32toh(d)) == PN_PG_LZ4) {
+			snprintf(why, whylen, "the reply to id %#llx carries an LZ4 page (replies are "
+				 "never compressed)", (unsigned long long)id);
+			return -EPROTO;
+		}
+	}
 	v = SLOT_WAITING;
 	if (st == SLOT_WAITING && atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
 		ret = decode_pages(pg, sl->dst, zero, why, whylen);
@@ -661,10 +674,22 @@ static int handle_reply(struct ns_conn *c, uint64_t id, const struct ns_pages *p
 		pagein_futex_wake(&sl->state);
 		return ret;
 	}
-	/* abandoned by a requester that timed out: check the payload, drop it, free the slot */
+	if (st == SLOT_WAITING)
+		st = v; /* the CAS failed: what the requester made of the slot meanwhile */
+	if (st != SLOT_ABANDONED) {
+		/* taken back after a send that never left (CLAIMED): this "reply" answers nothing
+		 * we sent, and the slot is not ours to free */
+		snprintf(why, whylen, "a reply with id %#llx to a request that was never sent",
+			 (unsigned long long)id);
+		return -EPROTO;
+	}
+	/* abandoned by a requester that timed out: check the payload, drop it, free the slot,
+	 * which is ours only if we are the one that takes it out of ABANDONED */
 	ret = decode_pages(pg, c->stage, zero, why, whylen);
 	atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
-	slot_free(ns, sl);
+	v = SLOT_ABANDONED;
+	if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
+		slot_free(ns, sl);
 	return ret;
 }
 
@@ -922,6 +947,11 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 		struct pn_error e = { 0 };
 		int n = len > sizeof(e) ? (int)(len - sizeof(e)) : 0;
 
+		if (len < sizeof(e) || len > sizeof(e) + PN_MAX_TEXT || id) {
+			snprintf(why, whylen, "a malformed ERROR frame (%u bytes, id %#llx)", len,
+				 (unsigned long long)id);
+			return -EPROTO;
+		}
 		if (len >= sizeof(e))
 			memcpy(&e, c->body, sizeof(e));
 		if (n > (int)PN_MAX_TEXT)
@@ -1007,7 +1037,10 @@ static int ms_left(uint64_t deadline)
 {
 	uint64_t now = pagein_now_ns();
 
-	return now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+	if (now >= deadline)
+		return 0;
+	return (deadline - now) / 1000000 >= INT_MAX ? INT_MAX
+						     : (int)((deadline - now + 999999) / 1000000);
 }
 
 /* Read n bytes before the deadline (handshake only; the fd is blocking). */
@@ -1152,10 +1185,11 @@ static struct ns_conn *conn_open(struct netsrc *ns, int role, uint64_t session, 
 		ret = e.code > 0 && e.code < 4096 ? -(int)e.code : -ECONNREFUSED;
 		goto close_fd;
 	}
-	if (le16toh(h.type) != PN_WELCOME || len < sizeof(w) ||
+	if (le16toh(h.type) != PN_WELCOME || len < sizeof(w) || h.flags || h.id ||
 	    len > sizeof(w) + PN_MAX_REGIONS * sizeof(struct pn_region)) {
 		ns_log(ns, PAGEIN_LOG_ERR, "server %s: the answer to HELLO is not a WELCOME (type %u, "
-		       "%u bytes): not a pagein page server?", ns->addr, le16toh(h.type), len);
+		       "%u bytes, flags %#x, id %#llx): not a pagein page server?", ns->addr,
+		       le16toh(h.type), len, le16toh(h.flags), (unsigned long long)le64toh(h.id));
 		ret = -EPROTO;
 		goto close_fd;
 	}
@@ -1384,6 +1418,10 @@ int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *spac
 		ns->bulk[ns->nbulk++] = c;
 	}
 	atomic_store(&ns->streams, ns->nbulk + (ns->main->stream ? 1u : 0u));
+	atomic_store(&ns->ends, 0);
+	atomic_store(&ns->stream_done, false);
+	for (i = 0; i < ns->nbulk; i++)
+		ns->bulk[i]->ended = false;
 	atomic_store(&ns->space, space);
 	atomic_store(&ns->streaming, true);
 	for (i = 0; i < ns->nbulk; i++) {

@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <lz4.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -35,6 +36,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is li
 #define SRV_FETCH_MAX 64u     /* pages per source fetch: one zero_mask word */
 #define SRV_CONNS_PER_SESSION 8u /* live connections allowed: this many per allowed session */
 #define SRV_LZ4_BACKOFF 32u   /* most bulk batches sent uncompressed after one that did not pay */
+#define SRV_SEND_STALL_X 6u   /* a peer taking no byte for this many timeout_ms is dropped */
 #define SRV_DRAIN_MS 200      /* a refused peer's time to read our PN_ERROR before we close */
 #define SRV_NO_PAGE UINT64_MAX
 #define SRV_LOWAT_FRAMES 2    /* bulk: unsent bytes the kernel may queue, in frames */
@@ -507,16 +509,48 @@ static uint32_t bulk_pick(struct srv_conn *c, const struct srv_region **rp, uint
 static int conn_reject(struct srv_conn *c, int code, bool malformed, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Send every byte of iov[0..n) (modified). 0 or -errno. */
+/* How long a peer may take no byte at all before the server drops it, in ms. Longer than
+ * timeout_ms: a client with urgent off stops reading while it waits for its stream to start. */
+static int send_stall_ms(const struct pagein_server *srv)
+{
+	uint64_t ms = (uint64_t)srv->cfg.timeout_ms * SRV_SEND_STALL_X;
+
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+/*
+ * Send every byte of iov[0..n) (modified). Never blocks for ever: a peer that stops reading for
+ * send_stall_ms() is dropped (-ETIMEDOUT), and stopping the server interrupts (-ESHUTDOWN).
+ * 0 or -errno.
+ */
 static int send_iov(struct srv_conn *c, struct iovec *iov, int n)
 {
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
 	ssize_t w;
 
 	while (mh.msg_iovlen) {
-		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLOUT },
+						 { .fd = c->srv->stop_efd, .events = POLLIN } };
+			int r = poll(pfd, 2, send_stall_ms(c->srv));
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				return -errno;
+			if (pfd[1].revents)
+				return -ESHUTDOWN;
+			if (r == 0) {
+				srv_log(c->srv, PAGEIN_LOG_WARN,
+					"a peer took no data for %d ms: dropping its connection",
+					send_stall_ms(c->srv));
+				return -ETIMEDOUT;
+			}
+			continue;
+		}
 		if (w < 0)
 			return -errno;
 		STAT_ADD(c->srv, bytes_sent, (uint64_t)w);
@@ -703,7 +737,7 @@ static int recv_full(struct srv_conn *c, void *buf, size_t len, size_t *got)
 			continue;
 		if (errno != EAGAIN)
 			return errno == EPIPE ? -ECONNRESET : -errno;
-		n = poll(pfd, 2, (int)c->srv->cfg.timeout_ms);
+		n = poll(pfd, 2, c->srv->cfg.timeout_ms > INT_MAX ? INT_MAX : (int)c->srv->cfg.timeout_ms);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -983,11 +1017,20 @@ static void conn_serve(struct srv_conn *c)
 		bool bulk = c->role == PN_ROLE_BULK && !c->end_sent;
 
 		pfd[0].events = POLLIN | (bulk ? POLLOUT : 0);
-		n = poll(pfd, 2, -1);
+		/* with stream left to send, a peer that takes none of it for the stall limit is
+		 * gone or stuck: drop it rather than hold its session for ever; an idle connection
+		 * is watched by keepalive instead */
+		n = poll(pfd, 2, bulk ? send_stall_ms(c->srv) : -1);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || pfd[1].revents)
 			return;
+		if (n == 0) {
+			srv_log(c->srv, PAGEIN_LOG_WARN,
+				"a peer took no stream data for %d ms: dropping its connection",
+				send_stall_ms(c->srv));
+			return;
+		}
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ret = read_frame(c, &h, body);
 			if (ret <= 0)
@@ -1105,6 +1148,18 @@ static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_
 	int one = 1, ret = 0;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	{
+		/* a destination host that vanishes while its connection is idle (no FIN, no RST)
+		 * is found by keepalive probes: after timeout_ms of silence, 5 probes 1 s apart */
+		int idle = (int)(srv->cfg.timeout_ms / 1000), intvl = 1, cnt = 5;
+
+		if (idle < 1)
+			idle = 1;
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	}
 	c = calloc(1, sizeof(*c));
 	if (c && srv->has_snapshot && !(c->buf = malloc((size_t)PN_MAX_PAGES * PN_PAGE))) {
 		free(c);
