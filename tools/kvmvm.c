@@ -117,6 +117,21 @@ void h_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed)
 		w[off / 8] = h_pattern(seed, gpa + off);
 }
 
+unsigned h_check_sums(const struct h_vm *vm, const char *label, uint64_t seed)
+{
+	unsigned i, bad = 0;
+
+	for (i = 0; i < vm->nvcpus; i++) {
+		const struct h_vcpu *v = &vm->vcpu[i];
+		uint64_t want = h_expected_sum(seed, v->first_gpa, v->npages, v->lo, v->hi);
+
+		fprintf(out(), "%s vCPU %u: guest read sum 0x%016" PRIx64 " want 0x%016" PRIx64 " -> %s\n",
+			label, i, v->read_sum, want, v->read_sum == want ? "ok" : "BAD");
+		bad += v->read_sum != want;
+	}
+	return bad;
+}
+
 uint64_t h_expected_sum(uint64_t seed, uint64_t first_gpa, uint64_t npages, uint64_t lo,
 			uint64_t hi)
 {

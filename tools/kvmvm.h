@@ -107,6 +107,10 @@ void h_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed);
 uint64_t h_expected_sum(uint64_t seed, uint64_t first_gpa, uint64_t npages, uint64_t lo,
 			uint64_t hi);
 
+/* Compare every vCPU's read_sum with h_expected_sum, printing one line per vCPU
+ * ("<label> vCPU i: guest read sum ... -> ok|BAD"). Returns the number of vCPUs that are wrong. */
+unsigned h_check_sums(const struct h_vm *vm, const char *label, uint64_t seed);
+
 /*
  * Check every byte of [gpa, gpa+size) at host: offset 0 of each page holds gpa ^ H_TAG, the word
  * at H_HOST_OFF holds gpa ^ H_HOST_TAG where host_marks[page] is set (host_marks may be NULL),
