@@ -5,7 +5,11 @@
  * the capture-with-timeout runner (see helpers.h).
  */
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -73,6 +77,20 @@ uint64_t t_check(const void *buf, uint64_t gpa, uint64_t len, uint64_t seed, uns
 			return gpa + i * 8;
 	}
 	return UINT64_MAX;
+}
+
+int t_connect_loopback(int port, int rcvbuf)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	T_ASSERT(fd >= 0);
+	if (rcvbuf > 0)
+		T_ASSERT(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	T_ASSERT(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	return fd;
 }
 
 void t_require_uffd(void)

@@ -54,6 +54,10 @@ void t_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_
 /* Check buf against the pattern; returns the first bad gpa, or UINT64_MAX when all match. */
 uint64_t t_check(const void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_every);
 
+/* A TCP connection to 127.0.0.1:port (TCP_NODELAY; rcvbuf > 0 sets SO_RCVBUF first, to keep a
+ * stream close to the reader). Fails the test if it cannot connect. */
+int t_connect_loopback(int port, int rcvbuf);
+
 /* Skip unless userfaultfd with the SIGBUS feature works here. */
 void t_require_uffd(void);
 /* Make sure n huge pages of 2 MiB can be had (raising vm.nr_hugepages as root), else skip. */

@@ -43,17 +43,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int cl_connect(int p)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	T_ASSERT(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	T_ASSERT(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	return fd;
-}
-
 /* Send what we can: the server may already have closed (that is what these cases provoke). */
 static void cl_send(int fd, const void *buf, size_t len)
 {
@@ -205,7 +194,7 @@ static void good_client(void)
 	int fd;
 
 	wait_sessions_idle();
-	fd = cl_connect(port);
+	fd = t_connect_loopback(port, 0);
 	handshake(fd, PN_ROLE_URGENT, 0);
 	cl_frame(fd, PN_REQ, id, &q, sizeof(q));
 	T_ASSERT(cl_read(fd, &h, sizeof(h), WAIT_MS) == 1);
@@ -248,7 +237,7 @@ static void bad_case(const char *name, bool after_hello, void (*send_fn)(int fd)
 
 	begin(name);
 	pagein_server_stats_get(srv, &a);
-	fd = cl_connect(port);
+	fd = t_connect_loopback(port, 0);
 	if (after_hello)
 		handshake(fd, PN_ROLE_URGENT, 0);
 	send_fn(fd);
@@ -398,7 +387,7 @@ static void silent_case(void)
 
 	begin("truncated frame then silence");
 	pagein_server_stats_get(srv, &a);
-	fd = cl_connect(port);
+	fd = t_connect_loopback(port, 0);
 	cl_send(fd, &hd, sizeof(hd));
 	cl_send(fd, &h, 12);
 	ms = expect_closed(fd, 3000, true);
@@ -411,7 +400,7 @@ static void silent_case(void)
 
 	/* the same mid-REQ, after a good handshake */
 	begin("truncated REQ then silence");
-	fd = cl_connect(port);
+	fd = t_connect_loopback(port, 0);
 	handshake(fd, PN_ROLE_URGENT, 0);
 	cl_send(fd, &hd, 5);
 	ms = expect_closed(fd, 3000, true);
@@ -425,7 +414,7 @@ static void silent_case(void)
 	/* a peer that connects and never says HELLO is dropped too (refused, not malformed) */
 	begin("no HELLO at all");
 	pagein_server_stats_get(srv, &a);
-	fd = cl_connect(port);
+	fd = t_connect_loopback(port, 0);
 	ms = expect_closed(fd, 3000, true);
 	T_ASSERT(ms < 1000 + TIMEOUT_MS);
 	pagein_server_stats_get(srv, &b);
@@ -441,7 +430,7 @@ static void join_missing(void)
 
 	begin("join of a session that does not exist");
 	pagein_server_stats_get(srv, &a);
-	fd = cl_connect(port);
+	fd = t_connect_loopback(port, 0);
 	cl_frame(fd, PN_HELLO, 0, &h, sizeof(h));
 	expect_closed(fd, WAIT_MS, true);
 	pagein_server_stats_get(srv, &b);
@@ -476,7 +465,7 @@ static void garbage(void)
 		n = 16 + (unsigned)t_rand(&rng, 65);
 		if (i % 2)
 			wait_sessions_idle();
-		fd = cl_connect(port);
+		fd = t_connect_loopback(port, 0);
 		if (i % 2)
 			handshake(fd, PN_ROLE_URGENT, 0);
 		cl_send(fd, buf, n);
@@ -511,16 +500,16 @@ static void max_sessions(void)
 	T_EQ(pagein_server_start(s2), 0);
 	p = pagein_server_port(s2);
 	T_ASSERT(p > 0);
-	a = cl_connect(p);
+	a = t_connect_loopback(p, 0);
 	sess = handshake(a, PN_ROLE_URGENT, 0);
-	b = cl_connect(p);
+	b = t_connect_loopback(p, 0);
 	{
 		struct pn_hello h = hello(PN_ROLE_URGENT, 0);
 
 		cl_frame(b, PN_HELLO, 0, &h, sizeof(h));
 	}
 	expect_closed(b, WAIT_MS, true);
-	c = cl_connect(p);
+	c = t_connect_loopback(p, 0);
 	handshake(c, PN_ROLE_BULK, sess); /* joining the one session is fine */
 	pagein_server_stats_get(s2, &st);
 	T_EQ(st.sessions_active, 1);
@@ -530,7 +519,7 @@ static void max_sessions(void)
 	for (unsigned k = 0; k < 300 && (pagein_server_stats_get(s2, &st), st.sessions_active); k++)
 		usleep(10000);
 	T_EQ(st.sessions_active, 0);
-	a = cl_connect(p); /* the slot is free again */
+	a = t_connect_loopback(p, 0); /* the slot is free again */
 	handshake(a, PN_ROLE_URGENT, 0);
 	close(a);
 
@@ -542,7 +531,7 @@ static void max_sessions(void)
 		for (n = 0; n < 12; n++) {
 			struct pollfd pfd;
 
-			fds[n] = cl_connect(p);
+			fds[n] = t_connect_loopback(p, 0);
 			pfd = (struct pollfd){ .fd = fds[n], .events = POLLIN };
 			if (poll(&pfd, 1, 50) == 1)
 				break;

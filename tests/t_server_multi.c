@@ -90,20 +90,6 @@ static const uint8_t *bytes_of(uint64_t p)
 	return p < A_SIZE / PN_PAGE ? mem_a + p * PN_PAGE : mem_b + (p - A_SIZE / PN_PAGE) * PN_PAGE;
 }
 
-static int cl_connect(int rcvbuf)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	T_ASSERT(fd >= 0);
-	if (rcvbuf)
-		T_ASSERT(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	T_ASSERT(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	return fd;
-}
-
 static void cl_send(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -312,10 +298,10 @@ static void *client_main(void *arg)
 	c->frame_page = calloc(MAX_FRAMES, sizeof(uint64_t));
 	c->frame_bytes = calloc(MAX_FRAMES, sizeof(uint64_t));
 	T_ASSERT(c->frame_page && c->frame_bytes);
-	c->ufd = cl_connect(0);
+	c->ufd = t_connect_loopback(port, 0);
 	send_hello(c->ufd, PN_ROLE_URGENT, 0);
 	c->session = read_welcome(c->ufd);
-	c->bfd = cl_connect(RCVBUF);
+	c->bfd = t_connect_loopback(port, RCVBUF);
 	send_hello(c->bfd, PN_ROLE_BULK, c->session);
 	T_EQ(read_welcome(c->bfd), c->session);
 	/* REQ2 on the bulk connection itself: the next bulk frame after its reply must jump */

@@ -21,18 +21,12 @@ static int port;
 /* Connect and send HELLO; a small receive buffer so that the stream stalls quickly. */
 static int client(uint32_t role, int rcvbuf)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	struct {
 		struct pn_hdr h;
 		struct pn_hello b;
 	} __attribute__((packed)) m;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = t_connect_loopback(port, rcvbuf);
 
-	T_ASSERT(fd >= 0);
-	if (rcvbuf)
-		T_ASSERT(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) == 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	T_ASSERT(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
 	memset(&m, 0, sizeof(m));
 	m.h.len = sizeof(m.b);
 	m.h.type = PN_HELLO;
