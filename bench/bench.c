@@ -30,6 +30,7 @@
 
 #include "kvmvm.h"
 #include "pagein.h"
+#include "pattern.h"
 #include "tools.h"
 
 #define BENCH_PAGE ((uint64_t)4096)    /* the unit a vCPU touches and every row counts */
@@ -1421,20 +1422,16 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
  * vCPUs write at offset 0 of every page. */
 static void image_make(uint64_t size, uint64_t seed)
 {
-	uint64_t pg, j, st, *w;
+	uint64_t pg;
 	uint8_t *m;
 
 	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (m == MAP_FAILED)
 		die("mmap source image of %" PRIu64 " bytes: %s", size, strerror(errno));
 	madvise(m, size, MADV_POPULATE_WRITE);
-	for (pg = 0; pg < size / BENCH_PAGE; pg++) {
-		w = (uint64_t *)(m + pg * BENCH_PAGE);
-		st = (seed ^ (pg * 0x9e3779b97f4a7c15ull)) | 1;
-		for (j = 0; j < BENCH_PAGE / 8; j++)
-			w[j] = xorshift(&st);
+	pattern_fill(m, 0, size, seed, 0);
+	for (pg = 0; pg < size / BENCH_PAGE; pg++)
 		m[pg * BENCH_PAGE] = touch_byte(pg);
-	}
 	image = m;
 }
 
