@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * net.c - `pagein bench --net`: in one process, the raw TCP baseline of the path (throughput, request/reply RTT), then post-copy migrations from an in-process page
- * server: bulk-only throughput, fault latency idle and under a saturating bulk stream, time to
- * full residency; again over a link with 100 us each way (netns.c: netem, or a delay relay).
+ * net.c - `pagein bench --net`: in one process, the raw TCP baseline of the path (throughput,
+ * request/reply RTT), then post-copy migrations from an in-process page server: bulk-only
+ * throughput, fault latency idle and under a saturating bulk stream, time to full residency;
+ * again over a link with 100 us each way (netns.c: netem, or a delay relay).
  */
 #include <errno.h>
 #include <fcntl.h>
