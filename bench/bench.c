@@ -394,7 +394,7 @@ static void print_headlines(const struct bench_opts *o, const struct bench_case 
  * Options and main
  */
 
-static unsigned bench_uint(const char *s, const char *what, unsigned lo, unsigned hi)
+unsigned bench_uint(const char *s, const char *what, unsigned lo, unsigned hi)
 {
 	unsigned long v;
 	char *end;
@@ -404,6 +404,15 @@ static unsigned bench_uint(const char *s, const char *what, unsigned lo, unsigne
 	if (errno || end == s || *end || v < lo || v > hi)
 		die("bad %s '%s': want a number in %u..%u", what, s, lo, hi);
 	return (unsigned)v;
+}
+
+enum pagein_frontend bench_frontend(const char *s)
+{
+	if (!strcmp(s, "self"))
+		return PAGEIN_FRONTEND_SELF;
+	if (!strcmp(s, "handler"))
+		return PAGEIN_FRONTEND_HANDLER;
+	die("bad -f '%s': want self or handler", s);
 }
 
 static void usage(FILE *f)
@@ -483,12 +492,7 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 		case 'b': o->per_vcpu = parse_size(optarg); break;
 		case 'f':
 			o->frontend_given = true;
-			if (!strcmp(optarg, "self"))
-				o->frontend = PAGEIN_FRONTEND_SELF;
-			else if (!strcmp(optarg, "handler"))
-				o->frontend = PAGEIN_FRONTEND_HANDLER;
-			else
-				die("bad -f '%s': want self or handler", optarg);
+			o->frontend = bench_frontend(optarg);
 			break;
 		case 'r':
 			o->readers = strcmp(optarg, "v") ? bench_uint(optarg, "-r", 1, 1024) : 0;

@@ -151,6 +151,10 @@ void run_once(const struct bench_opts *o, const struct bench_case *c, struct ben
 /* Run each case o->repeat times, interleaved; keep the median run of each; print the rows. */
 void run_group(const struct bench_opts *o, const struct bench_case *cases, unsigned n);
 void print_header(void);
+/* The number s of option what, in lo..hi; dies naming the option otherwise. */
+unsigned bench_uint(const char *s, const char *what, unsigned lo, unsigned hi);
+/* "self" or "handler" (-f); dies on anything else. */
+enum pagein_frontend bench_frontend(const char *s);
 /* Die unless per_vcpu is a positive multiple of the backing's page size and not too large. */
 void check_sizes(const struct bench_opts *o, uint64_t per_vcpu);
 

@@ -864,18 +864,9 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 				die("bad --seed '%s': want a positive number", optarg);
 			break;
 		case OPT_BULK:
-			o->bulk = (unsigned)strtoul(optarg, &end, 0);
-			if (end == optarg || *end || o->bulk < 1 || o->bulk > 16)
-				die("bad --bulk '%s': want 1..16", optarg);
+			o->bulk = bench_uint(optarg, "--bulk", 1, 16);
 			break;
-		case 'f':
-			if (!strcmp(optarg, "self"))
-				o->frontend = PAGEIN_FRONTEND_SELF;
-			else if (!strcmp(optarg, "handler"))
-				o->frontend = PAGEIN_FRONTEND_HANDLER;
-			else
-				die("bad -f '%s': want self or handler", optarg);
-			break;
+		case 'f': o->frontend = bench_frontend(optarg); break;
 		case 'v': tool_verbose = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
