@@ -44,8 +44,10 @@ flags=$(pkg-config --cflags --libs pagein) || fail "pkg-config --cflags --libs p
 sanflags=${san:+-fsanitize=$san}
 cc -std=c11 $sanflags -o "$tmp/shared" examples/lazy-restore.c $flags >"$tmp/cc.log" 2>&1 ||
 	{ cat "$tmp/cc.log"; fail "building against the installed library: cc ... $flags"; }
-LD_LIBRARY_PATH=$prefix/lib ldd "$tmp/shared" | grep -q "$prefix/lib/libpagein.so.0" ||
-	fail "the program is not linked with the installed libpagein.so.0"
+# (into a file: with pipefail, grep -q quitting early would fail ldd with SIGPIPE)
+LD_LIBRARY_PATH=$prefix/lib ldd "$tmp/shared" >"$tmp/ldd.txt" 2>&1
+grep -q "$prefix/lib/libpagein.so.0" "$tmp/ldd.txt" ||
+	{ cat "$tmp/ldd.txt"; fail "the program is not linked with the installed libpagein.so.0"; }
 LD_LIBRARY_PATH=$prefix/lib "$tmp/shared" || fail "the program linked with libpagein.so failed"
 
 if [ -n "$san" ]; then
