@@ -39,7 +39,7 @@ if [ ! -x "$B/kvm/pagein" ]; then
 	exit 1
 fi
 if [ ! -e /dev/kvm ]; then
-	msg=$("$B/kvm/pagein" bench --kvm -v 1 -b 64K 2>&1); rc=$?
+	msg=$("$B/kvm/pagein" bench --kvm --vcpus 1 -b 64K 2>&1); rc=$?
 	if [ "$rc" != 77 ] || ! grep -q 'no /dev/kvm here' <<<"$msg"; then
 		echo "FAIL host without /dev/kvm: pagein bench --kvm exited $rc, want 77 and a reason:"
 		sed 's/^/  /' <<<"$msg"

@@ -45,38 +45,17 @@ void t_pass(const char *name)
 
 uint64_t t_word(uint64_t seed, uint64_t gpa)
 {
-	uint64_t x = (gpa >> 3) * 0x9e3779b97f4a7c15ull ^ seed * 0xbf58476d1ce4e5b9ull;
-
-	x ^= x >> 31;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 29;
-	return x | 1; /* never zero: a zero page is always a deliberate one */
-}
-
-static bool zero_page(uint64_t gpa, unsigned zero_every)
-{
-	return zero_every && (gpa >> 12) % zero_every == 0;
+	return pattern_word(seed, gpa);
 }
 
 void t_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_every)
 {
-	uint64_t *w = buf, i;
-
-	for (i = 0; i < len / 8; i++)
-		w[i] = zero_page(gpa + i * 8, zero_every) ? 0 : t_word(seed, gpa + i * 8);
+	pattern_fill(buf, gpa, len, seed, zero_every);
 }
 
 uint64_t t_check(const void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_every)
 {
-	const uint64_t *w = buf;
-	uint64_t i, want;
-
-	for (i = 0; i < len / 8; i++) {
-		want = zero_page(gpa + i * 8, zero_every) ? 0 : t_word(seed, gpa + i * 8);
-		if (w[i] != want)
-			return gpa + i * 8;
-	}
-	return UINT64_MAX;
+	return pattern_check(buf, gpa, len, seed, zero_every);
 }
 
 int t_connect_loopback(int port, int rcvbuf)

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "pagein.h"
+#include "pattern.h"
 
 #define T_ASSERT(expr)                                                                         \
 	do {                                                                                   \
@@ -45,8 +46,9 @@ void t_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2))
 /* Print "PASS name" and exit 0. */
 void t_pass(const char *name) __attribute__((noreturn));
 
-/* The victim pattern: 8 bytes at guest address gpa for seed. Never all-zero pages unless
- * zero_every divides the page number (to exercise zero pages). */
+/* The victim pattern (tools/pattern.h, the one the command writes): 8 bytes at guest address
+ * gpa for seed. Never all-zero pages unless zero_every divides the page number (to exercise
+ * zero pages). */
 uint64_t t_word(uint64_t seed, uint64_t gpa);
 /* Fill buf (guest addresses [gpa, gpa+len)) with the pattern; every zero_every-th 4 KiB page
  * stays zero (0 = none). */

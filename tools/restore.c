@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pattern.h"
 #include "tools.h"
 
 #define MAX_REGIONS 32
@@ -36,26 +37,15 @@ void restore_opts_init(struct restore_opts *o)
 }
 
 
-/* A splitmix64 word per 8 bytes of guest address: cheap, and different for every seed. */
-static uint64_t pattern(uint64_t seed, uint64_t gpa)
-{
-	uint64_t x = gpa + seed * 0x9e3779b97f4a7c15ull;
-
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 uint64_t *make_image(uint64_t *size, uint64_t seed, unsigned zero_every,
 		     struct pagein_region_desc regs[2])
 {
-	uint64_t *img, i, lo, sz = (*size + (4u << 20) - 1) & ~((4ull << 20) - 1);
+	uint64_t *img, lo, sz = (*size + (4u << 20) - 1) & ~((4ull << 20) - 1);
 
 	img = malloc(sz);
 	if (!img)
 		return NULL;
-	for (i = 0; i < sz / 8; i++)
-		img[i] = zero_every && (i * 8 / 4096) % zero_every == 0 ? 0 : pattern(seed, i * 8);
+	pattern_fill(img, 0, sz, seed, zero_every);
 	/* two regions, like a PC's RAM below and above a hole: 3/4 at 0, 1/4 at 4 GiB */
 	lo = sz / 4 * 3 & ~((2ull << 20) - 1);
 	regs[0] = (struct pagein_region_desc){ .gpa = 0, .size = lo };

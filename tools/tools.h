@@ -29,10 +29,8 @@ uint64_t parse_size(const char *s);
 void tool_log(void *arg, int level, const char *msg);
 extern bool tool_verbose;
 
-/* Subcommands: one file each (tools/cmd-NAME.c). */
+/* Subcommands: one file each (tools/cmd-NAME.c); the benchmark has its own folder (bench/). */
 int cmd_bench(int argc, char **argv);
-/* `pagein bench --net` (tools/bench-net.c): migration over TCP against the raw TCP baseline. */
-int bench_net(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
 int cmd_restore(int argc, char **argv);

@@ -163,7 +163,7 @@ int main(void)
 	}
 	/* the tables go to stderr (the console), the JSON lines here */
 	{
-		char *const a[] = { (char *)bin, "bench", "--kvm", "-v", "2", "-b", "1M", "--json",
+		char *const a[] = { (char *)bin, "bench", "--kvm", "--vcpus", "2", "-b", "1M", "--json",
 				    NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_kvm("anon", buf, 2, 1 << 20, "anon", 1);
@@ -171,7 +171,7 @@ int main(void)
 			t_failures++;
 	}
 	{
-		char *const a[] = { (char *)bin, "bench", "--kvm", "-v", "2", "-b", "1M", "-s",
+		char *const a[] = { (char *)bin, "bench", "--kvm", "--vcpus", "2", "-b", "1M", "-s",
 				    "shmem", "-r", "v", "-u", "v", "-d", "20", "--json", NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_kvm("shmem, reader and userfaultfd per vCPU, 20 us delay", buf, 2,
@@ -180,7 +180,7 @@ int main(void)
 			t_failures++;
 	}
 	if (huge_pages() >= 4) {
-		char *const a[] = { (char *)bin, "bench", "--kvm", "-v", "2", "-b", "2M", "-s",
+		char *const a[] = { (char *)bin, "bench", "--kvm", "--vcpus", "2", "-b", "2M", "-s",
 				    "hugetlb", "--around", "auto", "--json", NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_kvm("hugetlb, around auto", buf, 2, 2 << 20, "hugetlb", 0);

@@ -97,7 +97,8 @@ int h_vcpu_stat(struct h_vm *vm, unsigned i, const char *name, uint64_t *val);
 /* A capability of the VM (KVM_CHECK_EXTENSION on the VM fd). */
 int h_vm_cap(struct h_vm *vm, unsigned cap);
 
-/* The seeded pattern: the word at guest address gpa (8-byte aligned) of the source image. */
+/* The seeded pattern (tools/pattern.h, with no zero pages): the word at guest address gpa
+ * (8-byte aligned) of the source image. */
 uint64_t h_pattern(uint64_t seed, uint64_t gpa);
 
 /* Fill buf, the image of [gpa, gpa+len), with the pattern. */

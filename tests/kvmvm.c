@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kvmvm.h"
+#include "pattern.h"
 
 /* Layout of the system slot (guest physical = offset in vm->sys). */
 #define SYS_PML4 0x1000ull
@@ -99,22 +100,14 @@ uint64_t h_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* splitmix64's finalizer: every word of the image differs and depends on the seed. */
 uint64_t h_pattern(uint64_t seed, uint64_t gpa)
 {
-	uint64_t z = seed ^ gpa ^ 0x9e3779b97f4a7c15ull;
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return pattern_word(seed, gpa);
 }
 
 void h_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed)
 {
-	uint64_t *w = buf;
-
-	for (uint64_t off = 0; off < len; off += 8)
-		w[off / 8] = h_pattern(seed, gpa + off);
+	pattern_fill(buf, gpa, len, seed, 0);
 }
 
 unsigned h_check_sums(const struct h_vm *vm, const char *label, uint64_t seed)
