@@ -106,6 +106,8 @@ int cmd_demo(int argc, char **argv)
 		{ "frontend", required_argument, NULL, 'f' },
 		{ "backing", required_argument, NULL, 's' },
 		{ "workload", required_argument, NULL, 'w' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "readers", required_argument, NULL, 'r' },
 		{ "no-urgent", no_argument, NULL, 'U' },
 		{ "bulk", required_argument, NULL, 'B' },
 		{ "no-compress", no_argument, NULL, 'Z' },
@@ -127,14 +129,15 @@ int cmd_demo(int argc, char **argv)
 	/* 1 GiB unless memory is short: the server's image and the destination's copy, and room */
 	if (sysinfo(&si) == 0 && (uint64_t)si.freeram * si.mem_unit < 4 * size)
 		size = ((uint64_t)si.freeram * si.mem_unit / 4) & ~((4ull << 20) - 1);
-	while ((c = getopt_long(argc, argv, "b:f:s:w:qvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "b:f:s:w:t:r:qvh", longopts, NULL)) != -1) {
 		if (c == 'b') {
 			size = opt_size("--size", optarg, 4u << 20, 1ull << 40);
 		} else if (c == 'h') {
 			printf("usage: pagein demo [--size SIZE] [--frontend self|handler] "
 			       "[--backing anon|shmem|hugetlb] [--workload seq|rand|hotcold|none]\n"
-			       "                  [--no-urgent] [--bulk N] [--no-compress] [--no-fill] "
-			       "[--json [--json-interval SEC]] [--quiet] [--verbose]\n"
+			       "                  [--threads N] [--readers N] [--no-urgent] [--bulk N] "
+			       "[--no-compress] [--no-fill]\n"
+			       "                  [--json [--json-interval SEC]] [--quiet] [--verbose]\n"
 			       "A live post-copy migration over loopback: a child serves a generated guest,\n"
 			       "this process migrates it in while threads touch it, then verifies every byte.\n"
 			       "Exit codes as pagein restore (pagein restore --help).\n");
