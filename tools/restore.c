@@ -552,13 +552,16 @@ int run_restore(const struct restore_opts *ro)
 	state = lost ? "source_lost" : bad ? "wrong_bytes" : "verified";
 	code = lost ? EXIT_SOURCE_LOST : bad ? EXIT_WRONG_BYTES : EXIT_OK;
 	if (o->json) {
+		uint64_t present, total;
+
+		pagein_residency(s, &present, &total);
 		json_begin("summary", state);
 		json_str("source", o->from_addr ? o->from_addr : o->from_file);
 		json_str("frontend", pagein_frontend_name(o->frontend));
 		json_str("backing", pagein_backing_name(o->backing));
 		json_u64("regions", (uint64_t)n);
 		json_u64("regions_verified", lost ? 0 : (uint64_t)(n - bad));
-		json_transfer(s, &st, t0, t_full, (double)bytes / (1 << 20) /
+		json_transfer(s, &st, t0, t_full, (double)(present * ps) / (1 << 20) /
 					      ((double)(t_full - t0) / 1e9));
 		json_num("workload_s", (double)(t_work - t0) / 1e9);
 		json_u64("faults_self", st.faults_self);
