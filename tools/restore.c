@@ -2,11 +2,12 @@
 /*
  * restore.c - the restore engine the `restore` and `demo` commands drive: map the regions of a
  * snapshot or a page server as a pagein space, run workload threads over the memory while it
- * arrives (faults) and the fill or the bulk stream brings the rest, print a progress line, then
- * verify every region's digest. Also generates the images the demo serves and snapshots hold.
+ * arrives (faults) and the fill or the bulk stream brings the rest, print progress (stderr, or
+ * JSON lines), then verify every region's digest. A page the source cannot give ends the
+ * workload thread that touched it (its SIGBUS is caught), not the process, so a lost source
+ * still ends in a summary. Also generates the images the demo serves and snapshots hold.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -202,13 +203,22 @@ static void on_sigbus(int sig, siginfo_t *si, void *uctx)
 {
 	static const char msg[] = "pagein: a page of guest memory could not be fetched outside "
 				  "the workload: the source failed or went away\n";
+	ssize_t w;
 
-	atomic_store(&source_lost, true);
-	if (workload_jmp)
+	/* a workload thread touches guest memory only: its SIGBUS is a page that failed */
+	if (workload_jmp) {
+		atomic_store(&source_lost, true);
 		siglongjmp(*workload_jmp, 1);
+	}
+	/* anywhere else, a SIGBUS with no failed page reported is a real one: die by it (the
+	 * access faults again under the default action) */
+	if (!atomic_load(&source_lost)) {
+		signal(SIGBUS, SIG_DFL);
+		return;
+	}
 	/* another thread touched a lost page: no summary can be printed from here */
-	if (write(2, msg, sizeof(msg) - 1) < 0)
-		_exit(EXIT_SOURCE_LOST);
+	w = write(2, msg, sizeof(msg) - 1);
+	(void)w;
 	_exit(EXIT_SOURCE_LOST);
 }
 
