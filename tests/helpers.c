@@ -552,7 +552,7 @@ double t_json_num(const struct t_json_object *o, const char *key)
 pid_t t_spawn(const char *bin, char *const args[], int *out_fd, int *err_fd,
 	      void (*setup)(void))
 {
-	int o[2] = { -1, -1 }, e[2] = { -1, -1 };
+	int o[2] = { -1, -1 }, e[2] = { -1, -1 }, i;
 	pid_t pid;
 
 	if ((out_fd && pipe2(o, O_CLOEXEC)) || (err_fd && pipe2(e, O_CLOEXEC))) {
@@ -587,10 +587,12 @@ pid_t t_spawn(const char *bin, char *const args[], int *out_fd, int *err_fd,
 	}
 	return pid;
 fail:
-	if (o[0] >= 0)
-		close(o[0]), close(o[1]);
-	if (e[0] >= 0)
-		close(e[0]), close(e[1]);
+	for (i = 0; i < 2; i++) {
+		if (o[i] >= 0)
+			close(o[i]);
+		if (e[i] >= 0)
+			close(e[i]);
+	}
 	return -1;
 }
 
