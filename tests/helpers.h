@@ -162,3 +162,20 @@ const struct t_json_member *t_json_get(const struct t_json_object *o, const char
 double t_json_num(const struct t_json_object *o, const char *key);
 
 #endif
+
+/* The pagein command's tests (t_cli_*): a child running bin with args (args[0] included), its
+ * stdout and stderr on pipes (*out_fd, *err_fd; NULL leaves the stream the caller's), in a
+ * process group of its own; setup, when not NULL, runs in the child before exec (limits,
+ * signal dispositions). Returns the pid, or -1 with the reason printed. */
+pid_t t_spawn(const char *bin, char *const args[], int *out_fd, int *err_fd,
+	      void (*setup)(void));
+/* Read the child's pipes (fd -1: none) into out/err (NUL-terminated, truncated to the buffers)
+ * until both end, then reap it; after timeout_ms it gets SIGKILL. Returns its wait status, or -1
+ * when it had to be killed or could not be waited for (reason printed). Closes the fds. */
+int t_collect(pid_t pid, int out_fd, char *out, size_t outsz, int err_fd, char *err,
+	      size_t errsz, unsigned timeout_ms);
+/* t_spawn + t_collect: run, capture both streams, return the wait status (or -1). */
+int t_run_status(const char *bin, char *const args[], char *out, size_t outsz, char *err,
+		 size_t errsz, unsigned timeout_ms, void (*setup)(void));
+/* The exit code of a wait status, or -1 (printing the signal) when the child did not exit. */
+int t_exit_code(int status);
