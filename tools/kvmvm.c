@@ -20,13 +20,14 @@
 #include "kvmvm.h"
 
 /* Layout of the system slot (guest physical = offset in vm->sys). */
-#define SYS_PML4 0x1000ull
+#define SYS_PML4 H_SYS_PML4
 #define SYS_PDPT 0x2000ull
-#define SYS_PD 0x3000ull     /* four page directories: 4 x 512 x 2 MiB = 4 GiB */
+#define SYS_PD H_SYS_PD      /* four page directories: 4 x 512 x 2 MiB = 4 GiB */
 #define SYS_GDT 0x7000ull
 #define SYS_TSS 0x8000ull
 #define SYS_CODE 0x9000ull
 #define SYS_STACK 0x10000ull /* one 4 KiB stack per vCPU */
+_Static_assert(SYS_STACK + H_MAX_VCPUS * 0x1000ull <= H_SYS_FREE, "stacks end before H_SYS_FREE");
 
 /* Page-table entry bits. */
 #define PTE_P (1ull << 0)  /* present */

@@ -23,6 +23,9 @@
 #define H_PAGE ((uint64_t)4096)
 #define H_SYS_SLOT 0                     /* memslot of the page tables, GDT, code, stacks */
 #define H_SYS_SIZE (256ull << 10)         /* ordinary memory, never lazily paged */
+#define H_SYS_PML4 0x1000ull              /* the guest's PML4 in the system slot (kvmvm.c) */
+#define H_SYS_PD 0x3000ull                /* its first page directory: gva [0, 1 GiB) = gpa */
+#define H_SYS_FREE 0x30000ull             /* [H_SYS_FREE, H_SYS_SIZE): free for a test's use */
 #define H_MEM_GPA (1ull << 30)            /* where test memory starts in the guest */
 #define H_MAPPED (4ull << 30)             /* the guest's identity map covers [0, 4 GiB) */
 #define H_PORT_DONE 0x10                  /* the guest's `out` when its slice is done */
