@@ -493,7 +493,7 @@ static void *vcpu_thread(void *arg)
 	char what[160];
 
 	if (vm->on_start)
-		vm->on_start(vm->hook_arg, v->id);
+		vm->on_start(vm->start_arg, v->id);
 	for (;;) {
 		int err = ioctl(v->fd, KVM_RUN, 0) < 0 ? -errno : 0;
 
@@ -753,6 +753,7 @@ int h_space_new_flags(struct h_space *hs, struct h_vm *vm, enum pagein_backing b
 	vm->hook = h_space_hook;
 	vm->hook_arg = hs;
 	vm->on_start = h_space_on_start;
+	vm->start_arg = hs;
 	return 0;
 
 err_src:

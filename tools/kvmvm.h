@@ -71,7 +71,8 @@ struct h_vm {
 	struct h_vcpu vcpu[H_MAX_VCPUS];
 	h_run_hook hook;
 	void *hook_arg;
-	void (*on_start)(void *arg, unsigned vcpu); /* on each vCPU thread first (hook_arg) */
+	void (*on_start)(void *arg, unsigned vcpu); /* on each vCPU thread first */
+	void *start_arg;
 };
 
 /*
