@@ -47,7 +47,10 @@ enum bench_kind {
 	KIND_BARE_HANDLER, /* one reader thread: poll + read + install, no library */
 	KIND_LIB,          /* libpagein with the configured front-end */
 	KIND_KVM_PLAIN,    /* --kvm: the guest on populated memory of the backing, no pagein */
-	KIND_KVM_HANDLER,  /* --kvm: the guest on a pagein HANDLER space (pagein_kvm_attach) */
+	KIND_KVM_HANDLER,  /* --kvm: the guest on a pagein HANDLER space, vCPU faults through the
+	                    * handler threads (pagein_kvm_attach_flags(PAGEIN_KVM_ATTACH_NO_EXIT)) */
+	KIND_KVM_EXIT,     /* --kvm: the same space with exit-on-missing: vCPU faults are exits
+	                    * resolved on the vCPU thread (needs pagein's KVM patch) */
 };
 
 /* Command-line options. */
@@ -120,6 +123,8 @@ struct kvm_vcpu_stat {
 	uint64_t pf_fixed; /* KVM's pf_fixed: ... that mapped a page */
 	uint64_t exits;    /* KVM's exits: VM exits of this vCPU */
 	uint64_t runs;     /* KVM_RUN calls on this vCPU */
+	uint64_t eom_exits;      /* pagein: exit-on-missing exits resolved on this vCPU's thread */
+	uint64_t handler_faults; /* pagein: its faults served by the handler threads */
 };
 
 /* One vCPU thread. */
@@ -187,6 +192,7 @@ static const char *kind_name(const struct bench_case *c)
 	case KIND_BARE_HANDLER: return "bare-handler";
 	case KIND_KVM_PLAIN: return "kvm-plain";
 	case KIND_KVM_HANDLER: return "kvm-handler";
+	case KIND_KVM_EXIT: return "kvm-exit";
 	case KIND_LIB: break;
 	}
 	return pagein_frontend_name(c->frontend);
@@ -194,7 +200,7 @@ static const char *kind_name(const struct bench_case *c)
 
 static bool is_kvm(const struct bench_case *c)
 {
-	return c->kind == KIND_KVM_PLAIN || c->kind == KIND_KVM_HANDLER;
+	return c->kind == KIND_KVM_PLAIN || c->kind == KIND_KVM_HANDLER || c->kind == KIND_KVM_EXIT;
 }
 
 static const char *backing_name(const struct bench_case *c)
@@ -835,12 +841,15 @@ static void run_kvm(const struct bench_opts *o, const struct bench_case *c,
 		}
 		if (ret)
 			die("creating the memory source: %s", strerror(-ret));
-		ret = h_space_new(&hs, &vm, c->backing, size, o->seed, &cfg, src, msg);
+		ret = h_space_new_flags(&hs, &vm, c->backing, size, o->seed, &cfg, src, msg,
+					c->kind == KIND_KVM_EXIT ? 0 : PAGEIN_KVM_ATTACH_NO_EXIT);
 		if (ret)
 			die("guest memory as a pagein space: %s%s%s", msg, uffd_hint(-ret),
 			    c->backing == PAGEIN_BACKING_HUGETLB ?
 			    " (reserve huge pages: sysctl vm.nr_hugepages=N)" : "");
 		host = hs.host;
+		if (c->kind == KIND_KVM_EXIT && !pagein_kvm_exit_on_missing(hs.space))
+			die("kvm-exit: the kernel took exit-on-missing for the probe, not now");
 	}
 	for (i = 0; i < c->vcpus; i++) {
 		uint64_t lo = H_MEM_GPA + i * c->per_vcpu;
@@ -892,7 +901,14 @@ static void run_kvm(const struct bench_opts *o, const struct bench_case *c,
 	r->seconds = (double)(slow ? slow : 1) / 1e9;
 	r->pps = (double)r->pages / r->seconds;
 	r->cpu_us = (double)(c1 - c0) / 1e3;
-	if (c->kind == KIND_KVM_HANDLER) {
+	if (c->kind != KIND_KVM_PLAIN) {
+		for (i = 0; i < c->vcpus; i++) {
+			struct pagein_kvm_vcpu_stats vs;
+
+			pagein_kvm_vcpu_stats(hs.space, i, &vs);
+			r->kvs[i].eom_exits = vs.exits;
+			r->kvs[i].handler_faults = vs.handler_faults;
+		}
 		pagein_stats_get(hs.space, &r->st);
 		r->have_stats = true;
 		r->faults = r->st.faults_self + r->st.faults_handler + r->st.faults_kvm;
@@ -921,6 +937,18 @@ static void run_kvm(const struct bench_opts *o, const struct bench_case *c,
 		munmap(plain, size);
 }
 
+/* ", pagein: exits E, handler faults H" for a vCPU of a pagein row, "" for kvm-plain. */
+static const char *pagein_counts(const struct bench_result *r, const struct kvm_vcpu_stat *k)
+{
+	static char buf[96];
+
+	if (r->c.kind == KIND_KVM_PLAIN)
+		return "";
+	snprintf(buf, sizeof(buf), ", pagein: exits %" PRIu64 ", handler faults %" PRIu64,
+		 k->eom_exits, k->handler_faults);
+	return buf;
+}
+
 /* The lines under a kvm row: what each vCPU did and what KVM counted for it. */
 static void print_kvm_vcpus(const struct bench_result *r)
 {
@@ -936,8 +964,8 @@ static void print_kvm_vcpus(const struct bench_result *r)
 		else
 			snprintf(counts, sizeof(counts), "KVM statistics unavailable");
 		fprintf(tab, "  %s vCPU %u: %" PRIu64 " pages, %.0f pages/s, %s, KVM_RUN x%" PRIu64
-			" %s\n", kind_name(&r->c), i, k->pages, r->vcpu_pps[i], counts, k->runs,
-			EMULATED_NOTE);
+			"%s %s\n", kind_name(&r->c), i, k->pages, r->vcpu_pps[i], counts, k->runs,
+			pagein_counts(r, k), EMULATED_NOTE);
 	}
 	fprintf(tab, "  %s: verified %" PRIu64 " pages, every byte (guest writes, the source's "
 		"pattern elsewhere): ok\n", kind_name(&r->c), r->verified_pages);
@@ -961,7 +989,7 @@ static const struct bench_result *find_row(const struct bench_case *c, enum benc
 	unsigned i;
 
 	k.kind = kind;
-	if (kind != KIND_LIB && kind != KIND_KVM_HANDLER) {
+	if (kind != KIND_LIB && kind != KIND_KVM_HANDLER && kind != KIND_KVM_EXIT) {
 		k.frontend = PAGEIN_FRONTEND_SELF;
 		k.readers = k.uffds = 0;
 		k.around = 1;
@@ -1087,6 +1115,9 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
 		json_vcpu_array(r, "per_vcpu_pf_fixed", offsetof(struct kvm_vcpu_stat, pf_fixed));
 		json_vcpu_array(r, "per_vcpu_exits", offsetof(struct kvm_vcpu_stat, exits));
 		json_vcpu_array(r, "per_vcpu_kvm_runs", offsetof(struct kvm_vcpu_stat, runs));
+		json_vcpu_array(r, "per_vcpu_eom_exits", offsetof(struct kvm_vcpu_stat, eom_exits));
+		json_vcpu_array(r, "per_vcpu_handler_faults",
+				offsetof(struct kvm_vcpu_stat, handler_faults));
 		printf(",\"note\":\"%s\"", EMULATED_NOTE);
 	}
 	printf("}\n");
@@ -1114,6 +1145,7 @@ static void run_once(const struct bench_opts *o, const struct bench_case *c,
 		break;
 	case KIND_KVM_PLAIN:
 	case KIND_KVM_HANDLER:
+	case KIND_KVM_EXIT:
 		run_kvm(o, c, r);
 		break;
 	}
@@ -1158,7 +1190,7 @@ static void run_group(const struct bench_opts *o, const struct bench_case *cases
 		/* with one reader (uffd) per vCPU, the 1-vCPU row has one of each */
 		key = r->c;
 		if ((key.kind == KIND_LIB && key.frontend == PAGEIN_FRONTEND_HANDLER) ||
-		    key.kind == KIND_KVM_HANDLER) {
+		    key.kind == KIND_KVM_HANDLER || key.kind == KIND_KVM_EXIT) {
 			key.readers = o->readers ? o->readers : 1;
 			key.uffds = o->uffds ? o->uffds : 1;
 		}
@@ -1492,11 +1524,32 @@ static int bench_restore(const struct bench_opts *o)
 	return 0;
 }
 
-/* --kvm: kvm-plain then kvm-handler, -n times each, interleaved; a headline ratio. Exits 77
- * where there is no /dev/kvm: a bench without real vCPUs would be a fake result. */
+/* Whether KVM here takes exit-on-missing (pagein's KVM patch): a throw-away VM and space. */
+static bool kvm_has_exit_on_missing(void)
+{
+	struct h_space hs;
+	struct h_vm vm;
+	char msg[256];
+	bool have;
+
+	if (h_vm_new(&vm, 1, msg))
+		return false;
+	if (h_space_new(&hs, &vm, PAGEIN_BACKING_ANON, 1ull << 20, 1, NULL, NULL, msg)) {
+		h_vm_free(&vm);
+		return false;
+	}
+	have = pagein_kvm_exit_on_missing(hs.space);
+	h_space_free(&hs, &vm);
+	h_vm_free(&vm);
+	return have;
+}
+
+/* --kvm: kvm-plain, kvm-handler and (where KVM has pagein's patch) kvm-exit, -n times each,
+ * interleaved; a headline ratio and the exit / handler-fault counts. Exits 77 where there is no
+ * /dev/kvm: a bench without real vCPUs would be a fake result. */
 static int bench_kvm(const struct bench_opts *o)
 {
-	struct bench_case cases[2] = {
+	struct bench_case cases[3] = {
 		{ .kind = KIND_KVM_PLAIN, .backing = o->backing, .vcpus = o->vcpus,
 		  .around = 1, .per_vcpu = o->per_vcpu },
 		{ .kind = KIND_KVM_HANDLER, .frontend = PAGEIN_FRONTEND_HANDLER,
@@ -1504,8 +1557,15 @@ static int bench_kvm(const struct bench_opts *o)
 		  .readers = o->readers ? o->readers : o->vcpus,
 		  .uffds = o->uffds ? o->uffds : o->vcpus, .around = o->around,
 		  .per_vcpu = o->per_vcpu },
+		{ .kind = KIND_KVM_EXIT, .frontend = PAGEIN_FRONTEND_HANDLER,
+		  .backing = o->backing, .vcpus = o->vcpus,
+		  .readers = o->readers ? o->readers : o->vcpus,
+		  .uffds = o->uffds ? o->uffds : o->vcpus, .around = o->around,
+		  .per_vcpu = o->per_vcpu },
 	};
+	const struct bench_result *hr = NULL, *er = NULL, *pr = NULL;
 	struct bench_result warm;
+	unsigned ncases = 3;
 	uint64_t size = o->per_vcpu * o->vcpus;
 	uint8_t *img;
 	char ar[16];
@@ -1540,16 +1600,44 @@ static int bench_kvm(const struct bench_opts *o)
 	free(warm.vcpu_pps);
 	free(warm.kvs);
 
+	if (!kvm_has_exit_on_missing()) {
+		ncases = 2;
+		fprintf(tab, "kvm-exit: not run: this KVM refuses the memslot flag "
+			"KVM_MEM_EXIT_ON_MISSING (stock KVM; pagein's patch is kvm/patches/)\n");
+	}
 	print_header();
 	fprintf(tab, "kvm: %u vCPUs x %" PRIu64 " KiB, guest writes one word per 4 KiB page %s\n",
 		o->vcpus, o->per_vcpu >> 10, EMULATED_NOTE);
-	run_group(o, cases, 2);
+	run_group(o, cases, ncases);
+	for (unsigned i = 0; i < nrows; i++) {
+		if (rows[i].c.kind == KIND_KVM_PLAIN)
+			pr = &rows[i];
+		if (rows[i].c.kind == KIND_KVM_HANDLER)
+			hr = &rows[i];
+		if (rows[i].c.kind == KIND_KVM_EXIT)
+			er = &rows[i];
+	}
 	snprintf(ar, sizeof(ar), o->around ? "%u" : "auto", o->around);
 	fprintf(tab, "\nheadline: [kvm, %s, %u vCPUs, rd %u uf %u, around %s, delay %u us] "
 		"kvm-handler %.0f pages/s = %.2fx kvm-plain's %.0f pages/s %s\n",
 		pagein_backing_name(o->backing), o->vcpus, cases[1].readers, cases[1].uffds, ar,
-		o->delay_us, rows[nrows - 1].pps, rows[nrows - 1].pps / rows[nrows - 2].pps,
-		rows[nrows - 2].pps, EMULATED_NOTE);
+		o->delay_us, hr->pps, hr->pps / pr->pps, pr->pps, EMULATED_NOTE);
+	if (er) {
+		uint64_t he = 0, hh = 0, ee = 0, eh = 0;
+
+		for (unsigned i = 0; i < o->vcpus; i++) {
+			he += hr->kvs[i].eom_exits;
+			hh += hr->kvs[i].handler_faults;
+			ee += er->kvs[i].eom_exits;
+			eh += er->kvs[i].handler_faults;
+		}
+		/* the counts are what to trust here: they do not depend on the emulation */
+		fprintf(tab, "exits vs handler threads: kvm-handler: %" PRIu64 " vCPU faults at the "
+			"handler threads, %" PRIu64 " exits; kvm-exit: %" PRIu64 " exits resolved on "
+			"the vCPU threads, %" PRIu64 " at the handler threads (per vCPU above); "
+			"kvm-exit %.0f pages/s = %.2fx kvm-handler %s\n", hh, he, ee, eh, er->pps,
+			er->pps / hr->pps, EMULATED_NOTE);
+	}
 	fflush(tab);
 	free(img);
 	image = NULL;

@@ -15,10 +15,10 @@
 #include "kvmvm.h"
 
 /*
- * 0: /dev/kvm is there and KVM takes KVM_MEM_EXIT_ON_MISSING; 77 (reason printed): no /dev/kvm,
- * or stock KVM (it refuses the flag with EINVAL); 1: the probe itself failed.
+ * 1: /dev/kvm is there and KVM takes KVM_MEM_EXIT_ON_MISSING; 0: it is not or does not (why, 256
+ * bytes, says which); -1: the probe itself failed (why says how).
  */
-static inline int eom_probe(const char *name)
+static inline int eom_available(char *why)
 {
 	struct h_space hs;
 	struct h_vm vm;
@@ -27,25 +27,35 @@ static inline int eom_probe(const char *name)
 
 	ret = h_vm_new(&vm, 1, msg);
 	if (ret < 0) {
-		printf("%s: %s: %s\n", name, ret == -ENODEV ? "SKIP" : "FAIL", msg);
-		return ret == -ENODEV ? 77 : 1;
+		snprintf(why, 256, "%.250s", msg);
+		return ret == -ENODEV ? 0 : -1;
 	}
 	ret = h_space_new(&hs, &vm, PAGEIN_BACKING_ANON, 1ull << 20, 1, NULL, NULL, msg);
 	if (ret < 0) {
-		printf("%s: FAIL: probe space: %s\n", name, msg);
+		snprintf(why, 256, "probe space: %.200s", msg);
 		h_vm_free(&vm);
-		return 1;
+		return -1;
 	}
 	have = pagein_kvm_exit_on_missing(hs.space);
 	h_space_free(&hs, &vm);
 	h_vm_free(&vm);
-	if (!have) {
-		printf("%s: SKIP: this KVM lacks KVM_MEM_EXIT_ON_MISSING: it refused the memslot flag "
-		       "with EINVAL, as stock KVM does (pagein's patch, kvm/patches/, is not loaded; "
-		       "vCPU faults go to the handler threads instead)\n", name);
-		return 77;
-	}
-	return 0;
+	if (!have)
+		snprintf(why, 256, "this KVM lacks KVM_MEM_EXIT_ON_MISSING: it refused the memslot "
+			 "flag with EINVAL, as stock KVM does (pagein's patch, kvm/patches/, is not "
+			 "loaded; vCPU faults go to the handler threads instead)");
+	return have;
+}
+
+/* 0: exit-on-missing is there; 77 (reason printed): no /dev/kvm, or stock KVM; 1: failure. */
+static inline int eom_probe(const char *name)
+{
+	char why[256];
+	int ret = eom_available(why);
+
+	if (ret > 0)
+		return 0;
+	printf("%s: %s: %s\n", name, ret == 0 ? "SKIP" : "FAIL", why);
+	return ret == 0 ? 77 : 1;
 }
 
 /*
