@@ -14,8 +14,8 @@ cache=${KVM_CACHE:-$root/.cache/kvm}
 apt_dir=$cache/apt
 src=$cache/kvm-src
 bld=$cache/kvm-build
-out=$cache/kvm-modules
-patches=$root/kvm/patches
+out=${KVM_MODULES_OUT:-$cache/kvm-modules}
+patches=${KVM_PATCHES:-$root/kvm/patches} # KVM_PATCHES: another patch directory (experiments)
 
 kver=$(ls -1 "$cache/kernel/lib/modules" 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$kver" ]; then
