@@ -118,10 +118,13 @@ for m in kvm kvm-amd; do
 		exit 1
 	fi
 done
-ncrc=$(awk '$4=="EXPORT_SYMBOL_GPL"||$4=="EXPORT_SYMBOL"{print $2, $1}' "$kdir/Module.symvers" | sort |
-	join - <(awk '$3 ~ /arch\/x86\/kvm\/kvm$/{print $2, $1}' "$hdr/Module.symvers" | sort) |
-	awk '$2!=$3' | wc -l)
-echo "build-kvm: vermagic '$got'; $ncrc kvm export CRC(s) differ from Debian's (kvm-amd.ko is rebuilt with kvm.ko)" >&2
+# symbol, our CRC, Debian's CRC for every kvm export both have
+crcs=$(awk '$4=="EXPORT_SYMBOL_GPL"||$4=="EXPORT_SYMBOL"{print $2, $1}' "$kdir/Module.symvers" | sort |
+	join - <(awk '$3 ~ /arch\/x86\/kvm\/kvm$/{print $2, $1}' "$hdr/Module.symvers" | sort))
+ncmp=$(wc -l <<<"$crcs")
+ncrc=$(awk '$2!=$3' <<<"$crcs" | wc -l)
+echo "build-kvm: vermagic '$got'; $ncrc of $ncmp kvm export CRCs differ from Debian's" \
+	"(kvm-amd.ko is always rebuilt with kvm.ko)" >&2
 mkdir -p "$out"
 for m in kvm kvm-amd; do
 	objcopy --strip-debug "$kdir/$m.ko" "$out/$m.ko.tmp"
