@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pagein.h - the one public header of libpagein: demand paging of VM and process memory.
+ * pagein.h - the public header of libpagein: demand paging of VM and process memory (the KVM
+ * part is in pagein-kvm.h, which includes this one).
  * A space is a set of guest memory regions whose pages arrive on first touch from a source
  * (memory, snapshot file, network); faults reach one engine through self-resolve (SIGBUS),
  * handler threads, accessors or a KVM exit. Every function returns 0 (or a count) or -errno.
