@@ -30,6 +30,7 @@
 
 #include "kvmvm.h"
 #include "pagein.h"
+#include "pagein-kvm.h"
 #include "tools.h"
 
 #define BENCH_PAGE ((uint64_t)4096)    /* the unit a vCPU touches and every row counts */
