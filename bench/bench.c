@@ -34,6 +34,7 @@ const char *kind_name(const struct bench_case *c)
 	case KIND_BARE_HANDLER: return "bare-handler";
 	case KIND_KVM_PLAIN: return "kvm-plain";
 	case KIND_KVM_HANDLER: return "kvm-handler";
+	case KIND_KVM_EXIT: return "kvm-exit";
 	case KIND_LIB: break;
 	}
 	return pagein_frontend_name(c->frontend);
@@ -41,7 +42,7 @@ const char *kind_name(const struct bench_case *c)
 
 bool is_kvm(const struct bench_case *c)
 {
-	return c->kind == KIND_KVM_PLAIN || c->kind == KIND_KVM_HANDLER;
+	return c->kind == KIND_KVM_PLAIN || c->kind == KIND_KVM_HANDLER || c->kind == KIND_KVM_EXIT;
 }
 
 const char *backing_name(const struct bench_case *c)
@@ -81,7 +82,7 @@ static const struct bench_result *find_row(const struct bench_case *c, enum benc
 	unsigned i;
 
 	k.kind = kind;
-	if (kind != KIND_LIB && kind != KIND_KVM_HANDLER) {
+	if (kind != KIND_LIB && kind != KIND_KVM_HANDLER && kind != KIND_KVM_EXIT) {
 		k.frontend = PAGEIN_FRONTEND_SELF;
 		k.readers = k.uffds = 0;
 		k.around = 1;
@@ -207,6 +208,9 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
 		json_vcpu_array(r, "per_vcpu_pf_fixed", offsetof(struct kvm_vcpu_stat, pf_fixed));
 		json_vcpu_array(r, "per_vcpu_exits", offsetof(struct kvm_vcpu_stat, exits));
 		json_vcpu_array(r, "per_vcpu_kvm_runs", offsetof(struct kvm_vcpu_stat, runs));
+		json_vcpu_array(r, "per_vcpu_eom_exits", offsetof(struct kvm_vcpu_stat, eom_exits));
+		json_vcpu_array(r, "per_vcpu_handler_faults",
+				offsetof(struct kvm_vcpu_stat, handler_faults));
 		printf(",\"note\":\"%s\"", EMULATED_NOTE);
 	}
 	printf("}\n");
@@ -234,6 +238,7 @@ void run_once(const struct bench_opts *o, const struct bench_case *c,
 		break;
 	case KIND_KVM_PLAIN:
 	case KIND_KVM_HANDLER:
+	case KIND_KVM_EXIT:
 		run_kvm(o, c, r);
 		break;
 	}
@@ -278,7 +283,7 @@ void run_group(const struct bench_opts *o, const struct bench_case *cases, unsig
 		/* with one reader (uffd) per vCPU, the 1-vCPU row has one of each */
 		key = r->c;
 		if ((key.kind == KIND_LIB && key.frontend == PAGEIN_FRONTEND_HANDLER) ||
-		    key.kind == KIND_KVM_HANDLER) {
+		    key.kind == KIND_KVM_HANDLER || key.kind == KIND_KVM_EXIT) {
 			key.readers = o->readers ? o->readers : 1;
 			key.uffds = o->uffds ? o->uffds : 1;
 		}

@@ -31,7 +31,10 @@ enum bench_kind {
 	KIND_BARE_HANDLER, /* one reader thread: poll + read + install, no library */
 	KIND_LIB,          /* libpagein with the configured front-end */
 	KIND_KVM_PLAIN,    /* --kvm: the guest on populated memory of the backing, no pagein */
-	KIND_KVM_HANDLER,  /* --kvm: the guest on a pagein HANDLER space (pagein_kvm_attach) */
+	KIND_KVM_HANDLER,  /* --kvm: the guest on a pagein HANDLER space, vCPU faults through the
+	                    * handler threads (pagein_kvm_attach_flags(PAGEIN_KVM_ATTACH_NO_EXIT)) */
+	KIND_KVM_EXIT,     /* --kvm: the same space with exit-on-missing: vCPU faults are exits
+	                    * resolved on the vCPU thread (needs pagein's KVM patch) */
 };
 
 /* Command-line options. */
@@ -104,6 +107,8 @@ struct kvm_vcpu_stat {
 	uint64_t pf_fixed; /* KVM's pf_fixed: ... that mapped a page */
 	uint64_t exits;    /* KVM's exits: VM exits of this vCPU */
 	uint64_t runs;     /* KVM_RUN calls on this vCPU */
+	uint64_t eom_exits;      /* pagein: exit-on-missing exits resolved on this vCPU's thread */
+	uint64_t handler_faults; /* pagein: its faults served by the handler threads */
 };
 
 /* One vCPU thread. */

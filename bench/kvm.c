@@ -19,6 +19,7 @@
 
 #include "bench.h"
 #include "kvmvm.h"
+#include "pagein-kvm.h"
 
 /* ---------------------------------------------------------------------------------------------
  * --kvm: real vCPUs (tests/kvmvm.c) write one word to every page of their slice of guest memory
@@ -100,12 +101,15 @@ void run_kvm(const struct bench_opts *o, const struct bench_case *c,
 		}
 		if (ret)
 			die("creating the memory source: %s", strerror(-ret));
-		ret = h_space_new(&hs, &vm, c->backing, size, o->seed, &cfg, src, msg);
+		ret = h_space_new_flags(&hs, &vm, c->backing, size, o->seed, &cfg, src, msg,
+					c->kind == KIND_KVM_EXIT ? 0 : PAGEIN_KVM_ATTACH_NO_EXIT);
 		if (ret)
 			die("guest memory as a pagein space: %s%s%s", msg, uffd_hint(-ret),
 			    c->backing == PAGEIN_BACKING_HUGETLB ?
 			    " (reserve huge pages: sysctl vm.nr_hugepages=N)" : "");
 		host = hs.host;
+		if (c->kind == KIND_KVM_EXIT && !pagein_kvm_exit_on_missing(hs.space))
+			die("kvm-exit: the kernel took exit-on-missing for the probe, not now");
 	}
 	for (i = 0; i < c->vcpus; i++) {
 		uint64_t lo = H_MEM_GPA + i * c->per_vcpu;
@@ -157,7 +161,14 @@ void run_kvm(const struct bench_opts *o, const struct bench_case *c,
 	r->seconds = (double)(slow ? slow : 1) / 1e9;
 	r->pps = (double)r->pages / r->seconds;
 	r->cpu_us = (double)(c1 - c0) / 1e3;
-	if (c->kind == KIND_KVM_HANDLER) {
+	if (c->kind != KIND_KVM_PLAIN) {
+		for (i = 0; i < c->vcpus; i++) {
+			struct pagein_kvm_vcpu_stats vs;
+
+			pagein_kvm_vcpu_stats(hs.space, i, &vs);
+			r->kvs[i].eom_exits = vs.exits;
+			r->kvs[i].handler_faults = vs.handler_faults;
+		}
 		pagein_stats_get(hs.space, &r->st);
 		r->have_stats = true;
 		r->faults = r->st.faults_self + r->st.faults_handler + r->st.faults_kvm;
@@ -186,6 +197,18 @@ void run_kvm(const struct bench_opts *o, const struct bench_case *c,
 		munmap(plain, size);
 }
 
+/* ", pagein: exits E, handler faults H" for a vCPU of a pagein row, "" for kvm-plain. */
+static const char *pagein_counts(const struct bench_result *r, const struct kvm_vcpu_stat *k)
+{
+	static char buf[96];
+
+	if (r->c.kind == KIND_KVM_PLAIN)
+		return "";
+	snprintf(buf, sizeof(buf), ", pagein: exits %" PRIu64 ", handler faults %" PRIu64,
+		 k->eom_exits, k->handler_faults);
+	return buf;
+}
+
 /* The lines under a kvm row: what each vCPU did and what KVM counted for it. */
 void print_kvm_vcpus(const struct bench_result *r)
 {
@@ -201,18 +224,39 @@ void print_kvm_vcpus(const struct bench_result *r)
 		else
 			snprintf(counts, sizeof(counts), "KVM statistics unavailable");
 		fprintf(bench_tab, "  %s vCPU %u: %" PRIu64 " pages, %.0f pages/s, %s, KVM_RUN x%" PRIu64
-			" %s\n", kind_name(&r->c), i, k->pages, r->vcpu_pps[i], counts, k->runs,
-			EMULATED_NOTE);
+			"%s %s\n", kind_name(&r->c), i, k->pages, r->vcpu_pps[i], counts, k->runs,
+			pagein_counts(r, k), EMULATED_NOTE);
 	}
 	fprintf(bench_tab, "  %s: verified %" PRIu64 " pages, every byte (guest writes, the source's "
 		"pattern elsewhere): ok\n", kind_name(&r->c), r->verified_pages);
 }
 
-/* --kvm: kvm-plain then kvm-handler, -n times each, interleaved; a headline ratio. Exits 77
- * where there is no /dev/kvm: a bench without real vCPUs would be a fake result. */
+/* Whether KVM here takes exit-on-missing (pagein's KVM patch): a throw-away VM and space. */
+static bool kvm_has_exit_on_missing(void)
+{
+	struct h_space hs;
+	struct h_vm vm;
+	char msg[256];
+	bool have;
+
+	if (h_vm_new(&vm, 1, msg))
+		return false;
+	if (h_space_new(&hs, &vm, PAGEIN_BACKING_ANON, 1ull << 20, 1, NULL, NULL, msg)) {
+		h_vm_free(&vm);
+		return false;
+	}
+	have = pagein_kvm_exit_on_missing(hs.space);
+	h_space_free(&hs, &vm);
+	h_vm_free(&vm);
+	return have;
+}
+
+/* --kvm: kvm-plain, kvm-handler and (where KVM has pagein's patch) kvm-exit, -n times each,
+ * interleaved; a headline ratio and the exit / handler-fault counts. Exits 77 where there is no
+ * /dev/kvm: a bench without real vCPUs would be a fake result. */
 int bench_kvm(const struct bench_opts *o)
 {
-	struct bench_case cases[2] = {
+	struct bench_case cases[3] = {
 		{ .kind = KIND_KVM_PLAIN, .backing = o->backing, .vcpus = o->vcpus,
 		  .around = 1, .per_vcpu = o->per_vcpu },
 		{ .kind = KIND_KVM_HANDLER, .frontend = PAGEIN_FRONTEND_HANDLER,
@@ -220,8 +264,15 @@ int bench_kvm(const struct bench_opts *o)
 		  .readers = o->readers ? o->readers : o->vcpus,
 		  .uffds = o->uffds ? o->uffds : o->vcpus, .around = o->around,
 		  .per_vcpu = o->per_vcpu },
+		{ .kind = KIND_KVM_EXIT, .frontend = PAGEIN_FRONTEND_HANDLER,
+		  .backing = o->backing, .vcpus = o->vcpus,
+		  .readers = o->readers ? o->readers : o->vcpus,
+		  .uffds = o->uffds ? o->uffds : o->vcpus, .around = o->around,
+		  .per_vcpu = o->per_vcpu },
 	};
+	const struct bench_result *hr = NULL, *er = NULL, *pr = NULL;
 	struct bench_result warm;
+	unsigned ncases = 3;
 	uint64_t size = o->per_vcpu * o->vcpus;
 	uint8_t *img;
 	char ar[16];
@@ -256,16 +307,44 @@ int bench_kvm(const struct bench_opts *o)
 	free(warm.vcpu_pps);
 	free(warm.kvs);
 
+	if (!kvm_has_exit_on_missing()) {
+		ncases = 2;
+		fprintf(bench_tab, "kvm-exit: not run: this KVM refuses the memslot flag "
+			"KVM_MEM_EXIT_ON_MISSING (stock KVM; pagein's patch is kvm/patches/)\n");
+	}
 	print_header();
 	fprintf(bench_tab, "kvm: %u vCPUs x %" PRIu64 " KiB, guest writes one word per 4 KiB page %s\n",
 		o->vcpus, o->per_vcpu >> 10, EMULATED_NOTE);
-	run_group(o, cases, 2);
+	run_group(o, cases, ncases);
+	for (unsigned i = 0; i < bench_nrows; i++) {
+		if (bench_rows[i].c.kind == KIND_KVM_PLAIN)
+			pr = &bench_rows[i];
+		if (bench_rows[i].c.kind == KIND_KVM_HANDLER)
+			hr = &bench_rows[i];
+		if (bench_rows[i].c.kind == KIND_KVM_EXIT)
+			er = &bench_rows[i];
+	}
 	snprintf(ar, sizeof(ar), o->around ? "%u" : "auto", o->around);
 	fprintf(bench_tab, "\nheadline: [kvm, %s, %u vCPUs, rd %u uf %u, around %s, delay %u us] "
 		"kvm-handler %.0f pages/s = %.2fx kvm-plain's %.0f pages/s %s\n",
 		pagein_backing_name(o->backing), o->vcpus, cases[1].readers, cases[1].uffds, ar,
-		o->delay_us, bench_rows[bench_nrows - 1].pps, bench_rows[bench_nrows - 1].pps / bench_rows[bench_nrows - 2].pps,
-		bench_rows[bench_nrows - 2].pps, EMULATED_NOTE);
+		o->delay_us, hr->pps, hr->pps / pr->pps, pr->pps, EMULATED_NOTE);
+	if (er) {
+		uint64_t he = 0, hh = 0, ee = 0, eh = 0;
+
+		for (unsigned i = 0; i < o->vcpus; i++) {
+			he += hr->kvs[i].eom_exits;
+			hh += hr->kvs[i].handler_faults;
+			ee += er->kvs[i].eom_exits;
+			eh += er->kvs[i].handler_faults;
+		}
+		/* the counts are what to trust here: they do not depend on the emulation */
+		fprintf(bench_tab, "exits vs handler threads: kvm-handler: %" PRIu64 " vCPU faults at "
+			"the handler threads, %" PRIu64 " exits; kvm-exit: %" PRIu64 " exits resolved "
+			"on the vCPU threads, %" PRIu64 " at the handler threads (per vCPU above); "
+			"kvm-exit %.0f pages/s = %.2fx kvm-handler %s\n", hh, he, ee, eh, er->pps,
+			er->pps / hr->pps, EMULATED_NOTE);
+	}
 	fflush(bench_tab);
 	free(img);
 	bench_image = NULL;
