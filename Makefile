@@ -34,7 +34,7 @@ CPPFLAGS += -D_GNU_SOURCE -Iinclude -Ilib
 ALLCFLAGS = -std=c11 $(WFLAGS) $(CFLAGS) $(SANFLAGS) -pthread -MMD -MP
 LIBS := -lxxhash -llz4 -lpthread -lm
 
-LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_SRC   := $(sort $(wildcard lib/*.c lib/net/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/t_*.c))
 THELP_SRC := tests/helpers.c
@@ -65,11 +65,11 @@ $(B)/libpagein.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 # The shared library exports the public API alone: the version script is made from the header,
-# so a function is public exactly when include/pagein.h declares it.
-$(B)/pagein.map: include/pagein.h
+# so a function is public exactly when include/pagein*.h declares it.
+$(B)/pagein.map: include/pagein.h include/pagein-net.h
 	@mkdir -p $(dir $@)
 	$(Q){ echo "PAGEIN_0 { global:"; \
-	  sed -n 's/^[a-z].*[ *]\(pagein_[a-z0-9_]*\)(.*/  \1;/p' $<; \
+	  sed -n 's/^[a-z].*[ *]\(pagein_[a-z0-9_]*\)(.*/  \1;/p' $^; \
 	  echo "local: *; };"; } > $@
 
 $(B)/libpagein.so: $(PIC_OBJ) $(B)/pagein.map
@@ -109,7 +109,7 @@ soak: all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/bin \
 		$(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 include/pagein.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/pagein.h include/pagein-net.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(B)/libpagein.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(B)/libpagein.so $(DESTDIR)$(PREFIX)/lib/libpagein.so.0
 	ln -sf libpagein.so.0 $(DESTDIR)$(PREFIX)/lib/libpagein.so

@@ -12,7 +12,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "proto.h"
+#include "pagein-net.h"
+#include "net/wire.h"
 
 #define SIZE (64ull << 20) /* far more than the socket buffers hold */
 

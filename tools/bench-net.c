@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pagein.h"
+#include "pagein-net.h"
 #include "tools.h"
 
 #define NB_PAGE 4096u

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "pagein-net.h"
 #include "tools.h"
 
 /*

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pagein-net.h"
 #include "tools.h"
 
 #define MAX_REGIONS 32

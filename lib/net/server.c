@@ -23,14 +23,8 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "proto.h"
-
-_Static_assert(sizeof(struct pn_hdr) == 16, "pn_hdr travels as 16 bytes");
-_Static_assert(sizeof(struct pn_hello) == 40, "pn_hello travels as 40 bytes");
-_Static_assert(sizeof(struct pn_welcome) == 32, "pn_welcome travels as 32 bytes");
-_Static_assert(sizeof(struct pn_region) == 24, "pn_region travels as 24 bytes");
-_Static_assert(sizeof(struct pn_req) == 16 && sizeof(struct pn_pages) == 16, "16-byte bodies");
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
+#include "pagein-net.h"
+#include "net/wire.h"
 
 #define SRV_LZ4_MAX (PN_PAGE * 3 / 4 - 1) /* an LZ4 page is sent only when smaller than 3/4 page */
 #define SRV_FETCH_MAX 64u     /* pages per source fetch: one zero_mask word */
@@ -98,6 +92,7 @@ struct pagein_server {
 	struct sockaddr_storage addr; /* parsed listen address */
 	socklen_t addrlen;            /* its length */
 	struct srv_region regions[PN_MAX_REGIONS]; /* in the order added: page numbering */
+	struct pn_region table[PN_MAX_REGIONS]; /* the same as WELCOME sends them (lookups) */
 	unsigned nregions;            /* used entries of regions */
 	uint64_t total_pages;         /* over all regions */
 	bool has_snapshot;            /* some region is read through a source */
@@ -243,23 +238,21 @@ err:
 static int region_check(struct pagein_server *srv, uint64_t gpa, uint64_t size)
 {
 	unsigned i;
+	int ret;
 
 	if (srv->started)
 		return -EBUSY;
-	if (!size || size % PN_PAGE || gpa % PN_PAGE || gpa + size < gpa) {
+	ret = pi_wire_region_check(srv->table, srv->nregions, gpa, size, &i);
+	if (ret == -EINVAL) {
 		srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) is empty, not 4 KiB-aligned or "
 			"wraps", (unsigned long long)gpa, (unsigned long long)size);
 		return -EINVAL;
 	}
-	for (i = 0; i < srv->nregions; i++) {
-		const struct srv_region *r = &srv->regions[i];
-
-		if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
-			srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) overlaps [%#llx, +%#llx)",
-				(unsigned long long)gpa, (unsigned long long)size,
-				(unsigned long long)r->gpa, (unsigned long long)r->size);
-			return -EINVAL;
-		}
+	if (ret < 0) {
+		srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) overlaps [%#llx, +%#llx)",
+			(unsigned long long)gpa, (unsigned long long)size,
+			(unsigned long long)srv->table[i].gpa, (unsigned long long)srv->table[i].size);
+		return -EINVAL;
 	}
 	if (srv->nregions == PN_MAX_REGIONS) {
 		srv_log(srv, PAGEIN_LOG_ERR, "more than %u regions", PN_MAX_REGIONS);
@@ -271,6 +264,7 @@ static int region_check(struct pagein_server *srv, uint64_t gpa, uint64_t size)
 static void region_push(struct pagein_server *srv, uint64_t gpa, uint64_t size, uint64_t digest,
 			const void *mem, struct pagein_source *src)
 {
+	srv->table[srv->nregions] = (struct pn_region){ .gpa = gpa, .size = size, .digest = digest };
 	srv->regions[srv->nregions++] = (struct srv_region){
 		.gpa = gpa, .size = size, .digest = digest, .first = srv->total_pages,
 		.mem = mem, .src = src,
@@ -447,15 +441,9 @@ static const struct srv_region *region_of_page(struct pagein_server *srv, uint64
 /* The region holding [gpa, gpa+len), or NULL. */
 static const struct srv_region *region_of(struct pagein_server *srv, uint64_t gpa, uint64_t len)
 {
-	unsigned i;
+	int i = pi_wire_region_find(srv->table, srv->nregions, gpa, len);
 
-	for (i = 0; i < srv->nregions; i++) {
-		const struct srv_region *r = &srv->regions[i];
-
-		if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
-			return r;
-	}
-	return NULL;
+	return i < 0 ? NULL : &srv->regions[i];
 }
 
 /*
@@ -525,53 +513,22 @@ static int send_stall_ms(const struct pagein_server *srv)
  */
 static int send_iov(struct srv_conn *c, struct iovec *iov, int n)
 {
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-	ssize_t w;
+	size_t sent;
+	int ret = pi_wire_send(c->fd, iov, n, &sent, send_stall_ms(c->srv), 0, c->srv->stop_efd);
 
-	while (mh.msg_iovlen) {
-		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLOUT },
-						 { .fd = c->srv->stop_efd, .events = POLLIN } };
-			int r = poll(pfd, 2, send_stall_ms(c->srv));
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
-				return -errno;
-			if (pfd[1].revents)
-				return -ESHUTDOWN;
-			if (r == 0) {
-				srv_log(c->srv, PAGEIN_LOG_WARN,
-					"a peer took no data for %d ms: dropping its connection",
-					send_stall_ms(c->srv));
-				return -ETIMEDOUT;
-			}
-			continue;
-		}
-		if (w < 0)
-			return -errno;
-		STAT_ADD(c->srv, bytes_sent, (uint64_t)w);
-		while (mh.msg_iovlen && (size_t)w >= mh.msg_iov->iov_len) {
-			w -= (ssize_t)mh.msg_iov->iov_len;
-			mh.msg_iov++;
-			mh.msg_iovlen--;
-		}
-		if (mh.msg_iovlen) {
-			mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + w;
-			mh.msg_iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
+	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
+	if (ret == -ETIMEDOUT)
+		srv_log(c->srv, PAGEIN_LOG_WARN, "%s took no data for %d ms: dropping its "
+			"connection", c->peer, send_stall_ms(c->srv));
+	return ret;
 }
 
 static int send_simple(struct srv_conn *c, uint16_t type, const void *body, uint32_t len)
 {
-	struct pn_hdr h = { .len = len, .type = type };
+	struct pn_hdr h;
 	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)body, len } };
 
+	pi_wire_hdr(&h, len, type, 0);
 	return send_iov(c, iov, len ? 2 : 1);
 }
 
@@ -643,8 +600,7 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 			niov++;
 		}
 	}
-	*h = (struct pn_hdr){ .len = (uint32_t)(sizeof(*pg) + 4ull * n + payload), .type = PN_PAGES,
-			      .id = id };
+	pi_wire_hdr(h, (uint32_t)(sizeof(*pg) + 4ull * n + payload), PN_PAGES, id);
 	*pg = (struct pn_pages){ .gpa = gpa, .npages = n };
 	c->iov[0].iov_base = c->head;
 	c->iov[0].iov_len = sizeof(*h) + sizeof(*pg) + 4ull * n;
@@ -678,7 +634,7 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
 	} __attribute__((packed)) m;
 	struct pn_hdr h;
 	struct iovec iov[2];
-	struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+	size_t sent;
 	va_list ap;
 	int len;
 
@@ -696,17 +652,13 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
 	if (!c->sess)
 		STAT_ADD(c->srv, refused, 1);
 	m.e.code = (uint32_t)code;
-	h = (struct pn_hdr){ .len = (uint32_t)(sizeof(m.e) + (unsigned)len), .type = PN_ERROR };
+	pi_wire_hdr(&h, (uint32_t)(sizeof(m.e) + (unsigned)len), PN_ERROR, 0);
 	iov[0] = (struct iovec){ &h, sizeof(h) };
 	iov[1] = (struct iovec){ &m, sizeof(m.e) + (unsigned)len };
 	/* a peer that does not read gets no error rather than a stuck thread */
-	if (poll(&pfd, 1, SRV_DRAIN_MS) == 1 && (pfd.revents & POLLOUT)) {
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (w > 0)
-			STAT_ADD(c->srv, bytes_sent, (uint64_t)w);
-	}
+	pi_wire_send(c->fd, iov, 2, &sent, SRV_DRAIN_MS,
+		     pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
+	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
 	return -code;
 }
 
@@ -719,35 +671,10 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
  */
 static int recv_full(struct srv_conn *c, void *buf, size_t len, size_t *got)
 {
-	struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
-				 { .fd = c->srv->stop_efd, .events = POLLIN } };
-	ssize_t r;
-	int n;
+	unsigned ms = c->srv->cfg.timeout_ms;
 
-	*got = 0;
-	while (*got < len) {
-		r = recv(c->fd, (uint8_t *)buf + *got, len - *got, MSG_DONTWAIT);
-		if (r > 0) {
-			*got += (size_t)r;
-			continue;
-		}
-		if (r == 0)
-			return -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return errno == EPIPE ? -ECONNRESET : -errno;
-		n = poll(pfd, 2, c->srv->cfg.timeout_ms > INT_MAX ? INT_MAX : (int)c->srv->cfg.timeout_ms);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (pfd[1].revents)
-			return -ESHUTDOWN;
-		if (!n)
-			return -ETIMEDOUT;
-	}
-	return 0;
+	return pi_wire_recv(c->fd, buf, len, got, ms > INT_MAX ? INT_MAX : (int)ms, 0,
+			    c->srv->stop_efd);
 }
 
 static const char *type_name(unsigned t)
@@ -925,9 +852,8 @@ static int conn_handshake(struct srv_conn *c)
 	w.features = c->features;
 	w.nregions = srv->nregions;
 	for (i = 0; i < srv->nregions; i++)
-		regs[i] = (struct pn_region){ srv->regions[i].gpa, srv->regions[i].size,
-					      srv->regions[i].digest };
-	h = (struct pn_hdr){ .len = (uint32_t)(sizeof(w) + i * sizeof(regs[0])), .type = PN_WELCOME };
+		regs[i] = srv->table[i];
+	pi_wire_hdr(&h, (uint32_t)(sizeof(w) + i * sizeof(regs[0])), PN_WELCOME, 0);
 	iov[0] = (struct iovec){ &h, sizeof(h) };
 	iov[1] = (struct iovec){ &w, sizeof(w) };
 	iov[2] = (struct iovec){ regs, i * sizeof(regs[0]) };

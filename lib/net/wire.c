@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+/*
+ * wire.c - what both ends of the protocol share (wire.h): frame headers, region lookup and
+ * checks, and the exact-length receive and send loops with their time limits. Every loop here
+ * waits in poll() with a bound, so no caller can block for ever on a silent or stuck peer.
+ * Async-signal-safe throughout: a fault's fetch sends its request through pi_wire_send.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+#include "net/wire.h"
+
+_Static_assert(sizeof(struct pn_hdr) == 16, "pn_hdr travels as 16 bytes");
+_Static_assert(sizeof(struct pn_hello) == 40, "pn_hello travels as 40 bytes");
+_Static_assert(sizeof(struct pn_welcome) == 32, "pn_welcome travels as 32 bytes");
+_Static_assert(sizeof(struct pn_region) == 24, "pn_region travels as 24 bytes");
+_Static_assert(sizeof(struct pn_req) == 16 && sizeof(struct pn_pages) == 16, "16-byte bodies");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
+
+void pi_wire_hdr(struct pn_hdr *h, uint32_t len, uint16_t type, uint64_t id)
+{
+	h->len = htole32(len);
+	h->type = htole16(type);
+	h->flags = 0;
+	h->id = htole64(id);
+}
+
+int pi_wire_region_find(const struct pn_region *regs, unsigned n, uint64_t gpa, uint64_t len)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++)
+		if (pi_wire_in_region(regs[i].gpa, regs[i].size, gpa, len))
+			return (int)i;
+	return -1;
+}
+
+int pi_wire_region_check(const struct pn_region *regs, unsigned n, uint64_t gpa, uint64_t size,
+			 unsigned *other)
+{
+	unsigned i;
+
+	if (!size || size % PN_PAGE || gpa % PN_PAGE || gpa + size < gpa)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (gpa < regs[i].gpa + regs[i].size && regs[i].gpa < gpa + size) {
+			*other = i;
+			return -EEXIST;
+		}
+	return 0;
+}
+
+int pi_wire_ms_left(uint64_t deadline_ns)
+{
+	uint64_t now;
+
+	if (!deadline_ns)
+		return -1;
+	now = pagein_now_ns();
+	if (now >= deadline_ns)
+		return 0;
+	return (deadline_ns - now) / 1000000 >= INT_MAX ? INT_MAX
+						       : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+/*
+ * Wait until fd is ready for events, within idle_ms and the deadline, unless stop_fd fires.
+ * 0 ready (or hung up: the next call says how), -ETIMEDOUT, -ESHUTDOWN, -errno.
+ */
+static int wait_fd(int fd, short events, int idle_ms, uint64_t deadline_ns, int stop_fd)
+{
+	struct pollfd pfd[2] = { { .fd = fd, .events = events }, { .fd = stop_fd, .events = POLLIN } };
+	int ms, left, n;
+
+	for (;;) {
+		ms = idle_ms;
+		left = pi_wire_ms_left(deadline_ns);
+		if (left >= 0 && (ms < 0 || left < ms))
+			ms = left;
+		n = poll(pfd, stop_fd >= 0 ? 2 : 1, ms);
+		if (n < 0 && errno == EINTR)
+			continue; /* a signal: the limits still hold (deadline), idle restarts */
+		if (n < 0)
+			return -errno;
+		if (stop_fd >= 0 && pfd[1].revents)
+			return -ESHUTDOWN;
+		return n ? 0 : -ETIMEDOUT;
+	}
+}
+
+ssize_t pi_wire_recv_some(int fd, void *buf, size_t max, int idle_ms, int stop_fd)
+{
+	ssize_t r;
+	int ret;
+
+	for (;;) {
+		r = recv(fd, buf, max, MSG_DONTWAIT);
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return errno == EPIPE ? -ECONNRESET : -errno;
+		ret = wait_fd(fd, POLLIN, idle_ms, 0, stop_fd);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+int pi_wire_recv(int fd, void *buf, size_t len, size_t *got, int idle_ms, uint64_t deadline_ns,
+		 int stop_fd)
+{
+	ssize_t r;
+	int ret;
+
+	*got = 0;
+	while (*got < len) {
+		r = recv(fd, (uint8_t *)buf + *got, len - *got, MSG_DONTWAIT);
+		if (r > 0) {
+			*got += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			return -ECONNRESET;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return errno == EPIPE ? -ECONNRESET : -errno;
+		ret = wait_fd(fd, POLLIN, idle_ms, deadline_ns, stop_fd);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int pi_wire_send(int fd, struct iovec *iov, int n, size_t *sent, int idle_ms,
+		 uint64_t deadline_ns, int stop_fd)
+{
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+	ssize_t w;
+	int ret;
+
+	*sent = 0;
+	while (mh.msg_iovlen) {
+		w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			ret = wait_fd(fd, POLLOUT, idle_ms, deadline_ns, stop_fd);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		if (w < 0)
+			return -errno;
+		*sent += (size_t)w;
+		while (mh.msg_iovlen && (size_t)w >= mh.msg_iov->iov_len) {
+			w -= (ssize_t)mh.msg_iov->iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen) {
+			mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + w;
+			mh.msg_iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
