@@ -320,13 +320,15 @@ int run_restore(const struct restore_opts *o)
 		pagein_residency(s, &present, &total);
 		if (ret == 0 || ret == -EIO || (!filling && t_work))
 			break;
-		if (stream && t_work) {
-			struct pagein_net_stats ns;
+		if (stream) {
+			int ss = pagein_net_stream_status(src);
 
-			/* the stream ended (or broke): faults and the accessors below bring the rest */
-			pagein_net_stats_get(src, &ns);
-			if (ns.stream_done || ns.errors)
-				break;
+			/* a stream that failed before every page was sent ends the restore, idle
+			 * guest or not: nothing else would bring the pages nobody touches */
+			if (ss < 0 && ss != -EINPROGRESS)
+				die("the bulk stream from %s failed: %s", o->from_addr, strerror(-ss));
+			if (ss == 0 && t_work)
+				break; /* faults and the accessors below bring the rest */
 		}
 	}
 	for (t = 0; th && t < o->threads; t++)

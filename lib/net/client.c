@@ -85,8 +85,11 @@ static int check_regions(struct netsrc *ns, const struct pn_region *regs, unsign
 /* ------------------------------------------------------------------------------------------- */
 /* receiving                                                                                  */
 
-/* Read exactly n bytes. Returns 0, 1 on a clean EOF before the first byte, or -errno. */
-static int recv_exact(struct ns_conn *c, void *dst, size_t n)
+/*
+ * Read exactly n bytes, waiting at most idle_ms (-1: no limit) for each chunk. Returns 0, 1 on a
+ * clean EOF before the first byte, -EPIPE on an EOF after it, -ETIMEDOUT, or -errno.
+ */
+static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
 {
 	uint8_t *p = dst;
 	size_t got = 0, k;
@@ -104,9 +107,9 @@ static int recv_exact(struct ns_conn *c, void *dst, size_t n)
 		}
 		/* large remainders go straight to dst, small ones through the buffer */
 		if (n - got >= NS_RBUF / 2)
-			r = pi_wire_recv_some(c->fd, p + got, n - got, -1, -1);
+			r = pi_wire_recv_some(c->fd, p + got, n - got, idle_ms, -1);
 		else
-			r = pi_wire_recv_some(c->fd, c->rbuf, NS_RBUF, -1, -1);
+			r = pi_wire_recv_some(c->fd, c->rbuf, NS_RBUF, idle_ms, -1);
 		if (r < 0)
 			return (int)r;
 		if (r == 0)
@@ -269,9 +272,14 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 	uint32_t len;
 	uint16_t type;
 	uint64_t id;
-	int ret;
+	int ret, idle;
 
-	ret = recv_exact(c, &h, sizeof(h));
+	/* a connection whose stream is not over may not go silent for longer than the space's
+	 * fault time-out: otherwise an idle destination (nothing faults) would wait for ever on a
+	 * stopped or stalled server. Replies only, or after END, idle is normal. */
+	idle = c->stream && !c->ended && atomic_load(&ns->space) && atomic_load(&ns->read_ms) > 0
+		       ? atomic_load(&ns->read_ms) : -1;
+	ret = recv_exact(c, &h, sizeof(h), idle);
 	if (ret)
 		return ret;
 	len = le32toh(h.len);
@@ -286,7 +294,7 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 		snprintf(why, whylen, "a frame with flags %#x (must be 0)", le16toh(h.flags));
 		return -EPROTO;
 	}
-	ret = recv_exact(c, c->body, len);
+	ret = recv_exact(c, c->body, len, idle);
 	if (ret)
 		return ret == 1 ? -EPIPE : ret;
 	switch (type) {
@@ -308,15 +316,7 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 				 c->stream ? "with a body or an id" : "on the urgent connection");
 			return -EPROTO;
 		}
-		/* each bulk connection ends its own stream: done when all of them have */
-		if (!c->ended) {
-			c->ended = true;
-			if (atomic_fetch_add(&ns->ends, 1) + 1 >= atomic_load(&ns->streams)) {
-				atomic_store(&ns->stream_done, true);
-				pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: every page has been sent",
-				       ns->addr);
-			}
-		}
+		pi_net_stream_end(c);
 		return 0;
 	case PN_ERROR: {
 		struct pn_error e = { 0 };
@@ -354,19 +354,32 @@ static void *receiver_main(void *arg)
 		ret = recv_frame(c, why, sizeof(why));
 	while (ret == 0);
 	if (!atomic_load(&c->quitting)) {
-		if (ret == 1) {
-			if (!c->stream || !atomic_load(&ns->stream_done) || c->replies)
+		/* the stream this connection carries is not over: its end is a failure */
+		bool early = c->stream && !c->ended && atomic_load(&ns->streaming);
+
+		if (ret == 1 && !early) {
+			if (c->replies)
 				pi_net_log(ns, PAGEIN_LOG_WARN, "server %s closed the %s connection",
-				       ns->addr, c->replies ? "urgent" : "bulk");
+					   ns->addr, c->stream ? "single" : "urgent");
 		} else {
-			if (ret == -EPIPE)
+			if (ret == 1)
+				snprintf(why, sizeof(why), "the server closed it before the end of the "
+					 "stream (no END): pages are missing");
+			else if (ret == -EPIPE)
 				snprintf(why, sizeof(why), "a truncated frame (the connection closed "
 					 "in the middle of it)");
+			else if (ret == -ETIMEDOUT && !why[0])
+				snprintf(why, sizeof(why), "the server sent nothing for %d ms (the "
+					 "space's timeout_ms) before the end of the stream",
+					 atomic_load(&ns->read_ms));
 			else if (!why[0])
 				snprintf(why, sizeof(why), "%s", strerror(-ret));
 			atomic_fetch_add(&ns->errors, 1);
 			pi_net_log(ns, PAGEIN_LOG_ERR, "server %s, %s connection: %s; closing it",
-			       ns->addr, c->replies ? (c->stream ? "single" : "urgent") : "bulk", why);
+				   ns->addr, c->replies ? (c->stream ? "single" : "urgent") : "bulk",
+				   why);
+			if (early)
+				pi_net_stream_fail(ns, ret == 1 || ret == -EPIPE ? -ECONNRESET : ret);
 		}
 	}
 	shutdown(c->fd, SHUT_RDWR);

@@ -100,6 +100,9 @@ struct netsrc {
 	_Atomic unsigned streams;       /* connections carrying the bulk stream */
 	_Atomic unsigned ends;          /* of those, how many have sent END */
 	_Atomic bool stream_done;       /* every streaming connection sent END */
+	_Atomic int stream_err;         /* 0, or why the stream failed before its END (first wins) */
+	_Atomic uint32_t stream_seq;    /* futex word: bumped when the stream ends, fails or stops */
+	_Atomic int read_ms;            /* bulk read time-out: the space's timeout_ms (0 = none) */
 };
 /* A parsed and checked PAGES body. */
 struct ns_pages {
@@ -134,5 +137,9 @@ void pi_net_slots_fail_all(struct netsrc *ns, int err);
 void pi_net_wake_parked(struct netsrc *ns);
 void pi_net_handle_bulk(struct ns_conn *c, const struct ns_pages *pg, char *why, size_t whylen,
 			int *err);
+/* An END arrived on c (receiver thread). */
+void pi_net_stream_end(struct ns_conn *c);
+/* The stream failed with err before every page was sent (the first failure is kept). */
+void pi_net_stream_fail(struct netsrc *ns, int err);
 
 #endif /* PAGEIN_NET_CLIENT_H */

@@ -6,10 +6,41 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "net/client.h"
+
+/* Wake pagein_net_stream_wait: the stream ended, failed or stopped. */
+static void stream_changed(struct netsrc *ns)
+{
+	atomic_fetch_add(&ns->stream_seq, 1);
+	pagein_futex_wake(&ns->stream_seq);
+}
+
+void pi_net_stream_end(struct ns_conn *c)
+{
+	struct netsrc *ns = c->ns;
+
+	/* each bulk connection ends its own stream: done when all of them have */
+	if (c->ended)
+		return;
+	c->ended = true;
+	if (atomic_fetch_add(&ns->ends, 1) + 1 >= atomic_load(&ns->streams)) {
+		atomic_store(&ns->stream_done, true);
+		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: every page has been sent", ns->addr);
+		stream_changed(ns);
+	}
+}
+
+void pi_net_stream_fail(struct netsrc *ns, int err)
+{
+	int none = 0;
+
+	if (atomic_compare_exchange_strong(&ns->stream_err, &none, err))
+		stream_changed(ns);
+}
 
 void pi_net_wake_parked(struct netsrc *ns)
 {
@@ -236,6 +267,12 @@ int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *spac
 	atomic_store(&ns->streams, ns->nbulk + (ns->main->stream ? 1u : 0u));
 	atomic_store(&ns->ends, 0);
 	atomic_store(&ns->stream_done, false);
+	atomic_store(&ns->stream_err, 0);
+	/* a silent server is noticed on the same scale as a fault that waits too long */
+	atomic_store(&ns->read_ms, (int)(space->cfg.timeout_ms > INT_MAX ? INT_MAX
+								: space->cfg.timeout_ms));
+	if (ns->main->stream && atomic_load(&ns->main->dead))
+		atomic_store(&ns->stream_err, -ECONNRESET); /* the single connection is gone */
 	for (i = 0; i < ns->nbulk; i++)
 		ns->bulk[i]->ended = false;
 	atomic_store(&ns->space, space);
@@ -275,6 +312,41 @@ void pagein_net_stream_stop(struct pagein_source *src)
 	ns->nbulk = 0;
 	pthread_mutex_unlock(&ns->lock);
 	pi_net_wake_parked(ns);
+	stream_changed(ns);
 	for (i = 0; i < n; i++)
 		pi_net_conn_close(bulk[i]);
+}
+
+int pagein_net_stream_status(struct pagein_source *src)
+{
+	struct netsrc *ns = pi_net_of(src);
+	int err;
+
+	if (!ns)
+		return -EINVAL;
+	if (!atomic_load(&ns->space) || !atomic_load(&ns->streams))
+		return -ENOTCONN;
+	err = atomic_load(&ns->stream_err);
+	if (err)
+		return err;
+	return atomic_load(&ns->stream_done) ? 0 : -EINPROGRESS;
+}
+
+int pagein_net_stream_wait(struct pagein_source *src, int timeout_ms)
+{
+	struct netsrc *ns = pi_net_of(src);
+	uint64_t deadline = timeout_ms < 0 ? 0 : pagein_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint32_t seq;
+	int st;
+
+	if (!ns)
+		return -EINVAL;
+	for (;;) {
+		seq = atomic_load(&ns->stream_seq);
+		st = pagein_net_stream_status(src);
+		if (st != -EINPROGRESS || (deadline && pagein_now_ns() >= deadline))
+			return st;
+		if (pagein_futex_wait(&ns->stream_seq, seq, deadline) == -ETIMEDOUT)
+			return pagein_net_stream_status(src);
+	}
 }
