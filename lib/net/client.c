@@ -740,9 +740,17 @@ int pagein_net_regions(struct pagein_source *src, struct pagein_region_desc *reg
 	struct netsrc *ns = pi_net_of(src);
 	unsigned i;
 
-	if (!ns)
+	if (!ns || (!regs && max))
 		return -EINVAL;
-	for (i = 0; i < ns->nregions && i < max; i++)
+	if (!regs)
+		return (int)ns->nregions;
+	/* a prefix would look like the whole table to a caller that trusts the count */
+	if (ns->nregions > max) {
+		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s has %u regions; the caller's table holds %u",
+			   ns->addr, ns->nregions, max);
+		return -E2BIG;
+	}
+	for (i = 0; i < ns->nregions; i++)
 		regs[i] = (struct pagein_region_desc){
 			.gpa = ns->regions[i].gpa,
 			.size = ns->regions[i].size,
