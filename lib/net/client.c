@@ -393,9 +393,30 @@ static void *receiver_main(void *arg)
 /* ------------------------------------------------------------------------------------------- */
 /* connecting                                                                                 */
 
+/* A resolver failure as -errno: the log line has the resolver's own words. */
+static int gai_errno(int eai)
+{
+	switch (eai) {
+	case EAI_NONAME:
+	case EAI_NODATA:
+	case EAI_ADDRFAMILY:
+	case EAI_FAIL:
+		return -ENXIO; /* no such host (or no address for it) */
+	case EAI_AGAIN:
+		return -EAGAIN; /* the resolver could not answer now */
+	case EAI_MEMORY:
+		return -ENOMEM;
+	case EAI_SYSTEM:
+		return errno ? -errno : -EIO;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Resolve HOST:PORT into every address it has (NS_MAX_ADDRS at most), in the resolver's order. */
 static int resolve_addr(struct netsrc *ns)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai, *a;
 	char host[256], *port;
 	int ret;
 
@@ -412,12 +433,22 @@ static int resolve_addr(struct netsrc *ns)
 	}
 	ret = getaddrinfo(host, port, &hints, &ai);
 	if (ret) {
+		int err = gai_errno(ret);
+
 		pi_net_log(ns, PAGEIN_LOG_ERR, "cannot resolve %s: %s", ns->addr, gai_strerror(ret));
-		return -EHOSTUNREACH;
+		return err;
 	}
-	memcpy(&ns->sa, ai->ai_addr, ai->ai_addrlen);
-	ns->salen = ai->ai_addrlen;
+	for (a = ai; a && ns->naddrs < NS_MAX_ADDRS; a = a->ai_next) {
+		if (a->ai_addrlen > sizeof(ns->sa[0]))
+			continue;
+		memcpy(&ns->sa[ns->naddrs], a->ai_addr, a->ai_addrlen);
+		ns->salen[ns->naddrs++] = a->ai_addrlen;
+	}
 	freeaddrinfo(ai);
+	if (!ns->naddrs) {
+		pi_net_log(ns, PAGEIN_LOG_ERR, "cannot resolve %s: no usable address", ns->addr);
+		return -ENXIO;
+	}
 	return 0;
 }
 
@@ -429,17 +460,18 @@ static int recv_deadline(int fd, void *buf, size_t n, uint64_t deadline)
 	return pi_wire_recv(fd, buf, n, &got, -1, deadline, -1);
 }
 
-static int connect_fd(struct netsrc *ns, uint64_t deadline)
+/* Connect to address k of the server before the deadline; the fd (blocking) or -errno. */
+static int connect_one(struct netsrc *ns, unsigned k, uint64_t deadline)
 {
 	int fd, one = 1, err = 0, ret;
 	socklen_t elen = sizeof(err);
 	struct pollfd pfd;
 
-	fd = socket(ns->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(ns->sa[k].ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&ns->sa, ns->salen) < 0) {
+	if (connect(fd, (struct sockaddr *)&ns->sa[k], ns->salen[k]) < 0) {
 		if (errno != EINPROGRESS) {
 			ret = -errno;
 			goto close_fd;
@@ -465,6 +497,35 @@ static int connect_fd(struct netsrc *ns, uint64_t deadline)
 close_fd:
 	close(fd);
 	return ret;
+}
+
+/*
+ * Connect to the server: each address of its name in turn (the last one that worked first),
+ * each with an equal share of the time left, so one that drops packets cannot use it all.
+ * Returns the fd or the last address's -errno.
+ */
+static int connect_fd(struct netsrc *ns, uint64_t deadline)
+{
+	unsigned first = atomic_load(&ns->addr_ok), i, k;
+	uint64_t now, share;
+	int fd = -EHOSTUNREACH;
+
+	for (i = 0; i < ns->naddrs; i++) {
+		k = (first + i) % ns->naddrs;
+		now = pagein_now_ns();
+		if (now >= deadline)
+			return i ? fd : -ETIMEDOUT;
+		share = (deadline - now) / (ns->naddrs - i);
+		fd = connect_one(ns, k, now + share);
+		if (fd >= 0) {
+			atomic_store(&ns->addr_ok, k);
+			return fd;
+		}
+		if (ns->naddrs > 1)
+			pi_net_log(ns, PAGEIN_LOG_DEBUG, "%s: address %u of %u: %s", ns->addr, k + 1,
+				   ns->naddrs, strerror(-fd));
+	}
+	return fd;
 }
 
 /*

@@ -21,6 +21,7 @@
 #define NS_SLOTS 256          /* requests in flight at once (one per faulting thread) */
 #define NS_SLOT_BITS 16       /* low bits of a request id: slot index + 1 */
 #define NS_MAX_BULK 16        /* bulk connections one source may open */
+#define NS_MAX_ADDRS 8        /* addresses of the server's name tried, in the resolver's order */
 #define NS_RBUF (256u << 10)  /* receive buffer: small frames are read many at a time */
 #define NS_HUGE (2ull << 20)  /* hugetlb page: bulk pages are gathered into whole ones */
 #define NS_HUGE_PAGES (NS_HUGE / PN_PAGE)
@@ -77,8 +78,10 @@ struct ns_conn {
 struct netsrc {
 	struct pagein_net_config cfg;
 	char addr[256];                 /* copy of cfg.addr */
-	struct sockaddr_storage sa;     /* the server's resolved address */
-	socklen_t salen;
+	struct sockaddr_storage sa[NS_MAX_ADDRS]; /* the addresses the server's name resolved to */
+	socklen_t salen[NS_MAX_ADDRS];
+	unsigned naddrs;                /* used entries of sa */
+	_Atomic unsigned addr_ok;       /* the one the last connection reached: tried first */
 	uint64_t session;
 	uint32_t features;              /* PN_FEAT_* granted */
 	unsigned nregions;
