@@ -257,7 +257,10 @@ static void run_cli(const char *bin)
 		;
 	waited = ms_now() - t0;
 	close(fd);
-	if (waitpid(rst, &st, WNOHANG) != rst) {
+	/* its output ended: it exits now (a moment to be reaped), or it still waits */
+	for (i = 0; i < 200 && waitpid(rst, &st, WNOHANG) != rst; i++)
+		usleep(10000);
+	if (i == 200) {
 		kill(rst, SIGKILL);
 		waitpid(rst, &st, 0);
 		fprintf(stderr, "%s\nFAIL: pagein restore still waits %llu ms after the server "
