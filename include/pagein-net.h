@@ -33,7 +33,7 @@ struct pagein_server_config {
 	unsigned idle_ms;        /* a session that has neither opened a bulk connection nor sent a
 	                          * request for this long is closed, so idle peers cannot hold
 	                          * every session slot (default 30000; 0 = never) */
-	unsigned max_sessions_per_peer; /* sessions one peer address may hold at once (default 4;
+	unsigned max_sessions_per_peer; /* sessions one peer address may hold at once (default 8;
 	                                 * 0 = only max_sessions) */
 	unsigned max_conns_per_peer; /* connections one peer address may hold at once, handshakes
 	                              * included (default 40: two destinations with 16 bulk

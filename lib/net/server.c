@@ -55,6 +55,9 @@ struct srv_session {
 	uint64_t hint;          /* page right after the latest request, + 1; 0 = none */
 	_Atomic uint64_t left;  /* pages whose sent bit is still clear (for the closing log) */
 	pi_bits_t *sent;        /* one bit per page: sent, or being sent, on some connection */
+	struct sockaddr_storage peer; /* the address that opened it (per-peer limit), port 0 */
+	uint64_t born_ns;       /* when it was opened (idle limit) */
+	_Atomic bool active;    /* a bulk connection joined or a request came: never idle-closed */
 	struct srv_session *next;
 };
 
@@ -65,6 +68,7 @@ struct srv_conn {
 	int fd;                   /* -1 once closed (server lock) */
 	_Atomic bool done;        /* the thread has finished: join and free it */
 	char peer[64];            /* "addr:port" for logs */
+	struct sockaddr_storage addr; /* the peer's address, port 0 (per-peer limits) */
 	struct srv_session *sess; /* NULL until the handshake is done */
 	uint32_t role;            /* enum pn_role */
 	uint32_t batch;           /* bulk pages per frame */
@@ -137,6 +141,25 @@ void pagein_server_config_init(struct pagein_server_config *cfg)
 	cfg->max_sessions = 16;
 	cfg->compress = true;
 	cfg->timeout_ms = 10000;
+	cfg->idle_ms = 30000;
+	cfg->max_sessions_per_peer = 8;
+	cfg->max_conns_per_peer = 40;
+}
+
+/* The peer's address without its port: what the per-peer limits count by. */
+static void host_of(const struct sockaddr_storage *sa, struct sockaddr_storage *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ss_family = sa->ss_family;
+	if (sa->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)out)->sin6_addr = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+	else
+		((struct sockaddr_in *)out)->sin_addr = ((const struct sockaddr_in *)sa)->sin_addr;
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	return !memcmp(a, b, sizeof(*a)); /* both made by host_of */
 }
 
 /* "A.B.C.D:PORT", "[v6]:PORT" or "localhost:PORT" -> sockaddr. Numeric only: no DNS here. */
@@ -349,8 +372,9 @@ static uint64_t session_new_id(struct pagein_server *srv)
 	}
 }
 
-/* Create a session (server lock held). NULL on -ENOMEM. */
-static struct srv_session *session_create(struct pagein_server *srv)
+/* Create a session for a peer at addr (server lock held). NULL on -ENOMEM. */
+static struct srv_session *session_create(struct pagein_server *srv,
+					  const struct sockaddr_storage *addr)
 {
 	uint64_t words = (srv->total_pages + 63) / 64, i;
 	struct srv_session *s = calloc(1, sizeof(*s));
@@ -367,6 +391,8 @@ static struct srv_session *session_create(struct pagein_server *srv)
 		pi_test_set(s->sent, i, memory_order_relaxed);
 	pthread_mutex_init(&s->lock, NULL);
 	atomic_init(&s->left, srv->total_pages);
+	s->peer = *addr;
+	s->born_ns = pagein_now_ns();
 	s->id = session_new_id(srv);
 	s->next = srv->sessions;
 	srv->sessions = s;
@@ -820,7 +846,16 @@ static int conn_handshake(struct srv_conn *c)
 					   "its limit (max_sessions): try later",
 					   srv->cfg.max_sessions);
 		}
-		s = session_create(srv);
+		unsigned mine = 0;
+
+		for (s = srv->sessions; s; s = s->next)
+			mine += same_host(&s->peer, &c->addr);
+		if (srv->cfg.max_sessions_per_peer && mine >= srv->cfg.max_sessions_per_peer) {
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, EBUSY, false, "this address already holds %u sessions, "
+					   "its limit (max_sessions_per_peer): try later", mine);
+		}
+		s = session_create(srv, &c->addr);
 		if (!s) {
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, ENOMEM, false, "out of memory for a new session");
@@ -829,6 +864,8 @@ static int conn_handshake(struct srv_conn *c)
 	s->conns++;
 	c->sess = s;
 	pthread_mutex_unlock(&srv->lock);
+	if (c->role == PN_ROLE_BULK)
+		atomic_store(&s->active, true);
 
 	if (c->role == PN_ROLE_BULK && (c->features & PN_FEAT_LZ4)) {
 		c->cbuf = malloc((size_t)c->batch * SRV_LZ4_MAX);
@@ -889,6 +926,8 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 				   "region", (unsigned long long)h->id, (unsigned long long)q->gpa,
 				   q->npages);
 	p = r->first + (q->gpa - r->gpa) / PN_PAGE;
+	if (!atomic_load_explicit(&s->active, memory_order_relaxed))
+		atomic_store(&s->active, true);
 	session_mark(s, p, q->npages);
 	pthread_mutex_lock(&s->lock);
 	s->hint = (p + q->npages + PN_JUMP_LEAD) % srv->total_pages + 1;
@@ -930,6 +969,21 @@ static int conn_bulk(struct srv_conn *c)
 	return 0;
 }
 
+/* How long c's session may still stay idle (no bulk connection, no request) in ms: 0 when the
+ * idle limit has passed, -1 when it does not apply (active session, or no limit). */
+static int idle_left_ms(struct srv_conn *c)
+{
+	uint64_t limit = (uint64_t)c->srv->cfg.idle_ms * 1000000ull, age;
+
+	if (!limit || atomic_load(&c->sess->active))
+		return -1;
+	age = pagein_now_ns() - c->sess->born_ns;
+	if (age >= limit)
+		return 0;
+	return (int)((limit - age + 999999) / 1000000 > INT_MAX ? INT_MAX
+								 : (limit - age + 999999) / 1000000);
+}
+
 /* Serve a connection after its handshake: requests first, then bulk batches while pages are
  * left. Returns when the peer leaves, breaks a rule, or the server stops. */
 static void conn_serve(struct srv_conn *c)
@@ -941,16 +995,27 @@ static void conn_serve(struct srv_conn *c)
 
 	for (;;) {
 		bool bulk = c->role == PN_ROLE_BULK && !c->end_sent;
+		int ms = bulk ? send_stall_ms(c->srv) : idle_left_ms(c);
 
 		pfd[0].events = POLLIN | (bulk ? POLLOUT : 0);
 		/* with stream left to send, a peer that takes none of it for the stall limit is
-		 * gone or stuck: drop it rather than hold its session for ever; an idle connection
-		 * is watched by keepalive instead */
-		n = poll(pfd, 2, bulk ? send_stall_ms(c->srv) : -1);
+		 * gone or stuck: drop it rather than hold its session for ever. An idle connection
+		 * is watched by keepalive, and one of a session that never did anything by the
+		 * idle limit, so that idle peers cannot hold every session slot. */
+		n = poll(pfd, 2, ms);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || pfd[1].revents)
 			return;
+		if (n == 0 && !bulk) {
+			if (idle_left_ms(c) == 0) {
+				conn_reject(c, ETIMEDOUT, false, "idle for %u ms: no request and no "
+					    "bulk connection (the server's idle_ms)",
+					    c->srv->cfg.idle_ms);
+				return;
+			}
+			continue;
+		}
 		if (n == 0) {
 			srv_log(c->srv, PAGEIN_LOG_WARN,
 				"a peer took no stream data for %d ms: dropping its connection",
@@ -1069,8 +1134,8 @@ static void peer_name(const struct sockaddr_storage *sa, char *out, size_t len)
 static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_storage *sa)
 {
 	struct srv_conn *c;
-	unsigned live;
-	bool full;
+	unsigned live, mine = 0;
+	bool full, peer_full = false;
 	int one = 1, ret = 0;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1099,11 +1164,20 @@ static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_
 	c->srv = srv;
 	c->fd = fd;
 	peer_name(sa, c->peer, sizeof(c->peer));
+	host_of(sa, &c->addr);
 	/* the thread is listed before it can finish (it takes the lock to leave) */
 	pthread_mutex_lock(&srv->lock);
 	conns_reap(srv);
 	live = srv->nconns;
 	full = live >= srv->cfg.max_sessions * SRV_CONNS_PER_SESSION;
+	if (!full && srv->cfg.max_conns_per_peer) {
+		struct srv_conn *o;
+
+		for (o = srv->conns, mine = 0; o; o = o->next)
+			mine += !atomic_load(&o->done) && same_host(&o->addr, &c->addr);
+		peer_full = mine >= srv->cfg.max_conns_per_peer;
+		full = peer_full;
+	}
 	if (!full) {
 		ret = pthread_create(&c->thread, NULL, conn_main, c);
 		if (!ret) {
@@ -1113,7 +1187,10 @@ static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_
 		}
 	}
 	pthread_mutex_unlock(&srv->lock);
-	if (full)
+	if (peer_full)
+		conn_reject(c, EBUSY, false, "too many connections from this address (%u, the "
+			    "server's max_conns_per_peer): try later", mine);
+	else if (full)
 		conn_reject(c, EBUSY, false, "too many connections (%u): try later", live);
 	else if (ret)
 		srv_log(srv, PAGEIN_LOG_ERR, "%s: no thread for the connection: %s", c->peer,
