@@ -13,29 +13,12 @@
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "net/client.h"
-
-/* ------------------------------------------------------------------------------------------- */
-/* logging (never from a fetch)                                                               */
-
-void pi_net_log(struct netsrc *ns, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!ns->cfg.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ns->cfg.log(ns->cfg.log_arg, level, msg);
-}
 
 void pagein_net_config_init(struct pagein_net_config *cfg)
 {

@@ -115,9 +115,10 @@ struct ns_pages {
 	const uint8_t *data;   /* payloads */
 };
 
-/* client.c: logging (never from a fetch), lookups, frame decoding, connections */
-void pi_net_log(struct netsrc *ns, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* Log through the source's callback (never from a fetch). */
+#define pi_net_log(ns, level, ...) pi_wire_log((ns)->cfg.log, (ns)->cfg.log_arg, level, __VA_ARGS__)
+
+/* client.c: lookups, frame decoding, connections */
 const struct pn_region *pi_net_region_of(struct netsrc *ns, uint64_t gpa, uint64_t len);
 struct netsrc *pi_net_of(struct pagein_source *src);
 int pi_net_decode_pages(const struct ns_pages *pg, uint8_t *dst, uint64_t *zero, char *why,

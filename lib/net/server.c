@@ -118,21 +118,8 @@ struct pagein_server {
 
 #define STAT_ADD(srv, f, v) atomic_fetch_add_explicit(&(srv)->st.f, (v), memory_order_relaxed)
 
-static void srv_log(struct pagein_server *srv, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void srv_log(struct pagein_server *srv, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!srv->cfg.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	srv->cfg.log(srv->cfg.log_arg, level, msg);
-}
+/* Log through the server's callback (from any of its threads). */
+#define srv_log(srv, level, ...) pi_wire_log((srv)->cfg.log, (srv)->cfg.log_arg, level, __VA_ARGS__)
 
 void pagein_server_config_init(struct pagein_server_config *cfg)
 {

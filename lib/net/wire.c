@@ -3,12 +3,15 @@
  * wire.c - what both ends of the protocol share (wire.h): frame headers, region lookup and
  * checks, and the exact-length receive and send loops with their time limits. Every loop here
  * waits in poll() with a bound, so no caller can block for ever on a silent or stuck peer.
- * Async-signal-safe throughout: a fault's fetch sends its request through pi_wire_send.
+ * Async-signal-safe throughout but for pi_wire_log: a fault's fetch sends its request through
+ * pi_wire_send.
  */
 #include <endian.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -20,6 +23,20 @@ _Static_assert(sizeof(struct pn_welcome) == 32, "pn_welcome travels as 32 bytes"
 _Static_assert(sizeof(struct pn_region) == 24, "pn_region travels as 24 bytes");
 _Static_assert(sizeof(struct pn_req) == 16 && sizeof(struct pn_pages) == 16, "16-byte bodies");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
+
+void pi_wire_log(void (*log)(void *arg, int level, const char *msg), void *arg, int level,
+		 const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log(arg, level, msg);
+}
 
 void pi_wire_hdr(struct pn_hdr *h, uint32_t len, uint16_t type, uint64_t id)
 {

@@ -117,6 +117,11 @@ struct pn_error {
 
 /* ---- shared helpers (wire.c); every one async-signal-safe (no malloc, no lock, no stdio) ---- */
 
+/* Format a message and hand it to log(arg, level, msg) when log is set (both ends' log sink).
+ * Formats with vsnprintf: never from a fault's fetch or a signal handler. */
+void pi_wire_log(void (*log)(void *arg, int level, const char *msg), void *arg, int level,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Fill a frame header (little-endian on the wire). */
 void pi_wire_hdr(struct pn_hdr *h, uint32_t len, uint16_t type, uint64_t id);
 
