@@ -108,84 +108,12 @@ static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
 	return 0;
 }
 
-/* Validate a PAGES body: header, range inside a region, descriptors adding up exactly. */
-static int parse_pages(struct ns_conn *c, uint32_t len, struct ns_pages *pg, char *why,
-		       size_t whylen)
-{
-	struct netsrc *ns = c->ns;
-	struct pn_pages h;
-	uint64_t need, i;
-	uint32_t d;
-
-	if (len < sizeof(h)) {
-		snprintf(why, whylen, "PAGES body of %u bytes is shorter than its header", len);
-		return -EPROTO;
-	}
-	memcpy(&h, c->body, sizeof(h));
-	pg->gpa = le64toh(h.gpa);
-	pg->npages = le32toh(h.npages);
-	if (!pg->npages || pg->npages > PN_MAX_PAGES || h.reserved) {
-		snprintf(why, whylen, "PAGES with %u pages (1..%u) or reserved %#x", pg->npages,
-			 PN_MAX_PAGES, le32toh(h.reserved));
-		return -EPROTO;
-	}
-	if (pg->gpa % PN_PAGE || !pi_net_region_of(ns, pg->gpa, (uint64_t)pg->npages * PN_PAGE)) {
-		snprintf(why, whylen, "PAGES [%#llx, +%u pages) is not inside one region",
-			 (unsigned long long)pg->gpa, pg->npages);
-		return -EPROTO;
-	}
-	if (len < sizeof(h) + 4ull * pg->npages) {
-		snprintf(why, whylen, "PAGES of %u pages is too short for its descriptors",
-			 pg->npages);
-		return -EPROTO;
-	}
-	pg->desc = c->body + sizeof(h);
-	pg->data = pg->desc + 4ull * pg->npages;
-	need = 0;
-	for (i = 0; i < pg->npages; i++) {
-		memcpy(&d, pg->desc + 4 * i, 4);
-		d = le32toh(d);
-		switch (PN_PG_KIND(d)) {
-		case PN_PG_RAW:
-			if (PN_PG_CSIZE(d))
-				goto bad_desc;
-			need += PN_PAGE;
-			break;
-		case PN_PG_ZERO:
-			if (PN_PG_CSIZE(d))
-				goto bad_desc;
-			break;
-		case PN_PG_LZ4:
-			if (!(c->features & PN_FEAT_LZ4) || !PN_PG_CSIZE(d) ||
-			    PN_PG_CSIZE(d) >= PN_PAGE)
-				goto bad_desc;
-			need += PN_PG_CSIZE(d);
-			break;
-		default:
-			goto bad_desc;
-		}
-	}
-	if (need != len - sizeof(h) - 4ull * pg->npages) {
-		snprintf(why, whylen,
-			 "PAGES at %#llx: descriptors add up to %llu payload bytes, the frame has %llu",
-			 (unsigned long long)pg->gpa, (unsigned long long)need,
-			 (unsigned long long)(len - sizeof(h) - 4ull * pg->npages));
-		return -EPROTO;
-	}
-	return 0;
-bad_desc:
-	snprintf(why, whylen, "PAGES at %#llx: page %llu has a bad descriptor %#x%s",
-		 (unsigned long long)pg->gpa, (unsigned long long)i, d,
-		 PN_PG_KIND(d) == PN_PG_LZ4 && !(c->features & PN_FEAT_LZ4) ? " (LZ4 not granted)"
-									       : "");
-	return -EPROTO;
-}
 
 /*
  * Decode the pages of pg into dst. Zero pages are not written; *zero gets one bit per protocol
  * page that is zero (NS_HUGE_PAGES bits at most). Returns 0 or -EPROTO (bad LZ4 data).
  */
-int pi_net_decode_pages(const struct ns_pages *pg, uint8_t *dst, uint64_t *zero, char *why,
+int pi_net_decode_pages(const struct pi_wire_pages *pg, uint8_t *dst, uint64_t *zero, char *why,
 			size_t whylen)
 {
 	const uint8_t *p = pg->data;
@@ -250,7 +178,7 @@ uint64_t pi_net_zero_fold(const uint64_t *zero, uint32_t npages, uint64_t page_s
 static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 {
 	struct netsrc *ns = c->ns;
-	struct ns_pages pg;
+	struct pi_wire_pages pg;
 	struct pn_hdr h;
 	uint32_t len;
 	uint16_t type;
@@ -282,7 +210,8 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 		return ret == 1 ? -EPIPE : ret;
 	switch (type) {
 	case PN_PAGES:
-		ret = parse_pages(c, len, &pg, why, whylen);
+		ret = pi_wire_parse_pages(c->body, len, ns->regions, ns->nregions,
+					  c->features & PN_FEAT_LZ4, &pg, why, whylen);
 		if (ret)
 			return ret;
 		if (id)

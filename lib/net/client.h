@@ -107,13 +107,6 @@ struct netsrc {
 	_Atomic uint32_t stream_seq;    /* futex word: bumped when the stream ends, fails or stops */
 	_Atomic int read_ms;            /* bulk read time-out: the space's timeout_ms (0 = none) */
 };
-/* A parsed and checked PAGES body. */
-struct ns_pages {
-	uint64_t gpa;
-	uint32_t npages;
-	const uint8_t *desc;   /* npages little-endian uint32 */
-	const uint8_t *data;   /* payloads */
-};
 
 /* Log through the source's callback (never from a fetch). */
 #define pi_net_log(ns, level, ...) pi_wire_log((ns)->cfg.log, (ns)->cfg.log_arg, level, __VA_ARGS__)
@@ -121,7 +114,7 @@ struct ns_pages {
 /* client.c: lookups, frame decoding, connections */
 const struct pn_region *pi_net_region_of(struct netsrc *ns, uint64_t gpa, uint64_t len);
 struct netsrc *pi_net_of(struct pagein_source *src);
-int pi_net_decode_pages(const struct ns_pages *pg, uint8_t *dst, uint64_t *zero, char *why,
+int pi_net_decode_pages(const struct pi_wire_pages *pg, uint8_t *dst, uint64_t *zero, char *why,
 			size_t whylen);
 uint64_t pi_net_zero_fold(const uint64_t *zero, uint32_t npages, uint64_t page_size,
 			  uint8_t *dst);
@@ -133,13 +126,13 @@ void pi_net_conn_close(struct ns_conn *c);
 int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t deadline_ns);
 int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page_size,
 		 uint64_t *zero_mask, uint64_t deadline_ns);
-int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct ns_pages *pg, char *why,
+int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
 			size_t whylen);
 void pi_net_slots_fail_all(struct netsrc *ns, int err);
 
 /* stream.c: the bulk stream */
 void pi_net_wake_parked(struct netsrc *ns);
-void pi_net_handle_bulk(struct ns_conn *c, const struct ns_pages *pg, char *why, size_t whylen,
+void pi_net_handle_bulk(struct ns_conn *c, const struct pi_wire_pages *pg, char *why, size_t whylen,
 			int *err);
 /* An END arrived on c (receiver thread). */
 void pi_net_stream_end(struct ns_conn *c);

@@ -100,7 +100,7 @@ static void huge_gather(struct ns_conn *c, struct pagein_space *sp, uint64_t hgp
 }
 
 /* Install bulk pages decoded into c->stage, in runs inside one region of the space. */
-static void install_bulk(struct ns_conn *c, struct pagein_space *sp, const struct ns_pages *pg,
+static void install_bulk(struct ns_conn *c, struct pagein_space *sp, const struct pi_wire_pages *pg,
 			 const uint64_t *zero)
 {
 	uint32_t i = 0, n;
@@ -179,7 +179,7 @@ static struct pagein_space *wait_attach(struct ns_conn *c)
  * body, without decoding it into the stage first: in runs of raw pages followed by zero pages,
  * whose bytes lie one after another in the body. Returns false when the frame does not qualify.
  */
-static bool install_direct(struct ns_conn *c, struct pagein_space *sp, const struct ns_pages *pg)
+static bool install_direct(struct ns_conn *c, struct pagein_space *sp, const struct pi_wire_pages *pg)
 {
 	struct pi_region *r = pagein_region_find(sp, pg->gpa);
 	uint64_t zm[PN_MAX_PAGES / 64];
@@ -212,7 +212,7 @@ static bool install_direct(struct ns_conn *c, struct pagein_space *sp, const str
 	return true;
 }
 
-void pi_net_handle_bulk(struct ns_conn *c, const struct ns_pages *pg, char *why, size_t whylen,
+void pi_net_handle_bulk(struct ns_conn *c, const struct pi_wire_pages *pg, char *why, size_t whylen,
 			int *err)
 {
 	struct netsrc *ns = c->ns;

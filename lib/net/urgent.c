@@ -230,7 +230,7 @@ void pi_net_slots_fail_all(struct netsrc *ns, int err)
 	pagein_futex_wake(&ns->slot_seq);
 }
 
-int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct ns_pages *pg, char *why,
+int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
 			size_t whylen)
 {
 	struct netsrc *ns = c->ns;

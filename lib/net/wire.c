@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * wire.c - what both ends of the protocol share (wire.h): frame headers, region lookup and
- * checks, and the exact-length receive and send loops with their time limits. Every loop here
+ * wire.c - what both ends of the protocol share (wire.h): frame headers, message validation,
+ * region lookup and checks, and the exact-length receive and send loops with their time limits. Every loop here
  * waits in poll() with a bound, so no caller can block for ever on a silent or stuck peer.
- * Async-signal-safe throughout but for pi_wire_log: a fault's fetch sends its request through
- * pi_wire_send.
+ * The I/O loops and lookups are async-signal-safe (a fault's fetch sends its request through
+ * pi_wire_send); the log and the PAGES check, which format text, are not.
  */
 #include <endian.h>
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -186,4 +187,78 @@ int pi_wire_send(int fd, struct iovec *iov, int n, size_t *sent, int idle_ms,
 		}
 	}
 	return 0;
+}
+
+/* Validate a PAGES body: header, range inside a region, descriptors adding up exactly. Formats
+ * its reason with snprintf: receiver threads only. */
+int pi_wire_parse_pages(const uint8_t *body, uint32_t len, const struct pn_region *regs,
+			unsigned nregs, bool lz4, struct pi_wire_pages *pg, char *why, size_t whylen)
+{
+	struct pn_pages h;
+	uint64_t need, i;
+	uint32_t d;
+
+	if (len < sizeof(h)) {
+		snprintf(why, whylen, "PAGES body of %u bytes is shorter than its header", len);
+		return -EPROTO;
+	}
+	memcpy(&h, body, sizeof(h));
+	pg->gpa = le64toh(h.gpa);
+	pg->npages = le32toh(h.npages);
+	if (!pg->npages || pg->npages > PN_MAX_PAGES || h.reserved) {
+		snprintf(why, whylen, "PAGES with %u pages (1..%u) or reserved %#x", pg->npages,
+			 PN_MAX_PAGES, le32toh(h.reserved));
+		return -EPROTO;
+	}
+	if (pg->gpa % PN_PAGE ||
+	    pi_wire_region_find(regs, nregs, pg->gpa, (uint64_t)pg->npages * PN_PAGE) < 0) {
+		snprintf(why, whylen, "PAGES [%#llx, +%u pages) is not inside one region",
+			 (unsigned long long)pg->gpa, pg->npages);
+		return -EPROTO;
+	}
+	if (len < sizeof(h) + 4ull * pg->npages) {
+		snprintf(why, whylen, "PAGES of %u pages is too short for its descriptors",
+			 pg->npages);
+		return -EPROTO;
+	}
+	pg->desc = body + sizeof(h);
+	pg->data = pg->desc + 4ull * pg->npages;
+	need = 0;
+	for (i = 0; i < pg->npages; i++) {
+		memcpy(&d, pg->desc + 4 * i, 4);
+		d = le32toh(d);
+		switch (PN_PG_KIND(d)) {
+		case PN_PG_RAW:
+			if (PN_PG_CSIZE(d))
+				goto bad_desc;
+			need += PN_PAGE;
+			break;
+		case PN_PG_ZERO:
+			if (PN_PG_CSIZE(d))
+				goto bad_desc;
+			break;
+		case PN_PG_LZ4:
+			if (!lz4 || !PN_PG_CSIZE(d) ||
+			    PN_PG_CSIZE(d) >= PN_PAGE)
+				goto bad_desc;
+			need += PN_PG_CSIZE(d);
+			break;
+		default:
+			goto bad_desc;
+		}
+	}
+	if (need != len - sizeof(h) - 4ull * pg->npages) {
+		snprintf(why, whylen,
+			 "PAGES at %#llx: descriptors add up to %llu payload bytes, the frame has %llu",
+			 (unsigned long long)pg->gpa, (unsigned long long)need,
+			 (unsigned long long)(len - sizeof(h) - 4ull * pg->npages));
+		return -EPROTO;
+	}
+	return 0;
+bad_desc:
+	snprintf(why, whylen, "PAGES at %#llx: page %llu has a bad descriptor %#x%s",
+		 (unsigned long long)pg->gpa, (unsigned long long)i, d,
+		 PN_PG_KIND(d) == PN_PG_LZ4 && !lz4 ? " (LZ4 not granted)"
+									       : "");
+	return -EPROTO;
 }

@@ -115,7 +115,15 @@ struct pn_error {
 	/* then up to PN_MAX_TEXT bytes of text, not NUL-terminated */
 } __attribute__((packed));
 
-/* ---- shared helpers (wire.c); every one async-signal-safe (no malloc, no lock, no stdio) ---- */
+/* A checked PAGES body (pi_wire_parse_pages): pointers into the body. */
+struct pi_wire_pages {
+	uint64_t gpa;          /* first page */
+	uint32_t npages;       /* 1..PN_MAX_PAGES */
+	const uint8_t *desc;   /* npages little-endian uint32 descriptors */
+	const uint8_t *data;   /* the payloads, one after another */
+};
+
+/* ---- shared helpers (wire.c): async-signal-safe but for pi_wire_log and the PAGES check ---- */
 
 /* Format a message and hand it to log(arg, level, msg) when log is set (both ends' log sink).
  * Formats with vsnprintf: never from a fault's fetch or a signal handler. */
@@ -138,6 +146,14 @@ int pi_wire_region_find(const struct pn_region *regs, unsigned n, uint64_t gpa, 
  * regs[0..n) (no overlap). Returns 0, -EINVAL (bad), or -EEXIST with *other = the overlapped. */
 int pi_wire_region_check(const struct pn_region *regs, unsigned n, uint64_t gpa, uint64_t size,
 			 unsigned *other);
+
+/*
+ * Validate a PAGES body of len bytes: its header, the range inside one region of regs[0..nregs),
+ * each descriptor (LZ4 only when lz4 was granted) and the payload sizes adding up to the body
+ * exactly. Fills *pg. Returns 0, or -EPROTO with the reason in why.
+ */
+int pi_wire_parse_pages(const uint8_t *body, uint32_t len, const struct pn_region *regs,
+			unsigned nregs, bool lz4, struct pi_wire_pages *pg, char *why, size_t whylen);
 
 /* Milliseconds from now to deadline_ns for poll(): 0 when past, -1 for deadline 0 (none). */
 int pi_wire_ms_left(uint64_t deadline_ns);
