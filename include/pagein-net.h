@@ -21,7 +21,12 @@ extern "C" {
 
 struct pagein_server; /* the migration source: serves guest memory to destinations */
 
+/* Fill it with pagein_server_config_init() first (it sets size), then change fields. Fields added
+ * later go at the end: a program built against an older header passes a smaller size and gets
+ * their defaults. */
 struct pagein_server_config {
+	uint32_t size;           /* sizeof(struct pagein_server_config) the caller was built with:
+	                          * set by pagein_server_config_init; pagein_server_new refuses 0 */
 	const char *listen;      /* "ADDR:PORT" to listen on; default "127.0.0.1:0" (a free port) */
 	unsigned max_sessions;   /* destinations served at once (default 16); more are refused */
 	bool compress;           /* LZ4 for bulk pages when it pays, if the client accepts (default
@@ -43,9 +48,10 @@ struct pagein_server_config {
 /* Fill cfg with the defaults above. */
 void pagein_server_config_init(struct pagein_server_config *cfg);
 
-/* Create a server (not listening yet). The log callback is called from the server's threads,
- * concurrently. Returns 0 and *out, -EINVAL (bad listen address, max_sessions or timeout_ms of
- * 0), -ENOMEM. */
+/* Create a server (not listening yet) with a copy of cfg (NULL = defaults). The log callback is
+ * called from the server's threads, concurrently. Returns 0 and *out, -EINVAL (bad listen
+ * address, max_sessions or timeout_ms of 0, cfg->size not set by pagein_server_config_init),
+ * -ENOMEM. */
 int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_server **out);
 
 /* Serve [gpa, gpa+size) from mem (the source VMM's own guest memory, paused: it must not change
@@ -81,6 +87,7 @@ struct pagein_server_stats {
 	uint64_t pages_bulk;      /* pages sent by the bulk stream */
 	uint64_t pages_lz4;       /* of those, sent LZ4-compressed */
 	uint64_t bytes_sent;      /* on the wire, headers included */
+	uint64_t reserved[8];     /* room for counters added later (the size never changes); 0 */
 };
 void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st);
 
@@ -88,7 +95,11 @@ void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_sta
  * The network source (the destination)
  */
 
+/* Fill it with pagein_net_config_init() first (it sets size), then change fields; fields added
+ * later go at the end, as for pagein_server_config. */
 struct pagein_net_config {
+	uint32_t size;           /* sizeof(struct pagein_net_config) the caller was built with: set
+	                          * by pagein_net_config_init; pagein_source_net_new refuses 0 */
 	const char *addr;        /* "HOST:PORT" of the page server (required); every address the
 	                          * name resolves to is tried in turn */
 	bool urgent;             /* faults on their own connection (default true); false: faults
@@ -105,6 +116,7 @@ void pagein_net_config_init(struct pagein_net_config *cfg);
 
 /*
  * Connect to a page server (the urgent connection, or the single one when urgent is off),
+ * with a copy of cfg (cfg->size set by pagein_net_config_init, else -EINVAL),
  * handshake and learn its region table. The source's fetch sends a request and waits for its
  * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
  * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is
@@ -163,6 +175,7 @@ struct pagein_net_stats {
 	uint64_t errors;          /* connections closed for a malformed message, an I/O error, a
 	                           * silent server, or a bulk connection closed before its END */
 	bool stream_done;         /* the server said every page has been sent */
+	uint64_t reserved[8];     /* room for counters added later (the size never changes); 0 */
 };
 void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
 

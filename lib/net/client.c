@@ -23,6 +23,7 @@
 void pagein_net_config_init(struct pagein_net_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->urgent = true;
 	cfg->bulk = 1;
 	cfg->compress = true;
@@ -663,16 +664,25 @@ struct netsrc *pi_net_of(struct pagein_source *src)
 
 int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_source **out)
 {
+	struct pagein_net_config c;
 	struct netsrc *ns;
 	int ret, role;
 
-	if (!cfg || !cfg->addr || !out || !cfg->batch_pages || cfg->batch_pages > PN_MAX_PAGES ||
-	    cfg->bulk > NS_MAX_BULK)
+	if (!cfg || !out)
 		return -EINVAL;
+	pagein_net_config_init(&c);
+	if (pi_wire_cfg_copy(&c, sizeof(c), cfg) < 0) {
+		pi_wire_log(cfg->size ? cfg->log : NULL, cfg->log_arg, PAGEIN_LOG_ERR,
+			    "pagein_net_config: fill it with pagein_net_config_init first");
+		return -EINVAL;
+	}
+	if (!c.addr || !c.batch_pages || c.batch_pages > PN_MAX_PAGES || c.bulk > NS_MAX_BULK)
+		return -EINVAL;
+	cfg = &c;
 	ns = calloc(1, sizeof(*ns));
 	if (!ns)
 		return -ENOMEM;
-	ns->cfg = *cfg;
+	ns->cfg = c;
 	if (!ns->cfg.connect_timeout_ms)
 		ns->cfg.connect_timeout_ms = 5000;
 	snprintf(ns->addr, sizeof(ns->addr), "%s", cfg->addr);

@@ -124,6 +124,7 @@ struct pagein_server {
 void pagein_server_config_init(struct pagein_server_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->listen = "127.0.0.1:0";
 	cfg->max_sessions = 16;
 	cfg->compress = true;
@@ -210,14 +211,16 @@ int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_serv
 	struct pagein_server *srv;
 	int ret;
 
-	if (!cfg) {
-		pagein_server_config_init(&def);
-		cfg = &def;
+	pagein_server_config_init(&def);
+	if (cfg && pi_wire_cfg_copy(&def, sizeof(def), cfg) < 0) {
+		pi_wire_log(cfg->size ? cfg->log : NULL, cfg->log_arg, PAGEIN_LOG_ERR,
+			    "pagein_server_config: fill it with pagein_server_config_init first");
+		return -EINVAL;
 	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return -ENOMEM;
-	srv->cfg = *cfg;
+	srv->cfg = def;
 	if (!srv->cfg.listen)
 		srv->cfg.listen = "127.0.0.1:0";
 	snprintf(srv->listen_str, sizeof(srv->listen_str), "%s", srv->cfg.listen);
@@ -1332,6 +1335,7 @@ void pagein_server_free(struct pagein_server *srv)
 
 void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st)
 {
+	memset(st, 0, sizeof(*st));
 	st->sessions = atomic_load(&srv->st.sessions);
 	st->sessions_active = atomic_load(&srv->st.sessions_active);
 	st->connections = atomic_load(&srv->st.connections);

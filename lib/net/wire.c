@@ -39,6 +39,23 @@ void pi_wire_log(void (*log)(void *arg, int level, const char *msg), void *arg, 
 	log(arg, level, msg);
 }
 
+int pi_wire_cfg_copy(void *dst, size_t dst_size, const void *src)
+{
+	const uint8_t *s = src;
+	uint32_t size, mine = (uint32_t)dst_size;
+	size_t i;
+
+	memcpy(&size, src, sizeof(size));
+	if (size < sizeof(size))
+		return -EINVAL;
+	for (i = dst_size; i < size; i++)
+		if (s[i])
+			return -EINVAL;
+	memcpy(dst, src, size < dst_size ? size : dst_size);
+	memcpy(dst, &mine, sizeof(mine));
+	return 0;
+}
+
 void pi_wire_hdr(struct pn_hdr *h, uint32_t len, uint16_t type, uint64_t id)
 {
 	h->len = htole32(len);

@@ -130,6 +130,13 @@ struct pi_wire_pages {
 void pi_wire_log(void (*log)(void *arg, int level, const char *msg), void *arg, int level,
 		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/*
+ * Copy a caller's config (its first field: uint32_t size, the sizeof its header had) over dst,
+ * which holds this library's defaults: an older caller's missing fields keep them. -EINVAL when
+ * size is 0 (never initialised) or a newer caller set fields this library does not know.
+ */
+int pi_wire_cfg_copy(void *dst, size_t dst_size, const void *src);
+
 /* Fill a frame header (little-endian on the wire). */
 void pi_wire_hdr(struct pn_hdr *h, uint32_t len, uint16_t type, uint64_t id);
 
