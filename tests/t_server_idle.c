@@ -82,20 +82,9 @@ static int next_frame(int fd, int ms)
 /* An idle session: URGENT HELLO from 127.0.0.2. Returns the fd and what the server answered. */
 static int idle_session(int port, int *answer)
 {
-	struct {
-		struct pn_hdr h;
-		struct pn_hello b;
-	} __attribute__((packed)) m;
 	int fd = connect_from2(port);
 
-	memset(&m, 0, sizeof(m));
-	m.h.len = sizeof(m.b);
-	m.h.type = PN_HELLO;
-	memcpy(m.b.magic, PN_MAGIC, 8);
-	m.b.version = PN_VERSION;
-	m.b.page_size = PN_PAGE;
-	m.b.role = PN_ROLE_URGENT;
-	T_ASSERT(write(fd, &m, sizeof(m)) == (ssize_t)sizeof(m));
+	t_send_hello(fd, PN_ROLE_URGENT, 0, 0);
 	*answer = next_frame(fd, 2000);
 	return fd;
 }
