@@ -32,6 +32,7 @@
 #include "bench.h"
 #include "net.h"
 #include "pagein.h"
+#include "pagein-net.h"
 #include "tools.h"
 
 

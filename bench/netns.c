@@ -29,6 +29,7 @@
 
 #include "net.h"
 #include "pagein.h"
+#include "pagein-net.h"
 #include "tools.h"
 
 /* ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "net/wire.h"
 
 char t_last_log[512];
 int t_failures;
@@ -56,6 +57,25 @@ void t_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_
 uint64_t t_check(const void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_every)
 {
 	return pattern_check(buf, gpa, len, seed, zero_every);
+}
+
+void t_send_hello(int fd, uint32_t role, uint64_t session, uint32_t batch)
+{
+	struct {
+		struct pn_hdr h;
+		struct pn_hello b;
+	} __attribute__((packed)) m;
+
+	memset(&m, 0, sizeof(m));
+	m.h.len = sizeof(m.b);
+	m.h.type = PN_HELLO;
+	memcpy(m.b.magic, PN_MAGIC, 8);
+	m.b.version = PN_VERSION;
+	m.b.page_size = PN_PAGE;
+	m.b.role = role;
+	m.b.batch_pages = batch;
+	m.b.session = session;
+	T_ASSERT(write(fd, &m, sizeof(m)) == (ssize_t)sizeof(m));
 }
 
 int t_connect_loopback(int port, int rcvbuf)

@@ -60,6 +60,10 @@ uint64_t t_check(const void *buf, uint64_t gpa, uint64_t len, uint64_t seed, uns
  * stream close to the reader). Fails the test if it cannot connect. */
 int t_connect_loopback(int port, int rcvbuf);
 
+/* Send a raw HELLO on fd (a hand-made client): role 1 urgent / 2 bulk, session 0 for a new one,
+ * batch bulk pages per frame. Fails the test if it cannot be written. */
+void t_send_hello(int fd, uint32_t role, uint64_t session, uint32_t batch);
+
 /* Skip unless userfaultfd with the SIGBUS feature works here. */
 void t_require_uffd(void);
 /* Make sure n huge pages of 2 MiB can be had (raising vm.nr_hugepages as root), else skip. */

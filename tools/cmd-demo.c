@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pagein-net.h"
 #include "tools.h"
 
 int parse_restore_opt(struct restore_opts *o, int c, const char *arg);

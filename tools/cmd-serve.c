@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pagein-net.h"
 #include "tools.h"
 
 /*

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pagein-net.h"
 #include "pattern.h"
 #include "tools.h"
 
@@ -494,13 +495,19 @@ int run_restore(const struct restore_opts *ro)
 		pagein_residency(s, &present, &total);
 		if (ret == 0 || ret == -EIO || (!filling && t_work))
 			break;
-		if (stream && t_work) {
-			struct pagein_net_stats ns;
+		if (stream) {
+			int ss = pagein_net_stream_status(src);
 
-			/* the stream ended (or broke): faults and the accessors below bring the rest */
-			pagein_net_stats_get(src, &ns);
-			if (ns.stream_done || ns.errors)
+			/* a stream that failed before every page was sent ends the restore, idle
+			 * guest or not: nothing else would bring the pages nobody touches */
+			if (ss < 0 && ss != -EINPROGRESS) {
+				pr_err("the bulk stream from %s failed: %s", o->from_addr,
+				       strerror(-ss));
+				lost = true; /* a summary, then EXIT_SOURCE_LOST */
 				break;
+			}
+			if (ss == 0 && t_work)
+				break; /* faults and the accessors below bring the rest */
 		}
 	}
 	for (t = 0; th && t < o->threads; t++) {
