@@ -165,7 +165,7 @@ void pagein_unpin(struct pagein_space *s, uint64_t gpa, uint64_t len)
 {
 	struct pi_region *r = pagein_region_find(s, gpa);
 
-	if (r && atomic_load(&r->pins) > 0)
+	if (r && atomic_load(&r->pins) > 0 && (pi_hook_race(), 1))
 		atomic_fetch_sub(&r->pins, 1);
 }
 
@@ -199,6 +199,7 @@ int pagein_freeze(struct pagein_space *s, uint64_t gpa, uint64_t len)
 			   (unsigned long long)gpa);
 		return -EBUSY;
 	}
+	pi_hook_race();
 	first = (gpa - r->gpa) >> r->page_shift;
 	for (i = first; i < first + (len >> r->page_shift); i++)
 		pi_test_set(r->frozen, i, memory_order_seq_cst);

@@ -558,6 +558,7 @@ static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t id
 	if (s->cfg.frozen_policy == PAGEIN_FROZEN_FAIL) {
 		if (why == PI_WHY_HANDLER) {
 			/* SIGBUS for the faulter now; thaw lifts the poison (parked marks it) */
+			pi_hook_race();
 			pi_test_set(r->parked, idx, memory_order_seq_cst);
 			pagein_poison(s, r, idx, 1);
 			return 0;

@@ -95,7 +95,8 @@ static void *reader_main(void *arg)
 	int epfd, n, i;
 	ssize_t got;
 
-	epfd = epoll_create1(EPOLL_CLOEXEC);
+	epfd = pi_hooks.inject == PI_INJECT_EPOLL ? (errno = pi_hooks.inject_err, -1)
+						  : epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0) {
 		pagein_log(s, PAGEIN_LOG_ERR, "epoll_create1: %s", strerror(errno));
 		return NULL;
@@ -154,7 +155,10 @@ int pagein_readers_start(struct pagein_space *s)
 		rd->uffd = s->uffds[i % s->nuffds];
 		per = n / s->nuffds + (i % s->nuffds < n % s->nuffds);
 		rd->shared = per > 1;
-		ret = -pthread_create(&rd->thread, NULL, reader_main, rd);
+		if (pi_hooks.inject == PI_INJECT_READER_THREAD && i == n - 1)
+			ret = -pi_hooks.inject_err;
+		else
+			ret = -pthread_create(&rd->thread, NULL, reader_main, rd);
 		if (ret < 0) {
 			pagein_log(s, PAGEIN_LOG_ERR, "starting reader thread %u: %s", i,
 				   strerror(-ret));

@@ -127,6 +127,31 @@ struct pagein_source {
 	void *ctx;
 };
 
+/*
+ * Fault injection for the tests (they include this header); the library never sets these.
+ * hide_features: UFFD_FEATURE_* bits treated as not offered by the kernel (e.g. POISON, to act
+ * like Linux before 6.6). inject: the one internal call that fails, with -inject_err.
+ */
+enum pi_inject {
+	PI_INJECT_NONE = 0,
+	PI_INJECT_READER_THREAD, /* pthread_create of the last reader thread of a start */
+	PI_INJECT_EPOLL,         /* epoll_create1 for a reader */
+};
+struct pi_test_hooks {
+	uint64_t hide_features;
+	enum pi_inject inject;
+	int inject_err;          /* positive errno */
+	unsigned race_us;        /* sleep this long between a check and its action in pin,
+	                          * unpin, freeze and frozen faults, to widen their races */
+};
+extern struct pi_test_hooks pi_hooks;
+
+static inline void pi_hook_race(void)
+{
+	if (pi_hooks.race_us)
+		usleep(pi_hooks.race_us);
+}
+
 /* ---- util.c ---- */
 void pagein_log(struct pagein_space *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -113,6 +113,7 @@ static int open_uffds(struct pagein_space *s)
 		pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_API failed: %s", strerror(-ret));
 		return ret;
 	}
+	avail &= ~pi_hooks.hide_features;
 	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF && !(avail & UFFD_FEATURE_SIGBUS)) {
 		pagein_log(s, PAGEIN_LOG_ERR,
 			   "this kernel lacks UFFD_FEATURE_SIGBUS: use the handler front-end");

@@ -14,6 +14,8 @@
 
 #include "internal.h"
 
+struct pi_test_hooks pi_hooks;
+
 void pagein_config_init(struct pagein_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
