@@ -139,10 +139,27 @@ int pagein_write(struct pagein_space *s, uint64_t gpa, const void *buf, size_t l
 	return access_range(s, gpa, (void *)buf, len, true);
 }
 
+/* Whether any page of [first, first+n) of r is frozen. */
+static bool any_frozen(struct pi_region *r, uint64_t first, uint64_t n)
+{
+	uint64_t i;
+
+	for (i = first; i < first + n; i++)
+		if (pi_test(r->frozen, i))
+			return true;
+	return false;
+}
+
+/*
+ * pin, unpin, freeze and thaw each take the region's pin_lock for their check and their
+ * action together: a range is never both pinned and frozen, the pin count never goes below
+ * zero, and a thaw never leaves poison that a FROZEN_FAIL fault put there (see frozen_fault).
+ */
 int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 {
 	struct pi_region *r = pagein_region_find(s, gpa);
 	struct present_arg a = { NULL };
+	uint64_t first, last;
 	int ret;
 
 	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
@@ -151,10 +168,22 @@ int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
 	}
-	atomic_fetch_add(&r->pins, 1);
+	first = (gpa - r->gpa) >> r->page_shift;
+	last = (gpa - r->gpa + len - 1) >> r->page_shift;
+	pthread_mutex_lock(&r->pin_lock);
+	if (any_frozen(r, first, last - first + 1)) {
+		pthread_mutex_unlock(&r->pin_lock);
+		pagein_log(s, PAGEIN_LOG_INFO, "pin [%#llx, +%#llx) fails fast: part of it is frozen",
+			   (unsigned long long)gpa, (unsigned long long)len);
+		return -EFAULT;
+	}
+	pi_hook_race();
+	r->pins++;
+	pthread_mutex_unlock(&r->pin_lock);
+	/* no freeze can come now: the fetch runs without the lock */
 	ret = present_part(s, r, gpa, len, &a);
 	if (ret < 0) {
-		atomic_fetch_sub(&r->pins, 1);
+		pagein_unpin(s, gpa, len);
 		return ret;
 	}
 	*host = r->host + (gpa - r->gpa);
@@ -165,8 +194,14 @@ void pagein_unpin(struct pagein_space *s, uint64_t gpa, uint64_t len)
 {
 	struct pi_region *r = pagein_region_find(s, gpa);
 
-	if (r && atomic_load(&r->pins) > 0 && (pi_hook_race(), 1))
-		atomic_fetch_sub(&r->pins, 1);
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->pin_lock);
+	if (r->pins > 0) {
+		pi_hook_race();
+		r->pins--;
+	}
+	pthread_mutex_unlock(&r->pin_lock);
 }
 
 /* Freeze and thaw take whole pages inside regions. */
@@ -194,7 +229,9 @@ int pagein_freeze(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	if (ret < 0)
 		return ret;
 	r = pagein_region_find(s, gpa);
-	if (atomic_load(&r->pins) > 0) {
+	pthread_mutex_lock(&r->pin_lock);
+	if (r->pins > 0) {
+		pthread_mutex_unlock(&r->pin_lock);
 		pagein_log(s, PAGEIN_LOG_ERR, "freeze at gpa %#llx: the region has pinned ranges",
 			   (unsigned long long)gpa);
 		return -EBUSY;
@@ -203,6 +240,7 @@ int pagein_freeze(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	first = (gpa - r->gpa) >> r->page_shift;
 	for (i = first; i < first + (len >> r->page_shift); i++)
 		pi_test_set(r->frozen, i, memory_order_seq_cst);
+	pthread_mutex_unlock(&r->pin_lock);
 	return 0;
 }
 
@@ -210,6 +248,7 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 {
 	struct pi_region *r;
 	uint64_t i, first, n;
+	bool parked;
 	int ret;
 
 	ret = check_pages(s, gpa, len, "thaw");
@@ -219,12 +258,17 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	first = (gpa - r->gpa) >> r->page_shift;
 	n = len >> r->page_shift;
 	for (i = first; i < first + n; i++) {
+		/* page by page, and the madvise outside the lock: it waits until a reader reads
+		 * the REMOVE event, and a reader may be waiting for the lock in frozen_fault */
+		pthread_mutex_lock(&r->pin_lock);
 		pi_clear(r->frozen, i);
-		/* a fault refused under FROZEN_FAIL left poison: zap it so the page faults anew */
-		if (pi_test(r->parked, i)) {
+		parked = pi_test(r->parked, i);
+		if (parked)
 			pi_clear(r->parked, i);
+		pthread_mutex_unlock(&r->pin_lock);
+		/* a fault refused under FROZEN_FAIL left poison: zap it so the page faults anew */
+		if (parked)
 			madvise(r->host + (i << r->page_shift), r->page_size, MADV_DONTNEED);
-		}
 	}
 	/* self-resolving faulters sleep in the wait table; handler-mode faults sit queued in
 	 * the kernel: wake them to fault again, now served */

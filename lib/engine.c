@@ -71,6 +71,22 @@ static void uffd_wake(int fd, uintptr_t start, uint64_t len)
 }
 
 /*
+ * An ioctl met EAGAIN: an mm event (REMOVE, UNMAP) is queued on fd and the kernel refuses
+ * installs until it is read. A reader thread of fd is the one that must read it (it may be the
+ * only one): it reads the queued messages now, handles the events and keeps the faults for
+ * later. Any other thread yields to the readers. Returns -ETIMEDOUT past the deadline.
+ */
+static int eagain_wait(struct pagein_space *s, int fd, uint64_t deadline)
+{
+	pagein_stat_add(s, PI_STAT(eagain), 1);
+	if (pagein_now_ns() > deadline)
+		return -ETIMEDOUT;
+	if (!pi_reader_read_events(s, fd))
+		sched_yield();
+	return 0;
+}
+
+/*
  * Install [idx, idx+n) of r. The rules, once for the whole library:
  *  - partial progress: go on from where the kernel stopped;
  *  - EEXIST: the page is already mapped (someone else installed it). A COPY that fails with
@@ -103,10 +119,9 @@ static int install(struct pagein_space *s, struct pi_region *r, enum inst_kind k
 			off += r->page_size;
 			break;
 		case -EAGAIN:
-			pagein_stat_add(s, PI_STAT(eagain), 1);
-			if (pagein_now_ns() > deadline)
-				return -ETIMEDOUT;
-			sched_yield();
+			ret = eagain_wait(s, fd, deadline);
+			if (ret < 0)
+				return ret;
 			break;
 		case -ESRCH:
 		case -ENOENT:
@@ -124,6 +139,25 @@ int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uin
 		return -ENOSYS;
 	return install(s, r, INST_POISON, idx, n, NULL,
 		       pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull);
+}
+
+/*
+ * Fail the access to page idx of r for a thread blocked in the kernel on it: poison wakes it
+ * with SIGBUS. Should the poison itself fail (the mapping is gone, or an mm event outlasted
+ * the deadline), wake the thread anyway so that it faults again (and then gets SIGSEGV, or a
+ * new fault message that finds the page failed) rather than sleeping for ever. The error is
+ * kept for the deferred log. Async-signal-safe.
+ */
+void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	int ret = pagein_poison(s, r, idx, 1);
+
+	if (ret == 0 || ret == -ENOSYS) /* no POISON: SELF mode, whose faulter is not blocked */
+		return;
+	atomic_store(&s->last_err_gpa, r->gpa + (idx << r->page_shift));
+	atomic_store(&s->last_err, ret);
+	uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
+		  r->page_size);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -164,6 +198,8 @@ static void bounce_put(struct pagein_space *s, int i)
 
 static void wake_bucket(struct pi_bucket *b)
 {
+	/* the publisher's half of wait_page's Dekker pair: page bit stored, then waiters read */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load(&b->waiters)) {
 		atomic_fetch_add(&b->seq, 1);
 		pagein_futex_wake(&b->seq);
@@ -196,7 +232,14 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 	for (;;) {
 		seq = atomic_load(&b->seq);
 		atomic_fetch_add(&b->waiters, 1);
-		/* checked after announcing ourselves: a publisher either sees us or we see it */
+		/*
+		 * Dekker: we store waiters then load the page bit; the publisher stores the bit
+		 * then loads waiters (wake_bucket). Without a full fence on both sides a weakly
+		 * ordered CPU may let each load pass its own store, so that we miss the bit and
+		 * the publisher misses us: a lost wake-up, slept until the deadline. The RMW
+		 * above is seq_cst but the acquire load below is not, so C11 lets it move up.
+		 */
+		atomic_thread_fence(memory_order_seq_cst);
 		if (want_thaw ? !pi_test(r->frozen, idx) : pi_test(r->present, idx))
 			ret = 0;
 		else if (pi_test(r->failed, idx))
@@ -346,14 +389,40 @@ out:
 	return ret;
 }
 
-static void complete(struct pagein_space *s)
+/*
+ * Every page is present (or was unmapped by the program). on_complete is not called here: this
+ * may be a SIGBUS handler. The notify thread (space.c) wakes on progress and calls it.
+ */
+void pi_maybe_complete(struct pagein_space *s)
 {
-	if (atomic_exchange(&s->completed, true))
+	if (atomic_load(&s->present_pages) + atomic_load(&s->gone_pages) < s->total_pages ||
+	    atomic_exchange(&s->completed, true))
 		return;
-	if (s->cfg.on_complete)
-		s->cfg.on_complete(s->cfg.cb_arg);
 	atomic_fetch_add(&s->progress, 1);
 	pagein_futex_wake(&s->progress);
+}
+
+/*
+ * Pages [idx, idx+n) of r are no longer mapped (the program unmapped them, or an install met
+ * ENOENT). caller_claimed: the caller holds their claims (an install that failed). Each page
+ * still missing is counted as gone once, by whoever holds its claim, so completion and the
+ * fill stop waiting for it.
+ */
+void pi_mark_unmapped(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+		      bool caller_claimed)
+{
+	uint64_t i, gone = 0;
+
+	for (i = idx; i < idx + n; i++) {
+		pi_test_set(r->unmapped, i, memory_order_seq_cst);
+		if (caller_claimed || !pi_test_set(r->claimed, i, memory_order_acq_rel))
+			gone++;
+		wake_bucket(pi_bucket_of(s, r, i));
+	}
+	if (gone) {
+		atomic_fetch_add(&s->gone_pages, gone);
+		pi_maybe_complete(s);
+	}
 }
 
 /* Mark [idx, idx+n) present (after the install: invariant 1) and wake who waits on them. */
@@ -365,8 +434,8 @@ static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 		pi_test_set(r->present, i, memory_order_seq_cst);
 	for (i = idx; i < idx + n; i++)
 		wake_bucket(pi_bucket_of(s, r, i));
-	if (atomic_fetch_add(&s->present_pages, n) + n == s->total_pages)
-		complete(s);
+	atomic_fetch_add(&s->present_pages, n);
+	pi_maybe_complete(s);
 }
 
 /*
@@ -401,7 +470,7 @@ static void fail_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	/* report before the poison: the SIGBUS it brings may end the process */
 	if (s->cfg.on_fault_error)
 		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, err);
-	pagein_poison(s, r, idx, 1);
+	pi_poison_or_wake(s, r, idx);
 	wake_bucket(pi_bucket_of(s, r, idx));
 	atomic_fetch_add(&s->progress, 1);
 	pagein_futex_wake(&s->progress);
@@ -461,12 +530,66 @@ static uint64_t around_window(struct pagein_space *s, struct pi_region *r, uint6
 	return prev * 2 < 4 ? 4 : prev * 2 > PAGEIN_AROUND_MAX ? PAGEIN_AROUND_MAX : prev * 2;
 }
 
+/*
+ * The runs this thread holds claims on while it fetches them, innermost last. A signal handler
+ * that touches one of them on the same thread (a nested fault) would wait for its own fetch,
+ * which cannot go on until the handler returns: it fails fast with -EDEADLK instead.
+ * initial-exec TLS: no allocation on first use, so safe in a SIGBUS handler.
+ */
+#define PI_HELD_MAX 4
+struct pi_held {
+	struct pi_region *r;
+	uint64_t idx, n;
+};
+static __thread struct pi_held held[PI_HELD_MAX] __attribute__((tls_model("initial-exec")));
+static __thread unsigned nheld __attribute__((tls_model("initial-exec")));
+
+static bool held_push(struct pi_region *r, uint64_t idx, uint64_t n)
+{
+	if (nheld == PI_HELD_MAX)
+		return false; /* deeper nesting is not tracked (never seen in practice) */
+	held[nheld] = (struct pi_held){ r, idx, n };
+	/* the entry is complete before a signal handler on this thread can see it counted */
+	atomic_signal_fence(memory_order_seq_cst);
+	nheld++;
+	return true;
+}
+
+static void held_pop(void)
+{
+	nheld--;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static bool held_by_me(struct pi_region *r, uint64_t idx)
+{
+	unsigned i;
+
+	for (i = 0; i < nheld; i++)
+		if (held[i].r == r && idx - held[i].idx < held[i].n)
+			return true;
+	return false;
+}
+
+/* A nested fault on a page this thread is fetching: report it (async-signal-safe) and fail. */
+static int nested_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	uint64_t gpa = r->gpa + (idx << r->page_shift);
+
+	atomic_store(&s->last_err_gpa, gpa);
+	atomic_store(&s->last_err, -EDEADLK);
+	if (s->cfg.on_fault_error)
+		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, -EDEADLK);
+	return -EDEADLK;
+}
+
 /* Fetch+install+publish a run we claimed; account it. Returns the pages installed from idx on
  * (fewer than n when the run failed and only idx could be had alone), or -errno: idx failed. */
 static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 		       enum pi_why why, uint64_t deadline)
 {
 	uint64_t zeros = 0;
+	bool pushed = held_push(r, idx, n);
 	int ret;
 
 	ret = fetch_install(s, r, idx, n, deadline, &zeros);
@@ -476,6 +599,14 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 		release_run(s, r, idx + 1, n - 1);
 		n = 1;
 		ret = fetch_install(s, r, idx, n, deadline, &zeros);
+	}
+	if (pushed)
+		held_pop();
+	if (ret == -ENOENT) {
+		/* not a fetch failure: the program unmapped the page (or mapped something of
+		 * its own there); it keeps our claim and is never installed */
+		pi_mark_unmapped(s, r, idx, 1, true);
+		return ret;
 	}
 	if (ret < 0) {
 		fail_pages(s, r, idx, ret);
@@ -537,15 +668,18 @@ static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 				return -errno;
 			continue;
 		}
-		if (ret == -EAGAIN && pagein_now_ns() < deadline) {
-			sched_yield();
+		if (ret == -EAGAIN) {
+			ret = eagain_wait(s, fd, deadline);
+			if (ret < 0)
+				return ret;
 			continue;
 		}
 		return ret == -ESRCH ? -ENOENT : ret;
 	}
 }
 
-/* A fault on a frozen page: report it, then wait for thaw or fail, as configured. */
+/* A fault on a frozen page: report it, then wait for thaw or fail, as configured. Returns 0
+ * (done: retry the access), 1 (thawed meanwhile: serve the fault), or -errno. */
 static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 			enum pi_why why)
 {
@@ -557,10 +691,24 @@ static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t id
 		s->cfg.on_frozen_fault(s->cfg.cb_arg, gpa, r->page_size);
 	if (s->cfg.frozen_policy == PAGEIN_FROZEN_FAIL) {
 		if (why == PI_WHY_HANDLER) {
-			/* SIGBUS for the faulter now; thaw lifts the poison (parked marks it) */
+			/*
+			 * SIGBUS for the faulter now; thaw lifts the poison (parked marks it).
+			 * Under pin_lock, so that a thaw either comes first (the page is not
+			 * frozen any more: serve it) or sees parked and removes the poison.
+			 * A handler thread may take the lock: this is never a signal handler.
+			 */
+			pthread_mutex_lock(&r->pin_lock);
 			pi_hook_race();
-			pi_test_set(r->parked, idx, memory_order_seq_cst);
-			pagein_poison(s, r, idx, 1);
+			if (!pi_test(r->frozen, idx)) {
+				pthread_mutex_unlock(&r->pin_lock);
+				return 1; /* thawed meanwhile */
+			}
+			ret = pagein_poison(s, r, idx, 1);
+			if (ret == 0)
+				pi_test_set(r->parked, idx, memory_order_seq_cst);
+			pthread_mutex_unlock(&r->pin_lock);
+			if (ret < 0)
+				pi_poison_or_wake(s, r, idx); /* records the error, wakes the faulter */
 			return 0;
 		}
 		return -EFAULT;
@@ -589,11 +737,15 @@ again:
 	}
 	if (pi_test(r->frozen, idx)) {
 		ret = frozen_fault(s, r, idx, why);
-		if (ret == 0 && why != PI_WHY_HANDLER)
+		if (ret == 1 || (ret == 0 && why != PI_WHY_HANDLER))
 			goto again;
 		goto out;
 	}
 	if (pi_test_set(r->claimed, idx, memory_order_acq_rel)) {
+		if (held_by_me(r, idx)) {
+			ret = nested_fault(s, r, idx);
+			goto out;
+		}
 		pagein_stat_add(s, PI_STAT(races_lost), 1);
 		/* a handler's faulter is woken by the winner's install; a self-resolving thread
 		 * waits for the page, then retries its access */
@@ -608,8 +760,10 @@ again:
 	}
 	atomic_fetch_add(&s->inflight, 1);
 	if (atomic_load(&s->stopping)) {
+		/* not a source error: no callback, not counted failed; the faulter gets SIGBUS
+		 * (SELF: from our caller; HANDLER: the reader poisons, as stop does) */
+		pi_clear(r->claimed, idx);
 		ret = -ESHUTDOWN;
-		fail_pages(s, r, idx, ret);
 		goto out_inflight;
 	}
 	atomic_fetch_add_explicit(&s->faulting, 1, memory_order_relaxed);
@@ -640,12 +794,12 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 			i++;
 			continue;
 		}
-		if (pi_test(r->failed, i))
+		if (pi_test(r->unmapped, i))
+			ret = -ENOENT;
+		else if (pi_test(r->failed, i))
 			ret = -EIO;
 		else if (pi_test(r->frozen, i))
 			ret = -EFAULT;
-		else if (atomic_load(&r->gone))
-			ret = -ENOENT;
 		if (ret < 0)
 			break;
 		if (!pi_test_set(r->claimed, i, memory_order_acq_rel)) {
@@ -661,13 +815,17 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 			atomic_fetch_sub(&s->inflight, 1);
 			if (ret < 0) {
 				/* the source's own error went to the log and callback */
-				if (ret != -ETIMEDOUT && ret != -ESHUTDOWN)
+				if (ret != -ETIMEDOUT && ret != -ESHUTDOWN && ret != -ENOENT)
 					ret = -EIO;
 				break;
 			}
 			i += (uint64_t)ret;
 			ret = 0;
 			continue;
+		}
+		if (held_by_me(r, i)) {
+			ret = -EDEADLK; /* a nested call on the thread fetching it */
+			break;
 		}
 		ret = wait_page(s, r, i, deadline, false);
 		if (ret == -EAGAIN)

@@ -40,7 +40,8 @@ static void *fill_main(void *arg)
 	int ret;
 
 	while (!atomic_load(&s->fill_stop) && !atomic_load(&s->stopping)) {
-		if (atomic_load(&s->present_pages) + atomic_load(&s->failed_pages) >= s->total_pages)
+		if (atomic_load(&s->present_pages) + atomic_load(&s->failed_pages) +
+			    atomic_load(&s->gone_pages) >= s->total_pages)
 			break;
 		/* faults first: a fault in service means a thread is stalled right now */
 		if (atomic_load_explicit(&s->faulting, memory_order_relaxed) > 0) {
@@ -123,10 +124,11 @@ int pagein_wait_complete(struct pagein_space *s, int timeout_ms)
 
 	for (;;) {
 		seq = atomic_load(&s->progress);
+		if (atomic_load(&s->completed))
+			return 0;
+		/* a page that failed for good before any stop is the answer that says most */
 		if (atomic_load(&s->failed_pages))
 			return -EIO;
-		if (atomic_load(&s->present_pages) >= s->total_pages)
-			return 0;
 		if (atomic_load(&s->stopping))
 			return -ESHUTDOWN;
 		if (pagein_futex_wait(&s->progress, seq, deadline) == -ETIMEDOUT)

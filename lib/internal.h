@@ -17,7 +17,7 @@
 
 #include "pagein.h"
 
-#define PAGEIN_MAX_REGIONS 32   /* fixed, so the SIGBUS handler can walk them without locks */
+/* PAGEIN_MAX_REGIONS (pagein.h): fixed, so the SIGBUS handler can walk them without locks */
 #define PAGEIN_MAX_UFFDS 64     /* userfaultfds one space may stripe its memory over */
 #define PAGEIN_MAX_READERS 256  /* handler threads one space may run */
 #define PAGEIN_WAIT_BUCKETS 256 /* wait-table buckets (power of two) */
@@ -57,9 +57,12 @@ struct pi_region {
 	pi_bits_t *claimed;      /* a fetch was started; never cleared once the page is present */
 	pi_bits_t *frozen;       /* accessors fail fast, faults follow the frozen policy */
 	pi_bits_t *failed;       /* fetch failed for good: accessors -EIO, faults get SIGBUS */
-	pi_bits_t *parked;       /* a handler-mode fault waits here for thaw */
-	_Atomic int pins;        /* outstanding pagein_pin()s */
-	_Atomic bool gone;       /* the user unmapped it (EVENT_UNMAP) */
+	pi_bits_t *parked;       /* a FROZEN_FAIL fault poisoned it: thaw removes the poison */
+	pi_bits_t *unmapped;     /* the program unmapped it (EVENT_UNMAP, or an install met
+	                          * ENOENT): never installed, accessed or unmapped by us again */
+	pthread_mutex_t pin_lock; /* makes each pin/unpin/freeze/thaw (and a FROZEN_FAIL fault's
+	                           * park) one step: never taken on the SIGBUS path */
+	int pins;                /* outstanding pagein_pin()s; under pin_lock */
 };
 
 /* One counter shard, padded to its own cache lines so threads do not share lines. */
@@ -105,8 +108,11 @@ struct pagein_space {
 	uint64_t total_pages;
 	_Atomic uint64_t present_pages;
 	_Atomic uint64_t failed_pages;
+	_Atomic uint64_t gone_pages;    /* missing pages the program unmapped: never coming */
 	_Atomic uint32_t progress;      /* futex word: bumped on completion, failure and thaw */
-	_Atomic bool completed;         /* on_complete has been called */
+	_Atomic bool completed;         /* every page is present (on_complete is due) */
+	pthread_t notify_thread;        /* calls on_complete, outside any signal handler */
+	bool notify_running;            /* notify_thread was created and is not joined yet */
 	_Atomic uint64_t fill_hint;     /* (region << 56 | page) just after the latest fault */
 	_Atomic int faulting;           /* faults being served now: the fill yields to them */
 	pthread_t fill_thread;
@@ -214,6 +220,13 @@ int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
 /* Wake everybody waiting on any page (thaw, stop, failure). */
 void pagein_wake_all(struct pagein_space *s);
+/* Poison page idx for a handler-mode faulter; if that fails, wake it anyway (records why). */
+void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx);
+/* Mark [idx, idx+n) of r unmapped by the program; count the missing ones gone. */
+void pi_mark_unmapped(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+		      bool caller_claimed);
+/* Signal completion (once) when every page is present or gone. */
+void pi_maybe_complete(struct pagein_space *s);
 
 /* ---- selfresolve.c ---- */
 int pagein_self_attach(struct pagein_space *s);
@@ -222,5 +235,8 @@ void pagein_self_detach(struct pagein_space *s);
 /* ---- handler.c ---- */
 int pagein_readers_start(struct pagein_space *s);
 void pagein_readers_stop(struct pagein_space *s);
+/* Called by an install that met EAGAIN on uffd: on a reader thread of uffd, read the queued
+ * messages (events handled, faults kept for later); returns false on any other thread. */
+bool pi_reader_read_events(struct pagein_space *s, int uffd);
 
 #endif /* PAGEIN_INTERNAL_H */

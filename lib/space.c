@@ -85,7 +85,7 @@ static uint64_t wanted_features(const struct pagein_space *s, uint64_t avail)
 
 static int open_uffds(struct pagein_space *s)
 {
-	uint64_t avail = 0, granted = 0;
+	uint64_t avail = 0, granted;
 	int flags = O_CLOEXEC | O_NONBLOCK;
 	unsigned i;
 	int fd, ret;
@@ -119,6 +119,15 @@ static int open_uffds(struct pagein_space *s)
 			   "this kernel lacks UFFD_FEATURE_SIGBUS: use the handler front-end");
 		return -ENOSYS;
 	}
+	if (s->cfg.frontend == PAGEIN_FRONTEND_HANDLER && !(avail & UFFD_FEATURE_POISON)) {
+		/* without UFFDIO_POISON a fault that cannot be served could only end on a zero
+		 * page (or never): refuse, rather than hand a thread bytes that were never its */
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "handler threads need UFFD_FEATURE_POISON (Linux 6.6 or later) to fail a "
+			   "fault without handing the thread a zero page; this kernel lacks it: use "
+			   "the self front-end, or a newer kernel");
+		return -ENOSYS;
+	}
 	s->nuffds = s->cfg.frontend == PAGEIN_FRONTEND_HANDLER ? s->cfg.uffds : 1;
 	for (i = 0; i < s->nuffds; i++) {
 		fd = uffd_open(flags);
@@ -131,7 +140,9 @@ static int open_uffds(struct pagein_space *s)
 				   (unsigned long long)wanted_features(s, avail), strerror(-ret));
 			return ret;
 		}
-		s->features = granted;
+		/* UFFDIO_API succeeded, so exactly the features asked for are enabled; what it
+		 * writes back is every feature the kernel knows, not what this fd has */
+		s->features = wanted_features(s, avail);
 	}
 	return 0;
 }
@@ -209,7 +220,7 @@ err_free:
 static int bitmaps_alloc(struct pi_region *r)
 {
 	uint64_t words = (r->npages + 63) / 64;
-	pi_bits_t *all = calloc(words * 5, sizeof(*all));
+	pi_bits_t *all = calloc(words * 6, sizeof(*all));
 
 	if (!all)
 		return -ENOMEM;
@@ -218,13 +229,23 @@ static int bitmaps_alloc(struct pi_region *r)
 	r->frozen = all + 2 * words;
 	r->failed = all + 3 * words;
 	r->parked = all + 4 * words;
+	r->unmapped = all + 5 * words;
 	return 0;
 }
 
 static void region_unmap(struct pi_region *r)
 {
-	if (r->host)
-		munmap(r->host, r->size);
+	uint64_t i, j;
+
+	/* never what the program unmapped itself: it may have mapped something new there */
+	for (i = 0; r->host && i < r->npages; i = j) {
+		bool gone = r->unmapped && pi_test(r->unmapped, i);
+
+		for (j = i + 1; j < r->npages && (r->unmapped && pi_test(r->unmapped, j)) == gone; j++)
+			;
+		if (!gone)
+			munmap(r->host + (i << r->page_shift), (j - i) << r->page_shift);
+	}
 	if (r->alias)
 		munmap(r->alias, r->size);
 	if (r->memfd >= 0)
@@ -233,6 +254,7 @@ static void region_unmap(struct pi_region *r)
 	r->host = r->alias = NULL;
 	r->memfd = -1;
 	r->present = NULL;
+	pthread_mutex_destroy(&r->pin_lock);
 }
 
 /* Map the region's memory: anonymous, or a memfd mapped twice (registered + alias). */
@@ -341,6 +363,7 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	r->npages = size / ps;
 	r->backing = backing;
 	r->memfd = -1;
+	pthread_mutex_init(&r->pin_lock, NULL);
 	ret = bitmaps_alloc(r);
 	if (ret < 0)
 		return ret;
@@ -425,6 +448,54 @@ static int region_register(struct pagein_space *s, struct pi_region *r, unsigned
 	return 0;
 }
 
+/* Undo region_register (whole stripes or none; a range never registered is skipped by the
+ * kernel). Wakes whoever the kernel holds on those pages: they fault again, unserved. */
+static void region_unregister(struct pagein_space *s, struct pi_region *r)
+{
+	uint64_t off, stripe_bytes = r->stripe_pages * r->page_size;
+	struct uffdio_range range;
+	unsigned k;
+
+	for (k = 0, off = 0; stripe_bytes && off < r->size; k++, off += stripe_bytes) {
+		range.start = (uintptr_t)r->host + off;
+		range.len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
+		if (ioctl(s->uffds[r->uffd_base + k], UFFDIO_UNREGISTER, &range) < 0)
+			pagein_log(s, PAGEIN_LOG_WARN, "UFFDIO_UNREGISTER of the region at gpa %#llx: %s",
+				   (unsigned long long)r->gpa, strerror(errno));
+	}
+}
+
+/* Calls on_complete once every page is in: never from the fault path, which may be a SIGBUS
+ * handler. Returns without touching the space after the callback (which may free it). */
+static void *notify_main(void *arg)
+{
+	struct pagein_space *s = arg;
+	uint32_t seq;
+
+	for (;;) {
+		seq = atomic_load(&s->progress);
+		if (atomic_load(&s->completed)) {
+			s->cfg.on_complete(s->cfg.cb_arg);
+			return NULL;
+		}
+		if (atomic_load(&s->stopping))
+			return NULL;
+		pagein_futex_wait(&s->progress, seq, 0);
+	}
+}
+
+static void notify_stop(struct pagein_space *s)
+{
+	if (!s->notify_running)
+		return;
+	s->notify_running = false;
+	/* on_complete itself may stop or free the space: do not join ourselves */
+	if (pthread_equal(pthread_self(), s->notify_thread))
+		pthread_detach(s->notify_thread);
+	else
+		pthread_join(s->notify_thread, NULL);
+}
+
 int pagein_space_start(struct pagein_space *s)
 {
 	unsigned i, n = atomic_load(&s->nregions);
@@ -440,8 +511,10 @@ int pagein_space_start(struct pagein_space *s)
 	}
 	for (i = 0; i < n; i++) {
 		ret = region_register(s, &s->regions[i], 0);
-		if (ret < 0)
-			return ret;
+		if (ret < 0) {
+			n = i + 1; /* the failing one may be registered in part */
+			goto err_unregister;
+		}
 	}
 	atomic_store(&s->started, true);
 	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF) {
@@ -452,19 +525,38 @@ int pagein_space_start(struct pagein_space *s)
 	ret = pagein_readers_start(s);
 	if (ret < 0)
 		goto err_self;
+	if (s->cfg.on_complete) {
+		ret = -pthread_create(&s->notify_thread, NULL, notify_main, s);
+		if (ret < 0) {
+			pagein_log(s, PAGEIN_LOG_ERR, "starting the on_complete thread: %s",
+				   strerror(-ret));
+			goto err_readers;
+		}
+		s->notify_running = true;
+	}
 	return 0;
 
+err_readers:
+	pagein_readers_stop(s);
 err_self:
+	/* unregister before the SIGBUS handler goes: a touch then finds plain memory */
+	for (i = 0; i < n; i++)
+		region_unregister(s, &s->regions[i]);
+	n = 0;
 	pagein_self_detach(s);
 err_started:
 	atomic_store(&s->started, false);
+err_unregister:
+	for (i = 0; i < n; i++)
+		region_unregister(s, &s->regions[i]);
 	return ret;
 }
 
 void pagein_space_stop(struct pagein_space *s)
 {
-	uint64_t deadline, i, j, n;
+	uint64_t deadline, i, j, n, unpoisoned = 0;
 	struct pi_region *r;
+	int ret = 0;
 
 	if (!atomic_load(&s->started) || atomic_exchange(&s->stopping, true))
 		return;
@@ -481,17 +573,29 @@ void pagein_space_stop(struct pagein_space *s)
 		for (j = 0; j < r->npages;) {
 			uint64_t k = j;
 
-			while (k < r->npages && !pi_test(r->present, k) &&
+			while (k < r->npages && !pi_test(r->present, k) && !pi_test(r->unmapped, k) &&
 			       k / r->stripe_pages == j / r->stripe_pages)
 				k++;
-			if (k > j)
-				pagein_poison(s, r, j, k - j);
+			if (k > j) {
+				int err = pagein_poison(s, r, j, k - j);
+
+				if (err < 0 && err != -ENOSYS) {
+					unpoisoned += k - j;
+					ret = err;
+				}
+			}
 			j = k > j ? k : j + 1;
 		}
 	}
+	if (unpoisoned)
+		pagein_log(s, PAGEIN_LOG_WARN,
+			   "stop could not poison %llu missing pages (%s): a thread touching them "
+			   "before pagein_space_free is not failed cleanly",
+			   (unsigned long long)unpoisoned, strerror(-ret));
 	pagein_wake_all(s);
 	pagein_readers_stop(s);
 	pagein_self_detach(s);
+	notify_stop(s);
 	atomic_store(&s->started, false);
 }
 
