@@ -17,7 +17,11 @@ extern "C" {
 #endif
 
 #define PAGEIN_VERSION_MAJOR 0
-#define PAGEIN_VERSION_MINOR 1
+#define PAGEIN_VERSION_MINOR 2
+
+/* The library's version as "MAJOR.MINOR.PATCH" (of the libpagein actually loaded, which may be
+ * newer than this header). A static string; any thread. */
+const char *pagein_version(void);
 
 #define PAGEIN_MAX_REGIONS 64 /* regions one space holds (the protocol and the snapshot format
                                * allow as many) */
@@ -65,12 +69,15 @@ enum pagein_log_level {
 #define PAGEIN_AROUND_MAX 64u             /* largest window, in pages of the region */
 
 /*
- * Space configuration. Fill it with pagein_config_init() first, then change fields; the space
- * copies it. Callbacks may be called from any thread, including from inside a SIGBUS handler for
+ * Space configuration. Fill it with pagein_config_init() first (it sets size), then change
+ * fields; the space copies it. Fields added in later versions go at the end: a program built
+ * against an older header passes a smaller size and gets their defaults. Callbacks may be called from any thread, including from inside a SIGBUS handler for
  * on_frozen_fault and on_fault_error (so those must be async-signal-safe in SELF mode);
  * on_complete never is.
  */
 struct pagein_config {
+	uint32_t size;                 /* sizeof(struct pagein_config) the caller was built with:
+	                                * set by pagein_config_init; pagein_space_new refuses 0 */
 	enum pagein_frontend frontend; /* default SELF */
 	unsigned readers;              /* HANDLER: reader threads in total (default 1) */
 	unsigned uffds;                /* HANDLER: userfaultfds the memory is striped over
@@ -107,7 +114,9 @@ void pagein_config_init(struct pagein_config *cfg);
 /*
  * Create an empty space with a copy of cfg (NULL = defaults). Opens the userfaultfd(s) and
  * checks the features the front-end needs. Returns 0 and *out, or -EPERM (userfaultfd not
- * permitted; the log says which fix applies), -ENOSYS, -EINVAL (bad cfg), -ENOMEM.
+ * permitted; the log says which fix applies), -ENOSYS (a feature the front-end needs is missing:
+ * SIGBUS for self, POISON, Linux 6.6+, for handler; the log says which), -EINVAL (bad cfg, or
+ * cfg->size not set by pagein_config_init), -ENOMEM.
  */
 int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out);
 
@@ -251,6 +260,8 @@ struct pagein_source_ops {
 	/* optional: whether the source holds every byte of [gpa, gpa+len); pagein_space_set_source
 	 * asks it for each region, so a short or mismatched image is refused up front */
 	bool (*covers)(void *ctx, uint64_t gpa, uint64_t len);
+	/* room for operations added later (the struct's size never changes): leave NULL */
+	void (*reserved[4])(void);
 };
 
 /* Wrap ops + ctx as a source. Returns 0 and *out or -ENOMEM. */
@@ -280,7 +291,7 @@ struct pagein_region_desc {
 	uint64_t gpa;     /* guest address */
 	uint64_t size;    /* bytes, a multiple of page_size */
 	uint32_t backing; /* enum pagein_backing the region was saved from */
-	uint32_t flags;   /* reserved, 0 */
+	uint32_t flags;   /* reserved for later use (the size never changes), 0 */
 	uint64_t digest;  /* XXH3-64 of the region's bytes (filled in by save) */
 };
 
@@ -437,6 +448,7 @@ struct pagein_stats {
 	uint64_t blocked_ns;       /* time threads waited for pages others were fetching */
 	uint64_t fault_ns;         /* total time spent serving faults */
 	uint64_t lat_hist[PAGEIN_HIST_BUCKETS]; /* fault service latency histogram */
+	uint64_t reserved[8];      /* room for counters added later (the size never changes); 0 */
 };
 
 /* Copy the space's counters (summed over threads) into *st. Any thread. */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -147,6 +148,28 @@ static int open_uffds(struct pagein_space *s)
 	return 0;
 }
 
+/*
+ * Take the caller's configuration: cfg->size bytes of it over our defaults, so a program built
+ * with an older (smaller) struct gets the defaults of the fields it does not know. A newer,
+ * larger one is accepted when the fields this library does not know are all zero.
+ */
+static int config_copy(struct pagein_space *s, const struct pagein_config *cfg)
+{
+	const uint8_t *p = (const uint8_t *)cfg;
+	size_t i, n = cfg->size;
+
+	/* the first versioned layout ends at cb_arg; less is a config never initialised (its log
+	 * sink cannot be trusted either, so this refusal is silent) */
+	if (n < offsetof(struct pagein_config, cb_arg) + sizeof(cfg->cb_arg))
+		return -EINVAL;
+	for (i = sizeof(*cfg); i < n; i++)
+		if (p[i])
+			return -EINVAL;
+	memcpy(&s->cfg, cfg, n < sizeof(*cfg) ? n : sizeof(*cfg));
+	s->cfg.size = sizeof(*cfg);
+	return 0;
+}
+
 int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out)
 {
 	struct pagein_space *s;
@@ -157,15 +180,18 @@ int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out)
 	if (!s)
 		return -ENOMEM;
 	memset(s, 0, sizeof(*s));
-	if (cfg)
-		s->cfg = *cfg;
-	else
-		pagein_config_init(&s->cfg);
+	pagein_config_init(&s->cfg);
 	s->stop_efd = -1;
 	s->self_slot = -1;
 	for (i = 0; i < PAGEIN_MAX_UFFDS; i++)
 		s->uffds[i] = -1;
 
+	ret = -EINVAL;
+	if (cfg) {
+		ret = config_copy(s, cfg);
+		if (ret < 0)
+			goto err_free;
+	}
 	ret = -EINVAL;
 	if (s->cfg.frontend != PAGEIN_FRONTEND_SELF && s->cfg.frontend != PAGEIN_FRONTEND_HANDLER) {
 		pagein_log(s, PAGEIN_LOG_ERR, "unknown front-end %d", s->cfg.frontend);
