@@ -204,6 +204,8 @@ void pagein_unpin(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	pthread_mutex_unlock(&r->pin_lock);
 }
 
+#define THAW_TRIES 100 /* zaps of one page's poison before thaw gives up on it */
+
 /* Freeze and thaw take whole pages inside regions. */
 static int check_pages(struct pagein_space *s, uint64_t gpa, uint64_t len, const char *what)
 {
@@ -248,6 +250,7 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 {
 	struct pi_region *r;
 	uint64_t i, first, n;
+	unsigned tries;
 	bool parked;
 	int ret;
 
@@ -260,15 +263,32 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	for (i = first; i < first + n; i++) {
 		/* page by page, and the madvise outside the lock: it waits until a reader reads
 		 * the REMOVE event, and a reader may be waiting for the lock in frozen_fault */
-		pthread_mutex_lock(&r->pin_lock);
-		pi_clear(r->frozen, i);
-		parked = pi_test(r->parked, i);
-		if (parked)
-			pi_clear(r->parked, i);
-		pthread_mutex_unlock(&r->pin_lock);
-		/* a fault refused under FROZEN_FAIL left poison: zap it so the page faults anew */
-		if (parked)
+		/*
+		 * A fault refused under FROZEN_FAIL left poison (parked): zap it so the page
+		 * faults anew. The page stays frozen until no poison is left: nothing claims a
+		 * frozen page, and an install over poison would meet EEXIST and publish a page
+		 * that holds no bytes. A fault between the zap and the check poisons it again
+		 * (parked again): zap again, a bounded number of times.
+		 */
+		for (tries = 0;; tries++) {
+			pthread_mutex_lock(&r->pin_lock);
+			parked = pi_test(r->parked, i);
+			if (!parked || tries == THAW_TRIES)
+				pi_clear(r->frozen, i);
+			else
+				pi_clear(r->parked, i);
+			pthread_mutex_unlock(&r->pin_lock);
+			if (!parked)
+				break;
+			if (tries == THAW_TRIES) {
+				pagein_log(s, PAGEIN_LOG_WARN,
+					   "thaw: gpa %#llx kept being faulted while its poison was "
+					   "removed; it may still give SIGBUS",
+					   (unsigned long long)(r->gpa + (i << r->page_shift)));
+				break;
+			}
 			madvise(r->host + (i << r->page_shift), r->page_size, MADV_DONTNEED);
+		}
 	}
 	/* self-resolving faulters sleep in the wait table; handler-mode faults sit queued in
 	 * the kernel: wake them to fault again, now served */

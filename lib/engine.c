@@ -199,8 +199,8 @@ static void bounce_put(struct pagein_space *s, int i)
 static void wake_bucket(struct pi_bucket *b)
 {
 	/* the publisher's half of wait_page's Dekker pair: page bit stored, then waiters read */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load(&b->waiters)) {
+	pi_full_fence();
+	if (atomic_load_explicit(&b->waiters, memory_order_seq_cst)) {
 		atomic_fetch_add(&b->seq, 1);
 		pagein_futex_wake(&b->seq);
 	}
@@ -234,13 +234,14 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 		atomic_fetch_add(&b->waiters, 1);
 		/*
 		 * Dekker: we store waiters then load the page bit; the publisher stores the bit
-		 * then loads waiters (wake_bucket). Without a full fence on both sides a weakly
-		 * ordered CPU may let each load pass its own store, so that we miss the bit and
-		 * the publisher misses us: a lost wake-up, slept until the deadline. The RMW
-		 * above is seq_cst but the acquire load below is not, so C11 lets it move up.
+		 * then loads waiters (wake_bucket). Unless each side's load is ordered after its
+		 * own store, a weakly ordered CPU lets both loads pass, so that we miss the bit
+		 * and the publisher misses us: a lost wake-up, slept until the deadline. An
+		 * acquire load does not prevent that even after a seq_cst RMW; a full fence
+		 * does, and so do seq_cst loads (all four accesses then sit in one total order).
 		 */
-		atomic_thread_fence(memory_order_seq_cst);
-		if (want_thaw ? !pi_test(r->frozen, idx) : pi_test(r->present, idx))
+		pi_full_fence();
+		if (want_thaw ? !pi_test_sc(r->frozen, idx) : pi_test_sc(r->present, idx))
 			ret = 0;
 		else if (pi_test(r->failed, idx))
 			ret = -EIO;
@@ -701,7 +702,8 @@ static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t id
 			pi_hook_race();
 			if (!pi_test(r->frozen, idx)) {
 				pthread_mutex_unlock(&r->pin_lock);
-				return 1; /* thawed meanwhile */
+				/* thawed meanwhile (and any earlier poison is gone): serve it */
+				return 1;
 			}
 			ret = pagein_poison(s, r, idx, 1);
 			if (ret == 0)

@@ -176,6 +176,23 @@ static inline bool pi_test(pi_bits_t *bm, uint64_t i)
 	return atomic_load_explicit(&bm[i >> 6], memory_order_acquire) & (1ull << (i & 63));
 }
 
+/* Bit i, read in the single total order of seq_cst operations (the Dekker sites). */
+static inline bool pi_test_sc(pi_bits_t *bm, uint64_t i)
+{
+	return atomic_load_explicit(&bm[i >> 6], memory_order_seq_cst) & (1ull << (i & 63));
+}
+
+/*
+ * A full memory barrier between a store and a later load of another location. ThreadSanitizer
+ * does not model fences (GCC refuses them under -fsanitize=thread); the seq_cst accesses at
+ * each site already order it in the C11 model, which is what TSan checks.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define pi_full_fence() ((void)0)
+#else
+#define pi_full_fence() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
 /* Set bit i; return whether it was already set. */
 static inline bool pi_test_set(pi_bits_t *bm, uint64_t i, memory_order mo)
 {

@@ -44,9 +44,25 @@ static void round_with(const char *name, uint64_t slow_page, int (*op)(void), ui
 	uint64_t t0, t1;
 	int ret;
 
+	struct pagein_config cfg;
+	uint64_t p;
+
+	/* a space of its own per round: the test source's slow page is set before any reader
+	 * thread exists (it is a plain field the readers read) */
+	pagein_config_init(&cfg);
+	cfg.frontend = PAGEIN_FRONTEND_HANDLER;
+	cfg.readers = 1;
+	cfg.fault_around = 1;
+	cfg.timeout_ms = 5000;
+	cfg.log = t_log;
+	t_space_make(&T, &cfg, PAGEIN_BACKING_ANON, SIZE, SEED);
 	fault_gpa = slow_page * 4096;
 	T.ts.slow_gpa = fault_gpa;
 	T.ts.slow_us = SLOW_US;
+	T_EQ(pagein_space_start(T.s), 0);
+	/* the pages the operations act on are present first */
+	for (p = 8; p < PAGES; p++)
+		T_EQ(*(volatile uint64_t *)(T.host + p * 4096), t_word(SEED, p * 4096));
 	atomic_store(&fault_done, 0);
 	T_EQ(pthread_create(&th, NULL, faulter, NULL), 0);
 	usleep(50000);
@@ -70,6 +86,7 @@ static void round_with(const char *name, uint64_t slow_page, int (*op)(void), ui
 	T_EQ(fault_word, t_word(SEED, fault_gpa));
 	printf("  %s during a 300 ms fetch: op %llu ms, fault served with the right bytes in %llu ms\n",
 	       name, (unsigned long long)*op_ms, (unsigned long long)(ms_now() - t0 + 50));
+	t_space_free(&T);
 }
 
 static int op_dontneed(void)
@@ -102,25 +119,12 @@ static int op_mremap(void)
 
 int main(void)
 {
-	struct pagein_config cfg;
-	uint64_t ms, p;
+	uint64_t ms;
 
 	t_require_uffd();
 	alarm(60);
-	pagein_config_init(&cfg);
-	cfg.frontend = PAGEIN_FRONTEND_HANDLER;
-	cfg.readers = 1;
-	cfg.fault_around = 1;
-	cfg.timeout_ms = 5000;
-	cfg.log = t_log;
-	t_space_make(&T, &cfg, PAGEIN_BACKING_ANON, SIZE, SEED);
-	T_EQ(pagein_space_start(T.s), 0);
-	/* the pages the operations act on are present first */
-	for (p = 8; p < PAGES; p++)
-		T_EQ(*(volatile uint64_t *)(T.host + p * 4096), t_word(SEED, p * 4096));
 	round_with("MADV_DONTNEED", 0, op_dontneed, &ms);
 	round_with("munmap", 1, op_munmap, &ms);
 	round_with("mremap", 2, op_mremap, &ms);
-	t_space_free(&T);
 	t_pass("mm events during slow fetches (handler, 1 reader)");
 }
