@@ -26,14 +26,14 @@ static int for_each_part(struct pagein_space *s, uint64_t gpa, uint64_t len, par
 	int ret;
 
 	if (end < gpa) {
-		pagein_log(s, PAGEIN_LOG_ERR, "range at gpa %#llx length %#llx wraps",
+		pi_log(s, PAGEIN_LOG_ERR, "range at gpa %#llx length %#llx wraps",
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
 	}
 	while (cur < end) {
-		r = pagein_region_find(s, cur);
+		r = pi_region_find(s, cur);
 		if (!r) {
-			pagein_log(s, PAGEIN_LOG_ERR, "gpa %#llx is outside every region",
+			pi_log(s, PAGEIN_LOG_ERR, "gpa %#llx is outside every region",
 				   (unsigned long long)cur);
 			return -EINVAL;
 		}
@@ -63,12 +63,12 @@ static int present_part(struct pagein_space *s, struct pi_region *r, uint64_t gp
 
 	if (!atomic_load(&s->started))
 		return -EINVAL;
-	ret = pagein_make_present(s, r, first, last - first + 1, PI_WHY_ACCESS, &bad);
+	ret = pi_make_present(s, r, first, last - first + 1, PI_WHY_ACCESS, &bad);
 	if (ret < 0) {
 		if (a->bad)
 			*a->bad = bad;
 		if (ret == -EFAULT)
-			pagein_log(s, PAGEIN_LOG_INFO,
+			pi_log(s, PAGEIN_LOG_INFO,
 				   "access to [%#llx, %#llx) fails fast: gpa %#llx is frozen",
 				   (unsigned long long)gpa, (unsigned long long)(gpa + len),
 				   (unsigned long long)bad);
@@ -80,7 +80,7 @@ int pagein_resolve(struct pagein_space *s, uint64_t gpa, uint64_t len, uint64_t 
 {
 	struct present_arg a = { bad_gpa };
 
-	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	pi_stat_add(s, PI_STAT(accessor_calls), 1);
 	if (!len)
 		return 0;
 	return for_each_part(s, gpa, len, present_part, &a);
@@ -120,7 +120,7 @@ static int access_range(struct pagein_space *s, uint64_t gpa, void *buf, size_t 
 	struct copy_arg a = { buf, write, NULL };
 	int ret;
 
-	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	pi_stat_add(s, PI_STAT(accessor_calls), 1);
 	if (!len)
 		return 0;
 	ret = for_each_part(s, gpa, len, present_part, &pa);
@@ -157,14 +157,14 @@ static bool any_frozen(struct pi_region *r, uint64_t first, uint64_t n)
  */
 int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 	struct present_arg a = { NULL };
 	uint64_t first, last;
 	int ret;
 
-	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	pi_stat_add(s, PI_STAT(accessor_calls), 1);
 	if (!r || !len || len > r->gpa + r->size - gpa) {
-		pagein_log(s, PAGEIN_LOG_ERR, "pin [%#llx, +%#llx) must lie inside one region",
+		pi_log(s, PAGEIN_LOG_ERR, "pin [%#llx, +%#llx) must lie inside one region",
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
 	}
@@ -173,7 +173,7 @@ int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 	pthread_mutex_lock(&r->pin_lock);
 	if (any_frozen(r, first, last - first + 1)) {
 		pthread_mutex_unlock(&r->pin_lock);
-		pagein_log(s, PAGEIN_LOG_INFO, "pin [%#llx, +%#llx) fails fast: part of it is frozen",
+		pi_log(s, PAGEIN_LOG_INFO, "pin [%#llx, +%#llx) fails fast: part of it is frozen",
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EFAULT;
 	}
@@ -192,7 +192,7 @@ int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 
 void pagein_unpin(struct pagein_space *s, uint64_t gpa, uint64_t len)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 
 	if (!r)
 		return;
@@ -209,11 +209,11 @@ void pagein_unpin(struct pagein_space *s, uint64_t gpa, uint64_t len)
 /* Freeze and thaw take whole pages inside regions. */
 static int check_pages(struct pagein_space *s, uint64_t gpa, uint64_t len, const char *what)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 
 	if (!r || !len || len > r->gpa + r->size - gpa || (gpa - r->gpa) % r->page_size ||
 	    len % r->page_size) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "%s [%#llx, +%#llx): the range must be whole pages inside one region",
 			   what, (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
@@ -230,11 +230,11 @@ int pagein_freeze(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	ret = check_pages(s, gpa, len, "freeze");
 	if (ret < 0)
 		return ret;
-	r = pagein_region_find(s, gpa);
+	r = pi_region_find(s, gpa);
 	pthread_mutex_lock(&r->pin_lock);
 	if (r->pins > 0) {
 		pthread_mutex_unlock(&r->pin_lock);
-		pagein_log(s, PAGEIN_LOG_ERR, "freeze at gpa %#llx: the region has pinned ranges",
+		pi_log(s, PAGEIN_LOG_ERR, "freeze at gpa %#llx: the region has pinned ranges",
 			   (unsigned long long)gpa);
 		return -EBUSY;
 	}
@@ -257,7 +257,7 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	ret = check_pages(s, gpa, len, "thaw");
 	if (ret < 0)
 		return ret;
-	r = pagein_region_find(s, gpa);
+	r = pi_region_find(s, gpa);
 	first = (gpa - r->gpa) >> r->page_shift;
 	n = len >> r->page_shift;
 	for (i = first; i < first + n; i++) {
@@ -281,7 +281,7 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 			if (!parked)
 				break;
 			if (tries == THAW_TRIES) {
-				pagein_log(s, PAGEIN_LOG_WARN,
+				pi_log(s, PAGEIN_LOG_WARN,
 					   "thaw: gpa %#llx kept being faulted while its poison was "
 					   "removed; it may still give SIGBUS",
 					   (unsigned long long)(r->gpa + (i << r->page_shift)));
@@ -292,7 +292,7 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	}
 	/* self-resolving faulters sleep in the wait table; handler-mode faults sit queued in
 	 * the kernel: wake them to fault again, now served */
-	pagein_wake_all(s);
+	pi_wake_all(s);
 	if (atomic_load(&s->started)) {
 		for (i = first; i < first + n; i += r->stripe_pages - i % r->stripe_pages) {
 			uint64_t end = i + r->stripe_pages - i % r->stripe_pages;

@@ -78,8 +78,8 @@ static void uffd_wake(int fd, uintptr_t start, uint64_t len)
  */
 static int eagain_wait(struct pagein_space *s, int fd, uint64_t deadline)
 {
-	pagein_stat_add(s, PI_STAT(eagain), 1);
-	if (pagein_now_ns() > deadline)
+	pi_stat_add(s, PI_STAT(eagain), 1);
+	if (pi_now_ns() > deadline)
 		return -ETIMEDOUT;
 	if (!pi_reader_read_events(s, fd))
 		sched_yield();
@@ -114,7 +114,7 @@ static int install(struct pagein_space *s, struct pi_region *r, enum inst_kind k
 		}
 		switch (ret) {
 		case -EEXIST:
-			pagein_stat_add(s, PI_STAT(eexist), 1);
+			pi_stat_add(s, PI_STAT(eexist), 1);
 			uffd_wake(fd, dst + off, r->page_size);
 			off += r->page_size;
 			break;
@@ -133,12 +133,12 @@ static int install(struct pagein_space *s, struct pi_region *r, enum inst_kind k
 	return 0;
 }
 
-int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
+int pi_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
 	if (!(s->features & UFFD_FEATURE_POISON))
 		return -ENOSYS;
 	return install(s, r, INST_POISON, idx, n, NULL,
-		       pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull);
+		       pi_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull);
 }
 
 /*
@@ -150,7 +150,7 @@ int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uin
  */
 void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 {
-	int ret = pagein_poison(s, r, idx, 1);
+	int ret = pi_poison(s, r, idx, 1);
 
 	if (ret == 0 || ret == -ENOSYS) /* no POISON: SELF mode, whose faulter is not blocked */
 		return;
@@ -179,7 +179,7 @@ static int bounce_get(struct pagein_space *s, uint64_t deadline)
 		seq = atomic_load(&s->bounce_seq);
 		if (atomic_load(&s->bounce_free))
 			continue;
-		if (pagein_futex_wait(&s->bounce_seq, seq, deadline) == -ETIMEDOUT)
+		if (pi_futex_wait(&s->bounce_seq, seq, deadline) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
 }
@@ -189,7 +189,7 @@ static void bounce_put(struct pagein_space *s, int i)
 	/* sleepers only sleep on an empty mask, so only the put that refills it must wake */
 	if (!atomic_fetch_or(&s->bounce_free, 1ull << i)) {
 		atomic_fetch_add(&s->bounce_seq, 1);
-		pagein_futex_wake(&s->bounce_seq);
+		pi_futex_wake(&s->bounce_seq);
 	}
 }
 
@@ -202,18 +202,18 @@ static void wake_bucket(struct pi_bucket *b)
 	pi_full_fence();
 	if (atomic_load_explicit(&b->waiters, memory_order_seq_cst)) {
 		atomic_fetch_add(&b->seq, 1);
-		pagein_futex_wake(&b->seq);
+		pi_futex_wake(&b->seq);
 	}
 }
 
-void pagein_wake_all(struct pagein_space *s)
+void pi_wake_all(struct pagein_space *s)
 {
 	unsigned i;
 
 	for (i = 0; i < PAGEIN_WAIT_BUCKETS; i++)
 		wake_bucket(&s->wait[i]);
 	atomic_fetch_add(&s->progress, 1);
-	pagein_futex_wake(&s->progress);
+	pi_futex_wake(&s->progress);
 }
 
 /*
@@ -225,7 +225,7 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 		     uint64_t deadline, bool want_thaw)
 {
 	struct pi_bucket *b = pi_bucket_of(s, r, idx);
-	uint64_t t0 = pagein_now_ns();
+	uint64_t t0 = pi_now_ns();
 	uint32_t seq;
 	int ret = 0;
 
@@ -252,14 +252,14 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 		else
 			ret = 1;
 		if (ret == 1)
-			ret = pagein_futex_wait(&b->seq, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT
+			ret = pi_futex_wait(&b->seq, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT
 				      ? -ETIMEDOUT
 				      : 1;
 		atomic_fetch_sub(&b->waiters, 1);
 		if (ret != 1)
 			break;
 	}
-	pagein_stat_add(s, PI_STAT(blocked_ns), pagein_now_ns() - t0);
+	pi_stat_add(s, PI_STAT(blocked_ns), pi_now_ns() - t0);
 	return ret;
 }
 
@@ -268,7 +268,7 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 
 static uint64_t deadline_from_now(struct pagein_space *s)
 {
-	return pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	return pi_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
 }
 
 /* Write the window's bytes into the memfd's page cache (shmem) or its alias (hugetlb). */
@@ -327,7 +327,7 @@ static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t id
 	/* zero pages go in as zero pages: no copy (huge pages already sitting in place excepted) */
 	if (r->backing != PAGEIN_BACKING_HUGETLB || data != r->alias + (idx << r->page_shift))
 		for (i = 0; i < n; i++)
-			if (!(zmask >> i & 1) && pagein_is_zero(data + i * ps, ps))
+			if (!(zmask >> i & 1) && pi_is_zero(data + i * ps, ps))
 				zmask |= 1ull << i;
 
 	if (r->backing == PAGEIN_BACKING_ANON) {
@@ -375,10 +375,10 @@ static int fetch_install(struct pagein_space *s, struct pi_region *r, uint64_t i
 				return slot;
 			dst = s->bounce + (uint64_t)slot * PAGEIN_INSTALL_MAX;
 		}
-		pagein_stat_add(s, PI_STAT(fetches), 1);
+		pi_stat_add(s, PI_STAT(fetches), 1);
 		ret = src->ops.fetch(src->ctx, gpa, dst, len, ps, &zmask, deadline);
 		if (ret < 0) {
-			pagein_stat_add(s, PI_STAT(fetch_errors), 1);
+			pi_stat_add(s, PI_STAT(fetch_errors), 1);
 			goto out;
 		}
 		data = dst;
@@ -400,7 +400,7 @@ void pi_maybe_complete(struct pagein_space *s)
 	    atomic_exchange(&s->completed, true))
 		return;
 	atomic_fetch_add(&s->progress, 1);
-	pagein_futex_wake(&s->progress);
+	pi_futex_wake(&s->progress);
 }
 
 /*
@@ -474,7 +474,7 @@ static void fail_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	pi_poison_or_wake(s, r, idx);
 	wake_bucket(pi_bucket_of(s, r, idx));
 	atomic_fetch_add(&s->progress, 1);
-	pagein_futex_wake(&s->progress);
+	pi_futex_wake(&s->progress);
 }
 
 /*
@@ -617,19 +617,19 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	switch (why) {
 	case PI_WHY_SELF:
 	case PI_WHY_HANDLER:
-		pagein_stat_add(s, PI_STAT(pages_demand), 1);
+		pi_stat_add(s, PI_STAT(pages_demand), 1);
 		if (n > 1)
-			pagein_stat_add(s, PI_STAT(pages_around), n - 1);
+			pi_stat_add(s, PI_STAT(pages_around), n - 1);
 		break;
 	case PI_WHY_FILL:
-		pagein_stat_add(s, PI_STAT(pages_fill), n);
+		pi_stat_add(s, PI_STAT(pages_fill), n);
 		break;
 	case PI_WHY_ACCESS:
-		pagein_stat_add(s, PI_STAT(pages_accessor), n);
+		pi_stat_add(s, PI_STAT(pages_accessor), n);
 		break;
 	}
 	if (zeros)
-		pagein_stat_add(s, PI_STAT(pages_zero), zeros);
+		pi_stat_add(s, PI_STAT(pages_zero), zeros);
 	publish(s, r, idx, n);
 	return (int)n;
 }
@@ -653,12 +653,12 @@ static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 		ret = do_ioctl(fd, r->backing == PAGEIN_BACKING_ANON ? INST_ZERO : INST_CONTINUE,
 			       dst, NULL, r->page_size, &done);
 		if (ret == 0) {
-			pagein_stat_add(s, PI_STAT(rezero), 1);
+			pi_stat_add(s, PI_STAT(rezero), 1);
 			return 0;
 		}
 		if (ret == -EEXIST) {
 			/* a stale message: installed after the fault was queued */
-			pagein_stat_add(s, PI_STAT(eexist), 1);
+			pi_stat_add(s, PI_STAT(eexist), 1);
 			uffd_wake(fd, dst, r->page_size);
 			return 0;
 		}
@@ -687,7 +687,7 @@ static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t id
 	uint64_t gpa = r->gpa + (idx << r->page_shift);
 	int ret;
 
-	pagein_stat_add(s, PI_STAT(frozen_faults), 1);
+	pi_stat_add(s, PI_STAT(frozen_faults), 1);
 	if (s->cfg.on_frozen_fault)
 		s->cfg.on_frozen_fault(s->cfg.cb_arg, gpa, r->page_size);
 	if (s->cfg.frozen_policy == PAGEIN_FROZEN_FAIL) {
@@ -705,7 +705,7 @@ static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t id
 				/* thawed meanwhile (and any earlier poison is gone): serve it */
 				return 1;
 			}
-			ret = pagein_poison(s, r, idx, 1);
+			ret = pi_poison(s, r, idx, 1);
 			if (ret == 0)
 				pi_test_set(r->parked, idx, memory_order_seq_cst);
 			pthread_mutex_unlock(&r->pin_lock);
@@ -721,13 +721,13 @@ static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t id
 	return ret == -EAGAIN ? 0 : ret;
 }
 
-int pagein_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why)
+int pi_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why)
 {
-	uint64_t t0 = pagein_now_ns(), deadline = t0 + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	uint64_t t0 = pi_now_ns(), deadline = t0 + (uint64_t)s->cfg.timeout_ms * 1000000ull;
 	uint64_t n;
 	int ret;
 
-	pagein_stat_add(s, why == PI_WHY_SELF ? PI_STAT(faults_self) : PI_STAT(faults_handler), 1);
+	pi_stat_add(s, why == PI_WHY_SELF ? PI_STAT(faults_self) : PI_STAT(faults_handler), 1);
 again:
 	if (pi_test(r->present, idx)) {
 		ret = remap(s, r, idx);
@@ -748,7 +748,7 @@ again:
 			ret = nested_fault(s, r, idx);
 			goto out;
 		}
-		pagein_stat_add(s, PI_STAT(races_lost), 1);
+		pi_stat_add(s, PI_STAT(races_lost), 1);
 		/* a handler's faulter is woken by the winner's install; a self-resolving thread
 		 * waits for the page, then retries its access */
 		if (why == PI_WHY_HANDLER) {
@@ -781,11 +781,11 @@ again:
 out_inflight:
 	atomic_fetch_sub(&s->inflight, 1);
 out:
-	pagein_stat_latency(s, pagein_now_ns() - t0);
+	pi_stat_latency(s, pi_now_ns() - t0);
 	return ret;
 }
 
-int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+int pi_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 			enum pi_why why, uint64_t *bad)
 {
 	uint64_t deadline = deadline_from_now(s), i = idx, end = idx + n, run;
@@ -840,7 +840,7 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 	return ret;
 }
 
-int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max)
+int pi_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max)
 {
 	uint64_t run;
 	int ret;
@@ -863,14 +863,14 @@ int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 int pagein_supply(struct pagein_space *s, uint64_t gpa, const void *data, uint64_t len,
 		  const uint64_t *zero_mask)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 	uint64_t idx, n, i, run, zeros, done = 0, deadline;
 	const uint8_t *p = data;
 	int ret = 0;
 
 	if (!r || !len || len > r->gpa + r->size - gpa || (gpa - r->gpa) % r->page_size ||
 	    len % r->page_size) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "supply [%#llx, +%#llx): the range must be whole pages inside one region",
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
@@ -904,9 +904,9 @@ int pagein_supply(struct pagein_space *s, uint64_t gpa, const void *data, uint64
 			atomic_fetch_sub(&s->inflight, 1);
 			return ret;
 		}
-		pagein_stat_add(s, PI_STAT(pages_fill), run);
+		pi_stat_add(s, PI_STAT(pages_fill), run);
 		if (zeros)
-			pagein_stat_add(s, PI_STAT(pages_zero), zeros);
+			pi_stat_add(s, PI_STAT(pages_zero), zeros);
 		publish(s, r, idx + i, run);
 		atomic_fetch_sub(&s->inflight, 1);
 		done += run;

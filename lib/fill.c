@@ -72,11 +72,11 @@ static void *fill_main(void *arg)
 			idx++;
 			continue;
 		}
-		ret = pagein_fill_run(s, &s->regions[ri], idx, s->cfg.fill_batch);
+		ret = pi_fill_run(s, &s->regions[ri], idx, s->cfg.fill_batch);
 		if (ret == -ESHUTDOWN)
 			break;
 		if (ret < 0)
-			pagein_log(s, PAGEIN_LOG_ERR, "background fill at gpa %#llx: %s",
+			pi_log(s, PAGEIN_LOG_ERR, "background fill at gpa %#llx: %s",
 				   (unsigned long long)(s->regions[ri].gpa +
 							(idx << s->regions[ri].page_shift)),
 				   strerror(-ret));
@@ -101,7 +101,7 @@ int pagein_fill_start(struct pagein_space *s)
 	ret = -pthread_create(&s->fill_thread, NULL, fill_main, s);
 	if (ret < 0) {
 		atomic_store(&s->fill_running, false);
-		pagein_log(s, PAGEIN_LOG_ERR, "starting the fill thread: %s", strerror(-ret));
+		pi_log(s, PAGEIN_LOG_ERR, "starting the fill thread: %s", strerror(-ret));
 	}
 	return ret;
 }
@@ -119,7 +119,7 @@ void pagein_fill_stop(struct pagein_space *s)
 
 int pagein_wait_complete(struct pagein_space *s, int timeout_ms)
 {
-	uint64_t deadline = timeout_ms < 0 ? 0 : pagein_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline = timeout_ms < 0 ? 0 : pi_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	uint32_t seq;
 
 	for (;;) {
@@ -131,7 +131,7 @@ int pagein_wait_complete(struct pagein_space *s, int timeout_ms)
 			return -EIO;
 		if (atomic_load(&s->stopping))
 			return -ESHUTDOWN;
-		if (pagein_futex_wait(&s->progress, seq, deadline) == -ETIMEDOUT)
+		if (pi_futex_wait(&s->progress, seq, deadline) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
 }

@@ -39,12 +39,12 @@ static void log_deferred(struct pagein_space *s)
 	uint64_t gpa = atomic_load(&s->last_err_gpa);
 
 	if (err == -EDEADLK)
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "gpa %#llx was touched again on the thread that is fetching it (a signal "
 			   "handler touching guest memory?): that access failed with SIGBUS/EDEADLK",
 			   (unsigned long long)gpa);
 	else if (err)
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "the page at gpa %#llx could not be fetched: %s; it is poisoned (a "
 			   "thread touching it gets SIGBUS, accessors get EIO)",
 			   (unsigned long long)gpa, strerror(-err));
@@ -53,16 +53,16 @@ static void log_deferred(struct pagein_space *s)
 static void on_pagefault(struct pagein_space *s, const struct uffd_msg *m)
 {
 	uintptr_t addr = (uintptr_t)m->arg.pagefault.address;
-	struct pi_region *r = pagein_region_of_host(s, addr);
+	struct pi_region *r = pi_region_of_host(s, addr);
 	uint64_t idx;
 	int ret;
 
 	if (!r) {
-		pagein_log(s, PAGEIN_LOG_WARN, "fault at %#lx outside every region", (unsigned long)addr);
+		pi_log(s, PAGEIN_LOG_WARN, "fault at %#lx outside every region", (unsigned long)addr);
 		return;
 	}
 	idx = (addr - (uintptr_t)r->host) >> r->page_shift;
-	ret = pagein_fault(s, r, idx, PI_WHY_HANDLER);
+	ret = pi_fault(s, r, idx, PI_WHY_HANDLER);
 	if (ret < 0) {
 		/* the faulter must not hang: poison wakes it with SIGBUS */
 		pi_poison_or_wake(s, r, idx);
@@ -89,7 +89,7 @@ static void on_unmap(struct pagein_space *s, uintptr_t start, uintptr_t end)
 				 ((hi - base + r->page_size - 1) >> r->page_shift) -
 					 ((lo - base) >> r->page_shift),
 				 false);
-		pagein_log(s, PAGEIN_LOG_WARN,
+		pi_log(s, PAGEIN_LOG_WARN,
 			   "the program unmapped [%#llx, %#llx) of the region at gpa %#llx; accessors "
 			   "there now fail with ENOENT",
 			   (unsigned long long)(r->gpa + (lo - base)),
@@ -104,14 +104,14 @@ static void on_mm_event(struct pagein_space *s, const struct uffd_msg *m)
 	case UFFD_EVENT_REMOVE:
 		/* nothing to undo: a later fault on a discarded present page is re-mapped the
 		 * way the kernel would (engine.c remap), never fetched again */
-		pagein_stat_add(s, PI_STAT(events_remove), 1);
+		pi_stat_add(s, PI_STAT(events_remove), 1);
 		break;
 	case UFFD_EVENT_UNMAP:
-		pagein_stat_add(s, PI_STAT(events_unmap), 1);
+		pi_stat_add(s, PI_STAT(events_unmap), 1);
 		on_unmap(s, (uintptr_t)m->arg.remove.start, (uintptr_t)m->arg.remove.end);
 		break;
 	default:
-		pagein_log(s, PAGEIN_LOG_WARN, "unexpected userfaultfd event %u", m->event);
+		pi_log(s, PAGEIN_LOG_WARN, "unexpected userfaultfd event %u", m->event);
 		break;
 	}
 }
@@ -180,7 +180,7 @@ static void *reader_main(void *arg)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			pagein_log(s, PAGEIN_LOG_ERR, "epoll_wait: %s", strerror(errno));
+			pi_log(s, PAGEIN_LOG_ERR, "epoll_wait: %s", strerror(errno));
 			break;
 		}
 		for (i = 0; i < n; i++)
@@ -214,7 +214,7 @@ static int reader_epoll(struct pagein_space *s, struct pi_reader *rd)
 						      : epoll_create1(EPOLL_CLOEXEC);
 	if (rd->epfd < 0) {
 		ret = -errno;
-		pagein_log(s, PAGEIN_LOG_ERR, "epoll_create1 for a reader thread: %s", strerror(-ret));
+		pi_log(s, PAGEIN_LOG_ERR, "epoll_create1 for a reader thread: %s", strerror(-ret));
 		return ret;
 	}
 	ev.events = EPOLLIN | (rd->shared ? EPOLLEXCLUSIVE : 0);
@@ -228,13 +228,13 @@ static int reader_epoll(struct pagein_space *s, struct pi_reader *rd)
 	return 0;
 err:
 	ret = -errno;
-	pagein_log(s, PAGEIN_LOG_ERR, "epoll_ctl for a reader thread: %s", strerror(-ret));
+	pi_log(s, PAGEIN_LOG_ERR, "epoll_ctl for a reader thread: %s", strerror(-ret));
 	close(rd->epfd);
 	rd->epfd = -1;
 	return ret;
 }
 
-int pagein_readers_start(struct pagein_space *s)
+int pi_readers_start(struct pagein_space *s)
 {
 	unsigned n, i, per;
 	int ret;
@@ -264,7 +264,7 @@ int pagein_readers_start(struct pagein_space *s)
 		else
 			ret = -pthread_create(&rd->thread, NULL, reader_main, rd);
 		if (ret < 0) {
-			pagein_log(s, PAGEIN_LOG_ERR, "starting reader thread %u: %s", i,
+			pi_log(s, PAGEIN_LOG_ERR, "starting reader thread %u: %s", i,
 				   strerror(-ret));
 			goto err;
 		}
@@ -272,11 +272,11 @@ int pagein_readers_start(struct pagein_space *s)
 	}
 	return 0;
 err:
-	pagein_readers_stop(s);
+	pi_readers_stop(s);
 	return ret;
 }
 
-void pagein_readers_stop(struct pagein_space *s)
+void pi_readers_stop(struct pagein_space *s)
 {
 	uint64_t one = 1;
 	unsigned i;
@@ -285,7 +285,7 @@ void pagein_readers_stop(struct pagein_space *s)
 		return;
 	/* level-triggered: the eventfd stays readable, so every reader sees it */
 	if (write(s->stop_efd, &one, sizeof(one)) < 0)
-		pagein_log(s, PAGEIN_LOG_WARN, "stopping readers: %s", strerror(errno));
+		pi_log(s, PAGEIN_LOG_WARN, "stopping readers: %s", strerror(errno));
 	for (i = 0; i < s->nreaders; i++) {
 		if (s->readers[i].running)
 			pthread_join(s->readers[i].thread, NULL);
@@ -294,7 +294,7 @@ void pagein_readers_stop(struct pagein_space *s)
 	}
 	/* read the stop signal back, so that the readers of a later start do not see it */
 	if (read(s->stop_efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		pagein_log(s, PAGEIN_LOG_WARN, "resetting the readers' stop signal: %s",
+		pi_log(s, PAGEIN_LOG_WARN, "resetting the readers' stop signal: %s",
 			   strerror(errno));
 	log_deferred(s);
 	free(s->readers);

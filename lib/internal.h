@@ -159,16 +159,16 @@ static inline void pi_hook_race(void)
 }
 
 /* ---- util.c ---- */
-void pagein_log(struct pagein_space *s, int level, const char *fmt, ...)
+void pi_log(struct pagein_space *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-uint64_t pagein_now_ns(void);
-int pagein_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
-void pagein_futex_wake(_Atomic uint32_t *word);
-bool pagein_is_zero(const void *p, uint64_t len);
+uint64_t pi_now_ns(void);
+int pi_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
+void pi_futex_wake(_Atomic uint32_t *word);
+bool pi_is_zero(const void *p, uint64_t len);
 
 /* ---- stats.c ---- */
-void pagein_stat_add(struct pagein_space *s, unsigned idx, uint64_t v);
-void pagein_stat_latency(struct pagein_space *s, uint64_t ns);
+void pi_stat_add(struct pagein_space *s, unsigned idx, uint64_t v);
+void pi_stat_latency(struct pagein_space *s, uint64_t ns);
 
 /* ---- bitmap helpers (inline: hot path) ---- */
 static inline bool pi_test(pi_bits_t *bm, uint64_t i)
@@ -218,8 +218,8 @@ static inline int pi_uffd_of(struct pagein_space *s, struct pi_region *r, uint64
 }
 
 /* ---- space.c ---- */
-struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa);
-struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr);
+struct pi_region *pi_region_find(struct pagein_space *s, uint64_t gpa);
+struct pi_region *pi_region_of_host(struct pagein_space *s, uintptr_t addr);
 
 /* ---- engine.c ---- */
 /*
@@ -227,16 +227,16 @@ struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr);
  * retried, or -errno when it must fail (the caller then delivers SIGBUS: SELF forwards the
  * signal, HANDLER poisons the page, which wakes the faulter with SIGBUS).
  */
-int pagein_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why);
+int pi_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why);
 /* Make pages [idx, idx+n) of r present for an accessor/fill. *bad gets the failing page. */
-int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+int pi_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 			enum pi_why why, uint64_t *bad);
 /* Fill: claim up to max missing pages from idx; fetch and install them. Returns pages done. */
-int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max);
+int pi_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max);
 /* Poison [idx, idx+n) of r so that touching it gets SIGBUS; wakes faulters. */
-int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
+int pi_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
 /* Wake everybody waiting on any page (thaw, stop, failure). */
-void pagein_wake_all(struct pagein_space *s);
+void pi_wake_all(struct pagein_space *s);
 /* Poison page idx for a handler-mode faulter; if that fails, wake it anyway (records why). */
 void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx);
 /* Mark [idx, idx+n) of r unmapped by the program; count the missing ones gone. */
@@ -246,12 +246,12 @@ void pi_mark_unmapped(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 void pi_maybe_complete(struct pagein_space *s);
 
 /* ---- selfresolve.c ---- */
-int pagein_self_attach(struct pagein_space *s);
-void pagein_self_detach(struct pagein_space *s);
+int pi_self_attach(struct pagein_space *s);
+void pi_self_detach(struct pagein_space *s);
 
 /* ---- handler.c ---- */
-int pagein_readers_start(struct pagein_space *s);
-void pagein_readers_stop(struct pagein_space *s);
+int pi_readers_start(struct pagein_space *s);
+void pi_readers_stop(struct pagein_space *s);
 /* Called by an install that met EAGAIN on uffd: on a reader thread of uffd, read the queued
  * messages (events handled, faults kept for later); returns false on any other thread. */
 bool pi_reader_read_events(struct pagein_space *s, int uffd);

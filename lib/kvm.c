@@ -137,16 +137,16 @@ int pagein_kvm_attach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 	int ret, mfi;
 
 	if (why) {
-		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: %s", why);
+		pi_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: %s", why);
 		return -EINVAL;
 	}
 	if (n == 0) {
-		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space has no regions");
+		pi_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space has no regions");
 		return -EINVAL;
 	}
 	region2 = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) > 0;
 	mfi = pagein_kvm_memory_fault_info(vm_fd);
-	pagein_log(s, PAGEIN_LOG_INFO,
+	pi_log(s, PAGEIN_LOG_INFO,
 		   "attaching %u region(s) as KVM memslots %u..%u with %s; KVM_CAP_MEMORY_FAULT_INFO "
 		   "= %d", n, first_slot, first_slot + n - 1,
 		   region2 ? "KVM_SET_USER_MEMORY_REGION2" : "KVM_SET_USER_MEMORY_REGION", mfi);
@@ -156,7 +156,7 @@ int pagein_kvm_attach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 
 		ret = set_slot(vm_fd, region2, first_slot + i, r->gpa, r->size, r->host);
 		if (ret < 0) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "KVM memslot %u (gpa %#llx size %#llx, host %p): %s", first_slot + i,
 				   (unsigned long long)r->gpa, (unsigned long long)r->size,
 				   (void *)r->host, strerror(-ret));
@@ -181,7 +181,7 @@ int pagein_kvm_detach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 		int r = set_slot(vm_fd, region2, first_slot + i, s->regions[i].gpa, 0, NULL);
 
 		if (r < 0 && !ret) {
-			pagein_log(s, PAGEIN_LOG_ERR, "deleting KVM memslot %u: %s", first_slot + i,
+			pi_log(s, PAGEIN_LOG_ERR, "deleting KVM memslot %u: %s", first_slot + i,
 				   strerror(-r));
 			ret = r;
 		}
@@ -197,14 +197,14 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 	int ret;
 
 	if (f->err == -EHWPOISON) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "KVM_RUN: EHWPOISON at gpa %#llx size %#llx: the host page is poisoned "
 			   "(a failed fetch or a memory error); the guest cannot use it",
 			   (unsigned long long)f->gpa, (unsigned long long)f->size);
 		return -EHWPOISON;
 	}
 	if (f->flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "KVM memory fault on private memory at gpa %#llx size %#llx (flags %#llx): "
 			   "pagein serves shared memory only; convert the range with "
 			   "KVM_SET_MEMORY_ATTRIBUTES", (unsigned long long)f->gpa,
@@ -213,7 +213,7 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 	}
 	if (last_fault.space == s && last_fault.gpa == gpa) {
 		if (++last_fault.repeats >= PI_KVM_SAME_GPA_MAX) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "KVM faulted %u times at gpa %#llx although pagein made it present: "
 				   "the memslot does not map this space's memory (attach it with "
 				   "pagein_kvm_attach) or its host mapping lost access; not retrying",
@@ -227,11 +227,11 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 		last_fault.repeats = 0;
 	}
 
-	pagein_stat_add(s, PI_STAT(faults_kvm), 1);
+	pi_stat_add(s, PI_STAT(faults_kvm), 1);
 	ret = pagein_resolve(s, gpa, len, &bad);
 	if (ret == 0)
 		return PAGEIN_KVM_REENTER;
-	pagein_log(s, PAGEIN_LOG_ERR,
+	pi_log(s, PAGEIN_LOG_ERR,
 		   "KVM memory fault at gpa %#llx size %#llx: resolving failed at gpa %#llx: %s",
 		   (unsigned long long)f->gpa, (unsigned long long)f->size, (unsigned long long)bad,
 		   strerror(-ret));
@@ -258,7 +258,7 @@ static void report_bare(struct pagein_space *s, const struct pagein_kvm_fault *f
 	else
 		mfi = "KVM_CAP_MEMORY_FAULT_INFO not probed (call pagein_kvm_attach or "
 		      "pagein_kvm_memory_fault_info first)";
-	pagein_log(s, PAGEIN_LOG_ERR,
+	pi_log(s, PAGEIN_LOG_ERR,
 		   "KVM_RUN failed %s without a memory-fault annotation (exit_reason %u, rip %#llx; "
 		   "%s): KVM could not fault in guest memory at an unknown gpa. With pagein this "
 		   "means a kernel-mode access could not be served: the space is %s, %llu of %llu "

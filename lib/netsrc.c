@@ -200,7 +200,7 @@ static int send_lock(struct ns_conn *c, uint64_t deadline_ns)
 			return 0;
 		if (atomic_load(&c->dead))
 			return -ENOTCONN;
-		if (pagein_futex_wait(&c->send_lock, 2, deadline_ns) == -ETIMEDOUT)
+		if (pi_futex_wait(&c->send_lock, 2, deadline_ns) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
 }
@@ -208,7 +208,7 @@ static int send_lock(struct ns_conn *c, uint64_t deadline_ns)
 static void send_unlock(struct ns_conn *c)
 {
 	if (atomic_exchange(&c->send_lock, 0) == 2)
-		pagein_futex_wake(&c->send_lock);
+		pi_futex_wake(&c->send_lock);
 }
 
 /*
@@ -234,7 +234,7 @@ static int send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t dea
 			int ms = -1;
 
 			if (deadline_ns) {
-				uint64_t now = pagein_now_ns();
+				uint64_t now = pi_now_ns();
 
 				if (now >= deadline_ns)
 					goto cut;
@@ -271,7 +271,7 @@ static void slot_free(struct netsrc *ns, struct ns_slot *sl)
 	atomic_store(&sl->state, SLOT_FREE);
 	atomic_fetch_add(&ns->slot_seq, 1);
 	if (atomic_load(&ns->slot_waiters))
-		pagein_futex_wake(&ns->slot_seq);
+		pi_futex_wake(&ns->slot_seq);
 }
 
 /* Take a free slot (FREE->CLAIMED), waiting for one until the deadline. */
@@ -296,7 +296,7 @@ static struct ns_slot *slot_take(struct netsrc *ns, uint64_t deadline_ns, int *e
 			return NULL;
 		}
 		atomic_fetch_add(&ns->slot_waiters, 1);
-		v = (uint32_t)pagein_futex_wait(&ns->slot_seq, seq, deadline_ns);
+		v = (uint32_t)pi_futex_wait(&ns->slot_seq, seq, deadline_ns);
 		atomic_fetch_sub(&ns->slot_waiters, 1);
 		if ((int)v == -ETIMEDOUT) {
 			*err = -ETIMEDOUT;
@@ -318,10 +318,10 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 			break;
 		if (st == SLOT_FILLING) {
 			/* the receiver is copying bytes it already holds: no I/O, it ends soon */
-			pagein_futex_wait(&sl->state, SLOT_FILLING, 0);
+			pi_futex_wait(&sl->state, SLOT_FILLING, 0);
 			continue;
 		}
-		if (pagein_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
+		if (pi_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
 			v = SLOT_WAITING;
 			if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_ABANDONED))
 				return -ETIMEDOUT; /* the receiver frees it when (if) the reply comes */
@@ -337,7 +337,7 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 static void wake_parked(struct netsrc *ns)
 {
 	atomic_fetch_add(&ns->attach_seq, 1);
-	pagein_futex_wake(&ns->attach_seq);
+	pi_futex_wake(&ns->attach_seq);
 }
 
 static int net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page_size,
@@ -426,7 +426,7 @@ static void slots_fail_all(struct netsrc *ns, int err)
 		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
 			sl->result = err;
 			atomic_store(&sl->state, SLOT_DONE);
-			pagein_futex_wake(&sl->state);
+			pi_futex_wake(&sl->state);
 			continue;
 		}
 		v = SLOT_ABANDONED;
@@ -434,7 +434,7 @@ static void slots_fail_all(struct netsrc *ns, int err)
 			slot_free(ns, sl);
 	}
 	atomic_fetch_add(&ns->slot_seq, 1);
-	pagein_futex_wake(&ns->slot_seq);
+	pi_futex_wake(&ns->slot_seq);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -671,7 +671,7 @@ static int handle_reply(struct ns_conn *c, uint64_t id, const struct ns_pages *p
 		atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ns->pages_urgent, pg->npages, memory_order_relaxed);
 		atomic_store(&sl->state, SLOT_DONE);
-		pagein_futex_wake(&sl->state);
+		pi_futex_wake(&sl->state);
 		return ret;
 	}
 	if (st == SLOT_WAITING)
@@ -752,7 +752,7 @@ static void install_bulk(struct ns_conn *c, struct pagein_space *sp, const struc
 
 	while (i < pg->npages) {
 		uint64_t gpa = pg->gpa + (uint64_t)i * PN_PAGE, ps, off, room;
-		struct pi_region *r = pagein_region_find(sp, gpa);
+		struct pi_region *r = pi_region_find(sp, gpa);
 
 		if (!r) {
 			i++; /* not a region of this space */
@@ -815,7 +815,7 @@ static struct pagein_space *wait_attach(struct ns_conn *c)
 		if (sp || !atomic_load(&ns->streaming) || atomic_load(&c->quitting) ||
 		    atomic_load(&ns->outstanding))
 			return sp;
-		pagein_futex_wait(&ns->attach_seq, seq, pagein_now_ns() + 50000000ull);
+		pi_futex_wait(&ns->attach_seq, seq, pi_now_ns() + 50000000ull);
 	}
 }
 
@@ -826,7 +826,7 @@ static struct pagein_space *wait_attach(struct ns_conn *c)
  */
 static bool install_direct(struct ns_conn *c, struct pagein_space *sp, const struct ns_pages *pg)
 {
-	struct pi_region *r = pagein_region_find(sp, pg->gpa);
+	struct pi_region *r = pi_region_find(sp, pg->gpa);
 	uint64_t zm[PN_MAX_PAGES / 64];
 	const uint8_t *p = pg->data, *data;
 	uint32_t i, start, d;
@@ -996,7 +996,7 @@ static void *receiver_main(void *arg)
 	}
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_store(&c->dead, true);
-	pagein_futex_wake(&c->send_lock);
+	pi_futex_wake(&c->send_lock);
 	if (c->replies)
 		slots_fail_all(ns, ret == -EPROTO || ret == -EPIPE ? -EPROTO : -ECONNRESET);
 	return NULL;
@@ -1035,7 +1035,7 @@ static int resolve_addr(struct netsrc *ns)
 
 static int ms_left(uint64_t deadline)
 {
-	uint64_t now = pagein_now_ns();
+	uint64_t now = pi_now_ns();
 
 	if (now >= deadline)
 		return 0;
@@ -1117,7 +1117,7 @@ close_fd:
  */
 static struct ns_conn *conn_open(struct netsrc *ns, int role, uint64_t session, int *err)
 {
-	uint64_t deadline = pagein_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull;
+	uint64_t deadline = pi_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull;
 	struct pn_region regs[PN_MAX_REGIONS];
 	struct {
 		struct pn_hdr h;

@@ -61,7 +61,7 @@ static void log_perm(struct pagein_space *s, int err)
 			sysctl = c - '0';
 		close(fd);
 	}
-	pagein_log(s, PAGEIN_LOG_ERR,
+	pi_log(s, PAGEIN_LOG_ERR,
 		   "userfaultfd is not permitted (%s): run as root, or set "
 		   "vm.unprivileged_userfaultfd=1 (now %d), or grant read/write access to "
 		   "/dev/userfaultfd (%s)%s",
@@ -103,7 +103,7 @@ static int open_uffds(struct pagein_space *s)
 			log_perm(s, fd);
 			return -EPERM;
 		}
-		pagein_log(s, PAGEIN_LOG_ERR, "userfaultfd: %s (the kernel needs CONFIG_USERFAULTFD)",
+		pi_log(s, PAGEIN_LOG_ERR, "userfaultfd: %s (the kernel needs CONFIG_USERFAULTFD)",
 			   strerror(-fd));
 		return fd;
 	}
@@ -111,19 +111,19 @@ static int open_uffds(struct pagein_space *s)
 	ret = uffd_api(fd, 0, &avail);
 	close(fd);
 	if (ret < 0) {
-		pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_API failed: %s", strerror(-ret));
+		pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_API failed: %s", strerror(-ret));
 		return ret;
 	}
 	avail &= ~pi_hooks.hide_features;
 	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF && !(avail & UFFD_FEATURE_SIGBUS)) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "this kernel lacks UFFD_FEATURE_SIGBUS: use the handler front-end");
 		return -ENOSYS;
 	}
 	if (s->cfg.frontend == PAGEIN_FRONTEND_HANDLER && !(avail & UFFD_FEATURE_POISON)) {
 		/* without UFFDIO_POISON a fault that cannot be served could only end on a zero
 		 * page (or never): refuse, rather than hand a thread bytes that were never its */
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "handler threads need UFFD_FEATURE_POISON (Linux 6.6 or later) to fail a "
 			   "fault without handing the thread a zero page; this kernel lacks it: use "
 			   "the self front-end, or a newer kernel");
@@ -137,7 +137,7 @@ static int open_uffds(struct pagein_space *s)
 		s->uffds[i] = fd;
 		ret = uffd_api(fd, wanted_features(s, avail), &granted);
 		if (ret < 0) {
-			pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_API(features %#llx): %s",
+			pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_API(features %#llx): %s",
 				   (unsigned long long)wanted_features(s, avail), strerror(-ret));
 			return ret;
 		}
@@ -194,17 +194,17 @@ int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out)
 	}
 	ret = -EINVAL;
 	if (s->cfg.frontend != PAGEIN_FRONTEND_SELF && s->cfg.frontend != PAGEIN_FRONTEND_HANDLER) {
-		pagein_log(s, PAGEIN_LOG_ERR, "unknown front-end %d", s->cfg.frontend);
+		pi_log(s, PAGEIN_LOG_ERR, "unknown front-end %d", s->cfg.frontend);
 		goto err_free;
 	}
 	if (!s->cfg.readers || s->cfg.readers > PAGEIN_MAX_READERS || !s->cfg.uffds ||
 	    s->cfg.uffds > PAGEIN_MAX_UFFDS) {
-		pagein_log(s, PAGEIN_LOG_ERR, "readers must be 1..%d and uffds 1..%d (got %u, %u)",
+		pi_log(s, PAGEIN_LOG_ERR, "readers must be 1..%d and uffds 1..%d (got %u, %u)",
 			   PAGEIN_MAX_READERS, PAGEIN_MAX_UFFDS, s->cfg.readers, s->cfg.uffds);
 		goto err_free;
 	}
 	if (s->cfg.fault_around != PAGEIN_AROUND_AUTO && s->cfg.fault_around > PAGEIN_AROUND_MAX) {
-		pagein_log(s, PAGEIN_LOG_ERR, "fault_around %u is over the maximum %u",
+		pi_log(s, PAGEIN_LOG_ERR, "fault_around %u is over the maximum %u",
 			   s->cfg.fault_around, PAGEIN_AROUND_MAX);
 		goto err_free;
 	}
@@ -310,7 +310,7 @@ static int region_map(struct pagein_space *s, struct pi_region *r)
 		ret = -errno;
 		r->host = NULL;
 		if (r->backing == PAGEIN_BACKING_HUGETLB && ret == -ENOMEM)
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "cannot reserve %llu huge pages of 2 MiB: raise vm.nr_hugepages "
 				   "(echo N > /proc/sys/vm/nr_hugepages as root)",
 				   (unsigned long long)r->npages);
@@ -338,36 +338,36 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	int ret;
 
 	if (atomic_load(&s->started)) {
-		pagein_log(s, PAGEIN_LOG_ERR, "regions can only be added before pagein_space_start");
+		pi_log(s, PAGEIN_LOG_ERR, "regions can only be added before pagein_space_start");
 		return -EBUSY;
 	}
 	if (backing != PAGEIN_BACKING_ANON && backing != PAGEIN_BACKING_SHMEM &&
 	    backing != PAGEIN_BACKING_HUGETLB) {
-		pagein_log(s, PAGEIN_LOG_ERR, "unknown backing %d", backing);
+		pi_log(s, PAGEIN_LOG_ERR, "unknown backing %d", backing);
 		return -EINVAL;
 	}
 	ps = pagein_backing_page_size(backing);
 	if (!size) {
-		pagein_log(s, PAGEIN_LOG_ERR, "region at gpa %#llx has zero size",
+		pi_log(s, PAGEIN_LOG_ERR, "region at gpa %#llx has zero size",
 			   (unsigned long long)gpa);
 		return -EINVAL;
 	}
 	if (gpa % ps || size % ps) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "region gpa %#llx size %#llx is not aligned to the %s page size %#llx",
 			   (unsigned long long)gpa, (unsigned long long)size,
 			   pagein_backing_name(backing), (unsigned long long)ps);
 		return -EINVAL;
 	}
 	if (gpa + size < gpa) {
-		pagein_log(s, PAGEIN_LOG_ERR, "region gpa %#llx size %#llx wraps the address space",
+		pi_log(s, PAGEIN_LOG_ERR, "region gpa %#llx size %#llx wraps the address space",
 			   (unsigned long long)gpa, (unsigned long long)size);
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
 		r = &s->regions[i];
 		if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "region [%#llx, %#llx) overlaps region %u [%#llx, %#llx)",
 				   (unsigned long long)gpa, (unsigned long long)(gpa + size), i,
 				   (unsigned long long)r->gpa,
@@ -376,7 +376,7 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 		}
 	}
 	if (n == PAGEIN_MAX_REGIONS) {
-		pagein_log(s, PAGEIN_LOG_ERR, "a space holds at most %d regions", PAGEIN_MAX_REGIONS);
+		pi_log(s, PAGEIN_LOG_ERR, "a space holds at most %d regions", PAGEIN_MAX_REGIONS);
 		return -ENOSPC;
 	}
 
@@ -396,7 +396,7 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	ret = region_map(s, r);
 	if (ret < 0) {
 		if (ret != -ENOMEM || backing != PAGEIN_BACKING_HUGETLB)
-			pagein_log(s, PAGEIN_LOG_ERR, "mapping %llu bytes of %s memory: %s",
+			pi_log(s, PAGEIN_LOG_ERR, "mapping %llu bytes of %s memory: %s",
 				   (unsigned long long)size, pagein_backing_name(backing),
 				   strerror(-ret));
 		region_unmap(r);
@@ -421,7 +421,7 @@ int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
 	for (i = 0; i < n && src->ops.covers; i++) {
 		r = &s->regions[i];
 		if (!src->ops.covers(src->ctx, r->gpa, r->size)) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "the source does not hold region %u [%#llx, %#llx) (a truncated "
 				   "snapshot, or one of another machine?)",
 				   i, (unsigned long long)r->gpa, (unsigned long long)(r->gpa + r->size));
@@ -456,7 +456,7 @@ static int region_register(struct pagein_space *s, struct pi_region *r, unsigned
 		if (ioctl(s->uffds[base + k], UFFDIO_REGISTER, &reg) < 0) {
 			int ret = -errno;
 
-			pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_REGISTER of %s region at gpa %#llx: %s%s",
+			pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_REGISTER of %s region at gpa %#llx: %s%s",
 				   pagein_backing_name(r->backing), (unsigned long long)r->gpa,
 				   strerror(-ret),
 				   r->backing != PAGEIN_BACKING_ANON && ret == -EINVAL
@@ -465,7 +465,7 @@ static int region_register(struct pagein_space *s, struct pi_region *r, unsigned
 			return ret;
 		}
 		if ((reg.ioctls & need_ioctls) != need_ioctls) {
-			pagein_log(s, PAGEIN_LOG_ERR, "the kernel offers no %s for %s memory",
+			pi_log(s, PAGEIN_LOG_ERR, "the kernel offers no %s for %s memory",
 				   r->backing == PAGEIN_BACKING_ANON ? "UFFDIO_COPY" : "UFFDIO_CONTINUE",
 				   pagein_backing_name(r->backing));
 			return -ENOSYS;
@@ -486,7 +486,7 @@ static void region_unregister(struct pagein_space *s, struct pi_region *r)
 		range.start = (uintptr_t)r->host + off;
 		range.len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
 		if (ioctl(s->uffds[r->uffd_base + k], UFFDIO_UNREGISTER, &range) < 0)
-			pagein_log(s, PAGEIN_LOG_WARN, "UFFDIO_UNREGISTER of the region at gpa %#llx: %s",
+			pi_log(s, PAGEIN_LOG_WARN, "UFFDIO_UNREGISTER of the region at gpa %#llx: %s",
 				   (unsigned long long)r->gpa, strerror(errno));
 	}
 }
@@ -506,7 +506,7 @@ static void *notify_main(void *arg)
 		}
 		if (atomic_load(&s->stopping))
 			return NULL;
-		pagein_futex_wait(&s->progress, seq, 0);
+		pi_futex_wait(&s->progress, seq, 0);
 	}
 }
 
@@ -528,11 +528,11 @@ int pagein_space_start(struct pagein_space *s)
 	int ret;
 
 	if (atomic_load(&s->started) || atomic_load(&s->stopping)) {
-		pagein_log(s, PAGEIN_LOG_ERR, "space already started (a stopped space cannot restart)");
+		pi_log(s, PAGEIN_LOG_ERR, "space already started (a stopped space cannot restart)");
 		return -EBUSY;
 	}
 	if (!n || !s->src) {
-		pagein_log(s, PAGEIN_LOG_ERR, "start needs at least one region and a source");
+		pi_log(s, PAGEIN_LOG_ERR, "start needs at least one region and a source");
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
@@ -544,17 +544,17 @@ int pagein_space_start(struct pagein_space *s)
 	}
 	atomic_store(&s->started, true);
 	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF) {
-		ret = pagein_self_attach(s);
+		ret = pi_self_attach(s);
 		if (ret < 0)
 			goto err_started;
 	}
-	ret = pagein_readers_start(s);
+	ret = pi_readers_start(s);
 	if (ret < 0)
 		goto err_self;
 	if (s->cfg.on_complete) {
 		ret = -pthread_create(&s->notify_thread, NULL, notify_main, s);
 		if (ret < 0) {
-			pagein_log(s, PAGEIN_LOG_ERR, "starting the on_complete thread: %s",
+			pi_log(s, PAGEIN_LOG_ERR, "starting the on_complete thread: %s",
 				   strerror(-ret));
 			goto err_readers;
 		}
@@ -563,13 +563,13 @@ int pagein_space_start(struct pagein_space *s)
 	return 0;
 
 err_readers:
-	pagein_readers_stop(s);
+	pi_readers_stop(s);
 err_self:
 	/* unregister before the SIGBUS handler goes: a touch then finds plain memory */
 	for (i = 0; i < n; i++)
 		region_unregister(s, &s->regions[i]);
 	n = 0;
-	pagein_self_detach(s);
+	pi_self_detach(s);
 err_started:
 	atomic_store(&s->started, false);
 err_unregister:
@@ -588,8 +588,8 @@ void pagein_space_stop(struct pagein_space *s)
 		return;
 	pagein_fill_stop(s);
 	/* no new claims from here on; let the fetches already running finish (bounded) */
-	deadline = pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
-	while (atomic_load(&s->inflight) > 0 && pagein_now_ns() < deadline)
+	deadline = pi_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	while (atomic_load(&s->inflight) > 0 && pi_now_ns() < deadline)
 		usleep(100);
 	/* every page still missing becomes poison: a thread blocked on it, or touching it later,
 	 * gets SIGBUS rather than a zero page that was never the guest's */
@@ -603,7 +603,7 @@ void pagein_space_stop(struct pagein_space *s)
 			       k / r->stripe_pages == j / r->stripe_pages)
 				k++;
 			if (k > j) {
-				int err = pagein_poison(s, r, j, k - j);
+				int err = pi_poison(s, r, j, k - j);
 
 				if (err < 0 && err != -ENOSYS) {
 					unpoisoned += k - j;
@@ -614,13 +614,13 @@ void pagein_space_stop(struct pagein_space *s)
 		}
 	}
 	if (unpoisoned)
-		pagein_log(s, PAGEIN_LOG_WARN,
+		pi_log(s, PAGEIN_LOG_WARN,
 			   "stop could not poison %llu missing pages (%s): a thread touching them "
 			   "before pagein_space_free is not failed cleanly",
 			   (unsigned long long)unpoisoned, strerror(-ret));
-	pagein_wake_all(s);
-	pagein_readers_stop(s);
-	pagein_self_detach(s);
+	pi_wake_all(s);
+	pi_readers_stop(s);
+	pi_self_detach(s);
 	notify_stop(s);
 	atomic_store(&s->started, false);
 }
@@ -648,7 +648,7 @@ void pagein_space_free(struct pagein_space *s)
 	free(s);
 }
 
-struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa)
+struct pi_region *pi_region_find(struct pagein_space *s, uint64_t gpa)
 {
 	unsigned i, n = atomic_load_explicit(&s->nregions, memory_order_acquire);
 
@@ -658,7 +658,7 @@ struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa)
 	return NULL;
 }
 
-struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr)
+struct pi_region *pi_region_of_host(struct pagein_space *s, uintptr_t addr)
 {
 	unsigned i, n = atomic_load_explicit(&s->nregions, memory_order_acquire);
 
@@ -670,14 +670,14 @@ struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr)
 
 void *pagein_host_addr(struct pagein_space *s, uint64_t gpa)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 
 	return r ? r->host + (gpa - r->gpa) : NULL;
 }
 
 int pagein_gpa_of(struct pagein_space *s, const void *host, uint64_t *gpa)
 {
-	struct pi_region *r = pagein_region_of_host(s, (uintptr_t)host);
+	struct pi_region *r = pi_region_of_host(s, (uintptr_t)host);
 
 	if (!r)
 		return -EINVAL;
