@@ -10,7 +10,6 @@
 #include <sys/mman.h>
 
 #include "internal.h"
-#include "uapi.h"
 
 /* Visit the parts of [gpa, gpa+len) region by region; fn gets (region, first page, pages, the
  * part's gpa and length). Stops at the first error; -EINVAL (logged) when a byte lies outside
@@ -296,13 +295,11 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	if (atomic_load(&s->started)) {
 		for (i = first; i < first + n; i += r->stripe_pages - i % r->stripe_pages) {
 			uint64_t end = i + r->stripe_pages - i % r->stripe_pages;
-			struct uffdio_range wr;
 
 			if (end > first + n)
 				end = first + n;
-			wr.start = (uintptr_t)r->host + (i << r->page_shift);
-			wr.len = (end - i) << r->page_shift;
-			ioctl(pi_uffd_of(s, r, i), UFFDIO_WAKE, &wr);
+			pi_uffd_wake(pi_uffd_of(s, r, i), (uintptr_t)r->host + (i << r->page_shift),
+				     (end - i) << r->page_shift);
 		}
 	}
 	return 0;

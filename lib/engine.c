@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -17,127 +16,22 @@
 #include "uapi.h"
 
 /* ------------------------------------------------------------------------------------------ */
-/* ioctl wrappers: each loops over partial progress and owns one kernel race rule              */
+/* installs (uffd.c holds the ioctls and the kernel's race rules)                             */
 
-enum inst_kind { INST_COPY, INST_ZERO, INST_CONTINUE, INST_POISON };
-
-static int do_ioctl(int fd, enum inst_kind k, uintptr_t dst, const void *src, uint64_t len,
-		    int64_t *done)
-{
-	int ret;
-
-	switch (k) {
-	case INST_COPY: {
-		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len };
-
-		ret = ioctl(fd, UFFDIO_COPY, &c);
-		*done = c.copy;
-		break;
-	}
-	case INST_ZERO: {
-		struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
-
-		ret = ioctl(fd, UFFDIO_ZEROPAGE, &z);
-		*done = z.zeropage;
-		break;
-	}
-	case INST_CONTINUE: {
-		struct uffdio_continue c = { .range = { .start = dst, .len = len } };
-
-		ret = ioctl(fd, UFFDIO_CONTINUE, &c);
-		*done = c.mapped;
-		break;
-	}
-	default: {
-		struct uffdio_poison p = { .range = { .start = dst, .len = len } };
-
-		ret = ioctl(fd, UFFDIO_POISON, &p);
-		*done = p.updated;
-		break;
-	}
-	}
-	if (ret == 0) {
-		*done = (int64_t)len;
-		return 0;
-	}
-	return -errno;
-}
-
-static void uffd_wake(int fd, uintptr_t start, uint64_t len)
-{
-	struct uffdio_range r = { .start = start, .len = len };
-
-	ioctl(fd, UFFDIO_WAKE, &r);
-}
-
-/*
- * An ioctl met EAGAIN: an mm event (REMOVE, UNMAP) is queued on fd and the kernel refuses
- * installs until it is read. A reader thread of fd is the one that must read it (it may be the
- * only one): it reads the queued messages now, handles the events and keeps the faults for
- * later. Any other thread yields to the readers. Returns -ETIMEDOUT past the deadline.
- */
-static int eagain_wait(struct pagein_space *s, int fd, uint64_t deadline)
-{
-	pi_stat_add(s, PI_STAT(eagain), 1);
-	if (pi_now_ns() > deadline)
-		return -ETIMEDOUT;
-	if (!pi_reader_read_events(s, fd))
-		sched_yield();
-	return 0;
-}
-
-/*
- * Install [idx, idx+n) of r. The rules, once for the whole library:
- *  - partial progress: go on from where the kernel stopped;
- *  - EEXIST: the page is already mapped (someone else installed it). A COPY that fails with
- *    EEXIST wakes nobody, so wake the page explicitly, then skip it;
- *  - EAGAIN with no progress: an mm event (REMOVE/UNMAP) is pending and must be read first:
- *    yield and retry, bounded by the deadline;
- *  - ENOENT/ESRCH: the mapping or the process is gone: report it.
- */
-static int install(struct pagein_space *s, struct pi_region *r, enum inst_kind k, uint64_t idx,
+/* Install [idx, idx+n) of r (src: the bytes, for COPY). Returns 0 or -errno. */
+static int install(struct pagein_space *s, struct pi_region *r, enum pi_uffd_op op, uint64_t idx,
 		   uint64_t n, const uint8_t *src, uint64_t deadline)
 {
-	int fd = pi_uffd_of(s, r, idx);
-	uintptr_t dst = (uintptr_t)r->host + (idx << r->page_shift);
-	uint64_t len = n << r->page_shift, off = 0;
-	int64_t done;
-	int ret;
-
-	while (off < len) {
-		ret = do_ioctl(fd, k, dst + off, src ? src + off : NULL, len - off, &done);
-		if (ret == 0)
-			return 0;
-		if (done > 0) {
-			off += (uint64_t)done;
-			continue;
-		}
-		switch (ret) {
-		case -EEXIST:
-			pi_stat_add(s, PI_STAT(eexist), 1);
-			uffd_wake(fd, dst + off, r->page_size);
-			off += r->page_size;
-			break;
-		case -EAGAIN:
-			ret = eagain_wait(s, fd, deadline);
-			if (ret < 0)
-				return ret;
-			break;
-		case -ESRCH:
-		case -ENOENT:
-			return -ENOENT;
-		default:
-			return ret;
-		}
-	}
-	return 0;
+	return pi_uffd_install(s, pi_uffd_of(s, r, idx),
+			       op, (uintptr_t)r->host + (idx << r->page_shift), src,
+			       n << r->page_shift, r->page_size, deadline, NULL);
 }
 
 int pi_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
 	if (!(s->features & UFFD_FEATURE_POISON))
 		return -ENOSYS;
-	return install(s, r, INST_POISON, idx, n, NULL,
+	return install(s, r, PI_UFFD_POISON, idx, n, NULL,
 		       pi_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull);
 }
 
@@ -156,7 +50,7 @@ void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx
 		return;
 	atomic_store(&s->last_err_gpa, r->gpa + (idx << r->page_shift));
 	atomic_store(&s->last_err, ret);
-	uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
+	pi_uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
 		  r->page_size);
 }
 
@@ -336,7 +230,7 @@ static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t id
 
 			for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
 				;
-			ret = install(s, r, zero ? INST_ZERO : INST_COPY, idx + i, j - i,
+			ret = install(s, r, zero ? PI_UFFD_ZERO : PI_UFFD_COPY, idx + i, j - i,
 				      zero ? NULL : data + i * ps, deadline);
 			if (ret < 0)
 				return ret;
@@ -345,7 +239,7 @@ static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t id
 		ret = memfd_fill(r, idx, n, data, zmask);
 		if (ret < 0)
 			return ret;
-		ret = install(s, r, INST_CONTINUE, idx, n, NULL, deadline);
+		ret = install(s, r, PI_UFFD_CONTINUE, idx, n, NULL, deadline);
 		if (ret < 0)
 			return ret;
 	}
@@ -450,7 +344,7 @@ static void release_run(struct pagein_space *s, struct pi_region *r, uint64_t id
 
 	for (i = idx; i < idx + n; i++)
 		pi_clear(r->claimed, i);
-	uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
+	pi_uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
 		  n << r->page_shift);
 	for (i = idx; i < idx + n; i++)
 		wake_bucket(pi_bucket_of(s, r, i));
@@ -643,25 +537,15 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
  */
 static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 {
-	uint64_t deadline = deadline_from_now(s);
-	int fd = pi_uffd_of(s, r, idx);
-	uintptr_t dst = (uintptr_t)r->host + (idx << r->page_shift);
-	int64_t done;
+	uint64_t deadline = deadline_from_now(s), existed = 0;
 	int ret;
 
 	for (;;) {
-		ret = do_ioctl(fd, r->backing == PAGEIN_BACKING_ANON ? INST_ZERO : INST_CONTINUE,
-			       dst, NULL, r->page_size, &done);
-		if (ret == 0) {
-			pi_stat_add(s, PI_STAT(rezero), 1);
-			return 0;
-		}
-		if (ret == -EEXIST) {
-			/* a stale message: installed after the fault was queued */
-			pi_stat_add(s, PI_STAT(eexist), 1);
-			uffd_wake(fd, dst, r->page_size);
-			return 0;
-		}
+		ret = pi_uffd_install(s, pi_uffd_of(s, r, idx),
+				      r->backing == PAGEIN_BACKING_ANON ? PI_UFFD_ZERO
+									: PI_UFFD_CONTINUE,
+				      (uintptr_t)r->host + (idx << r->page_shift), NULL, r->page_size,
+				      r->page_size, deadline, &existed);
 		if (ret == -EFAULT && r->memfd >= 0) {
 			/* not in the page cache any more (hole punched): a zeroed page */
 			if (fallocate(r->memfd, 0, (off_t)(idx << r->page_shift),
@@ -669,13 +553,10 @@ static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 				return -errno;
 			continue;
 		}
-		if (ret == -EAGAIN) {
-			ret = eagain_wait(s, fd, deadline);
-			if (ret < 0)
-				return ret;
-			continue;
-		}
-		return ret == -ESRCH ? -ENOENT : ret;
+		/* existed: a stale message, the page was installed after the fault was queued */
+		if (ret == 0 && !existed)
+			pi_stat_add(s, PI_STAT(rezero), 1);
+		return ret;
 	}
 }
 

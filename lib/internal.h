@@ -158,6 +158,33 @@ static inline void pi_hook_race(void)
 		usleep(pi_hooks.race_us);
 }
 
+/* ---- uffd.c: every userfaultfd ioctl and the kernel's race rules ---- */
+enum pi_uffd_op {
+	PI_UFFD_COPY,     /* UFFDIO_COPY: bytes into private anonymous memory */
+	PI_UFFD_ZERO,     /* UFFDIO_ZEROPAGE */
+	PI_UFFD_CONTINUE, /* UFFDIO_CONTINUE: map what the memfd's page cache holds */
+	PI_UFFD_POISON,   /* UFFDIO_POISON: a touch gets SIGBUS */
+};
+/* A userfaultfd: /dev/userfaultfd first, then the syscall. Returns the fd or -errno. */
+int pi_uffd_open(int flags);
+/* UFFDIO_API asking for want; *offered gets what the kernel knows (not what was enabled). */
+int pi_uffd_api(int fd, uint64_t want, uint64_t *offered);
+/* Register [start, start+len) for MISSING faults (and MINOR for memfds). -ENOSYS when the
+ * install ioctl the backing needs (COPY, or CONTINUE) is not offered there. */
+int pi_uffd_register(int fd, uintptr_t start, uint64_t len, bool minor);
+int pi_uffd_unregister(int fd, uintptr_t start, uint64_t len);
+/* Wake the threads the kernel holds on [start, start+len). */
+void pi_uffd_wake(int fd, uintptr_t start, uint64_t len);
+/*
+ * Install len bytes at dst (src for COPY, else NULL) with the race rules: partial progress goes
+ * on; EEXIST wakes that page and skips it (counted in *existed, if not NULL); EAGAIN reads the
+ * queued event (on a reader thread of fd) or yields, until deadline (-ETIMEDOUT); ENOENT/ESRCH
+ * return -ENOENT. Async-signal-safe.
+ */
+int pi_uffd_install(struct pagein_space *s, int fd, enum pi_uffd_op op, uintptr_t dst,
+		    const void *src, uint64_t len, uint64_t page_size, uint64_t deadline,
+		    uint64_t *existed);
+
 /* ---- util.c ---- */
 void pi_log(struct pagein_space *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -18,37 +18,6 @@
 #include "internal.h"
 #include "uapi.h"
 
-/* Open one userfaultfd: /dev/userfaultfd first, then the syscall. */
-static int uffd_open(int flags)
-{
-	int fd, dev, ret;
-
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-		ret = -errno;
-		close(dev);
-		if (fd >= 0)
-			return fd;
-		if (ret != -EPERM && ret != -EACCES && ret != -EINVAL)
-			return ret;
-	}
-	fd = (int)syscall(SYS_userfaultfd, flags);
-	if (fd < 0)
-		return -errno;
-	return fd;
-}
-
-static int uffd_api(int fd, uint64_t want, uint64_t *granted)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = want };
-
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		return -errno;
-	*granted = api.features;
-	return 0;
-}
-
 /* What a failed open means, and what the user can do about it. */
 static void log_perm(struct pagein_space *s, int err)
 {
@@ -91,11 +60,11 @@ static int open_uffds(struct pagein_space *s)
 	unsigned i;
 	int fd, ret;
 
-	fd = uffd_open(flags);
+	fd = pi_uffd_open(flags);
 	if (fd == -EPERM && s->cfg.frontend == PAGEIN_FRONTEND_SELF) {
 		/* SIGBUS mode only ever sees user-mode faults: this works unprivileged */
 		flags |= UFFD_USER_MODE_ONLY;
-		fd = uffd_open(flags);
+		fd = pi_uffd_open(flags);
 		s->user_mode_only = fd >= 0;
 	}
 	if (fd < 0) {
@@ -108,7 +77,7 @@ static int open_uffds(struct pagein_space *s)
 		return fd;
 	}
 	/* a probe: features=0 reports everything the kernel offers; an fd takes one UFFDIO_API */
-	ret = uffd_api(fd, 0, &avail);
+	ret = pi_uffd_api(fd, 0, &avail);
 	close(fd);
 	if (ret < 0) {
 		pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_API failed: %s", strerror(-ret));
@@ -131,11 +100,11 @@ static int open_uffds(struct pagein_space *s)
 	}
 	s->nuffds = s->cfg.frontend == PAGEIN_FRONTEND_HANDLER ? s->cfg.uffds : 1;
 	for (i = 0; i < s->nuffds; i++) {
-		fd = uffd_open(flags);
+		fd = pi_uffd_open(flags);
 		if (fd < 0)
 			return fd;
 		s->uffds[i] = fd;
-		ret = uffd_api(fd, wanted_features(s, avail), &granted);
+		ret = pi_uffd_api(fd, wanted_features(s, avail), &granted);
 		if (ret < 0) {
 			pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_API(features %#llx): %s",
 				   (unsigned long long)wanted_features(s, avail), strerror(-ret));
@@ -435,40 +404,31 @@ int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
 /* Register region r with its userfaultfd(s), one stripe each. */
 static int region_register(struct pagein_space *s, struct pi_region *r, unsigned base)
 {
-	struct uffdio_register reg;
-	uint64_t need_ioctls, off, len, stripe_bytes;
+	uint64_t off, len, stripe_bytes;
 	unsigned k;
+	int ret;
 
 	r->uffd_base = base;
 	r->stripe_pages = (r->npages + s->nuffds - 1) / s->nuffds;
 	stripe_bytes = r->stripe_pages * r->page_size;
 	for (k = 0, off = 0; off < r->size; k++, off += stripe_bytes) {
 		len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
-		memset(&reg, 0, sizeof(reg));
-		reg.range.start = (uintptr_t)r->host + off;
-		reg.range.len = len;
-		reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-		need_ioctls = 1ull << _UFFDIO_COPY;
-		if (r->backing != PAGEIN_BACKING_ANON) {
-			reg.mode |= UFFDIO_REGISTER_MODE_MINOR;
-			need_ioctls = 1ull << _UFFDIO_CONTINUE;
-		}
-		if (ioctl(s->uffds[base + k], UFFDIO_REGISTER, &reg) < 0) {
-			int ret = -errno;
-
-			pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_REGISTER of %s region at gpa %#llx: %s%s",
-				   pagein_backing_name(r->backing), (unsigned long long)r->gpa,
-				   strerror(-ret),
-				   r->backing != PAGEIN_BACKING_ANON && ret == -EINVAL
-					   ? " (this kernel lacks MINOR faults on shmem/hugetlb)"
-					   : "");
+		ret = pi_uffd_register(s->uffds[base + k], (uintptr_t)r->host + off, len,
+				       r->backing != PAGEIN_BACKING_ANON);
+		if (ret == -ENOSYS) {
+			pi_log(s, PAGEIN_LOG_ERR, "the kernel offers no %s for %s memory",
+			       r->backing == PAGEIN_BACKING_ANON ? "UFFDIO_COPY" : "UFFDIO_CONTINUE",
+			       pagein_backing_name(r->backing));
 			return ret;
 		}
-		if ((reg.ioctls & need_ioctls) != need_ioctls) {
-			pi_log(s, PAGEIN_LOG_ERR, "the kernel offers no %s for %s memory",
-				   r->backing == PAGEIN_BACKING_ANON ? "UFFDIO_COPY" : "UFFDIO_CONTINUE",
-				   pagein_backing_name(r->backing));
-			return -ENOSYS;
+		if (ret < 0) {
+			pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_REGISTER of %s region at gpa %#llx: %s%s",
+			       pagein_backing_name(r->backing), (unsigned long long)r->gpa,
+			       strerror(-ret),
+			       r->backing != PAGEIN_BACKING_ANON && ret == -EINVAL
+				       ? " (this kernel lacks MINOR faults on shmem/hugetlb)"
+				       : "");
+			return ret;
 		}
 	}
 	return 0;
@@ -479,15 +439,15 @@ static int region_register(struct pagein_space *s, struct pi_region *r, unsigned
 static void region_unregister(struct pagein_space *s, struct pi_region *r)
 {
 	uint64_t off, stripe_bytes = r->stripe_pages * r->page_size;
-	struct uffdio_range range;
 	unsigned k;
+	int ret;
 
 	for (k = 0, off = 0; stripe_bytes && off < r->size; k++, off += stripe_bytes) {
-		range.start = (uintptr_t)r->host + off;
-		range.len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
-		if (ioctl(s->uffds[r->uffd_base + k], UFFDIO_UNREGISTER, &range) < 0)
+		ret = pi_uffd_unregister(s->uffds[r->uffd_base + k], (uintptr_t)r->host + off,
+					 r->size - off < stripe_bytes ? r->size - off : stripe_bytes);
+		if (ret < 0)
 			pi_log(s, PAGEIN_LOG_WARN, "UFFDIO_UNREGISTER of the region at gpa %#llx: %s",
-				   (unsigned long long)r->gpa, strerror(errno));
+			       (unsigned long long)r->gpa, strerror(-ret));
 	}
 }
 
