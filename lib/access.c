@@ -102,7 +102,7 @@ static int copy_part(struct pagein_space *s, struct pi_region *r, uint64_t gpa, 
 	ret = present_part(s, r, gpa, len, &pa);
 	if (ret < 0)
 		return ret;
-	/* memfds through the alias (invariant 2); anon pages are present, so no fault */
+	/* memfds through the alias (pagestate.h invariant 2); anon pages are present, so no fault */
 	mem = (r->alias ? r->alias : r->host) + (gpa - r->gpa);
 	if (a->write)
 		memcpy(mem, a->buf, len);
@@ -292,15 +292,6 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	/* self-resolving faulters sleep in the wait table; handler-mode faults sit queued in
 	 * the kernel: wake them to fault again, now served */
 	pi_wake_all(s);
-	if (atomic_load(&s->started)) {
-		for (i = first; i < first + n; i += r->stripe_pages - i % r->stripe_pages) {
-			uint64_t end = i + r->stripe_pages - i % r->stripe_pages;
-
-			if (end > first + n)
-				end = first + n;
-			pi_uffd_wake(pi_uffd_of(s, r, i), (uintptr_t)r->host + (i << r->page_shift),
-				     (end - i) << r->page_shift);
-		}
-	}
+	pi_wake_pages(s, r, first, n);
 	return 0;
 }

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * engine.c - one page's life, whatever brought the fault: claim (fetched at most once), fetch
- * from the source, install (COPY/ZEROPAGE for anon, page cache + CONTINUE for memfds), publish
- * present (release order, after the install), wake waiters. The kernel's expected races
- * (EEXIST, EAGAIN, ENOENT/ESRCH) are handled here and nowhere else. Everything on the fault
- * path is async-signal-safe: atomics, futex, ioctl, pread/pwrite; no malloc, no locks, no stdio.
+ * engine.c - the page-state machine (states and invariants in pagestate.h): one page's life,
+ * whatever brought the fault: claim (fetched at most once), fetch from the source, install
+ * through uffd.c (COPY/ZEROPAGE for anon, page cache + CONTINUE for memfds), publish present
+ * after the install, wake waiters; failure, poison, unmap and completion. Everything on the
+ * fault path is async-signal-safe: atomics, futex, ioctl, pread/pwrite; no malloc, no locks, no
+ * stdio (the one lock, a region's pin_lock, is taken by handler threads only).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -90,13 +91,21 @@ static void bounce_put(struct pagein_space *s, int i)
 /* ------------------------------------------------------------------------------------------ */
 /* waiting and waking                                                                         */
 
-static void wake_bucket(struct pi_bucket *b)
+void pi_wake_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
-	/* the publisher's half of wait_page's Dekker pair: page bit stored, then waiters read */
-	pi_full_fence();
-	if (atomic_load_explicit(&b->waiters, memory_order_seq_cst)) {
-		atomic_fetch_add(&b->seq, 1);
-		pi_futex_wake(&b->seq);
+	uint64_t i, end;
+
+	for (i = idx; i < idx + n; i++)
+		pi_bucket_wake(pi_bucket_of(s, r, i));
+	if (!atomic_load(&s->started))
+		return;
+	/* one UFFDIO_WAKE per userfaultfd stripe the range covers */
+	for (i = idx; i < idx + n; i = end) {
+		end = (i / r->stripe_pages + 1) * r->stripe_pages;
+		if (end > idx + n)
+			end = idx + n;
+		pi_uffd_wake(pi_uffd_of(s, r, i), (uintptr_t)r->host + (i << r->page_shift),
+			     (end - i) << r->page_shift);
 	}
 }
 
@@ -105,7 +114,7 @@ void pi_wake_all(struct pagein_space *s)
 	unsigned i;
 
 	for (i = 0; i < PAGEIN_WAIT_BUCKETS; i++)
-		wake_bucket(&s->wait[i]);
+		pi_bucket_wake(&s->wait[i]);
 	atomic_fetch_add(&s->progress, 1);
 	pi_futex_wake(&s->progress);
 }
@@ -123,18 +132,9 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 	uint32_t seq;
 	int ret = 0;
 
+	seq = pi_wait_begin(b);
 	for (;;) {
-		seq = atomic_load(&b->seq);
-		atomic_fetch_add(&b->waiters, 1);
-		/*
-		 * Dekker: we store waiters then load the page bit; the publisher stores the bit
-		 * then loads waiters (wake_bucket). Unless each side's load is ordered after its
-		 * own store, a weakly ordered CPU lets both loads pass, so that we miss the bit
-		 * and the publisher misses us: a lost wake-up, slept until the deadline. An
-		 * acquire load does not prevent that even after a seq_cst RMW; a full fence
-		 * does, and so do seq_cst loads (all four accesses then sit in one total order).
-		 */
-		pi_full_fence();
+		/* seq_cst tests: invariant 8, see pi_wait_begin */
 		if (want_thaw ? !pi_test_sc(r->frozen, idx) : pi_test_sc(r->present, idx))
 			ret = 0;
 		else if (pi_test(r->failed, idx))
@@ -145,14 +145,15 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 			ret = -EAGAIN;
 		else
 			ret = 1;
-		if (ret == 1)
-			ret = pi_futex_wait(&b->seq, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT
-				      ? -ETIMEDOUT
-				      : 1;
-		atomic_fetch_sub(&b->waiters, 1);
 		if (ret != 1)
 			break;
+		if (pi_wait_sleep(b, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		seq = atomic_load(&b->seq);
 	}
+	pi_wait_end(b);
 	pi_stat_add(s, PI_STAT(blocked_ns), pi_now_ns() - t0);
 	return ret;
 }
@@ -312,7 +313,7 @@ void pi_mark_unmapped(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 		pi_test_set(r->unmapped, i, memory_order_seq_cst);
 		if (caller_claimed || !pi_test_set(r->claimed, i, memory_order_acq_rel))
 			gone++;
-		wake_bucket(pi_bucket_of(s, r, i));
+		pi_bucket_wake(pi_bucket_of(s, r, i));
 	}
 	if (gone) {
 		atomic_fetch_add(&s->gone_pages, gone);
@@ -320,7 +321,8 @@ void pi_mark_unmapped(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 	}
 }
 
-/* Mark [idx, idx+n) present (after the install: invariant 1) and wake who waits on them. */
+/* Mark [idx, idx+n) present (after the install: pagestate.h invariant 1) and wake who waits on
+ * them. */
 static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
 	uint64_t i;
@@ -328,7 +330,7 @@ static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 	for (i = idx; i < idx + n; i++)
 		pi_test_set(r->present, i, memory_order_seq_cst);
 	for (i = idx; i < idx + n; i++)
-		wake_bucket(pi_bucket_of(s, r, i));
+		pi_bucket_wake(pi_bucket_of(s, r, i));
 	atomic_fetch_add(&s->present_pages, n);
 	pi_maybe_complete(s);
 }
@@ -344,10 +346,7 @@ static void release_run(struct pagein_space *s, struct pi_region *r, uint64_t id
 
 	for (i = idx; i < idx + n; i++)
 		pi_clear(r->claimed, i);
-	pi_uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
-		  n << r->page_shift);
-	for (i = idx; i < idx + n; i++)
-		wake_bucket(pi_bucket_of(s, r, i));
+	pi_wake_pages(s, r, idx, n);
 }
 
 /*
@@ -366,7 +365,7 @@ static void fail_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	if (s->cfg.on_fault_error)
 		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, err);
 	pi_poison_or_wake(s, r, idx);
-	wake_bucket(pi_bucket_of(s, r, idx));
+	pi_bucket_wake(pi_bucket_of(s, r, idx));
 	atomic_fetch_add(&s->progress, 1);
 	pi_futex_wake(&s->progress);
 }

@@ -12,24 +12,6 @@
 
 #include "internal.h"
 
-/* Next page at or after idx in r that nobody has claimed, or r->npages. */
-static uint64_t next_unclaimed(struct pi_region *r, uint64_t idx)
-{
-	uint64_t w, bits;
-
-	while (idx < r->npages) {
-		w = idx >> 6;
-		bits = ~atomic_load_explicit(&r->claimed[w], memory_order_relaxed) &
-		       (~0ull << (idx & 63));
-		if (bits) {
-			idx = (w << 6) + (uint64_t)__builtin_ctzll(bits);
-			return idx < r->npages ? idx : r->npages;
-		}
-		idx = (w + 1) << 6;
-	}
-	return r->npages;
-}
-
 static void *fill_main(void *arg)
 {
 	struct pagein_space *s = arg;
@@ -56,7 +38,7 @@ static void *fill_main(void *arg)
 				idx = hint & ((1ull << 56) - 1);
 			}
 		}
-		idx = next_unclaimed(&s->regions[ri], idx);
+		idx = pi_bits_next_clear(s->regions[ri].claimed, idx, s->regions[ri].npages);
 		if (idx >= s->regions[ri].npages) {
 			ri = (ri + 1) % nreg;
 			idx = 0;

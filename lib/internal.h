@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * internal.h - what the files of lib/ share: the space and region structures, page-state bitmaps,
- * the hashed futex wait table, sharded statistics and the resolve engine's entry points.
- * Nothing here is exported from libpagein.so (the version script lists pagein.h alone).
+ * internal.h - what the files of lib/ share: the space and region structures, sharded
+ * statistics, and the entry points of uffd.c (ioctls), engine.c (the page-state machine over
+ * pagestate.h), the front-ends and the test hooks. Internal names use the pi_ prefix; nothing
+ * here is exported from libpagein.so (the version script lists pagein.h alone).
  */
 #ifndef PAGEIN_INTERNAL_H
 #define PAGEIN_INTERNAL_H
@@ -16,17 +17,15 @@
 #include <unistd.h>
 
 #include "pagein.h"
+#include "pagestate.h"
 
 /* PAGEIN_MAX_REGIONS (pagein.h): fixed, so the SIGBUS handler can walk them without locks */
 #define PAGEIN_MAX_UFFDS 64     /* userfaultfds one space may stripe its memory over */
 #define PAGEIN_MAX_READERS 256  /* handler threads one space may run */
-#define PAGEIN_WAIT_BUCKETS 256 /* wait-table buckets (power of two) */
 #define PAGEIN_STAT_SHARDS 16   /* statistics shards (power of two) */
 #define PAGEIN_BOUNCE_SLOTS 32  /* bounce buffers for fetches that cannot land in place */
 #define PAGEIN_INSTALL_MAX (PAGEIN_AROUND_MAX * 4096ull) /* largest 4 KiB-page install */
 #define PAGEIN_RECENT_SLOTS 16  /* sequential-fault detector slots */
-
-typedef _Atomic uint64_t pi_bits_t; /* one word of a page bitmap */
 
 /*
  * Threads that stream bulk pages (the server's bulk senders, the destination's bulk receivers)
@@ -72,12 +71,6 @@ struct pi_shard {
 
 /* Index of a counter in struct pagein_stats, for pi_stat_add(). */
 #define PI_STAT(field) (offsetof(struct pagein_stats, field) / sizeof(uint64_t))
-
-/* A wait-table bucket: a futex word bumped on every change to a page hashed here. */
-struct pi_bucket {
-	_Atomic uint32_t seq;     /* futex word */
-	_Atomic uint32_t waiters; /* threads sleeping on seq: skip the wake syscall when 0 */
-} __attribute__((aligned(64)));
 
 /* Why a page is being resolved: selects counters and what a lost race does. */
 enum pi_why {
@@ -197,46 +190,11 @@ bool pi_is_zero(const void *p, uint64_t len);
 void pi_stat_add(struct pagein_space *s, unsigned idx, uint64_t v);
 void pi_stat_latency(struct pagein_space *s, uint64_t ns);
 
-/* ---- bitmap helpers (inline: hot path) ---- */
-static inline bool pi_test(pi_bits_t *bm, uint64_t i)
-{
-	return atomic_load_explicit(&bm[i >> 6], memory_order_acquire) & (1ull << (i & 63));
-}
-
-/* Bit i, read in the single total order of seq_cst operations (the Dekker sites). */
-static inline bool pi_test_sc(pi_bits_t *bm, uint64_t i)
-{
-	return atomic_load_explicit(&bm[i >> 6], memory_order_seq_cst) & (1ull << (i & 63));
-}
-
-/*
- * A full memory barrier between a store and a later load of another location. ThreadSanitizer
- * does not model fences (GCC refuses them under -fsanitize=thread); the seq_cst accesses at
- * each site already order it in the C11 model, which is what TSan checks.
- */
-#if defined(__SANITIZE_THREAD__)
-#define pi_full_fence() ((void)0)
-#else
-#define pi_full_fence() atomic_thread_fence(memory_order_seq_cst)
-#endif
-
-/* Set bit i; return whether it was already set. */
-static inline bool pi_test_set(pi_bits_t *bm, uint64_t i, memory_order mo)
-{
-	return atomic_fetch_or_explicit(&bm[i >> 6], 1ull << (i & 63), mo) & (1ull << (i & 63));
-}
-
-static inline void pi_clear(pi_bits_t *bm, uint64_t i)
-{
-	atomic_fetch_and_explicit(&bm[i >> 6], ~(1ull << (i & 63)), memory_order_release);
-}
-
+/* ---- page state (pagestate.h) of a space's region ---- */
 static inline struct pi_bucket *pi_bucket_of(struct pagein_space *s, struct pi_region *r,
 					     uint64_t idx)
 {
-	uint64_t h = ((uint64_t)(r - s->regions) << 40 ^ idx) * 0x9e3779b97f4a7c15ull;
-
-	return &s->wait[h >> 56 & (PAGEIN_WAIT_BUCKETS - 1)];
+	return pi_bucket_for(s->wait, (uint64_t)(r - s->regions), idx);
 }
 
 static inline int pi_uffd_of(struct pagein_space *s, struct pi_region *r, uint64_t idx)
@@ -264,6 +222,8 @@ int pi_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint6
 int pi_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
 /* Wake everybody waiting on any page (thaw, stop, failure). */
 void pi_wake_all(struct pagein_space *s);
+/* Wake who waits on [idx, idx+n) of r: the wait table, and (once started) the kernel's queue. */
+void pi_wake_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
 /* Poison page idx for a handler-mode faulter; if that fails, wake it anyway (records why). */
 void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx);
 /* Mark [idx, idx+n) of r unmapped by the program; count the missing ones gone. */

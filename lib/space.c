@@ -215,7 +215,7 @@ err_free:
 static int bitmaps_alloc(struct pi_region *r)
 {
 	uint64_t words = (r->npages + 63) / 64;
-	pi_bits_t *all = calloc(words * 6, sizeof(*all));
+	pi_bits_t *all = pi_bits_alloc(r->npages, 6);
 
 	if (!all)
 		return -ENOMEM;
