@@ -17,6 +17,11 @@
 #include <unistd.h>
 
 #include "pagein.h"
+
+/* Everything declared from here on is internal: hidden, so that a program or library that links
+ * libpagein.a does not export (or collide with) the library's pi_ names. */
+#pragma GCC visibility push(hidden)
+
 #include "pagestate.h"
 
 /* PAGEIN_MAX_REGIONS (pagein.h): fixed, so the SIGBUS handler can walk them without locks */
@@ -242,5 +247,7 @@ void pi_readers_stop(struct pagein_space *s);
 /* Called by an install that met EAGAIN on uffd: on a reader thread of uffd, read the queued
  * messages (events handled, faults kept for later); returns false on any other thread. */
 bool pi_reader_read_events(struct pagein_space *s, int uffd);
+
+#pragma GCC visibility pop
 
 #endif /* PAGEIN_INTERNAL_H */
