@@ -140,7 +140,7 @@ bool pi_reader_read_events(struct pagein_space *s, int uffd)
 		room = MSG_BATCH;
 	got = read(uffd, msgs, room * sizeof(msgs[0]));
 	if (got <= 0)
-		return true; /* another reader took it: the retry will tell */
+		return false; /* another reader took it: yield to it, then retry */
 	for (i = 0; i < (unsigned)(got / (ssize_t)sizeof(msgs[0])); i++) {
 		if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
 			rd->backlog[rd->nbacklog++] = msgs[i];
