@@ -22,14 +22,6 @@ static struct t_space T;
 static _Atomic int fault_done;
 static uint64_t fault_gpa, fault_word;
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void *faulter(void *arg)
 {
 	fault_word = *(volatile uint64_t *)(T.host + fault_gpa);
@@ -66,16 +58,16 @@ static void round_with(const char *name, uint64_t slow_page, int (*op)(void), ui
 	atomic_store(&fault_done, 0);
 	T_EQ(pthread_create(&th, NULL, faulter, NULL), 0);
 	usleep(50000);
-	t0 = ms_now();
+	t0 = t_ms_now();
 	ret = op();
-	t1 = ms_now();
+	t1 = t_ms_now();
 	T_EQ(ret, 0);
 	*op_ms = t1 - t0;
-	while (!atomic_load(&fault_done) && ms_now() - t0 < 4 * LIMIT_MS)
+	while (!atomic_load(&fault_done) && t_ms_now() - t0 < 4 * LIMIT_MS)
 		usleep(1000);
 	if (!atomic_load(&fault_done)) {
 		printf("FAIL %s: the faulting thread has not returned after %llu ms (op took %llu ms)\n",
-		       name, (unsigned long long)(ms_now() - t0), (unsigned long long)*op_ms);
+		       name, (unsigned long long)(t_ms_now() - t0), (unsigned long long)*op_ms);
 		exit(1);
 	}
 	pthread_join(th, NULL);
@@ -85,7 +77,7 @@ static void round_with(const char *name, uint64_t slow_page, int (*op)(void), ui
 	}
 	T_EQ(fault_word, t_word(SEED, fault_gpa));
 	printf("  %s during a 300 ms fetch: op %llu ms, fault served with the right bytes in %llu ms\n",
-	       name, (unsigned long long)*op_ms, (unsigned long long)(ms_now() - t0 + 50));
+	       name, (unsigned long long)*op_ms, (unsigned long long)(t_ms_now() - t0 + 50));
 	t_space_free(&T);
 }
 

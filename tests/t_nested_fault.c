@@ -26,14 +26,6 @@ static _Atomic uint64_t nested_ms;
 static sigjmp_buf jb;
 static _Atomic int in_nested;
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void on_error(void *arg, uint64_t gpa, uint64_t len, int err)
 {
 	atomic_store(&nested_err, err);
@@ -49,7 +41,7 @@ static void on_bus(int sig)
 
 static void on_usr1(int sig)
 {
-	uint64_t t0 = ms_now(), w;
+	uint64_t t0 = t_ms_now(), w;
 
 	atomic_store(&in_nested, 1);
 	if (mode == 0) {
@@ -61,7 +53,7 @@ static void on_usr1(int sig)
 		atomic_store(&nested_ret, -EFAULT); /* SIGBUS */
 	}
 	atomic_store(&in_nested, 0);
-	atomic_store(&nested_ms, ms_now() - t0);
+	atomic_store(&nested_ms, t_ms_now() - t0);
 }
 
 static void *outer(void *arg)

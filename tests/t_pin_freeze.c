@@ -26,14 +26,6 @@ static _Atomic int stop, violations;
 static _Atomic uint64_t pins_ok, freezes_ok;
 static int failed; /* parts that failed (main thread only) */
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void *pinner(void *arg)
 {
 	uint64_t gpa = (uint64_t)(uintptr_t)arg, w;
@@ -154,7 +146,7 @@ static void thaw_race(void)
 	struct pagein_config cfg;
 	struct sigaction sa = { .sa_sigaction = on_bus, .sa_flags = SA_SIGINFO | SA_NODEFER };
 	pthread_t th[2];
-	uint64_t t0 = ms_now(), p, w, rounds = 0;
+	uint64_t t0 = t_ms_now(), p, w, rounds = 0;
 	int i;
 
 	sigaction(SIGBUS, &sa, NULL);
@@ -164,7 +156,7 @@ static void thaw_race(void)
 	cfg.fault_around = 1;
 	cfg.frozen_policy = PAGEIN_FROZEN_FAIL;
 	cfg.log = NULL;
-	while (ms_now() - t0 < RUN_MS) {
+	while (t_ms_now() - t0 < RUN_MS) {
 		t_space_make(&T, &cfg, PAGEIN_BACKING_ANON, SIZE, SEED);
 		T_EQ(pagein_space_start(T.s), 0);
 		T_EQ(pagein_freeze(T.s, 4096, SIZE - 4096), 0);
@@ -211,8 +203,8 @@ int main(void)
 	for (i = 0; i < 3; i++)
 		T_EQ(pthread_create(&th[i], NULL, pinner, (void *)(uintptr_t)(i * 4096 * 7)), 0);
 	T_EQ(pthread_create(&th[3], NULL, freezer, NULL), 0);
-	t0 = ms_now();
-	while (ms_now() - t0 < RUN_MS && atomic_load(&violations) == 0)
+	t0 = t_ms_now();
+	while (t_ms_now() - t0 < RUN_MS && atomic_load(&violations) == 0)
 		usleep(10000);
 	atomic_store(&stop, 1);
 	for (i = 0; i < 4; i++)
