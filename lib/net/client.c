@@ -297,7 +297,7 @@ static void *receiver_main(void *arg)
 	}
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_store(&c->dead, true);
-	pagein_futex_wake(&c->send_lock);
+	pi_futex_wake(&c->send_lock);
 	if (c->replies)
 		pi_net_slots_fail_all(ns, ret == -EPROTO || ret == -EPIPE ? -EPROTO : -ECONNRESET);
 	return NULL;
@@ -425,7 +425,7 @@ static int connect_fd(struct netsrc *ns, uint64_t deadline)
 
 	for (i = 0; i < ns->naddrs; i++) {
 		k = (first + i) % ns->naddrs;
-		now = pagein_now_ns();
+		now = pi_now_ns();
 		if (now >= deadline)
 			return i ? fd : -ETIMEDOUT;
 		share = (deadline - now) / (ns->naddrs - i);
@@ -448,7 +448,7 @@ static int connect_fd(struct netsrc *ns, uint64_t deadline)
  */
 struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, int *err)
 {
-	uint64_t deadline = pagein_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull;
+	uint64_t deadline = pi_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull;
 	struct pn_region regs[PN_MAX_REGIONS];
 	struct {
 		struct pn_hdr h;

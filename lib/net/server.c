@@ -351,7 +351,7 @@ static uint64_t session_new_id(struct pagein_server *srv)
 
 	for (;;) {
 		if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id))
-			id = (pagein_now_ns() ^ (atomic_fetch_add(&counter, 1) << 48)) *
+			id = (pi_now_ns() ^ (atomic_fetch_add(&counter, 1) << 48)) *
 			     0x9e3779b97f4a7c15ull;
 		if (!id)
 			continue;
@@ -382,7 +382,7 @@ static struct srv_session *session_create(struct pagein_server *srv,
 	pthread_mutex_init(&s->lock, NULL);
 	atomic_init(&s->left, srv->total_pages);
 	s->peer = *addr;
-	s->born_ns = pagein_now_ns();
+	s->born_ns = pi_now_ns();
 	s->id = session_new_id(srv);
 	s->next = srv->sessions;
 	srv->sessions = s;
@@ -566,7 +566,7 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 	if (r->mem) {
 		data = r->mem + (gpa - r->gpa);
 	} else {
-		uint64_t deadline = pagein_now_ns() + c->srv->cfg.timeout_ms * 1000000ull;
+		uint64_t deadline = pi_now_ns() + c->srv->cfg.timeout_ms * 1000000ull;
 
 		for (i = 0; i < n; i += SRV_FETCH_MAX) {
 			uint32_t k = n - i < SRV_FETCH_MAX ? n - i : SRV_FETCH_MAX;
@@ -587,7 +587,7 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 		const void *src = p;
 		uint32_t len = PN_PAGE;
 
-		if (zm[i / 64] >> (i % 64) & 1 || pagein_is_zero(p, PN_PAGE)) {
+		if (zm[i / 64] >> (i % 64) & 1 || pi_is_zero(p, PN_PAGE)) {
 			desc[i] = PN_PG_ZERO;
 			continue;
 		}
@@ -673,7 +673,7 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
 	iov[1] = (struct iovec){ &m, sizeof(m.e) + (unsigned)len };
 	/* a peer that does not read gets no error rather than a stuck thread */
 	pi_wire_send(c->fd, iov, 2, &sent, SRV_DRAIN_MS,
-		     pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
+		     pi_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
 	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
 	return -code;
 }
@@ -967,7 +967,7 @@ static int idle_left_ms(struct srv_conn *c)
 
 	if (!limit || atomic_load(&c->sess->active))
 		return -1;
-	age = pagein_now_ns() - c->sess->born_ns;
+	age = pi_now_ns() - c->sess->born_ns;
 	if (age >= limit)
 		return 0;
 	return (int)((limit - age + 999999) / 1000000 > INT_MAX ? INT_MAX
@@ -1036,14 +1036,14 @@ static void conn_linger(struct srv_conn *c)
 {
 	struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
 				 { .fd = c->srv->stop_efd, .events = POLLIN } };
-	uint64_t end = pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, now;
+	uint64_t end = pi_now_ns() + SRV_DRAIN_MS * 1000000ull, now;
 	char junk[4096];
 	unsigned k;
 	ssize_t r;
 
 	shutdown(c->fd, SHUT_WR);
 	for (k = 0; k < 256; k++) {
-		now = pagein_now_ns();
+		now = pi_now_ns();
 		if (now >= end || poll(pfd, 2, (int)((end - now) / 1000000 + 1)) <= 0 ||
 		    pfd[1].revents)
 			return;

@@ -33,7 +33,7 @@ static int send_lock(struct ns_conn *c, uint64_t deadline_ns)
 			return 0;
 		if (atomic_load(&c->dead))
 			return -ENOTCONN;
-		if (pagein_futex_wait(&c->send_lock, 2, deadline_ns) == -ETIMEDOUT)
+		if (pi_futex_wait(&c->send_lock, 2, deadline_ns) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
 }
@@ -41,7 +41,7 @@ static int send_lock(struct ns_conn *c, uint64_t deadline_ns)
 static void send_unlock(struct ns_conn *c)
 {
 	if (atomic_exchange(&c->send_lock, 0) == 2)
-		pagein_futex_wake(&c->send_lock);
+		pi_futex_wake(&c->send_lock);
 }
 
 /*
@@ -69,7 +69,7 @@ static void slot_free(struct netsrc *ns, struct ns_slot *sl)
 	atomic_store(&sl->state, SLOT_FREE);
 	atomic_fetch_add(&ns->slot_seq, 1);
 	if (atomic_load(&ns->slot_waiters))
-		pagein_futex_wake(&ns->slot_seq);
+		pi_futex_wake(&ns->slot_seq);
 }
 
 /* Take a free slot (FREE->CLAIMED), waiting for one until the deadline. */
@@ -94,7 +94,7 @@ static struct ns_slot *slot_take(struct netsrc *ns, uint64_t deadline_ns, int *e
 			return NULL;
 		}
 		atomic_fetch_add(&ns->slot_waiters, 1);
-		v = (uint32_t)pagein_futex_wait(&ns->slot_seq, seq, deadline_ns);
+		v = (uint32_t)pi_futex_wait(&ns->slot_seq, seq, deadline_ns);
 		atomic_fetch_sub(&ns->slot_waiters, 1);
 		if ((int)v == -ETIMEDOUT) {
 			*err = -ETIMEDOUT;
@@ -116,10 +116,10 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 			break;
 		if (st == SLOT_FILLING) {
 			/* the receiver is copying bytes it already holds: no I/O, it ends soon */
-			pagein_futex_wait(&sl->state, SLOT_FILLING, 0);
+			pi_futex_wait(&sl->state, SLOT_FILLING, 0);
 			continue;
 		}
-		if (pagein_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
+		if (pi_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
 			v = SLOT_WAITING;
 			if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_ABANDONED))
 				return -ETIMEDOUT; /* the receiver frees it when (if) the reply comes */
@@ -219,7 +219,7 @@ void pi_net_slots_fail_all(struct netsrc *ns, int err)
 		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
 			sl->result = err;
 			atomic_store(&sl->state, SLOT_DONE);
-			pagein_futex_wake(&sl->state);
+			pi_futex_wake(&sl->state);
 			continue;
 		}
 		v = SLOT_ABANDONED;
@@ -227,7 +227,7 @@ void pi_net_slots_fail_all(struct netsrc *ns, int err)
 			slot_free(ns, sl);
 	}
 	atomic_fetch_add(&ns->slot_seq, 1);
-	pagein_futex_wake(&ns->slot_seq);
+	pi_futex_wake(&ns->slot_seq);
 }
 
 int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
@@ -277,7 +277,7 @@ int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pag
 		atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ns->pages_urgent, pg->npages, memory_order_relaxed);
 		atomic_store(&sl->state, SLOT_DONE);
-		pagein_futex_wake(&sl->state);
+		pi_futex_wake(&sl->state);
 		return ret;
 	}
 	if (st == SLOT_WAITING)
