@@ -120,7 +120,8 @@ void pi_wake_all(struct pagein_space *s)
 }
 
 /*
- * Wait until page idx is present. Returns 0, -EIO (failed), -ESHUTDOWN, -ETIMEDOUT, or -EAGAIN
+ * Wait until page idx is present. Returns 0, -EIO (failed), -ENOENT (unmapped by the program),
+ * -ESHUTDOWN, -ETIMEDOUT, or -EAGAIN
  * when the page is no longer claimed (its fetch was abandoned: the caller claims it again).
  * want_thaw: wait for the page to be thawed instead (frozen faults under the WAIT policy).
  */
@@ -139,6 +140,8 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 			ret = 0;
 		else if (pi_test(r->failed, idx))
 			ret = -EIO;
+		else if (pi_test(r->unmapped, idx))
+			ret = -ENOENT; /* its claimer met the program's unmap: it never comes */
 		else if (atomic_load(&s->stopping))
 			ret = -ESHUTDOWN;
 		else if (!want_thaw && !pi_test(r->claimed, idx))
