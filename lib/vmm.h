@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmm.h - the pieces that meet VMMs where they are (DESIGN.md §7), internal to lib/: the
+ * Firecracker UFFD hand-off (the JSON region list and the Unix socket that carries it with the
+ * userfaultfd), the raw image source (a flat memory file plus a layout) and the working-set file
+ * (docs/working-set.md). Errors come back as -errno plus a message in a caller's buffer.
+ */
+#ifndef PAGEIN_VMM_H
+#define PAGEIN_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pagein.h"
+
+#define PI_ERRLEN 256           /* size of the error buffers these functions fill */
+#define PI_FC_MAX_REGIONS 64    /* regions one hand-off may describe */
+#define PI_FC_MAX_JSON 65536    /* longest region list accepted */
+#define PI_RAW_MAX_REGIONS 64   /* regions one raw layout may have */
+
+/* ---- fcmap.c: Firecracker's JSON array of GuestRegionUffdMapping ---- */
+
+/* One element of the array, as received (docs/firecracker.md). */
+struct pi_fc_region {
+	uint64_t base;      /* base_host_virt_addr: the region's address in the VMM process */
+	uint64_t size;      /* size: bytes */
+	uint64_t offset;    /* offset: where the region's bytes start in the memory file */
+	uint64_t page_size; /* page_size (or the older page_size_kib, in bytes too); 4096 if absent */
+	bool page_size_given; /* false: neither field was sent (Firecracker before v1.7) */
+};
+
+/*
+ * Parse json[0..len) as Firecracker's region array into out[0..max). Strict JSON (RFC 8259)
+ * with: numbers that are non-negative integers fitting 64 bits; the three required fields
+ * present once each; page_size and page_size_kib equal when both are sent (both are bytes);
+ * page sizes of 4 KiB or 2 MiB; every address, size and offset a multiple of the page size;
+ * no two regions overlapping in the VMM's address space or in the file. Unknown fields are
+ * skipped (their values must still be valid JSON). Returns the region count, or -EINVAL with
+ * what and where (byte offset) in err, or -E2BIG (more than max regions).
+ */
+int pi_fc_parse(const char *json, size_t len, struct pi_fc_region *out, unsigned max, char *err,
+		size_t errlen);
+
+/*
+ * Whether buf[0..len) starts with one complete JSON value (after blanks): returns its length
+ * in bytes (> 0), 0 when more bytes are needed, -EINVAL when it cannot become an array (its
+ * first byte is not '['). Strings and escapes are followed, nothing else is checked: the
+ * receiver uses it to know when a stream has brought the whole message.
+ */
+long pi_fc_json_end(const char *buf, size_t len);
+
+/* ---- fcsock.c: the hand-off socket ---- */
+
+/* Bind and listen on a Unix SOCK_STREAM socket at path (an existing socket file is replaced,
+ * anything else there is an error). Returns the fd or -errno (message in err). */
+int pi_fc_listen(const char *path, char *err, size_t errlen);
+
+/* What a VMM sent: the userfaultfd, optionally the memfds backing its regions, the JSON. */
+struct pi_fc_handoff {
+	int conn;            /* the accepted connection (kept open: the VMM's exit closes it) */
+	int uffd;            /* the userfaultfd, checked to be one */
+	int extra_fds[PI_FC_MAX_REGIONS]; /* further fds sent after the uffd (memfds), in order */
+	unsigned nextra;
+	pid_t pid;           /* the peer's pid (SO_PEERCRED), 0 if unknown */
+	int pidfd;           /* pidfd_open(pid), -1 if the kernel has none */
+	char json[PI_FC_MAX_JSON + 1]; /* the JSON text, NUL-terminated */
+	size_t json_len;
+};
+
+/*
+ * Accept one connection on listen_fd within timeout_ms (< 0: forever) and receive the JSON and
+ * the fds (SCM_RIGHTS, possibly spread over several messages; the first fd is the userfaultfd).
+ * Returns 0 with *h filled (caller owns every fd: pi_fc_handoff_close), or -ETIMEDOUT (nobody
+ * came, or the VMM stopped half way), -ECONNRESET (the VMM closed before sending it all),
+ * -ENOMSG (a message without a userfaultfd), -EBADF (the fd is not a userfaultfd), -EMSGSIZE.
+ */
+int pi_fc_accept(int listen_fd, int timeout_ms, struct pi_fc_handoff *h, char *err,
+		 size_t errlen);
+
+/* Close every fd of h that is still open (idempotent). */
+void pi_fc_handoff_close(struct pi_fc_handoff *h);
+
+/* Whether fd is a userfaultfd (an anon inode named "[userfaultfd]"). 0, -EBADF, or -errno. */
+int pi_uffd_check(int fd);
+
+/*
+ * Whether the VMM has gone: its connection hung up or its process (pidfd) exited. Waits up to
+ * timeout_ms (0: just look). Returns 1 gone, 0 still there, -errno.
+ */
+int pi_fc_peer_gone(const struct pi_fc_handoff *h, int timeout_ms);
+
+/* Send json and fds (fds[0] the uffd) as one message, what Firecracker does. For tests and
+ * tools that play the VMM. Returns 0 or -errno. */
+int pi_fc_send(int sock, const char *json, size_t len, const int *fds, unsigned nfds);
+
+/* ---- rawsrc.c: raw memory images ---- */
+
+/* One region of a raw image layout. */
+struct pi_raw_region {
+	uint64_t gpa;    /* guest (or space) address of the region */
+	uint64_t size;   /* bytes */
+	uint64_t offset; /* file offset of its first byte */
+};
+
+/*
+ * Parse a layout "GPA+SIZE[@OFFSET][,...]" (numbers decimal or 0x hex, sizes and offsets with an
+ * optional K, M, G or T suffix, powers of 1024). A region without @OFFSET starts in the file
+ * right after the previous one (the first at 0). Returns the count, -EINVAL (err says where),
+ * -E2BIG.
+ */
+int pi_raw_layout_parse(const char *spec, struct pi_raw_region *out, unsigned max, char *err,
+			size_t errlen);
+
+/*
+ * A source over a flat memory file laid out as l[0..n). Checks, up front: 4 KiB alignment of
+ * every gpa, size and offset, no overlap of gpa ranges, and that the file holds every byte of
+ * the layout (-ENODATA, naming the region, when it is shorter). Holes (SEEK_DATA) and all-zero
+ * pages are returned as zero pages. Returns 0 and *out, or -EINVAL/-ENODATA/-E2BIG with err,
+ * or open's -errno.
+ */
+int pi_source_raw_new(const char *path, const struct pi_raw_region *l, unsigned n, char *err,
+		      size_t errlen, struct pagein_source **out);
+
+/* Identity of the image behind a raw source (device, inode, size, mtime, layout), for
+ * working-set files: a working set recorded against another image is refused. */
+uint64_t pi_source_raw_image_id(struct pagein_source *src);
+
+/* ---- wsfile.c: working-set files (docs/working-set.md) ---- */
+
+#define PI_WS_ZERO 1u /* run flag: the pages are all zero, no bytes stored */
+
+/* One run of a working set: npages pages from gpa, first touched in this order. */
+struct pi_ws_run {
+	uint64_t gpa;
+	uint32_t npages;
+	uint32_t flags;  /* PI_WS_ZERO */
+};
+
+/* A working set read back (pi_ws_open). */
+struct pi_ws {
+	int fd;
+	uint64_t page_size;  /* bytes per page of the runs */
+	uint64_t image_id;   /* identity of the image it was recorded from */
+	uint32_t nruns;
+	struct pi_ws_run *runs;
+	uint64_t npages;     /* pages in all runs */
+	uint64_t data_off;   /* file offset of the page bytes */
+	uint64_t data_len;   /* bytes of page data (non-zero runs, in touch order) */
+	uint64_t data_digest; /* XXH3-64 of those bytes */
+};
+
+/*
+ * Write a working set: the pages at gpas[0..n) (page-aligned, first-touch order, duplicates
+ * dropped) of page_size bytes, their bytes fetched from src, to path. Adjacent pages in order
+ * become one run; all-zero pages are runs without bytes. Returns 0 or -errno (err says why).
+ */
+int pi_ws_write(const char *path, const uint64_t *gpas, uint64_t n, uint64_t page_size,
+		uint64_t image_id, struct pagein_source *src, char *err, size_t errlen);
+
+/* Open and check a working set's header and run table. Returns 0 and *ws (pi_ws_close), or
+ * -EINVAL (not a working-set file, corrupt: err says what), -ENODATA (truncated), -errno. */
+int pi_ws_open(const char *path, struct pi_ws *ws, char *err, size_t errlen);
+
+/* Read every page byte in one sequential read into buf (ws->data_len bytes) and check the
+ * digest. Returns 0, -EIO (digest mismatch or short read), -errno. */
+int pi_ws_read_data(struct pi_ws *ws, void *buf, char *err, size_t errlen);
+
+void pi_ws_close(struct pi_ws *ws);
+
+#endif /* PAGEIN_VMM_H */
