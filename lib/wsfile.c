@@ -246,7 +246,7 @@ int pi_ws_write(const char *path, const uint64_t *gpas, uint64_t n, uint64_t pag
 		ret = say(err, errlen, -ENOMEM, "working set: out of memory");
 		goto out;
 	}
-	w.fd = open(tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	w.fd = open(tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (w.fd < 0) {
 		ret = say(err, errlen, -errno, "cannot create %s: %s", tmp_path, strerror(errno));
 		goto out;
