@@ -315,3 +315,95 @@ int pi_fc_send(int sock, const char *json, size_t len, const int *fds, unsigned 
 	}
 	return 0;
 }
+
+/* One mapping of the peer, as far as the region check needs it. */
+struct vma {
+	uint64_t start, end;
+	uint64_t kpage;   /* KernelPageSize in bytes */
+	bool um, ht, sh;  /* VmFlags: uffd missing, hugetlb, shared */
+};
+
+static int check_one(unsigned idx, const struct pi_fc_region *r, const struct vma *v,
+		     unsigned nv, struct pi_fc_peer_map *out, char *err, size_t errlen)
+{
+	uint64_t at = r->base, end = r->base + r->size;
+	const struct vma *first = NULL;
+	unsigned i;
+
+	for (i = 0; i < nv && at < end; i++) {
+		if (v[i].end <= at)
+			continue;
+		if (v[i].start > at)
+			break; /* a gap */
+		if (!v[i].um)
+			return say(err, errlen, -EINVAL, "region %u: the VMM's memory at 0x%llx is "
+				   "not registered with a userfaultfd for missing pages", idx,
+				   (unsigned long long)at);
+		if (v[i].kpage != r->page_size)
+			return say(err, errlen, -EINVAL, "region %u says page size %llu but the VMM "
+				   "maps 0x%llx with %llu-byte pages", idx,
+				   (unsigned long long)r->page_size, (unsigned long long)at,
+				   (unsigned long long)v[i].kpage);
+		if (first && (first->ht != v[i].ht || first->sh != v[i].sh))
+			return say(err, errlen, -EINVAL, "region %u mixes kinds of memory", idx);
+		first = first ? first : &v[i];
+		at = v[i].end;
+	}
+	if (at < end)
+		return say(err, errlen, -EINVAL, "region %u (0x%llx, %llu bytes): the VMM has no "
+			   "mapping at 0x%llx", idx, (unsigned long long)r->base,
+			   (unsigned long long)r->size, (unsigned long long)at);
+	out->shared = first->sh;
+	out->backing = first->ht ? PAGEIN_BACKING_HUGETLB :
+		       first->sh ? PAGEIN_BACKING_SHMEM : PAGEIN_BACKING_ANON;
+	return 0;
+}
+
+int pi_fc_check_regions(pid_t pid, const struct pi_fc_region *r, unsigned n,
+			struct pi_fc_peer_map *out, char *err, size_t errlen)
+{
+	char path[64], line[512];
+	struct vma *v = NULL, *nvp;
+	unsigned nv = 0, cap = 0, i;
+	FILE *f;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return say(err, errlen, -errno, "cannot read %s to check the VMM's registrations: "
+			   "%s", path, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long a, b, kb;
+
+		if (sscanf(line, "%llx-%llx ", &a, &b) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+			if (nv == cap) {
+				cap = cap ? cap * 2 : 64;
+				nvp = realloc(v, sizeof(*v) * cap);
+				if (!nvp) {
+					ret = say(err, errlen, -ENOMEM, "out of memory");
+					goto out;
+				}
+				v = nvp;
+			}
+			v[nv++] = (struct vma){ .start = a, .end = b, .kpage = 4096 };
+		} else if (nv && sscanf(line, "KernelPageSize: %llu kB", &kb) == 1) {
+			v[nv - 1].kpage = kb * 1024;
+		} else if (nv && !strncmp(line, "VmFlags:", 8)) {
+			v[nv - 1].um = strstr(line, " um") != NULL;
+			v[nv - 1].ht = strstr(line, " ht") != NULL;
+			v[nv - 1].sh = strstr(line, " sh") != NULL;
+		}
+	}
+	if (ferror(f)) {
+		ret = say(err, errlen, -EIO, "error reading %s", path);
+		goto out;
+	}
+	/* smaps lists mappings in address order, which check_one relies on */
+	for (i = 0; i < n && !ret; i++)
+		ret = check_one(i, &r[i], v, nv, &out[i], err, errlen);
+out:
+	fclose(f);
+	free(v);
+	return ret;
+}

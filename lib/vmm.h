@@ -8,6 +8,7 @@
 #ifndef PAGEIN_VMM_H
 #define PAGEIN_VMM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,6 +91,68 @@ int pi_uffd_check(int fd);
  * timeout_ms (0: just look). Returns 1 gone, 0 still there, -errno.
  */
 int pi_fc_peer_gone(const struct pi_fc_handoff *h, int timeout_ms);
+
+/* What the VMM's own mappings say about one region (from /proc/PID/smaps). */
+struct pi_fc_peer_map {
+	enum pagein_backing backing; /* ANON (private), SHMEM (shared: memfd/shmem), HUGETLB */
+	bool shared;                 /* MAP_SHARED (a memfd: its fd can be sent along) */
+};
+
+/*
+ * Check regions r[0..n) against the mappings of process pid: each must be covered, without a
+ * gap, by mappings registered with a userfaultfd for missing faults ("um" in VmFlags) whose
+ * kernel page size equals the region's, all of one kind. Fills out[i]. Returns 0, -EINVAL (err
+ * names the region and what does not match), or -errno reading /proc/PID/smaps (-EACCES when
+ * the VMM runs as another user: the caller may go on unchecked).
+ */
+int pi_fc_check_regions(pid_t pid, const struct pi_fc_region *r, unsigned n,
+			struct pi_fc_peer_map *out, char *err, size_t errlen);
+
+/* ---- fcserve.c: serving the VMM's userfaultfd ---- */
+
+struct pi_ws;
+
+/* How pi_fc_serve serves. */
+struct pi_fc_serve_opts {
+	struct pagein_source *src; /* the memory file: addressed by file offset (gpa = offset) */
+	uint64_t image_id;         /* the source's identity (pi_source_raw_image_id) */
+	unsigned timeout_ms;       /* deadline of one fetch (0: none) */
+	bool record;               /* keep the first-touch order (stats.rec) */
+	struct pi_ws *ws;          /* prefetch this working set (NULL: none); not with record */
+	_Atomic bool *stop;        /* set from another thread to end serving (NULL: none) */
+	void (*log)(void *arg, int level, const char *msg); /* NULL = silent */
+	void *log_arg;
+};
+
+/* What pi_fc_serve did. */
+struct pi_fc_serve_stats {
+	uint64_t faults;           /* fault messages served */
+	uint64_t pages_demand;     /* pages installed for faults */
+	uint64_t pages_prefetch;   /* pages installed by the prefetch */
+	uint64_t prefetch_skipped; /* working-set pages outside this VMM's layout */
+	uint64_t pages_zero;       /* of all installs, zero pages */
+	uint64_t rezero;           /* faults on pages discarded after install: zeros installed */
+	uint64_t eexist, eagain;   /* kernel races met */
+	uint64_t events_remove, events_unmap, events_other;
+	uint64_t wakes;            /* UFFDIO_WAKEs of prefetch batches */
+	uint64_t bytes_read;       /* from the memory file and the working set */
+	uint64_t fault_ns;         /* time spent serving faults */
+	uint64_t prefetch_read_ns; /* the working set's one read */
+	uint64_t elapsed_ns;       /* from start to the VMM's exit */
+	uint64_t lat_hist[PAGEIN_HIST_BUCKETS]; /* fault service latency, log2 ns buckets */
+	bool peer_exited;          /* the loop ended because the VMM went away */
+	uint64_t *rec;             /* record: first touches (file offsets), malloc'd, caller frees */
+	uint64_t nrec;
+};
+
+/*
+ * Serve the VMM's uffd (h) for regions r[0..n) of kinds maps[0..n) until the VMM exits (its
+ * connection hangs up, its pidfd fires, or its memory disappears under an install) or *o->stop.
+ * Returns 0 then, or -errno on a failure that left a fault unserved (a fetch error: logged).
+ */
+int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned n,
+		const struct pi_fc_peer_map *maps, const struct pi_fc_serve_opts *o,
+		struct pi_fc_serve_stats *st);
 
 /* Send json and fds (fds[0] the uffd) as one message, what Firecracker does. For tests and
  * tools that play the VMM. Returns 0 or -errno. */

@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fcserve.c - serving a userfaultfd that another process (a Firecracker-style VMM) created and
+ * registered: faults in the VMM's memory are filled through the uffd (COPY, ZEROPAGE; a copy of a
+ * zero page on hugetlb, which has no ZEROPAGE) from a source addressed by memory-file offset;
+ * balloon discards (REMOVE events) are never re-fetched; a working set is recorded in first-touch
+ * order or prefetched in batches (DONTWAKE + one WAKE) between faults, which keep priority; the
+ * loop ends cleanly when the VMM exits. One thread, one uffd.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "uapi.h"
+#include "vmm.h"
+
+#define MSG_BATCH 32          /* uffd messages read at once */
+#define EAGAIN_TRIES 1000     /* retries of an install an mm event keeps failing */
+#define PREFETCH_BATCH 64     /* pages per prefetch install before the next WAKE */
+
+/* One adopted region: the VMM's mapping and our record of its pages. */
+struct fc_reg {
+	struct pi_fc_region r;
+	struct pi_fc_peer_map m;
+	unsigned shift;        /* log2(page_size) */
+	uint64_t npages;
+	uint64_t *present;     /* installed by us (cleared never: a discard keeps it, see below) */
+};
+
+struct fc_srv {
+	const struct pi_fc_serve_opts *o;
+	struct pi_fc_serve_stats *st;
+	int uffd;
+	struct fc_reg *reg;
+	unsigned n;
+	uint8_t *buf;          /* one page of bytes from the source */
+	uint8_t *zero;         /* one zero huge page (hugetlb has no ZEROPAGE), or NULL */
+	uint64_t *rec;         /* recorded first touches (file offsets), in order */
+	uint64_t nrec, caprec;
+	uint64_t t0;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void slog(struct fc_srv *s, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void slog(struct fc_srv *s, int level, const char *fmt, ...)
+{
+	char msg[PI_ERRLEN];
+	va_list ap;
+
+	if (!s->o->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->o->log(s->o->log_arg, level, msg);
+}
+
+static bool test_bit(const uint64_t *b, uint64_t i)
+{
+	return b[i / 64] >> (i % 64) & 1;
+}
+
+static void set_bit(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+
+static struct fc_reg *reg_of_addr(struct fc_srv *s, uint64_t addr)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++)
+		if (addr - s->reg[i].r.base < s->reg[i].r.size)
+			return &s->reg[i];
+	return NULL;
+}
+
+static struct fc_reg *reg_of_off(struct fc_srv *s, uint64_t off)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++)
+		if (off - s->reg[i].r.offset < s->reg[i].r.size)
+			return &s->reg[i];
+	return NULL;
+}
+
+/* Read and handle pending non-fault events (REMOVE), so an install that met EAGAIN can go on.
+ * Faults read on the way are served after. */
+static int drain(struct fc_srv *s);
+
+/*
+ * Install len bytes at addr: src bytes (COPY) or zeros (ZEROPAGE; a COPY of zeros on hugetlb).
+ * The kernel's rules, each handled here: partial progress goes on; EEXIST means the page is
+ * there already (a COPY that fails so wakes nobody: wake it); EAGAIN means an mm event is
+ * pending: read it and retry; ENOENT/ESRCH: the VMM's mapping or the VMM is gone.
+ * Returns 0, -ESRCH (the VMM is gone), or -errno.
+ */
+static int install(struct fc_srv *s, struct fc_reg *g, uint64_t addr, const void *src,
+		   uint64_t len, bool dontwake)
+{
+	uint64_t done = 0;
+	unsigned tries = 0;
+	int ret;
+
+	while (done < len) {
+		int64_t got;
+
+		if (!src && g->m.backing != PAGEIN_BACKING_HUGETLB) {
+			struct uffdio_zeropage z = {
+				.range = { addr + done, len - done },
+				.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0 };
+
+			ret = ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
+			got = z.zeropage;
+		} else {
+			const uint8_t *from = src ? (const uint8_t *)src + done : s->zero;
+			struct uffdio_copy c = { .dst = addr + done, .src = (uintptr_t)from,
+						 .len = src ? len - done : g->r.page_size,
+						 .mode = dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0 };
+
+			ret = ioctl(s->uffd, UFFDIO_COPY, &c);
+			got = c.copy;
+		}
+		if (ret == 0) {
+			done += src || g->m.backing != PAGEIN_BACKING_HUGETLB ? len - done :
+				g->r.page_size;
+			continue;
+		}
+		ret = -errno;
+		if (got > 0) {
+			done += (uint64_t)got;
+			continue;
+		}
+		if (ret == -EEXIST) {
+			struct uffdio_range w = { addr + done, g->r.page_size };
+
+			ioctl(s->uffd, UFFDIO_WAKE, &w);
+			s->st->eexist++;
+			done += g->r.page_size;
+			continue;
+		}
+		if (ret == -EAGAIN && ++tries < EAGAIN_TRIES) {
+			s->st->eagain++;
+			ret = drain(s);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		if (ret == -ENOENT || ret == -ESRCH)
+			return -ESRCH;
+		return ret;
+	}
+	return 0;
+}
+
+/* Serve a fault on page idx of g. */
+static int serve_fault(struct fc_srv *s, struct fc_reg *g, uint64_t idx)
+{
+	uint64_t addr = g->r.base + (idx << g->shift), off = g->r.offset + (idx << g->shift);
+	uint64_t zm = 0, t = now_ns(), deadline;
+	int ret;
+
+	s->st->faults++;
+	if (test_bit(g->present, idx)) {
+		/* installed before and faulted again: the VMM discarded it (balloon). Its bytes
+		 * are gone for good: what the kernel gives without userfaultfd is zeros, never
+		 * the image's bytes again */
+		uint64_t eexist = s->st->eexist;
+
+		ret = install(s, g, addr, NULL, g->r.page_size, false);
+		/* EEXIST: a second message for a page just installed (two threads faulted on it
+		 * at once), not a discard */
+		s->st->rezero += s->st->eexist == eexist;
+		return ret;
+	}
+	deadline = s->o->timeout_ms ? t + s->o->timeout_ms * 1000000ull : 0;
+	ret = s->o->src->ops.fetch(s->o->src->ctx, off, s->buf, g->r.page_size, g->r.page_size,
+				   &zm, deadline);
+	if (ret < 0) {
+		slog(s, PAGEIN_LOG_ERR, "cannot read memory-file offset %llu for the VMM's fault at "
+		     "0x%llx: %s", (unsigned long long)off, (unsigned long long)addr,
+		     strerror(-ret));
+		return ret;
+	}
+	s->st->bytes_read += zm & 1 ? 0 : g->r.page_size;
+	ret = install(s, g, addr, zm & 1 ? NULL : s->buf, g->r.page_size, false);
+	if (ret < 0)
+		return ret;
+	set_bit(g->present, idx);
+	s->st->pages_demand++;
+	s->st->pages_zero += zm & 1;
+	if (s->o->record) {
+		if (s->nrec == s->caprec) {
+			uint64_t cap = s->caprec ? s->caprec * 2 : 4096, *p;
+
+			p = realloc(s->rec, cap * sizeof(*p));
+			if (!p)
+				return -ENOMEM;
+			s->rec = p;
+			s->caprec = cap;
+		}
+		s->rec[s->nrec++] = off;
+	}
+	t = now_ns() - t;
+	s->st->fault_ns += t;
+	s->st->lat_hist[t ? (63 - __builtin_clzll(t) < PAGEIN_HIST_BUCKETS ?
+			     63 - __builtin_clzll(t) : PAGEIN_HIST_BUCKETS - 1) : 0]++;
+	return 0;
+}
+
+static void mark_removed(struct fc_srv *s, uint64_t start, uint64_t end)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++) {
+		struct fc_reg *g = &s->reg[i];
+		uint64_t a = start > g->r.base ? start : g->r.base;
+		uint64_t b = end < g->r.base + g->r.size ? end : g->r.base + g->r.size;
+		uint64_t idx;
+
+		/* whole pages only: a partly discarded page still holds bytes */
+		a = (a - g->r.base + g->r.page_size - 1) >> g->shift;
+		b = b > g->r.base ? (b - g->r.base) >> g->shift : 0;
+		for (idx = a; idx < b; idx++)
+			set_bit(g->present, idx);
+	}
+}
+
+/* Handle one message. Faults outside every region are the VMM's bug: reported, not served. */
+static int on_msg(struct fc_srv *s, const struct uffd_msg *m)
+{
+	struct fc_reg *g;
+
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		g = reg_of_addr(s, m->arg.pagefault.address);
+		if (!g) {
+			slog(s, PAGEIN_LOG_ERR, "the VMM faulted at 0x%llx, outside every region it "
+			     "described", (unsigned long long)m->arg.pagefault.address);
+			return -EFAULT;
+		}
+		return serve_fault(s, g, (m->arg.pagefault.address - g->r.base) >> g->shift);
+	case UFFD_EVENT_REMOVE:
+		/* the VMM discarded [start, end) (balloon): from now on those pages read zeros,
+		 * whether we had installed them or not (Firecracker's contract: never the file's
+		 * bytes again). Marking them present makes their next fault install zeros
+		 * (serve_fault) and keeps the prefetch off them. */
+		s->st->events_remove++;
+		mark_removed(s, m->arg.remove.start, m->arg.remove.end);
+		return 0;
+	case UFFD_EVENT_UNMAP:
+		s->st->events_unmap++;
+		return 0;
+	default:
+		s->st->events_other++;
+		return 0;
+	}
+}
+
+/* Read what the uffd has now (never blocks). Returns messages read, or -errno. */
+static int read_msgs(struct fc_srv *s, struct uffd_msg *msgs)
+{
+	struct pollfd p = { .fd = s->uffd, .events = POLLIN };
+	ssize_t got;
+
+	/* the fd's O_NONBLOCK is the VMM's choice (shared file description): poll first */
+	if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
+		return 0;
+	got = read(s->uffd, msgs, sizeof(*msgs) * MSG_BATCH);
+	if (got < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	return (int)(got / (ssize_t)sizeof(*msgs));
+}
+
+static int drain(struct fc_srv *s)
+{
+	struct uffd_msg msgs[MSG_BATCH];
+	int n, i, ret;
+
+	n = read_msgs(s, msgs);
+	for (i = 0; i < n; i++) {
+		/* a fault read here is served now; it cannot recurse deeper than one level
+		 * because its own EAGAIN would drain again only what is new */
+		ret = on_msg(s, &msgs[i]);
+		if (ret < 0)
+			return ret;
+	}
+	return n < 0 ? n : 0;
+}
+
+/* Install one prefetch batch: up to PREFETCH_BATCH pages of run r from page *k on. Pages
+ * present (faulted in, or discarded) are skipped. Returns pages installed or -errno. */
+static int prefetch_batch(struct fc_srv *s, const struct pi_ws_run *run, uint64_t *k,
+			  const uint8_t *data)
+{
+	uint64_t end = *k + PREFETCH_BATCH < run->npages ? *k + PREFETCH_BATCH : run->npages;
+	uint64_t lo = UINT64_MAX, hi = 0, i, j, done = 0;
+	struct fc_reg *g = reg_of_off(s, run->gpa);
+	uint64_t ps = s->o->ws->page_size;
+	int ret;
+
+	if (!g || g->r.page_size != ps || run->gpa + run->npages * ps - g->r.offset > g->r.size) {
+		*k = run->npages;
+		s->st->prefetch_skipped += run->npages;
+		return 0; /* the set does not match this VMM's layout: leave it to faults */
+	}
+	for (i = *k; i < end; i = j) {
+		uint64_t off = run->gpa + i * ps, idx = (off - g->r.offset) >> g->shift;
+
+		if (test_bit(g->present, idx)) {
+			j = i + 1;
+			continue;
+		}
+		/* a stretch of pages we have not installed, one ioctl */
+		for (j = i + 1; j < end && !test_bit(g->present, idx + (j - i)); j++)
+			;
+		ret = install(s, g, g->r.base + (idx << g->shift),
+			      run->flags & PI_WS_ZERO ? NULL : data + i * ps, (j - i) * ps, true);
+		if (ret < 0)
+			return ret;
+		for (uint64_t q = 0; q < j - i; q++)
+			set_bit(g->present, idx + q);
+		lo = lo < g->r.base + (idx << g->shift) ? lo : g->r.base + (idx << g->shift);
+		hi = g->r.base + ((idx + (j - i)) << g->shift);
+		done += j - i;
+		s->st->pages_zero += run->flags & PI_WS_ZERO ? j - i : 0;
+	}
+	if (done) {
+		/* one wake for the batch: a vCPU that faulted on one of these pages meanwhile
+		 * sleeps until here, and its fault message finds the page present */
+		struct uffdio_range w = { lo, hi - lo };
+
+		ioctl(s->uffd, UFFDIO_WAKE, &w);
+		s->st->wakes++;
+	}
+	*k = end;
+	s->st->pages_prefetch += done;
+	return (int)done;
+}
+
+int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned n,
+		const struct pi_fc_peer_map *maps, const struct pi_fc_serve_opts *o,
+		struct pi_fc_serve_stats *st)
+{
+	struct fc_srv s = { .o = o, .st = st, .uffd = h->uffd, .n = n };
+	struct uffd_msg msgs[MSG_BATCH];
+	uint64_t maxpage = 4096, ws_run = 0, ws_k = 0, ws_data_off = 0;
+	uint8_t *ws_data = NULL;
+	bool peer_gone = false;
+	unsigned i;
+	int ret = 0, nm, k;
+
+	memset(st, 0, sizeof(*st));
+	s.t0 = now_ns();
+	if (o->record && o->ws)
+		return -EINVAL; /* prefetched pages never fault: their touches cannot be seen */
+	s.reg = calloc(n, sizeof(*s.reg));
+	if (!s.reg)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		s.reg[i].r = r[i];
+		s.reg[i].m = maps[i];
+		s.reg[i].shift = (unsigned)__builtin_ctzll(r[i].page_size);
+		s.reg[i].npages = r[i].size >> s.reg[i].shift;
+		s.reg[i].present = calloc((s.reg[i].npages + 63) / 64, 8);
+		if (!s.reg[i].present) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		maxpage = r[i].page_size > maxpage ? r[i].page_size : maxpage;
+		if (maps[i].backing == PAGEIN_BACKING_HUGETLB && !s.zero) {
+			s.zero = calloc(1, 2u << 20);
+			if (!s.zero) {
+				ret = -ENOMEM;
+				goto out;
+			}
+		}
+	}
+	s.buf = malloc(maxpage);
+	if (!s.buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (o->ws) {
+		uint64_t t = now_ns();
+		char err[PI_ERRLEN];
+
+		if (o->ws->image_id != o->image_id) {
+			slog(&s, PAGEIN_LOG_WARN, "working set was recorded from another image: not "
+			     "prefetched");
+		} else if (o->ws->data_len) {
+			ws_data = malloc(o->ws->data_len);
+			if (!ws_data) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			ret = pi_ws_read_data(o->ws, ws_data, err, sizeof(err));
+			if (ret < 0) {
+				slog(&s, PAGEIN_LOG_WARN, "%s: not prefetched", err);
+				free(ws_data);
+				ws_data = NULL;
+				ret = 0;
+			} else {
+				st->bytes_read += o->ws->data_len;
+				st->prefetch_read_ns = now_ns() - t;
+			}
+		}
+		if (!ws_data && o->ws->data_len)
+			ws_run = o->ws->nruns; /* nothing to prefetch */
+	}
+
+	while (!peer_gone && !(o->stop && atomic_load(o->stop))) {
+		bool prefetching = o->ws && ws_run < o->ws->nruns;
+		struct pollfd p[3] = { { .fd = h->uffd, .events = POLLIN },
+				       { .fd = h->conn, .events = POLLRDHUP },
+				       { .fd = h->pidfd, .events = POLLIN } };
+
+		/* faults first: wait for them, or with a prefetch pending only look */
+		nm = poll(p, h->pidfd >= 0 ? 3 : 2, prefetching ? 0 : 100);
+		if (nm < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (nm > 0 && (p[1].revents || (h->pidfd >= 0 && p[2].revents)))
+			peer_gone = true; /* still serve what is queued, below */
+		nm = read_msgs(&s, msgs);
+		if (nm < 0) {
+			ret = nm;
+			break;
+		}
+		for (k = 0; k < nm && ret == 0; k++)
+			ret = on_msg(&s, &msgs[k]);
+		if (ret == -ESRCH) {
+			/* the VMM's memory is gone under a fault: it is exiting */
+			peer_gone = true;
+			ret = 0;
+		}
+		if (ret < 0)
+			break;
+		if (prefetching && !nm) {
+			const struct pi_ws_run *run = &o->ws->runs[ws_run];
+
+			ret = prefetch_batch(&s, run, &ws_k, ws_data + ws_data_off);
+			if (ret == -ESRCH) {
+				peer_gone = true;
+				ret = 0;
+			}
+			if (ret < 0)
+				break;
+			ret = 0;
+			if (ws_k == run->npages) {
+				if (!(run->flags & PI_WS_ZERO))
+					ws_data_off += run->npages * o->ws->page_size;
+				ws_run++;
+				ws_k = 0;
+			}
+		}
+	}
+	st->peer_exited = peer_gone;
+	st->elapsed_ns = now_ns() - s.t0;
+	if (o->record && ret == 0) {
+		st->rec = s.rec;
+		st->nrec = s.nrec;
+		s.rec = NULL;
+	}
+out:
+	free(s.rec);
+	free(ws_data);
+	free(s.buf);
+	free(s.zero);
+	for (i = 0; s.reg && i < n; i++)
+		free(s.reg[i].present);
+	free(s.reg);
+	return ret;
+}

@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: MIT
+/*
+ * t_fc_vmm.c - a test VMM that restores "guest memory" the way Firecracker does with a UFFD
+ * backend, against pagein as its page-fault handler (another process): it maps each region
+ * (2 MiB-aligned, MAP_NORESERVE), creates a userfaultfd with EVENT_REMOVE, registers the regions
+ * for missing faults, connects to the handler's socket and sends the region JSON (compact, both
+ * page-size fields in bytes) with the uffd by SCM_RIGHTS (and the memfd, for memfd memory). Then
+ * threads touch every page in random order and verify every byte against the memory file, and a
+ * balloon discards pages with MADV_DONTNEED: they must read zeros (private memory) or keep the
+ * guest's bytes (shared memfd), never the file's bytes again; a discarded page never touched
+ * before reads zeros too. When the VMM exits, the handler must end cleanly on its own.
+ * Runs anon, memfd, hugetlb (private, as Firecracker maps it) and hugetlb-memfd memory.
+ * Usage: t_fc_vmm [anon|memfd|hugetlb|hugetlb-memfd]   (none: all four)
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "uapi.h"
+#include "vmm.h"
+
+#define SEED 41
+#define ZERO_EVERY 9 /* every 9th 4 KiB page of the image is zero (a hole in the file) */
+#define THREADS 4
+#define NREG 2
+
+enum kind { K_ANON, K_MEMFD, K_HUGETLB, K_HUGETLB_MEMFD };
+static const char *const kind_name[] = { "anon", "memfd", "hugetlb", "hugetlb-memfd" };
+
+struct vm {
+	enum kind kind;
+	uint64_t ps;              /* page size */
+	uint64_t size[NREG];      /* region sizes; offsets are back to back in the file */
+	uint64_t off[NREG];
+	uint8_t *mem[NREG];       /* the VMM's guest memory */
+	int memfd;
+	int uffd;
+	uint64_t total;
+};
+
+/* The memory file: the pattern keyed by file offset, zero pages left as holes. */
+static void make_image(const char *path, uint64_t total)
+{
+	uint8_t *buf = malloc(total);
+	uint64_t off;
+	int fd;
+
+	T_ASSERT(buf);
+	t_fill(buf, 0, total, SEED, ZERO_EVERY);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	T_ASSERT(fd >= 0);
+	for (off = 0; off < total; off += 4096)
+		if ((off >> 12) % ZERO_EVERY)
+			T_EQ(pwrite(fd, buf + off, 4096, (off_t)off), 4096);
+	T_EQ(ftruncate(fd, (off_t)total), 0);
+	close(fd);
+	free(buf);
+}
+
+/* ---- the handler side (another process): pagein's hand-off pieces ---- */
+
+static void hlog(void *arg, int level, const char *msg)
+{
+	fprintf(stderr, "handler: %s\n", msg);
+}
+
+/* Accept one VMM, serve it until it exits, print a summary. Exit status: 0 served cleanly. */
+static int handler_main(int lfd, const char *image)
+{
+	static struct pi_fc_handoff h;
+	struct pi_fc_region r[PI_FC_MAX_REGIONS];
+	struct pi_fc_peer_map maps[PI_FC_MAX_REGIONS];
+	struct pi_raw_region l[PI_FC_MAX_REGIONS];
+	struct pi_fc_serve_stats st;
+	struct pi_fc_serve_opts o = { .timeout_ms = 10000, .log = hlog };
+	char err[PI_ERRLEN];
+	int n, i, ret;
+
+	ret = pi_fc_accept(lfd, 20000, &h, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "handler: %s\n", err);
+		return 2;
+	}
+	n = pi_fc_parse(h.json, h.json_len, r, PI_FC_MAX_REGIONS, err, sizeof(err));
+	if (n < 0 || pi_fc_check_regions(h.pid, r, (unsigned)n, maps, err, sizeof(err)) < 0) {
+		fprintf(stderr, "handler: %s\n", err);
+		return 3;
+	}
+	for (i = 0; i < n; i++)
+		l[i] = (struct pi_raw_region){ r[i].offset, r[i].size, r[i].offset };
+	if (pi_source_raw_new(image, l, (unsigned)n, err, sizeof(err), &o.src) < 0) {
+		fprintf(stderr, "handler: %s\n", err);
+		return 4;
+	}
+	ret = pi_fc_serve(&h, r, (unsigned)n, maps, &o, &st);
+	printf("handler: %d regions (%s), %llu faults, %llu pages (%llu zero), %llu re-zeroed "
+	       "after discard, %llu REMOVE events, %llu EEXIST, VMM exited: %s\n", n,
+	       pagein_backing_name(maps[0].backing), (unsigned long long)st.faults,
+	       (unsigned long long)st.pages_demand, (unsigned long long)st.pages_zero,
+	       (unsigned long long)st.rezero, (unsigned long long)st.events_remove,
+	       (unsigned long long)st.eexist, st.peer_exited ? "yes" : "no");
+	fflush(stdout);
+	pagein_source_free(o.src);
+	pi_fc_handoff_close(&h);
+	return ret == 0 && st.peer_exited ? 0 : 5;
+}
+
+/* ---- the VMM side ---- */
+
+static void vm_map(struct vm *v)
+{
+	unsigned i;
+
+	for (i = 0; i < NREG; i++) {
+		if (v->kind == K_ANON || v->kind == K_HUGETLB) {
+			int fl = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+				 (v->kind == K_HUGETLB ? MAP_HUGETLB : 0);
+
+			v->mem[i] = mmap(NULL, v->size[i], PROT_READ | PROT_WRITE, fl, -1, 0);
+		} else {
+			v->mem[i] = mmap(NULL, v->size[i], PROT_READ | PROT_WRITE,
+					 MAP_SHARED | MAP_NORESERVE, v->memfd, (off_t)v->off[i]);
+		}
+		T_ASSERT(v->mem[i] != MAP_FAILED);
+	}
+}
+
+static void vm_uffd(struct vm *v)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_EVENT_REMOVE };
+	unsigned i;
+
+	/* what Firecracker does: non-blocking, close-on-exec, REMOVE events for the balloon */
+	v->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	T_ASSERT(v->uffd >= 0);
+	T_EQ(ioctl(v->uffd, UFFDIO_API, &api), 0);
+	for (i = 0; i < NREG; i++) {
+		struct uffdio_register reg = { .range = { (uintptr_t)v->mem[i], v->size[i] },
+					       .mode = UFFDIO_REGISTER_MODE_MISSING };
+
+		T_EQ(ioctl(v->uffd, UFFDIO_REGISTER, &reg), 0);
+	}
+}
+
+static int vm_connect(const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	T_ASSERT(fd >= 0);
+	T_ASSERT(strlen(path) < sizeof(a.sun_path));
+	memcpy(a.sun_path, path, strlen(path) + 1);
+	T_EQ(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static void vm_send(struct vm *v, int sock)
+{
+	char json[1024];
+	size_t len = 0;
+	int fds[2] = { v->uffd, v->memfd };
+	unsigned i;
+
+	len += (size_t)snprintf(json + len, sizeof(json) - len, "[");
+	for (i = 0; i < NREG; i++)
+		len += (size_t)snprintf(json + len, sizeof(json) - len,
+					"%s{\"base_host_virt_addr\":%llu,\"size\":%llu,\"offset\":%llu,"
+					"\"page_size\":%llu,\"page_size_kib\":%llu}", i ? "," : "",
+					(unsigned long long)(uintptr_t)v->mem[i],
+					(unsigned long long)v->size[i], (unsigned long long)v->off[i],
+					(unsigned long long)v->ps, (unsigned long long)v->ps);
+	len += (size_t)snprintf(json + len, sizeof(json) - len, "]");
+	T_EQ(pi_fc_send(sock, json, len, fds, v->memfd >= 0 ? 2 : 1), 0);
+}
+
+struct toucher {
+	struct vm *v;
+	unsigned id;
+	uint64_t pages, bad;
+};
+
+/* Touch the pages of this thread's share in random order and verify each whole. */
+static void *touch_main(void *arg)
+{
+	struct toucher *t = arg;
+	struct vm *v = t->v;
+	uint64_t rng = 0x9e3779b97f4a7c15ull * (t->id + 1), n = v->total / 4096, i, *order;
+
+	order = malloc(sizeof(*order) * n);
+	T_ASSERT(order);
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	for (i = n - 1; i > 0; i--) {
+		uint64_t j = t_rand(&rng, i + 1), x = order[i];
+
+		order[i] = order[j];
+		order[j] = x;
+	}
+	/* every thread touches everything: many faults race on the same pages */
+	for (i = 0; i < n; i++) {
+		uint64_t off = order[i] * 4096, r = off < v->size[0] ? 0 : 1;
+		const uint8_t *p = v->mem[r] + (off - v->off[r]);
+
+		if (t_check(p, off, 4096, SEED, ZERO_EVERY) != UINT64_MAX)
+			t->bad++;
+		t->pages++;
+	}
+	free(order);
+	return NULL;
+}
+
+static void run(enum kind kind, const char *image_dir, const char *bin)
+{
+	char sock_path[256], image[256];
+	struct vm v = { .kind = kind, .memfd = -1 };
+	struct toucher t[THREADS];
+	pthread_t th[THREADS];
+	uint64_t bad = 0, pages = 0, i, discard_pages, ps;
+	int lfd, sock, status;
+	pid_t hpid;
+	char err[PI_ERRLEN];
+	uint8_t *never;
+
+	v.ps = ps = kind == K_HUGETLB || kind == K_HUGETLB_MEMFD ? 2u << 20 : 4096;
+	v.size[0] = 4u << 20;
+	v.size[1] = 2u << 20;
+	v.off[1] = v.size[0];
+	v.total = v.size[0] + v.size[1];
+	if (ps > 4096)
+		t_require_hugepages((unsigned)(v.total / ps) + 1);
+	snprintf(sock_path, sizeof(sock_path), "%s/fc.sock", image_dir);
+	snprintf(image, sizeof(image), "%s/mem.img", image_dir);
+	make_image(image, v.total);
+
+	lfd = pi_fc_listen(sock_path, err, sizeof(err));
+	T_ASSERT(lfd >= 0);
+	hpid = fork();
+	T_ASSERT(hpid >= 0);
+	if (hpid == 0) {
+		alarm(60);
+		_exit(handler_main(lfd, image));
+	}
+	close(lfd);
+
+	if (kind == K_MEMFD || kind == K_HUGETLB_MEMFD) {
+		v.memfd = memfd_create("guest", MFD_CLOEXEC | (kind == K_HUGETLB_MEMFD ? MFD_HUGETLB : 0));
+		T_ASSERT(v.memfd >= 0);
+		T_EQ(ftruncate(v.memfd, (off_t)v.total), 0);
+	}
+	vm_map(&v);
+	vm_uffd(&v);
+	sock = vm_connect(sock_path);
+	vm_send(&v, sock);
+
+	/* balloon before any touch: the last page of region 1 is given up untouched; it must
+	 * read zeros, never the file's bytes */
+	never = v.mem[1] + v.size[1] - ps;
+	T_EQ(madvise(never, ps, MADV_DONTNEED), 0);
+
+	for (i = 0; i < THREADS; i++) {
+		t[i] = (struct toucher){ .v = &v, .id = (unsigned)i };
+		T_EQ(pthread_create(&th[i], NULL, touch_main, &t[i]), 0);
+	}
+	for (i = 0; i < THREADS; i++) {
+		T_EQ(pthread_join(th[i], NULL), 0);
+		bad += t[i].bad;
+		pages += t[i].pages;
+	}
+	/* the untouched discarded page read zeros: each thread saw exactly its 4 KiB pages where
+	 * the file has data as "wrong", and nothing else */
+	{
+		uint64_t want = 0, off0 = v.off[1] + v.size[1] - ps;
+
+		for (i = 0; i < ps; i += 4096)
+			want += ((off0 + i) >> 12) % ZERO_EVERY != 0;
+		T_EQ(bad, THREADS * want);
+	}
+	for (i = 0; i < ps; i += 8)
+		T_EQ(*(volatile uint64_t *)(never + i), 0);
+
+	/* balloon after touch: the guest writes, then the balloon discards */
+	discard_pages = ps == 4096 ? 16 : 1;
+	for (i = 0; i < discard_pages; i++)
+		*(volatile uint64_t *)(v.mem[0] + ps * (2 * i + 1)) = 0xb0b0;
+	T_EQ(madvise(v.mem[0], ps * 2 * discard_pages, MADV_DONTNEED), 0);
+	for (i = 0; i < discard_pages; i++) {
+		volatile uint64_t *w = (volatile uint64_t *)(v.mem[0] + ps * (2 * i + 1));
+
+		if (v.memfd < 0) {
+			T_EQ(*w, 0); /* private: the discard is a fresh zero page */
+		} else {
+			T_EQ(*w, 0xb0b0); /* shared: the page cache keeps the guest's bytes */
+		}
+	}
+	if (v.memfd >= 0) {
+		/* a punched hole in shared memory reads zeros: the handler must not refill it */
+		T_EQ(madvise(v.mem[0], ps * 2 * discard_pages, MADV_REMOVE), 0);
+		for (i = 0; i < discard_pages; i++)
+			T_EQ(*(volatile uint64_t *)(v.mem[0] + ps * (2 * i + 1)), 0);
+	}
+	printf("vmm %s: %d regions, %llu MiB, %d threads verified %llu page reads in random order; "
+	       "balloon: an untouched discarded %s page read zeros, %llu written pages discarded "
+	       "read %s\n", kind_name[kind], NREG, (unsigned long long)(v.total >> 20), THREADS,
+	       (unsigned long long)pages, ps == 4096 ? "4 KiB" : "2 MiB",
+	       (unsigned long long)discard_pages,
+	       v.memfd < 0 ? "zeros" : "the guest's bytes, then zeros after a hole punch");
+	fflush(stdout);
+
+	/* the VMM exits: its memory, uffd and socket go; the handler must notice and end */
+	for (i = 0; i < NREG; i++)
+		munmap(v.mem[i], v.size[i]);
+	close(v.uffd);
+	close(sock);
+	if (v.memfd >= 0)
+		close(v.memfd);
+	T_EQ(waitpid(hpid, &status, 0), hpid);
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	(void)bin;
+}
+
+int main(int argc, char **argv)
+{
+	char dir[] = "/tmp/t_fc_vmm_XXXXXX";
+	int k, only = -1;
+
+	if (argc > 1) {
+		for (k = 0; k < 4; k++)
+			if (!strcmp(argv[1], kind_name[k]))
+				only = k;
+		if (only < 0) {
+			fprintf(stderr, "usage: %s [anon|memfd|hugetlb|hugetlb-memfd]\n", argv[0]);
+			return 1;
+		}
+	}
+	t_require_uffd();
+	T_ASSERT(mkdtemp(dir));
+	alarm(100);
+	for (k = 0; k < 4; k++) {
+		if (only >= 0 && k != only)
+			continue;
+		if (only < 0 && (k == K_HUGETLB || k == K_HUGETLB_MEMFD)) {
+			/* all four: huge pages are optional, the rest is not */
+			pid_t c = fork();
+			int st;
+
+			T_ASSERT(c >= 0);
+			if (c == 0) {
+				run((enum kind)k, dir, NULL);
+				exit(0);
+			}
+			T_EQ(waitpid(c, &st, 0), c);
+			T_ASSERT(WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 77));
+			continue;
+		}
+		run((enum kind)k, dir, NULL);
+	}
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		T_EQ(system(cmd), 0);
+	}
+	t_pass("fc_vmm: a Firecracker-style VMM restored through pagein as its handler");
+}
