@@ -239,8 +239,16 @@ int pi_fc_accept(int listen_fd, int timeout_ms, struct pi_fc_handoff *h, char *e
 			  "userfaultfd (SCM_RIGHTS)");
 	if (ret == 0) {
 		ret = pi_uffd_check(fds[0]);
-		if (ret == -EBADF)
-			say(err, errlen, ret, "the fd the VMM sent is not a userfaultfd");
+		if (ret == -EBADF) {
+			char link[64], what[128] = "?";
+			ssize_t k;
+
+			snprintf(link, sizeof(link), "/proc/self/fd/%d", fds[0]);
+			k = readlink(link, what, sizeof(what) - 1);
+			what[k > 0 ? k : 1] = 0;
+			say(err, errlen, ret, "the fd the VMM sent is not a userfaultfd (it is %s)",
+			    what);
+		}
 		else if (ret < 0)
 			say(err, errlen, ret, "cannot tell whether the fd the VMM sent is a "
 			    "userfaultfd (is /proc mounted?): %s", strerror(-ret));
