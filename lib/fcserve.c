@@ -303,54 +303,96 @@ static int drain(struct fc_srv *s)
 	return n < 0 ? n : 0;
 }
 
-/* Install one prefetch batch: up to PREFETCH_BATCH pages of run r from page *k on. Pages
- * present (faulted in, or discarded) are skipped. Returns pages installed or -errno. */
-static int prefetch_batch(struct fc_srv *s, const struct pi_ws_run *run, uint64_t *k,
-			  const uint8_t *data)
+/* Where the prefetch is in the working set. */
+struct ws_cursor {
+	uint32_t run;      /* current run */
+	uint64_t k;        /* next page in it */
+	uint64_t data_off; /* offset in the set's data of the run's first page */
+};
+
+/* Install one stretch of run pages [i, j) (all missing) and note it for the batch's wake. */
+static int prefetch_stretch(struct fc_srv *s, struct fc_reg *g, uint64_t idx, uint64_t n,
+			    const void *bytes, uint64_t *lo, uint64_t *hi)
 {
-	uint64_t end = *k + PREFETCH_BATCH < run->npages ? *k + PREFETCH_BATCH : run->npages;
-	uint64_t lo = UINT64_MAX, hi = 0, i, j, done = 0;
-	struct fc_reg *g = reg_of_off(s, run->gpa);
-	uint64_t ps = s->o->ws->page_size;
+	uint64_t addr = g->r.base + (idx << g->shift), q;
 	int ret;
 
-	if (!g || g->r.page_size != ps || run->gpa + run->npages * ps - g->r.offset > g->r.size) {
-		*k = run->npages;
-		s->st->prefetch_skipped += run->npages;
-		return 0; /* the set does not match this VMM's layout: leave it to faults */
-	}
-	for (i = *k; i < end; i = j) {
-		uint64_t off = run->gpa + i * ps, idx = (off - g->r.offset) >> g->shift;
+	ret = install(s, g, addr, bytes, n << g->shift, true);
+	if (ret < 0)
+		return ret;
+	for (q = 0; q < n; q++)
+		set_bit(g->present, idx + q);
+	lo[g - s->reg] = addr < lo[g - s->reg] ? addr : lo[g - s->reg];
+	hi[g - s->reg] = addr + (n << g->shift) > hi[g - s->reg] ? addr + (n << g->shift) :
+			 hi[g - s->reg];
+	return 0;
+}
 
-		if (test_bit(g->present, idx)) {
-			j = i + 1;
-			continue;
+/*
+ * Install the next batch of the working set: up to PREFETCH_BATCH pages, over as many runs as
+ * that takes, each stretch of missing pages with one DONTWAKE ioctl, then one WAKE per region
+ * for the span the batch touched. Pages present (faulted in, or discarded) are skipped. Returns
+ * 0, or -errno of an install.
+ */
+static int prefetch_batch(struct fc_srv *s, const struct pi_ws *ws, const uint8_t *data,
+			  struct ws_cursor *c)
+{
+	uint64_t lo[PI_FC_MAX_REGIONS], hi[PI_FC_MAX_REGIONS], budget = PREFETCH_BATCH, ps = ws->page_size;
+	unsigned i;
+	int ret = 0;
+
+	for (i = 0; i < s->n; i++) {
+		lo[i] = UINT64_MAX;
+		hi[i] = 0;
+	}
+	while (budget && c->run < ws->nruns) {
+		const struct pi_ws_run *run = &ws->runs[c->run];
+		struct fc_reg *g = reg_of_off(s, run->gpa);
+		uint64_t end = c->k + budget < run->npages ? c->k + budget : run->npages, a, b;
+
+		if (!g || g->r.page_size != ps || run->gpa + run->npages * ps - g->r.offset > g->r.size) {
+			/* the set does not match this VMM's layout here: leave it to faults */
+			s->st->prefetch_skipped += run->npages - c->k;
+			end = run->npages;
+		} else {
+			for (a = c->k; a < end; a = b) {
+				uint64_t idx = (run->gpa + a * ps - g->r.offset) >> g->shift;
+
+				if (test_bit(g->present, idx)) {
+					b = a + 1;
+					continue;
+				}
+				for (b = a + 1; b < end && !test_bit(g->present, idx + (b - a)); b++)
+					;
+				ret = prefetch_stretch(s, g, idx, b - a,
+						       run->flags & PI_WS_ZERO ? NULL :
+						       data + c->data_off + a * ps, lo, hi);
+				if (ret < 0)
+					goto wake;
+				s->st->pages_prefetch += b - a;
+				s->st->pages_zero += run->flags & PI_WS_ZERO ? b - a : 0;
+			}
 		}
-		/* a stretch of pages we have not installed, one ioctl */
-		for (j = i + 1; j < end && !test_bit(g->present, idx + (j - i)); j++)
-			;
-		ret = install(s, g, g->r.base + (idx << g->shift),
-			      run->flags & PI_WS_ZERO ? NULL : data + i * ps, (j - i) * ps, true);
-		if (ret < 0)
-			return ret;
-		for (uint64_t q = 0; q < j - i; q++)
-			set_bit(g->present, idx + q);
-		lo = lo < g->r.base + (idx << g->shift) ? lo : g->r.base + (idx << g->shift);
-		hi = g->r.base + ((idx + (j - i)) << g->shift);
-		done += j - i;
-		s->st->pages_zero += run->flags & PI_WS_ZERO ? j - i : 0;
+		budget -= end - c->k;
+		c->k = end;
+		if (c->k == run->npages) {
+			if (!(run->flags & PI_WS_ZERO))
+				c->data_off += run->npages * ps;
+			c->run++;
+			c->k = 0;
+		}
 	}
-	if (done) {
-		/* one wake for the batch: a vCPU that faulted on one of these pages meanwhile
-		 * sleeps until here, and its fault message finds the page present */
-		struct uffdio_range w = { lo, hi - lo };
+wake:
+	/* one wake per region for the batch: a vCPU that faulted on one of these pages meanwhile
+	 * sleeps until here (its queued message then finds the page there: EEXIST, woken) */
+	for (i = 0; i < s->n; i++)
+		if (hi[i]) {
+			struct uffdio_range w = { lo[i], hi[i] - lo[i] };
 
-		ioctl(s->uffd, UFFDIO_WAKE, &w);
-		s->st->wakes++;
-	}
-	*k = end;
-	s->st->pages_prefetch += done;
-	return (int)done;
+			ioctl(s->uffd, UFFDIO_WAKE, &w);
+			s->st->wakes++;
+		}
+	return ret;
 }
 
 int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned n,
@@ -359,7 +401,8 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 {
 	struct fc_srv s = { .o = o, .st = st, .uffd = h->uffd, .n = n };
 	struct uffd_msg msgs[MSG_BATCH];
-	uint64_t maxpage = 4096, ws_run = 0, ws_k = 0, ws_data_off = 0;
+	uint64_t maxpage = 4096;
+	struct ws_cursor cur = { 0, 0, 0 };
 	uint8_t *ws_data = NULL;
 	bool peer_gone = false;
 	unsigned i;
@@ -401,8 +444,10 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 		char err[PI_ERRLEN];
 
 		if (o->ws->image_id != o->image_id) {
+			/* its bytes are another image's: installing them would corrupt the VM */
 			slog(&s, PAGEIN_LOG_WARN, "working set was recorded from another image: not "
 			     "prefetched");
+			st->ws_refused = true;
 		} else if (o->ws->data_len) {
 			ws_data = malloc(o->ws->data_len);
 			if (!ws_data) {
@@ -412,6 +457,7 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 			ret = pi_ws_read_data(o->ws, ws_data, err, sizeof(err));
 			if (ret < 0) {
 				slog(&s, PAGEIN_LOG_WARN, "%s: not prefetched", err);
+				st->ws_refused = true;
 				free(ws_data);
 				ws_data = NULL;
 				ret = 0;
@@ -420,12 +466,12 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 				st->prefetch_read_ns = now_ns() - t;
 			}
 		}
-		if (!ws_data && o->ws->data_len)
-			ws_run = o->ws->nruns; /* nothing to prefetch */
+		if (st->ws_refused)
+			cur.run = o->ws->nruns; /* nothing to prefetch: faults serve everything */
 	}
 
 	while (!peer_gone && !(o->stop && atomic_load(o->stop))) {
-		bool prefetching = o->ws && ws_run < o->ws->nruns;
+		bool prefetching = o->ws && cur.run < o->ws->nruns;
 		struct pollfd p[3] = { { .fd = h->uffd, .events = POLLIN },
 				       { .fd = h->conn, .events = POLLRDHUP },
 				       { .fd = h->pidfd, .events = POLLIN } };
@@ -453,22 +499,13 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 		if (ret < 0)
 			break;
 		if (prefetching && !nm) {
-			const struct pi_ws_run *run = &o->ws->runs[ws_run];
-
-			ret = prefetch_batch(&s, run, &ws_k, ws_data + ws_data_off);
+			ret = prefetch_batch(&s, o->ws, ws_data, &cur);
 			if (ret == -ESRCH) {
 				peer_gone = true;
 				ret = 0;
 			}
 			if (ret < 0)
 				break;
-			ret = 0;
-			if (ws_k == run->npages) {
-				if (!(run->flags & PI_WS_ZERO))
-					ws_data_off += run->npages * o->ws->page_size;
-				ws_run++;
-				ws_k = 0;
-			}
 		}
 	}
 	st->peer_exited = peer_gone;

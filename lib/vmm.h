@@ -141,6 +141,7 @@ struct pi_fc_serve_stats {
 	uint64_t elapsed_ns;       /* from start to the VMM's exit */
 	uint64_t lat_hist[PAGEIN_HIST_BUCKETS]; /* fault service latency, log2 ns buckets */
 	bool peer_exited;          /* the loop ended because the VMM went away */
+	bool ws_refused;           /* the working set was not used: another image's, or damaged */
 	uint64_t *rec;             /* record: first touches (file offsets), malloc'd, caller frees */
 	uint64_t nrec;
 };
