@@ -296,3 +296,67 @@ uint64_t pi_source_raw_image_id(struct pagein_source *src)
 		return 0;
 	return ((struct raw_src *)src->ctx)->image_id;
 }
+
+/* The offset-to-gpa remapping source's context. */
+struct remap_src {
+	struct pagein_source *inner;
+	unsigned n;
+	struct pi_raw_region m[PI_RAW_MAX_REGIONS];
+};
+
+static const struct pi_raw_region *remap_find(struct remap_src *s, uint64_t off, uint64_t len)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n; i++)
+		if (off - s->m[i].offset < s->m[i].size &&
+		    len <= s->m[i].size - (off - s->m[i].offset))
+			return &s->m[i];
+	return NULL;
+}
+
+static int remap_fetch(void *ctx, uint64_t off, void *dst, uint64_t len, uint64_t page_size,
+		       uint64_t *zero_mask, uint64_t deadline_ns)
+{
+	struct remap_src *s = ctx;
+	const struct pi_raw_region *m = remap_find(s, off, len);
+
+	if (!m)
+		return -EINVAL;
+	return s->inner->ops.fetch(s->inner->ctx, m->gpa + (off - m->offset), dst, len, page_size,
+				   zero_mask, deadline_ns);
+}
+
+static bool remap_covers(void *ctx, uint64_t off, uint64_t len)
+{
+	return remap_find(ctx, off, len) != NULL;
+}
+
+int pi_source_remap_new(struct pagein_source *inner, const struct pi_raw_region *map, unsigned n,
+			struct pagein_source **out)
+{
+	static const struct pagein_source_ops ops = {
+		.fetch = remap_fetch,
+		.destroy = free,
+		.covers = remap_covers,
+	};
+	struct remap_src *s;
+	unsigned i;
+	int ret;
+
+	if (!inner || !n || n > PI_RAW_MAX_REGIONS)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (inner->ops.covers && !inner->ops.covers(inner->ctx, map[i].gpa, map[i].size))
+			return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->inner = inner;
+	s->n = n;
+	memcpy(s->m, map, n * sizeof(*map));
+	ret = pagein_source_new(&ops, s, out);
+	if (ret < 0)
+		free(s);
+	return ret;
+}

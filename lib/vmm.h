@@ -187,6 +187,15 @@ int pi_raw_layout_parse(const char *spec, struct pi_raw_region *out, unsigned ma
 int pi_source_raw_new(const char *path, const struct pi_raw_region *l, unsigned n, char *err,
 		      size_t errlen, struct pagein_source **out);
 
+/*
+ * A source addressed by file offset over inner, a source addressed by guest address: offsets
+ * [map[i].offset, +map[i].size) are inner's [map[i].gpa, +size). For a VMM whose regions are
+ * known by memory-file offset (Firecracker) served from a snapshot or a page server. inner is
+ * not owned. Returns 0 and *out, -EINVAL, -ENOMEM.
+ */
+int pi_source_remap_new(struct pagein_source *inner, const struct pi_raw_region *map, unsigned n,
+			struct pagein_source **out);
+
 /* Identity of the image behind a raw source (device, inode, size, mtime, layout), for
  * working-set files: a working set recorded against another image is refused. */
 uint64_t pi_source_raw_image_id(struct pagein_source *src);

@@ -69,78 +69,98 @@ static void make_image(const char *path, uint64_t total)
 	free(buf);
 }
 
-/* ---- the handler side (another process): pagein's hand-off pieces ---- */
-
-static void hlog(void *arg, int level, const char *msg)
-{
-	fprintf(stderr, "handler: %s\n", msg);
-}
-
 enum ws_mode { WS_NONE, WS_RECORD, WS_PREFETCH, WS_STALE };
 
-/* Accept one VMM, serve it until it exits (recording or prefetching a working set at ws),
- * print a summary and leave the counters in *out. Exit status: 0 served cleanly. */
-static int handler_main(int lfd, const char *image, enum ws_mode mode, const char *ws_path,
-			struct pi_fc_serve_stats *out)
-{
-	struct pi_ws ws;
-	static struct pi_fc_handoff h;
-	struct pi_fc_region r[PI_FC_MAX_REGIONS];
-	struct pi_fc_peer_map maps[PI_FC_MAX_REGIONS];
-	struct pi_raw_region l[PI_FC_MAX_REGIONS];
-	struct pi_fc_serve_stats st;
-	struct pi_fc_serve_opts o = { .timeout_ms = 10000, .log = hlog };
-	char err[PI_ERRLEN];
-	int n, i, ret;
+static const char *pagein_bin; /* the pagein command under test */
 
-	ret = pi_fc_accept(lfd, 20000, &h, err, sizeof(err));
-	if (ret < 0) {
-		fprintf(stderr, "handler: %s\n", err);
-		return 2;
+/* What the handler reported (its --json summary). */
+struct hstats {
+	double faults, pages_demand, pages_prefetch, pages_zero, rezero, events_remove, wakes;
+	bool ws_refused, vmm_exited;
+};
+
+/* Start `pagein handler` on sock_path serving image; its stdout comes back on *out_fd. */
+static pid_t handler_start(const char *sock_path, const char *image, enum ws_mode mode,
+			   const char *ws_path, int *out_fd)
+{
+	char *args[16];
+	int pfd[2], n = 0;
+	pid_t pid;
+
+	T_EQ(pipe(pfd), 0);
+	args[n++] = (char *)pagein_bin;
+	args[n++] = "handler";
+	args[n++] = "--socket";
+	args[n++] = (char *)sock_path;
+	args[n++] = "--raw";
+	args[n++] = (char *)image;
+	args[n++] = "--json";
+	args[n++] = "--accept-timeout";
+	args[n++] = "20000";
+	if (mode == WS_RECORD)
+		args[n++] = "--record-ws";
+	else if (mode != WS_NONE)
+		args[n++] = "--prefetch-ws";
+	if (mode != WS_NONE)
+		args[n++] = (char *)ws_path;
+	args[n] = NULL;
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		close(pfd[1]);
+		alarm(60);
+		execv(pagein_bin, args);
+		_exit(127);
 	}
-	n = pi_fc_parse(h.json, h.json_len, r, PI_FC_MAX_REGIONS, err, sizeof(err));
-	if (n < 0 || pi_fc_check_regions(h.pid, r, (unsigned)n, maps, err, sizeof(err)) < 0) {
-		fprintf(stderr, "handler: %s\n", err);
-		return 3;
+	close(pfd[1]);
+	*out_fd = pfd[0];
+	return pid;
+}
+
+/* Wait for the handler to end on its own and read its summary. */
+static void handler_wait(pid_t pid, int fd, struct hstats *hs)
+{
+	static char out[4096];
+	struct t_json_object o;
+	size_t len = 0;
+	ssize_t got;
+	int status;
+	char *line;
+
+	while ((got = read(fd, out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)got;
+	out[len] = 0;
+	close(fd);
+	T_EQ(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "FAIL: pagein handler ended with status 0x%x; its output:\n%s\n",
+			status, out);
+		exit(1);
 	}
-	for (i = 0; i < n; i++)
-		l[i] = (struct pi_raw_region){ r[i].offset, r[i].size, r[i].offset };
-	if (pi_source_raw_new(image, l, (unsigned)n, err, sizeof(err), &o.src) < 0) {
-		fprintf(stderr, "handler: %s\n", err);
-		return 4;
+	while (len && out[len - 1] == '\n')
+		out[--len] = 0;
+	line = strrchr(out, '{');
+	if (!line || !t_json_parse_line(line, &o)) {
+		fprintf(stderr, "FAIL: no JSON summary from pagein handler; its output:\n%s\n", out);
+		exit(1);
 	}
-	o.image_id = pi_source_raw_image_id(o.src);
-	o.record = mode == WS_RECORD;
-	if (mode == WS_PREFETCH || mode == WS_STALE) {
-		if (pi_ws_open(ws_path, &ws, err, sizeof(err)) < 0) {
-			fprintf(stderr, "handler: %s\n", err);
-			return 6;
-		}
-		o.ws = &ws;
-	}
-	ret = pi_fc_serve(&h, r, (unsigned)n, maps, &o, &st);
-	if (mode == WS_RECORD && ret == 0 &&
-	    pi_ws_write(ws_path, st.rec, st.nrec, r[0].page_size, o.image_id, o.src, err,
-			sizeof(err)) < 0) {
-		fprintf(stderr, "handler: %s\n", err);
-		return 7;
-	}
-	if (mode == WS_PREFETCH || mode == WS_STALE)
-		pi_ws_close(&ws);
-	free(st.rec);
-	st.rec = NULL;
-	*out = st;
-	printf("handler: %d regions (%s), %llu faults, %llu pages (%llu prefetched, %llu zero), "
-	       "%llu re-zeroed after discard, %llu REMOVE events, %llu EEXIST, VMM exited: %s\n", n,
-	       pagein_backing_name(maps[0].backing), (unsigned long long)st.faults,
-	       (unsigned long long)(st.pages_demand + st.pages_prefetch),
-	       (unsigned long long)st.pages_prefetch, (unsigned long long)st.pages_zero,
-	       (unsigned long long)st.rezero, (unsigned long long)st.events_remove,
-	       (unsigned long long)st.eexist, st.peer_exited ? "yes" : "no");
-	fflush(stdout);
-	pagein_source_free(o.src);
-	pi_fc_handoff_close(&h);
-	return ret == 0 && st.peer_exited ? 0 : 5;
+	hs->faults = t_json_num(&o, "faults");
+	hs->pages_demand = t_json_num(&o, "pages_demand");
+	hs->pages_prefetch = t_json_num(&o, "pages_prefetch");
+	hs->pages_zero = t_json_num(&o, "pages_zero");
+	hs->rezero = t_json_num(&o, "rezero");
+	hs->events_remove = t_json_num(&o, "events_remove");
+	hs->wakes = t_json_num(&o, "wakes");
+	hs->ws_refused = t_json_get(&o, "ws_refused") && t_json_get(&o, "ws_refused")->b;
+	hs->vmm_exited = t_json_get(&o, "vmm_exited") && t_json_get(&o, "vmm_exited")->b;
+	T_ASSERT(hs->faults >= 0 && hs->pages_demand >= 0 && hs->wakes >= 0);
+	T_ASSERT(hs->vmm_exited); /* it ended because the VMM did, not for another reason */
+	printf("handler: %.0f faults, %.0f pages on demand, %.0f prefetched, %.0f zero, %.0f "
+	       "re-zeroed after a discard, %.0f REMOVE events; ended on its own when the VMM "
+	       "exited\n", hs->faults, hs->pages_demand, hs->pages_prefetch, hs->pages_zero,
+	       hs->rezero, hs->events_remove);
 }
 
 /* ---- the VMM side ---- */
@@ -185,11 +205,20 @@ static int vm_connect(const char *path)
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
+	int i;
+
 	T_ASSERT(fd >= 0);
 	T_ASSERT(strlen(path) < sizeof(a.sun_path));
 	memcpy(a.sun_path, path, strlen(path) + 1);
-	T_EQ(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	return fd;
+	/* the handler is another process: its socket appears when it is ready */
+	for (i = 0; i < 500; i++) {
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return fd;
+		T_ASSERT(errno == ENOENT || errno == ECONNREFUSED);
+		usleep(10000);
+	}
+	fprintf(stderr, "FAIL: the handler did not listen on %s within 5 s\n", path);
+	exit(1);
 }
 
 static void vm_send(struct vm *v, int sock)
@@ -253,19 +282,17 @@ static void *touch_main(void *arg)
 /* A restore of a VMM whose workload touches every page (balloon checks included), or in a
  * working-set mode every 3rd page only (recorded, or prefetched before the VMM starts touching
  * 50 ms after the hand-off, as Firecracker restores device state meanwhile). */
-static void run(enum kind kind, const char *image_dir, enum ws_mode mode,
-		struct pi_fc_serve_stats *hst)
+static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct hstats *hst)
 {
-	struct pi_fc_serve_stats *shared;
+	struct hstats hs;
 	char ws_path[300];
 	char sock_path[256], image[256];
 	struct vm v = { .kind = kind, .memfd = -1 };
 	struct toucher t[THREADS];
 	pthread_t th[THREADS];
-	uint64_t bad = 0, pages = 0, i, discard_pages, ps;
-	int lfd, sock, status;
+	uint64_t bad = 0, pages = 0, i, discard_pages = 0, ps;
+	int hout, sock;
 	pid_t hpid;
-	char err[PI_ERRLEN];
 	uint8_t *never;
 
 	v.ps = ps = kind == K_HUGETLB || kind == K_HUGETLB_MEMFD ? 2u << 20 : 4096;
@@ -282,19 +309,8 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode,
 		seed = SEED + 1; /* a new image in the same file: the recorded set is stale */
 	if (mode != WS_PREFETCH)
 		make_image(image, v.total); /* prefetch: the image the set was recorded from */
-	shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-		      -1, 0);
-	T_ASSERT(shared != MAP_FAILED);
-
-	lfd = pi_fc_listen(sock_path, err, sizeof(err));
-	T_ASSERT(lfd >= 0);
-	hpid = fork();
-	T_ASSERT(hpid >= 0);
-	if (hpid == 0) {
-		alarm(60);
-		_exit(handler_main(lfd, image, mode, ws_path, shared));
-	}
-	close(lfd);
+	unlink(sock_path);
+	hpid = handler_start(sock_path, image, mode, ws_path, &hout);
 
 	if (kind == K_MEMFD || kind == K_HUGETLB_MEMFD) {
 		v.memfd = memfd_create("guest", MFD_CLOEXEC | (kind == K_HUGETLB_MEMFD ? MFD_HUGETLB : 0));
@@ -388,28 +404,30 @@ exit_vmm:
 	close(sock);
 	if (v.memfd >= 0)
 		close(v.memfd);
-	T_EQ(waitpid(hpid, &status, 0), hpid);
-	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	handler_wait(hpid, hout, &hs);
+	if (mode == WS_NONE) {
+		/* the untouched discarded page and the discarded written pages came back as
+		 * zeros from the handler (for memfd: after the hole punch) */
+		T_EQ(hs.rezero, 1 + discard_pages);
+		T_ASSERT(hs.events_remove >= 2);
+	}
 	if (hst)
-		*hst = *shared;
-	munmap(shared, sizeof(*shared));
+		*hst = hs;
 }
 
 /* Record a working set in one restore, prefetch it in the next: the second restore takes far
  * fewer faults and every byte is still right. */
 static void run_ws(const char *dir)
 {
-	struct pi_fc_serve_stats rec, pre, stale;
+	struct hstats rec, pre, stale;
 
 	run(K_ANON, dir, WS_RECORD, &rec);
 	run(K_ANON, dir, WS_PREFETCH, &pre);
 	run(K_ANON, dir, WS_STALE, &stale);
 	seed = SEED;
-	printf("working set: recording restore %llu faults; prefetching restore %llu faults, "
-	       "%llu pages prefetched in %llu wakes, set read in %.2f ms\n",
-	       (unsigned long long)rec.faults, (unsigned long long)pre.faults,
-	       (unsigned long long)pre.pages_prefetch, (unsigned long long)pre.wakes,
-	       pre.prefetch_read_ns / 1e6);
+	printf("working set: recording restore %.0f faults; prefetching restore %.0f faults, "
+	       "%.0f pages prefetched in %.0f wakes\n", rec.faults, pre.faults,
+	       pre.pages_prefetch, pre.wakes);
 	T_EQ(rec.pages_demand, 512); /* every 3rd of 1536 pages */
 	T_EQ(pre.pages_prefetch + pre.pages_demand, 512);
 	T_ASSERT(pre.pages_prefetch > 0);
@@ -419,8 +437,8 @@ static void run_ws(const char *dir)
 	T_ASSERT(stale.ws_refused);
 	T_EQ(stale.pages_prefetch, 0);
 	T_EQ(stale.pages_demand, 512);
-	printf("working set of an older image refused; %llu faults served the new one right\n",
-	       (unsigned long long)stale.faults);
+	printf("working set of an older image refused; %.0f faults served the new one right\n",
+	       stale.faults);
 }
 
 int main(int argc, char **argv)
@@ -438,6 +456,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	pagein_bin = t_pagein_bin(argv[0]);
 	t_require_uffd();
 	T_ASSERT(mkdtemp(dir));
 	alarm(100);
@@ -446,9 +465,11 @@ int main(int argc, char **argv)
 			continue;
 		if (only < 0 && (k == K_HUGETLB || k == K_HUGETLB_MEMFD)) {
 			/* all four: huge pages are optional, the rest is not */
-			pid_t c = fork();
+			pid_t c;
 			int st;
 
+			fflush(stdout);
+			c = fork();
 			T_ASSERT(c >= 0);
 			if (c == 0) {
 				run((enum kind)k, dir, WS_NONE, NULL);

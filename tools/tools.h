@@ -34,6 +34,7 @@ int cmd_bench(int argc, char **argv);
 /* `pagein bench --net` (tools/bench-net.c): migration over TCP against the raw TCP baseline. */
 int bench_net(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_handler(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
