@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,7 @@
 #include "vmm.h"
 
 #define MSG_BATCH 32          /* uffd messages read at once */
-#define EAGAIN_TRIES 1000     /* retries of an install an mm event keeps failing */
+#define EAGAIN_MS 10000       /* longest an install keeps retrying EAGAIN (mm events) */
 #define PREFETCH_BATCH 64     /* pages per prefetch install before the next WAKE */
 
 /* One adopted region: the VMM's mapping and our record of its pages. */
@@ -113,7 +114,7 @@ static int drain(struct fc_srv *s);
 static int install(struct fc_srv *s, struct fc_reg *g, uint64_t addr, const void *src,
 		   uint64_t len, bool dontwake)
 {
-	uint64_t done = 0;
+	uint64_t done = 0, until = 0;
 	unsigned tries = 0;
 	int ret;
 
@@ -154,11 +155,23 @@ static int install(struct fc_srv *s, struct fc_reg *g, uint64_t addr, const void
 			done += g->r.page_size;
 			continue;
 		}
-		if (ret == -EAGAIN && ++tries < EAGAIN_TRIES) {
+		if (ret == -EAGAIN) {
+			/* an mm event is pending: read it. The kernel keeps refusing installs until
+			 * the thread that caused the event (the VMM's madvise) has run on after we
+			 * read it, which on a busy machine takes a while: yield, then sleep, bounded
+			 * in time rather than in tries */
+			if (!until)
+				until = now_ns() + EAGAIN_MS * 1000000ull;
+			else if (now_ns() > until)
+				return -EAGAIN;
 			s->st->eagain++;
 			ret = drain(s);
 			if (ret < 0)
 				return ret;
+			if (++tries > 16)
+				usleep(tries > 64 ? 1000 : 50);
+			else
+				sched_yield();
 			continue;
 		}
 		if (ret == -ENOENT || ret == -ESRCH)
@@ -166,6 +179,21 @@ static int install(struct fc_srv *s, struct fc_reg *g, uint64_t addr, const void
 		return ret;
 	}
 	return 0;
+}
+
+/* A fault that cannot be served must not leave the VMM's thread asleep forever (the hang
+ * Firecracker's own documentation warns of): poison the page, so the access gets SIGBUS. */
+static void fail_fault(struct fc_srv *s, struct fc_reg *g, uint64_t addr, int err)
+{
+	struct uffdio_poison p = { .range = { addr, g->r.page_size } };
+
+	s->st->fault_errors++;
+	if (ioctl(s->uffd, UFFDIO_POISON, &p) < 0 && errno != EEXIST)
+		slog(s, PAGEIN_LOG_ERR, "cannot poison 0x%llx either (%s): the VMM's thread stays "
+		     "blocked", (unsigned long long)addr, strerror(errno));
+	else
+		slog(s, PAGEIN_LOG_ERR, "fault at 0x%llx failed (%s): the VMM gets SIGBUS there",
+		     (unsigned long long)addr, strerror(-err));
 }
 
 /* Serve a fault on page idx of g. */
@@ -245,16 +273,29 @@ static void mark_removed(struct fc_srv *s, uint64_t start, uint64_t end)
 static int on_msg(struct fc_srv *s, const struct uffd_msg *m)
 {
 	struct fc_reg *g;
+	int ret;
 
 	switch (m->event) {
 	case UFFD_EVENT_PAGEFAULT:
 		g = reg_of_addr(s, m->arg.pagefault.address);
 		if (!g) {
+			/* registered but not described: the VMM's bug. Nothing to serve it from,
+			 * and leaving it asleep hangs the VMM: poison it (SIGBUS there) */
+			struct uffdio_poison p = { .range = { m->arg.pagefault.address & ~4095ull,
+							      4096 } };
+
 			slog(s, PAGEIN_LOG_ERR, "the VMM faulted at 0x%llx, outside every region it "
-			     "described", (unsigned long long)m->arg.pagefault.address);
-			return -EFAULT;
+			     "described: it gets SIGBUS", (unsigned long long)m->arg.pagefault.address);
+			s->st->fault_errors++;
+			ioctl(s->uffd, UFFDIO_POISON, &p);
+			return 0;
 		}
-		return serve_fault(s, g, (m->arg.pagefault.address - g->r.base) >> g->shift);
+		ret = serve_fault(s, g, (m->arg.pagefault.address - g->r.base) >> g->shift);
+		if (ret < 0 && ret != -ESRCH && ret != -ENOMEM) {
+			fail_fault(s, g, m->arg.pagefault.address & ~(g->r.page_size - 1), ret);
+			ret = 0; /* go on serving the others */
+		}
+		return ret;
 	case UFFD_EVENT_REMOVE:
 		/* the VMM discarded [start, end) (balloon): from now on those pages read zeros,
 		 * whether we had installed them or not (Firecracker's contract: never the file's

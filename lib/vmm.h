@@ -133,6 +133,7 @@ struct pi_fc_serve_stats {
 	uint64_t pages_zero;       /* of all installs, zero pages */
 	uint64_t rezero;           /* faults on pages discarded after install: zeros installed */
 	uint64_t eexist, eagain;   /* kernel races met */
+	uint64_t fault_errors;     /* faults that could not be served: poisoned (VMM gets SIGBUS) */
 	uint64_t events_remove, events_unmap, events_other;
 	uint64_t wakes;            /* UFFDIO_WAKEs of prefetch batches */
 	uint64_t bytes_read;       /* from the memory file and the working set */
@@ -149,7 +150,9 @@ struct pi_fc_serve_stats {
 /*
  * Serve the VMM's uffd (h) for regions r[0..n) of kinds maps[0..n) until the VMM exits (its
  * connection hangs up, its pidfd fires, or its memory disappears under an install) or *o->stop.
- * Returns 0 then, or -errno on a failure that left a fault unserved (a fetch error: logged).
+ * A fault that cannot be served (the file cannot be read) is poisoned, so the VMM's access gets
+ * SIGBUS instead of hanging, and serving goes on. Returns 0, or -errno when serving itself
+ * cannot go on (out of memory, the uffd fails).
  */
 int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned n,
 		const struct pi_fc_peer_map *maps, const struct pi_fc_serve_opts *o,

@@ -91,12 +91,13 @@ static void summary(const struct hopts *o, const struct pi_fc_serve_stats *st, u
 	if (o->json) {
 		printf("{\"vmm_pid\":%d,\"regions\":%u,\"backing\":\"%s\",\"faults\":%llu,"
 		       "\"pages_demand\":%llu,\"pages_prefetch\":%llu,\"pages_zero\":%llu,"
-		       "\"rezero\":%llu,\"events_remove\":%llu,\"eexist\":%llu,\"eagain\":%llu,"
+		       "\"rezero\":%llu,\"fault_errors\":%llu,\"events_remove\":%llu,\"eexist\":%llu,\"eagain\":%llu,"
 		       "\"bytes_read\":%llu,\"fault_p50_ns\":%llu,\"fault_p99_ns\":%llu,"
 		       "\"wakes\":%llu,\"elapsed_ms\":%.1f,\"ws_refused\":%s,\"vmm_exited\":%s}\n",
 		       (int)pid, n, pagein_backing_name(m[0].backing), (unsigned long long)st->faults,
 		       (unsigned long long)st->pages_demand, (unsigned long long)st->pages_prefetch,
 		       (unsigned long long)st->pages_zero, (unsigned long long)st->rezero,
+		       (unsigned long long)st->fault_errors,
 		       (unsigned long long)st->events_remove, (unsigned long long)st->eexist,
 		       (unsigned long long)st->eagain, (unsigned long long)st->bytes_read,
 		       (unsigned long long)p50, (unsigned long long)p99,
