@@ -42,6 +42,8 @@ struct fc_srv {
 	unsigned n;
 	uint8_t *buf;          /* one page of bytes from the source */
 	uint8_t *zero;         /* one zero huge page (hugetlb has no ZEROPAGE), or NULL */
+	struct uffd_msg *pend; /* faults read while an install waited out an mm event */
+	uint32_t npend, cappend;
 	uint64_t *rec;         /* recorded first touches (file offsets), in order */
 	uint64_t nrec, caprec;
 	uint64_t t0;
@@ -168,6 +170,12 @@ static int install(struct fc_srv *s, struct fc_reg *g, uint64_t addr, const void
 			ret = drain(s);
 			if (ret < 0)
 				return ret;
+			/* the event may have discarded the very page being installed: it must read
+			 * zeros then, whichever comes first, our install or the kernel's zap */
+			if (src && test_bit(g->present, (addr + done - g->r.base) >> g->shift)) {
+				src = NULL;
+				s->st->raced_remove++;
+			}
 			if (++tries > 16)
 				usleep(tries > 64 ? 1000 : 50);
 			else
@@ -335,13 +343,42 @@ static int drain(struct fc_srv *s)
 
 	n = read_msgs(s, msgs);
 	for (i = 0; i < n; i++) {
-		/* a fault read here is served now; it cannot recurse deeper than one level
-		 * because its own EAGAIN would drain again only what is new */
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+			/* not now: we are inside another fault's install, whose bytes sit in
+			 * s->buf. Faults wait in the queue; mm events cannot wait */
+			if (s->npend == s->cappend) {
+				uint32_t cap = s->cappend ? s->cappend * 2 : 64;
+				struct uffd_msg *q = realloc(s->pend, cap * sizeof(*q));
+
+				if (!q)
+					return -ENOMEM;
+				s->pend = q;
+				s->cappend = cap;
+			}
+			s->pend[s->npend++] = msgs[i];
+			continue;
+		}
 		ret = on_msg(s, &msgs[i]);
 		if (ret < 0)
 			return ret;
 	}
 	return n < 0 ? n : 0;
+}
+
+/* Serve the faults drain() queued (serving them may queue more). */
+static int serve_pending(struct fc_srv *s)
+{
+	struct uffd_msg m;
+	int ret;
+
+	while (s->npend) {
+		m = s->pend[0];
+		memmove(s->pend, s->pend + 1, --s->npend * sizeof(*s->pend));
+		ret = on_msg(s, &m);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
 }
 
 /* Where the prefetch is in the working set. */
@@ -532,6 +569,8 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 		}
 		for (k = 0; k < nm && ret == 0; k++)
 			ret = on_msg(&s, &msgs[k]);
+		if (ret == 0)
+			ret = serve_pending(&s);
 		if (ret == -ESRCH) {
 			/* the VMM's memory is gone under a fault: it is exiting */
 			peer_gone = true;
@@ -557,6 +596,7 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 		s.rec = NULL;
 	}
 out:
+	free(s.pend);
 	free(s.rec);
 	free(ws_data);
 	free(s.buf);

@@ -133,6 +133,7 @@ struct pi_fc_serve_stats {
 	uint64_t pages_zero;       /* of all installs, zero pages */
 	uint64_t rezero;           /* faults on pages discarded after install: zeros installed */
 	uint64_t eexist, eagain;   /* kernel races met */
+	uint64_t raced_remove;     /* installs whose page a REMOVE discarded meanwhile: zeros */
 	uint64_t fault_errors;     /* faults that could not be served: poisoned (VMM gets SIGBUS) */
 	uint64_t events_remove, events_unmap, events_other;
 	uint64_t wakes;            /* UFFDIO_WAKEs of prefetch batches */
