@@ -550,17 +550,19 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 
 	while (!peer_gone && !(o->stop && atomic_load(o->stop))) {
 		bool prefetching = o->ws && cur.run < o->ws->nruns;
-		struct pollfd p[3] = { { .fd = h->uffd, .events = POLLIN },
-				       { .fd = h->conn, .events = POLLRDHUP },
-				       { .fd = h->pidfd, .events = POLLIN } };
+		/* the VMM's exit is its process's (pidfd); only without a pidfd does its
+		 * connection hanging up stand for it (a VMM may close the socket and go on) */
+		struct pollfd p[2] = { { .fd = h->uffd, .events = POLLIN },
+				       { .fd = h->pidfd >= 0 ? h->pidfd : h->conn,
+					 .events = h->pidfd >= 0 ? POLLIN : POLLRDHUP } };
 
 		/* faults first: wait for them, or with a prefetch pending only look */
-		nm = poll(p, h->pidfd >= 0 ? 3 : 2, prefetching ? 0 : 100);
+		nm = poll(p, 2, prefetching ? 0 : 100);
 		if (nm < 0 && errno != EINTR) {
 			ret = -errno;
 			break;
 		}
-		if (nm > 0 && (p[1].revents || (h->pidfd >= 0 && p[2].revents)))
+		if (nm > 0 && p[1].revents)
 			peer_gone = true; /* still serve what is queued, below */
 		nm = read_msgs(&s, msgs);
 		if (nm < 0) {

@@ -267,15 +267,17 @@ int pi_fc_accept(int listen_fd, int timeout_ms, struct pi_fc_handoff *h, char *e
 
 int pi_fc_peer_gone(const struct pi_fc_handoff *h, int timeout_ms)
 {
-	/* POLLRDHUP only: data the VMM may send later must not make this return at once */
-	struct pollfd pfd[2] = { { .fd = h->conn, .events = POLLRDHUP },
-				 { .fd = h->pidfd, .events = POLLIN } };
+	/* the process's exit when a pidfd tells it (a VMM may close the socket and go on);
+	 * else the connection's hang-up: POLLRDHUP only, so data the VMM may send later does
+	 * not make this return at once */
+	struct pollfd pfd = { .fd = h->pidfd >= 0 ? h->pidfd : h->conn,
+			      .events = h->pidfd >= 0 ? POLLIN : POLLRDHUP };
 	int ret;
 
-	ret = poll(pfd, h->pidfd >= 0 ? 2 : 1, timeout_ms);
+	ret = poll(&pfd, 1, timeout_ms);
 	if (ret < 0)
 		return errno == EINTR ? 0 : -errno;
-	return ret > 0 && (pfd[0].revents || pfd[1].revents);
+	return ret > 0 && pfd.revents;
 }
 
 int pi_fc_send(int sock, const char *json, size_t len, const int *fds, unsigned nfds)

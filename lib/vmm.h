@@ -87,8 +87,9 @@ void pi_fc_handoff_close(struct pi_fc_handoff *h);
 int pi_uffd_check(int fd);
 
 /*
- * Whether the VMM has gone: its connection hung up or its process (pidfd) exited. Waits up to
- * timeout_ms (0: just look). Returns 1 gone, 0 still there, -errno.
+ * Whether the VMM has gone: its process exited (pidfd), or, where the kernel has no pidfds, its
+ * connection hung up. Waits up to timeout_ms (0: just look). Returns 1 gone, 0 still there,
+ * -errno.
  */
 int pi_fc_peer_gone(const struct pi_fc_handoff *h, int timeout_ms);
 
@@ -150,7 +151,8 @@ struct pi_fc_serve_stats {
 
 /*
  * Serve the VMM's uffd (h) for regions r[0..n) of kinds maps[0..n) until the VMM exits (its
- * connection hangs up, its pidfd fires, or its memory disappears under an install) or *o->stop.
+ * pidfd fires, or without one its connection hangs up, or its memory disappears under an
+ * install) or *o->stop.
  * A fault that cannot be served (the file cannot be read) is poisoned, so the VMM's access gets
  * SIGBUS instead of hanging, and serving goes on. Returns 0, or -errno when serving itself
  * cannot go on (out of memory, the uffd fails).

@@ -339,19 +339,15 @@ static void *touch_main(void *arg)
 /* A restore of a VMM whose workload touches every page (balloon checks included), or in a
  * working-set mode every 3rd page only (recorded, or prefetched before the VMM starts touching
  * 50 ms after the hand-off, as Firecracker restores device state meanwhile). */
-static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct hstats *hst)
+/* The VMM: a process of its own, as Firecracker is; it exits when its workload is done, and
+ * its exit is what ends the handler. Exits 0 when every check passed. */
+static void vmm_main(enum kind kind, enum ws_mode mode, const char *sock_path, pid_t hpid)
 {
-	struct hstats hs;
-	char ws_path[300];
-	char sock_path[256], image[256];
 	struct vm v = { .kind = kind, .memfd = -1 };
 	struct toucher t[THREADS];
-	pthread_t th[THREADS];
+	pthread_t th[THREADS], wd, bal;
 	uint64_t bad = 0, pages = 0, i, discard_pages = 0, ps;
-	int hout, sock;
-	pthread_t wd, bal;
-	uint64_t balloon_refaults = 0;
-	pid_t hpid;
+	int sock;
 	uint8_t *never;
 
 	v.ps = ps = kind == K_HUGETLB || kind == K_HUGETLB_MEMFD ? 2u << 20 : 4096;
@@ -359,17 +355,6 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct
 	v.size[1] = 2u << 20;
 	v.off[1] = v.size[0];
 	v.total = v.size[0] + v.size[1];
-	if (ps > 4096)
-		t_require_hugepages((unsigned)(v.total / ps) + 1);
-	snprintf(sock_path, sizeof(sock_path), "%s/fc.sock", image_dir);
-	snprintf(image, sizeof(image), "%s/mem.img", image_dir);
-	snprintf(ws_path, sizeof(ws_path), "%s/ws", image_dir);
-	if (mode == WS_STALE)
-		seed = SEED + 1; /* a new image in the same file: the recorded set is stale */
-	if (mode != WS_PREFETCH)
-		make_image(image, v.total); /* prefetch: the image the set was recorded from */
-	unlink(sock_path);
-	hpid = handler_start(sock_path, image, mode, ws_path, &hout);
 	atomic_store(&vmm_running, true);
 	T_EQ(pthread_create(&wd, NULL, watchdog_main, &hpid), 0);
 
@@ -382,6 +367,12 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct
 	vm_uffd(&v);
 	sock = vm_connect(sock_path);
 	vm_send(&v, sock);
+	if (kind == K_MEMFD) {
+		/* a VMM may close the socket once it has sent the hand-off: it is still served
+		 * (Firecracker keeps it open; the VMM's exit is its process's, not the socket's) */
+		close(sock);
+		sock = -1;
+	}
 
 	if (mode != WS_NONE) {
 		if (mode == WS_PREFETCH)
@@ -425,7 +416,6 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct
 
 		T_EQ(pthread_join(bal, &bbad), 0);
 		T_EQ((uintptr_t)bbad, 0); /* never the file's bytes after a discard */
-		balloon_refaults = BAL_PAGES * (BAL_ROUNDS - 1);
 	}
 	/* the untouched discarded page read zeros: each thread saw exactly its 4 KiB pages where
 	 * the file has data as "wrong", and nothing else */
@@ -476,9 +466,52 @@ exit_vmm:
 	for (i = 0; i < NREG; i++)
 		munmap(v.mem[i], v.size[i]);
 	close(v.uffd);
-	close(sock);
+	if (sock >= 0)
+		close(sock);
 	if (v.memfd >= 0)
 		close(v.memfd);
+	exit(0);
+}
+
+static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct hstats *hst)
+{
+	struct hstats hs;
+	char ws_path[300];
+	char sock_path[256], image[256];
+	struct vm v = { .kind = kind, .memfd = -1 };
+	uint64_t ps, discard_pages, balloon_refaults;
+	int hout, status;
+	pid_t hpid, vpid;
+
+	v.ps = ps = kind == K_HUGETLB || kind == K_HUGETLB_MEMFD ? 2u << 20 : 4096;
+	discard_pages = ps == 4096 ? 16 : 1;
+	balloon_refaults = ps == 4096 ? BAL_PAGES * (BAL_ROUNDS - 1) : 0;
+	v.size[0] = 4u << 20;
+	v.size[1] = 2u << 20;
+	v.off[1] = v.size[0];
+	v.total = v.size[0] + v.size[1];
+	if (ps > 4096)
+		t_require_hugepages((unsigned)(v.total / ps) + 1);
+	snprintf(sock_path, sizeof(sock_path), "%s/fc.sock", image_dir);
+	snprintf(image, sizeof(image), "%s/mem.img", image_dir);
+	snprintf(ws_path, sizeof(ws_path), "%s/ws", image_dir);
+	if (mode == WS_STALE)
+		seed = SEED + 1; /* a new image in the same file: the recorded set is stale */
+	if (mode != WS_PREFETCH)
+		make_image(image, v.total); /* prefetch: the image the set was recorded from */
+	unlink(sock_path);
+	hpid = handler_start(sock_path, image, mode, ws_path, &hout);
+	fflush(stdout);
+	vpid = fork();
+	T_ASSERT(vpid >= 0);
+	if (vpid == 0)
+		vmm_main(kind, mode, sock_path, hpid);
+	T_EQ(waitpid(vpid, &status, 0), vpid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		fprintf(stderr, "FAIL: the VMM process ended with status 0x%x\n", status);
+		kill(hpid, SIGTERM);
+		exit(1);
+	}
 	handler_wait(hpid, hout, &hs);
 	if (mode == WS_NONE) {
 		/* the untouched discarded page and the discarded written pages came back as
