@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -69,13 +70,15 @@ static void make_image(const char *path, uint64_t total)
 	free(buf);
 }
 
-enum ws_mode { WS_NONE, WS_RECORD, WS_PREFETCH, WS_STALE };
+/* What a run does besides serving: working sets, or a memory file that breaks under it. */
+enum ws_mode { WS_NONE, WS_RECORD, WS_PREFETCH, WS_STALE, BROKEN_FILE };
 
 static const char *pagein_bin; /* the pagein command under test */
 
 /* What the handler reported (its --json summary). */
 struct hstats {
 	double faults, pages_demand, pages_prefetch, pages_zero, rezero, events_remove, wakes;
+	double fault_errors;
 	bool ws_refused, vmm_exited;
 };
 
@@ -99,9 +102,9 @@ static pid_t handler_start(const char *sock_path, const char *image, enum ws_mod
 	args[n++] = "20000";
 	if (mode == WS_RECORD)
 		args[n++] = "--record-ws";
-	else if (mode != WS_NONE)
+	else if (mode == WS_PREFETCH || mode == WS_STALE)
 		args[n++] = "--prefetch-ws";
-	if (mode != WS_NONE)
+	if (mode >= WS_RECORD && mode <= WS_STALE)
 		args[n++] = (char *)ws_path;
 	args[n] = NULL;
 	pid = fork();
@@ -171,6 +174,7 @@ static void handler_wait(pid_t pid, int fd, struct hstats *hs)
 	hs->rezero = t_json_num(&o, "rezero");
 	hs->events_remove = t_json_num(&o, "events_remove");
 	hs->wakes = t_json_num(&o, "wakes");
+	hs->fault_errors = t_json_num(&o, "fault_errors");
 	hs->ws_refused = t_json_get(&o, "ws_refused") && t_json_get(&o, "ws_refused")->b;
 	hs->vmm_exited = t_json_get(&o, "vmm_exited") && t_json_get(&o, "vmm_exited")->b;
 	T_ASSERT(hs->faults >= 0 && hs->pages_demand >= 0 && hs->wakes >= 0);
@@ -339,9 +343,43 @@ static void *touch_main(void *arg)
 /* A restore of a VMM whose workload touches every page (balloon checks included), or in a
  * working-set mode every 3rd page only (recorded, or prefetched before the VMM starts touching
  * 50 ms after the hand-off, as Firecracker restores device state meanwhile). */
+static sigjmp_buf bus_jmp;
+static void *volatile bus_addr;
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	bus_addr = si->si_addr;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* The memory file is cut short after the hand-off: a page beyond the cut cannot be served, so
+ * the VMM's access gets SIGBUS (not a hang, not zeros), and pages before the cut still come. */
+static void broken_file(struct vm *v, const char *image)
+{
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+	volatile uint8_t *beyond = v->mem[1] + 4096, *before = v->mem[0] + 8192;
+	uint64_t word = 0;
+
+	/* a first fault served means the handler has the file open: then cut it */
+	T_EQ(t_check((const void *)before, 8192, 4096, seed, ZERO_EVERY), UINT64_MAX);
+	T_EQ(truncate(image, 2 << 20), 0);
+	T_EQ(sigaction(SIGBUS, &sa, NULL), 0);
+	if (sigsetjmp(bus_jmp, 1) == 0) {
+		word = *(volatile uint64_t *)beyond;
+		fprintf(stderr, "FAIL: a page beyond the cut read %llx instead of SIGBUS\n",
+			(unsigned long long)word);
+		exit(1);
+	}
+	T_ASSERT(bus_addr == (void *)beyond);
+	T_EQ(t_check((const void *)(before + 4096), 12288, 4096, seed, ZERO_EVERY), UINT64_MAX);
+	printf("vmm anon, memory file cut short under the handler: the page beyond the cut got "
+	       "SIGBUS at its address, a page before it still came right\n");
+}
+
 /* The VMM: a process of its own, as Firecracker is; it exits when its workload is done, and
  * its exit is what ends the handler. Exits 0 when every check passed. */
-static void vmm_main(enum kind kind, enum ws_mode mode, const char *sock_path, pid_t hpid)
+static void vmm_main(enum kind kind, enum ws_mode mode, const char *sock_path, const char *image,
+		     pid_t hpid)
 {
 	struct vm v = { .kind = kind, .memfd = -1 };
 	struct toucher t[THREADS];
@@ -374,6 +412,10 @@ static void vmm_main(enum kind kind, enum ws_mode mode, const char *sock_path, p
 		sock = -1;
 	}
 
+	if (mode == BROKEN_FILE) {
+		broken_file(&v, image);
+		goto exit_vmm;
+	}
 	if (mode != WS_NONE) {
 		if (mode == WS_PREFETCH)
 			usleep(50000);
@@ -505,7 +547,7 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct
 	vpid = fork();
 	T_ASSERT(vpid >= 0);
 	if (vpid == 0)
-		vmm_main(kind, mode, sock_path, hpid);
+		vmm_main(kind, mode, sock_path, image, hpid);
 	T_EQ(waitpid(vpid, &status, 0), vpid);
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		fprintf(stderr, "FAIL: the VMM process ended with status 0x%x\n", status);
@@ -513,6 +555,8 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct
 		exit(1);
 	}
 	handler_wait(hpid, hout, &hs);
+	if (mode == BROKEN_FILE)
+		T_EQ(hs.fault_errors, 1); /* the one page beyond the cut, poisoned; serving went on */
 	if (mode == WS_NONE) {
 		/* the untouched discarded page and the discarded written pages came back as
 		 * zeros from the handler (for memfd: after the hole punch) */
@@ -593,6 +637,8 @@ int main(int argc, char **argv)
 	}
 	if (ws || only < 0)
 		run_ws(dir);
+	if (only < 0 && !ws)
+		run(K_ANON, dir, BROKEN_FILE, NULL);
 	{
 		char cmd[300];
 
