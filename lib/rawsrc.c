@@ -74,7 +74,7 @@ static int parse_num(const char *s, const char **end, uint64_t *v)
 	return 0;
 }
 
-int pi_raw_layout_parse(const char *spec, struct pi_raw_region *out, unsigned max, char *err,
+int pagein_raw_layout_parse(const char *spec, struct pagein_raw_region *out, unsigned max, char *err,
 			size_t errlen)
 {
 	const char *p = spec, *q;
@@ -84,7 +84,7 @@ int pi_raw_layout_parse(const char *spec, struct pi_raw_region *out, unsigned ma
 	if (!*p)
 		return say(err, errlen, -EINVAL, "empty layout: expected GPA+SIZE[@OFFSET],...");
 	for (;;) {
-		struct pi_raw_region r;
+		struct pagein_raw_region r = { 0, 0, 0, 0 };
 
 		if (n == max)
 			return say(err, errlen, -E2BIG, "layout: more than %u regions", max);
@@ -119,7 +119,7 @@ int pi_raw_layout_parse(const char *spec, struct pi_raw_region *out, unsigned ma
 struct raw_src {
 	int fd;
 	unsigned n;
-	struct pi_raw_region r[PI_RAW_MAX_REGIONS];
+	struct pagein_raw_region r[PAGEIN_RAW_MAX_REGIONS];
 	uint64_t image_id;
 };
 
@@ -136,7 +136,7 @@ static bool page_zero(const uint8_t *p, uint64_t len)
 	return true;
 }
 
-static const struct pi_raw_region *raw_find(struct raw_src *s, uint64_t gpa, uint64_t len)
+static const struct pagein_raw_region *raw_find(struct raw_src *s, uint64_t gpa, uint64_t len)
 {
 	unsigned i;
 
@@ -152,7 +152,7 @@ static int raw_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t 
 		     uint64_t *zero_mask, uint64_t deadline_ns)
 {
 	struct raw_src *s = ctx;
-	const struct pi_raw_region *r = raw_find(s, gpa, len);
+	const struct pagein_raw_region *r = raw_find(s, gpa, len);
 	uint64_t off, skip, done, i, npages = len / page_size;
 	uint8_t *p = dst;
 	off_t data;
@@ -215,7 +215,7 @@ static const struct pagein_source_ops raw_ops = {
 	.covers = raw_covers,
 };
 
-int pi_source_raw_new(const char *path, const struct pi_raw_region *l, unsigned n, char *err,
+int pagein_source_raw_new(const char *path, const struct pagein_raw_region *l, unsigned n, char *err,
 		      size_t errlen, struct pagein_source **out)
 {
 	struct raw_src *s;
@@ -226,15 +226,17 @@ int pi_source_raw_new(const char *path, const struct pi_raw_region *l, unsigned 
 
 	if (!n)
 		return say(err, errlen, -EINVAL, "the layout has no region");
-	if (n > PI_RAW_MAX_REGIONS)
+	if (n > PAGEIN_RAW_MAX_REGIONS)
 		return say(err, errlen, -E2BIG, "the layout has %u regions, at most %d are allowed",
-			   n, PI_RAW_MAX_REGIONS);
+			   n, PAGEIN_RAW_MAX_REGIONS);
 	for (i = 0; i < n; i++) {
 		if (!l[i].size || l[i].gpa % 4096 || l[i].size % 4096 || l[i].offset % 4096)
 			return say(err, errlen, -EINVAL, "layout region %u (gpa 0x%llx, size %llu, "
 				   "offset %llu): size must be > 0 and all three multiples of 4096",
 				   i, (unsigned long long)l[i].gpa, (unsigned long long)l[i].size,
 				   (unsigned long long)l[i].offset);
+		if (l[i].flags)
+			return say(err, errlen, -EINVAL, "layout region %u: flags must be 0", i);
 		if (l[i].gpa + l[i].size < l[i].gpa || l[i].offset + l[i].size < l[i].offset)
 			return say(err, errlen, -EINVAL, "layout region %u wraps around", i);
 		for (j = 0; j < i; j++)
@@ -289,7 +291,7 @@ err_free:
 	return ret;
 }
 
-uint64_t pi_source_raw_image_id(struct pagein_source *src)
+uint64_t pagein_source_raw_image_id(struct pagein_source *src)
 {
 	/* the ctx is ours only when the ops are */
 	if (!src || src->ops.fetch != raw_fetch)
@@ -301,10 +303,10 @@ uint64_t pi_source_raw_image_id(struct pagein_source *src)
 struct remap_src {
 	struct pagein_source *inner;
 	unsigned n;
-	struct pi_raw_region m[PI_RAW_MAX_REGIONS];
+	struct pagein_raw_region m[PAGEIN_RAW_MAX_REGIONS];
 };
 
-static const struct pi_raw_region *remap_find(struct remap_src *s, uint64_t off, uint64_t len)
+static const struct pagein_raw_region *remap_find(struct remap_src *s, uint64_t off, uint64_t len)
 {
 	unsigned i;
 
@@ -319,7 +321,7 @@ static int remap_fetch(void *ctx, uint64_t off, void *dst, uint64_t len, uint64_
 		       uint64_t *zero_mask, uint64_t deadline_ns)
 {
 	struct remap_src *s = ctx;
-	const struct pi_raw_region *m = remap_find(s, off, len);
+	const struct pagein_raw_region *m = remap_find(s, off, len);
 
 	if (!m)
 		return -EINVAL;
@@ -332,7 +334,7 @@ static bool remap_covers(void *ctx, uint64_t off, uint64_t len)
 	return remap_find(ctx, off, len) != NULL;
 }
 
-int pi_source_remap_new(struct pagein_source *inner, const struct pi_raw_region *map, unsigned n,
+int pagein_source_remap_new(struct pagein_source *inner, const struct pagein_raw_region *map, unsigned n,
 			struct pagein_source **out)
 {
 	static const struct pagein_source_ops ops = {
@@ -344,7 +346,7 @@ int pi_source_remap_new(struct pagein_source *inner, const struct pi_raw_region 
 	unsigned i;
 	int ret;
 
-	if (!inner || !n || n > PI_RAW_MAX_REGIONS)
+	if (!inner || !n || n > PAGEIN_RAW_MAX_REGIONS)
 		return -EINVAL;
 	for (i = 0; i < n; i++)
 		if (inner->ops.covers && !inner->ops.covers(inner->ctx, map[i].gpa, map[i].size))

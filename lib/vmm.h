@@ -15,11 +15,11 @@
 #include <sys/types.h>
 
 #include "pagein.h"
+#include "pagein-vmm.h"
 
 #define PI_ERRLEN 256           /* size of the error buffers these functions fill */
 #define PI_FC_MAX_REGIONS 64    /* regions one hand-off may describe */
 #define PI_FC_MAX_JSON 65536    /* longest region list accepted */
-#define PI_RAW_MAX_REGIONS 64   /* regions one raw layout may have */
 
 /* ---- fcmap.c: Firecracker's JSON array of GuestRegionUffdMapping ---- */
 
@@ -116,7 +116,7 @@ struct pi_ws;
 /* How pi_fc_serve serves. */
 struct pi_fc_serve_opts {
 	struct pagein_source *src; /* the memory file: addressed by file offset (gpa = offset) */
-	uint64_t image_id;         /* the source's identity (pi_source_raw_image_id) */
+	uint64_t image_id;         /* the source's identity (pagein_source_raw_image_id) */
 	unsigned timeout_ms;       /* deadline of one fetch (0: none) */
 	bool record;               /* keep the first-touch order (stats.rec) */
 	struct pi_ws *ws;          /* prefetch this working set (NULL: none); not with record */
@@ -167,44 +167,7 @@ int pi_fc_send(int sock, const char *json, size_t len, const int *fds, unsigned 
 
 /* ---- rawsrc.c: raw memory images ---- */
 
-/* One region of a raw image layout. */
-struct pi_raw_region {
-	uint64_t gpa;    /* guest (or space) address of the region */
-	uint64_t size;   /* bytes */
-	uint64_t offset; /* file offset of its first byte */
-};
-
-/*
- * Parse a layout "GPA+SIZE[@OFFSET][,...]" (numbers decimal or 0x hex, sizes and offsets with an
- * optional K, M, G or T suffix, powers of 1024). A region without @OFFSET starts in the file
- * right after the previous one (the first at 0). Returns the count, -EINVAL (err says where),
- * -E2BIG.
- */
-int pi_raw_layout_parse(const char *spec, struct pi_raw_region *out, unsigned max, char *err,
-			size_t errlen);
-
-/*
- * A source over a flat memory file laid out as l[0..n). Checks, up front: 4 KiB alignment of
- * every gpa, size and offset, no overlap of gpa ranges, and that the file holds every byte of
- * the layout (-ENODATA, naming the region, when it is shorter). Holes (SEEK_DATA) and all-zero
- * pages are returned as zero pages. Returns 0 and *out, or -EINVAL/-ENODATA/-E2BIG with err,
- * or open's -errno.
- */
-int pi_source_raw_new(const char *path, const struct pi_raw_region *l, unsigned n, char *err,
-		      size_t errlen, struct pagein_source **out);
-
-/*
- * A source addressed by file offset over inner, a source addressed by guest address: offsets
- * [map[i].offset, +map[i].size) are inner's [map[i].gpa, +size). For a VMM whose regions are
- * known by memory-file offset (Firecracker) served from a snapshot or a page server. inner is
- * not owned. Returns 0 and *out, -EINVAL, -ENOMEM.
- */
-int pi_source_remap_new(struct pagein_source *inner, const struct pi_raw_region *map, unsigned n,
-			struct pagein_source **out);
-
-/* Identity of the image behind a raw source (device, inode, size, mtime, layout), for
- * working-set files: a working set recorded against another image is refused. */
-uint64_t pi_source_raw_image_id(struct pagein_source *src);
+/* The raw image source and the remapping source are public: include/pagein-vmm.h. */
 
 /* ---- wsfile.c: working-set files (docs/working-set.md) ---- */
 

@@ -71,7 +71,7 @@ static void make_image(const char *path, uint64_t total)
 }
 
 /* What a run does besides serving: working sets, or a memory file that breaks under it. */
-enum ws_mode { WS_NONE, WS_RECORD, WS_PREFETCH, WS_STALE, BROKEN_FILE };
+enum ws_mode { WS_NONE, WS_RECORD, WS_PREFETCH, WS_STALE, BROKEN_FILE, FROM_SNAPSHOT };
 
 static const char *pagein_bin; /* the pagein command under test */
 
@@ -95,7 +95,7 @@ static pid_t handler_start(const char *sock_path, const char *image, enum ws_mod
 	args[n++] = "handler";
 	args[n++] = "--socket";
 	args[n++] = (char *)sock_path;
-	args[n++] = "--raw";
+	args[n++] = mode == FROM_SNAPSHOT ? "--from-file" : "--raw";
 	args[n++] = (char *)image;
 	args[n++] = "--json";
 	args[n++] = "--accept-timeout";
@@ -416,7 +416,7 @@ static void vmm_main(enum kind kind, enum ws_mode mode, const char *sock_path, c
 		broken_file(&v, image);
 		goto exit_vmm;
 	}
-	if (mode != WS_NONE) {
+	if (mode != WS_NONE && mode != FROM_SNAPSHOT) {
 		if (mode == WS_PREFETCH)
 			usleep(50000);
 		for (i = 0; i < THREADS; i++) {
@@ -491,10 +491,11 @@ static void vmm_main(enum kind kind, enum ws_mode mode, const char *sock_path, c
 		for (i = 0; i < discard_pages; i++)
 			T_EQ(*(volatile uint64_t *)(v.mem[0] + ps * (2 * i + 1)), 0);
 	}
-	printf("vmm %s: %d regions, %llu MiB, %d threads verified %llu page reads in random order; "
+	printf("vmm %s%s: %d regions, %llu MiB, %d threads verified %llu page reads in random order; "
 	       "balloon: %llu discard+re-read rounds during the faults read zeros, an untouched "
 	       "discarded %s page read zeros, %llu written pages discarded read %s\n",
-	       kind_name[kind], NREG, (unsigned long long)(v.total >> 20), THREADS,
+	       kind_name[kind], mode == FROM_SNAPSHOT ? " (from a pagein snapshot)" : "", NREG,
+	       (unsigned long long)(v.total >> 20), THREADS,
 	       (unsigned long long)pages, (unsigned long long)(ps == 4096 ? BAL_ROUNDS : 0),
 	       ps == 4096 ? "4 KiB" : "2 MiB",
 	       (unsigned long long)discard_pages,
@@ -539,8 +540,24 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct
 	snprintf(ws_path, sizeof(ws_path), "%s/ws", image_dir);
 	if (mode == WS_STALE)
 		seed = SEED + 1; /* a new image in the same file: the recorded set is stale */
-	if (mode != WS_PREFETCH)
+	if (mode == FROM_SNAPSHOT) {
+		/* the same bytes as a pagein snapshot, its regions at other guest addresses:
+		 * the handler maps the VMM's regions onto them in order */
+		struct pagein_region_desc d[2] = { { 0, v.size[0], 0, 0, 0 },
+						   { 1ull << 32, v.size[1], 0, 0, 0 } };
+		uint8_t *buf = malloc(v.total);
+		const void *data[2];
+
+		T_ASSERT(buf);
+		t_fill(buf, 0, v.total, seed, ZERO_EVERY);
+		data[0] = buf;
+		data[1] = buf + v.size[0];
+		snprintf(image, sizeof(image), "%s/vm.snap", image_dir);
+		T_EQ(pagein_snapshot_save(image, d, data, 2), 0);
+		free(buf);
+	} else if (mode != WS_PREFETCH) {
 		make_image(image, v.total); /* prefetch: the image the set was recorded from */
+	}
 	unlink(sock_path);
 	hpid = handler_start(sock_path, image, mode, ws_path, &hout);
 	fflush(stdout);
@@ -557,7 +574,7 @@ static void run(enum kind kind, const char *image_dir, enum ws_mode mode, struct
 	handler_wait(hpid, hout, &hs);
 	if (mode == BROKEN_FILE)
 		T_EQ(hs.fault_errors, 1); /* the one page beyond the cut, poisoned; serving went on */
-	if (mode == WS_NONE) {
+	if (mode == WS_NONE || mode == FROM_SNAPSHOT) {
 		/* the untouched discarded page and the discarded written pages came back as
 		 * zeros from the handler (for memfd: after the hole punch) */
 		/* (a duplicate message, seen under load, can add one per thread) */
@@ -637,8 +654,10 @@ int main(int argc, char **argv)
 	}
 	if (ws || only < 0)
 		run_ws(dir);
-	if (only < 0 && !ws)
+	if (only < 0 && !ws) {
 		run(K_ANON, dir, BROKEN_FILE, NULL);
+		run(K_ANON, dir, FROM_SNAPSHOT, NULL);
+	}
 	{
 		char cmd[300];
 

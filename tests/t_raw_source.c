@@ -113,7 +113,7 @@ static void check_space(struct pagein_source *src)
 int main(void)
 {
 	char path[] = "/tmp/t_raw_XXXXXX", err[PI_ERRLEN];
-	struct pi_raw_region l[4];
+	struct pagein_raw_region l[4];
 	struct pagein_source *src;
 	int fd, n;
 
@@ -122,47 +122,47 @@ int main(void)
 	close(fd);
 
 	/* layout strings */
-	n = pi_raw_layout_parse("0+1M,0x100000000+512K", l, 4, err, sizeof(err));
+	n = pagein_raw_layout_parse("0+1M,0x100000000+512K", l, 4, err, sizeof(err));
 	T_EQ(n, 2);
 	T_EQ(l[0].offset, 0);
 	T_EQ(l[1].gpa, GPA1);
 	T_EQ(l[1].offset, R0); /* back to back in the file, like Firecracker's */
 	T_EQ(l[1].size, R1);
-	n = pi_raw_layout_parse("0x1000+8K@64k", l, 4, err, sizeof(err));
+	n = pagein_raw_layout_parse("0x1000+8K@64k", l, 4, err, sizeof(err));
 	T_EQ(n, 1);
 	T_EQ(l[0].offset, 65536);
-	T_EQ(pi_raw_layout_parse("", l, 4, err, sizeof(err)), -EINVAL);
-	T_EQ(pi_raw_layout_parse("0+1M;4096+4K", l, 4, err, sizeof(err)), -EINVAL);
+	T_EQ(pagein_raw_layout_parse("", l, 4, err, sizeof(err)), -EINVAL);
+	T_EQ(pagein_raw_layout_parse("0+1M;4096+4K", l, 4, err, sizeof(err)), -EINVAL);
 	printf("  refused layout \"0+1M;4096+4K\": %s\n", err);
-	T_EQ(pi_raw_layout_parse("0+", l, 4, err, sizeof(err)), -EINVAL);
-	T_EQ(pi_raw_layout_parse("0+99999999999999999999", l, 4, err, sizeof(err)), -EINVAL);
-	T_EQ(pi_raw_layout_parse("0+4K,8K+4K,16K+4K", l, 2, err, sizeof(err)), -E2BIG);
-	T_EQ(pi_raw_layout_parse("0+1M,0x100000000+512K", l, 4, err, sizeof(err)), 2);
+	T_EQ(pagein_raw_layout_parse("0+", l, 4, err, sizeof(err)), -EINVAL);
+	T_EQ(pagein_raw_layout_parse("0+99999999999999999999", l, 4, err, sizeof(err)), -EINVAL);
+	T_EQ(pagein_raw_layout_parse("0+4K,8K+4K,16K+4K", l, 2, err, sizeof(err)), -E2BIG);
+	T_EQ(pagein_raw_layout_parse("0+1M,0x100000000+512K", l, 4, err, sizeof(err)), 2);
 
 	/* a file shorter than its layout: refused at creation, naming the region */
 	make_image(path, 4096);
-	T_EQ(pi_source_raw_new(path, l, 2, err, sizeof(err), &src), -ENODATA);
+	T_EQ(pagein_source_raw_new(path, l, 2, err, sizeof(err), &src), -ENODATA);
 	T_ASSERT(strstr(err, "shorter than its layout") && strstr(err, "region 1"));
 	printf("  refused short file: %s\n", err);
 
 	/* misaligned, empty, overlapping layouts */
 	{
-		struct pi_raw_region b[2] = { { 0, 4096, 100 }, { 0, 0, 0 } };
+		struct pagein_raw_region b[2] = { { 0, 4096, 100, 0 }, { 0, 0, 0, 0 } };
 
-		T_EQ(pi_source_raw_new(path, b, 1, err, sizeof(err), &src), -EINVAL);
+		T_EQ(pagein_source_raw_new(path, b, 1, err, sizeof(err), &src), -EINVAL);
 		printf("  refused misaligned layout: %s\n", err);
-		b[0] = (struct pi_raw_region){ 0, 8192, 0 };
-		b[1] = (struct pi_raw_region){ 4096, 4096, 8192 };
-		T_EQ(pi_source_raw_new(path, b, 2, err, sizeof(err), &src), -EINVAL);
+		b[0] = (struct pagein_raw_region){ 0, 8192, 0, 0 };
+		b[1] = (struct pagein_raw_region){ 4096, 4096, 8192, 0 };
+		T_EQ(pagein_source_raw_new(path, b, 2, err, sizeof(err), &src), -EINVAL);
 		T_ASSERT(strstr(err, "overlap"));
-		T_EQ(pi_source_raw_new(path, b, 0, err, sizeof(err), &src), -EINVAL);
-		T_EQ(pi_source_raw_new("/nonexistent/x", l, 2, err, sizeof(err), &src), -ENOENT);
+		T_EQ(pagein_source_raw_new(path, b, 0, err, sizeof(err), &src), -EINVAL);
+		T_EQ(pagein_source_raw_new("/nonexistent/x", l, 2, err, sizeof(err), &src), -ENOENT);
 	}
 
 	/* the whole image: holes and zero pages are zero pages, the rest byte for byte */
 	make_image(path, 0);
-	T_EQ(pi_source_raw_new(path, l, 2, err, sizeof(err), &src), 0);
-	T_ASSERT(pi_source_raw_image_id(src) != 0);
+	T_EQ(pagein_source_raw_new(path, l, 2, err, sizeof(err), &src), 0);
+	T_ASSERT(pagein_source_raw_image_id(src) != 0);
 	check_fetch(src);
 	t_require_uffd();
 	check_space(src);

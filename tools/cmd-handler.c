@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "tools.h"
-#include "vmm.h"
+#include "pagein-vmm.h"
 
 static void usage(FILE *f)
 {
@@ -37,21 +37,14 @@ static void usage(FILE *f)
 		"  -v, --verbose       log everything\n");
 }
 
-static _Atomic bool stop;
-
-static void on_signal(int sig)
-{
-	atomic_store(&stop, true);
-}
-
 /* Map the VMM's regions onto the inner source's region table, in order, sizes equal. */
 static int remap_new(struct pagein_source *inner, const struct pagein_region_desc *d, int nd,
-		     const struct pi_fc_region *r, unsigned n, struct pagein_source **out)
+		     const struct pagein_vmm_region *r, unsigned n, struct pagein_source **out)
 {
-	struct pi_raw_region map[PI_FC_MAX_REGIONS];
+	struct pagein_raw_region map[PAGEIN_RAW_MAX_REGIONS];
 	unsigned i;
 
-	if ((unsigned)nd != n) {
+	if ((unsigned)nd != n || n > PAGEIN_RAW_MAX_REGIONS) {
 		pr_err("the VMM describes %u regions, the image has %d", n, nd);
 		return -EINVAL;
 	}
@@ -61,128 +54,120 @@ static int remap_new(struct pagein_source *inner, const struct pagein_region_des
 			       (unsigned long long)r[i].size, (unsigned long long)d[i].size);
 			return -EINVAL;
 		}
-		map[i] = (struct pi_raw_region){ d[i].gpa, r[i].size, r[i].offset };
+		map[i] = (struct pagein_raw_region){ d[i].gpa, r[i].size, r[i].offset, 0 };
 	}
-	return pi_source_remap_new(inner, map, n, out);
+	return pagein_source_remap_new(inner, map, n, out);
 }
 
-/* What the handler was asked to do. */
+/* What the handler was asked to do, besides the library's config. */
 struct hopts {
-	const char *socket, *raw, *snap, *addr, *record, *prefetch;
+	const char *raw, *snap, *addr;
 	int accept_timeout_ms;
-	unsigned timeout_ms;
-	bool json, check;
+	bool json;
 };
 
-static void summary(const struct hopts *o, const struct pi_fc_serve_stats *st, unsigned n,
-		    const struct pi_fc_peer_map *m, pid_t pid)
+static void summary(const struct hopts *o, struct pagein_handler *h,
+		    const struct pagein_vmm_region *r, unsigned n)
 {
-	uint64_t lat_buckets = 0, p50 = 0, p99 = 0, acc = 0, i;
+	struct pagein_handler_stats st = { .size = sizeof(st) };
+	uint64_t total = 0, p50 = 0, p99 = 0, acc = 0, i;
+	bool exited;
 
+	pagein_handler_stats_get(h, &st);
+	exited = st.flags & PAGEIN_HANDLER_VMM_EXITED;
 	for (i = 0; i < PAGEIN_HIST_BUCKETS; i++)
-		lat_buckets += st->lat_hist[i];
-	for (i = 0; i < PAGEIN_HIST_BUCKETS && lat_buckets; i++) {
-		acc += st->lat_hist[i];
-		if (!p50 && acc * 2 >= lat_buckets)
+		total += st.lat_hist[i];
+	for (i = 0; i < PAGEIN_HIST_BUCKETS && total; i++) {
+		acc += st.lat_hist[i];
+		if (!p50 && acc * 2 >= total)
 			p50 = 2ull << i;
-		if (!p99 && acc * 100 >= lat_buckets * 99)
+		if (!p99 && acc * 100 >= total * 99)
 			p99 = 2ull << i;
 	}
 	if (o->json) {
 		printf("{\"vmm_pid\":%d,\"regions\":%u,\"backing\":\"%s\",\"faults\":%llu,"
 		       "\"pages_demand\":%llu,\"pages_prefetch\":%llu,\"pages_zero\":%llu,"
-		       "\"rezero\":%llu,\"fault_errors\":%llu,\"events_remove\":%llu,\"eexist\":%llu,\"eagain\":%llu,"
-		       "\"bytes_read\":%llu,\"fault_p50_ns\":%llu,\"fault_p99_ns\":%llu,"
-		       "\"wakes\":%llu,\"elapsed_ms\":%.1f,\"ws_refused\":%s,\"vmm_exited\":%s}\n",
-		       (int)pid, n, pagein_backing_name(m[0].backing), (unsigned long long)st->faults,
-		       (unsigned long long)st->pages_demand, (unsigned long long)st->pages_prefetch,
-		       (unsigned long long)st->pages_zero, (unsigned long long)st->rezero,
-		       (unsigned long long)st->fault_errors,
-		       (unsigned long long)st->events_remove, (unsigned long long)st->eexist,
-		       (unsigned long long)st->eagain, (unsigned long long)st->bytes_read,
+		       "\"rezero\":%llu,\"fault_errors\":%llu,\"events_remove\":%llu,"
+		       "\"eexist\":%llu,\"eagain\":%llu,\"bytes_read\":%llu,\"fault_p50_ns\":%llu,"
+		       "\"fault_p99_ns\":%llu,\"wakes\":%llu,\"ws_pages\":%llu,\"elapsed_ms\":%.1f,"
+		       "\"ws_refused\":%s,\"vmm_exited\":%s}\n",
+		       pagein_handler_pid(h), n, pagein_backing_name(r[0].backing),
+		       (unsigned long long)st.faults, (unsigned long long)st.pages_demand,
+		       (unsigned long long)st.pages_prefetch, (unsigned long long)st.pages_zero,
+		       (unsigned long long)st.rezero, (unsigned long long)st.fault_errors,
+		       (unsigned long long)st.events_remove, (unsigned long long)st.eexist,
+		       (unsigned long long)st.eagain, (unsigned long long)st.bytes_read,
 		       (unsigned long long)p50, (unsigned long long)p99,
-		       (unsigned long long)st->wakes, st->elapsed_ns / 1e6,
-		       st->ws_refused ? "true" : "false", st->peer_exited ? "true" : "false");
+		       (unsigned long long)st.wakes, (unsigned long long)st.ws_pages,
+		       st.elapsed_ns / 1e6, st.flags & PAGEIN_HANDLER_WS_REFUSED ? "true" : "false",
+		       exited ? "true" : "false");
 	} else {
 		pr_info("handler: VMM %d %s after %.1f ms: %u regions (%s), %llu faults, %llu pages "
 			"on demand, %llu prefetched, %llu zero, %llu re-zeroed after a discard, "
-			"%llu REMOVE events, %llu MiB read, fault latency p50 %llu us p99 %llu us",
-			(int)pid, st->peer_exited ? "exited" : "stopped", st->elapsed_ns / 1e6, n,
-			pagein_backing_name(m[0].backing), (unsigned long long)st->faults,
-			(unsigned long long)st->pages_demand, (unsigned long long)st->pages_prefetch,
-			(unsigned long long)st->pages_zero, (unsigned long long)st->rezero,
-			(unsigned long long)st->events_remove,
-			(unsigned long long)(st->bytes_read >> 20), (unsigned long long)(p50 / 1000),
+			"%llu failed, %llu REMOVE events, %llu MiB read, fault service p50 %llu us "
+			"p99 %llu us", pagein_handler_pid(h), exited ? "exited" : "stopped",
+			st.elapsed_ns / 1e6, n, pagein_backing_name(r[0].backing),
+			(unsigned long long)st.faults, (unsigned long long)st.pages_demand,
+			(unsigned long long)st.pages_prefetch, (unsigned long long)st.pages_zero,
+			(unsigned long long)st.rezero, (unsigned long long)st.fault_errors,
+			(unsigned long long)st.events_remove,
+			(unsigned long long)(st.bytes_read >> 20), (unsigned long long)(p50 / 1000),
 			(unsigned long long)(p99 / 1000));
+		if (st.ws_pages)
+			pr_info("handler: working set of %llu pages written",
+				(unsigned long long)st.ws_pages);
 	}
 	fflush(stdout);
 }
 
-static int run_handler(const struct hopts *o)
+static struct pagein_handler *the_handler; /* for the signal handler */
+
+static void on_signal(int sig)
 {
-	static struct pi_fc_handoff h;
-	struct pi_fc_region r[PI_FC_MAX_REGIONS];
-	struct pi_fc_peer_map m[PI_FC_MAX_REGIONS];
-	struct pagein_region_desc d[PI_FC_MAX_REGIONS];
-	struct pi_fc_serve_opts so = { .timeout_ms = o->timeout_ms, .log = tool_log,
-				       .stop = &stop, .record = o->record != NULL };
+	if (the_handler)
+		pagein_handler_stop(the_handler);
+}
+
+static int run_handler(const struct hopts *o, const struct pagein_handler_config *cfg)
+{
+	struct pagein_vmm_region r[PAGEIN_RAW_MAX_REGIONS];
+	struct pagein_region_desc d[PAGEIN_RAW_MAX_REGIONS];
 	struct pagein_source *inner = NULL, *src = NULL;
-	struct pi_fc_serve_stats st;
-	struct pi_ws ws = { .fd = -1 };
-	char err[PI_ERRLEN];
-	int lfd, n, nd = 0, i, ret, rc = 1;
+	struct pagein_handler *h;
+	uint64_t image_id;
+	char err[256];
+	int n, nd = 0, i, ret, rc = 1;
 
-	lfd = pi_fc_listen(o->socket, err, sizeof(err));
-	if (lfd < 0)
-		die("%s", err);
-	if (o->prefetch && pi_ws_open(o->prefetch, &ws, err, sizeof(err)) < 0)
-		die("%s", err);
+	ret = pagein_handler_new(cfg, &h);
+	if (ret < 0)
+		return 1; /* logged */
+	the_handler = h;
 	if (!o->json)
-		pr_info("handler: waiting for a VMM on %s", o->socket);
-	ret = pi_fc_accept(lfd, o->accept_timeout_ms, &h, err, sizeof(err));
-	close(lfd);
-	unlink(o->socket);
-	if (ret < 0) {
-		pr_err("%s", err);
+		pr_info("handler: waiting for a VMM on %s", cfg->socket);
+	n = pagein_handler_accept(h, o->accept_timeout_ms);
+	if (n < 0)
+		goto out; /* logged */
+	n = pagein_handler_regions(h, r, PAGEIN_RAW_MAX_REGIONS);
+	if (n > PAGEIN_RAW_MAX_REGIONS) {
+		pr_err("the VMM has %d regions, at most %d are served", n, PAGEIN_RAW_MAX_REGIONS);
 		goto out;
 	}
-	n = pi_fc_parse(h.json, h.json_len, r, PI_FC_MAX_REGIONS, err, sizeof(err));
-	if (n < 0) {
-		pr_err("VMM %d: %s", (int)h.pid, err);
-		goto out;
-	}
-	for (i = 0; i < n; i++)
-		m[i] = (struct pi_fc_peer_map){ PAGEIN_BACKING_ANON, false };
-	if (o->check) {
-		ret = pi_fc_check_regions(h.pid, r, (unsigned)n, m, err, sizeof(err));
-		if (ret == -EINVAL) {
-			pr_err("VMM %d: %s", (int)h.pid, err);
-			goto out;
-		}
-		if (ret < 0)
-			pr_err("warning: %s; serving unchecked", err);
-	}
-	for (i = 0; i < n; i++)
-		if (!r[i].page_size_given && m[i].backing == PAGEIN_BACKING_HUGETLB) {
-			pr_err("VMM %d sent no page size (Firecracker before 1.7) but maps hugetlb "
-			       "memory", (int)h.pid);
-			goto out;
-		}
 	if (o->raw) {
-		struct pi_raw_region l[PI_FC_MAX_REGIONS];
+		struct pagein_raw_region l[PAGEIN_RAW_MAX_REGIONS];
 
+		/* the file's layout is the VMM's: each region at its offset */
 		for (i = 0; i < n; i++)
-			l[i] = (struct pi_raw_region){ r[i].offset, r[i].size, r[i].offset };
-		ret = pi_source_raw_new(o->raw, l, (unsigned)n, err, sizeof(err), &src);
+			l[i] = (struct pagein_raw_region){ r[i].offset, r[i].size, r[i].offset, 0 };
+		ret = pagein_source_raw_new(o->raw, l, (unsigned)n, err, sizeof(err), &src);
 		if (ret < 0) {
 			pr_err("%s", err);
 			goto out;
 		}
-		so.image_id = pi_source_raw_image_id(src);
+		image_id = pagein_source_raw_image_id(src);
 	} else {
 		if (o->snap) {
 			ret = pagein_source_file_new(o->snap, &inner);
-			nd = ret < 0 ? ret : pagein_snapshot_regions(o->snap, d, PI_FC_MAX_REGIONS);
+			nd = ret < 0 ? ret : pagein_snapshot_regions(o->snap, d, PAGEIN_RAW_MAX_REGIONS);
 		} else {
 			struct pagein_net_config nc;
 
@@ -190,7 +175,7 @@ static int run_handler(const struct hopts *o)
 			nc.addr = o->addr;
 			nc.log = tool_log;
 			ret = pagein_source_net_new(&nc, &inner);
-			nd = ret < 0 ? ret : pagein_net_regions(inner, d, PI_FC_MAX_REGIONS);
+			nd = ret < 0 ? ret : pagein_net_regions(inner, d, PAGEIN_RAW_MAX_REGIONS);
 		}
 		if (ret < 0 || nd < 0) {
 			pr_err("cannot open %s: %s", o->snap ? o->snap : o->addr,
@@ -199,36 +184,19 @@ static int run_handler(const struct hopts *o)
 		}
 		if (remap_new(inner, d, nd, r, (unsigned)n, &src) < 0)
 			goto out;
-		/* the image's identity: its regions' content digests */
-		so.image_id = pagein_digest(d, sizeof(d[0]) * (unsigned)nd);
+		/* the image's identity: its region table with the regions' content digests */
+		image_id = pagein_digest(d, sizeof(d[0]) * (unsigned)nd);
 	}
-	so.src = src;
-	so.ws = o->prefetch ? &ws : NULL;
-	ret = pi_fc_serve(&h, r, (unsigned)n, m, &so, &st);
-	if (ret < 0) {
-		pr_err("serving VMM %d failed: %s", (int)h.pid, strerror(-ret));
-		goto out;
-	}
-	if (o->record) {
-		ret = pi_ws_write(o->record, st.rec, st.nrec, r[0].page_size, so.image_id, src, err,
-				  sizeof(err));
-		free(st.rec);
-		if (ret < 0) {
-			pr_err("%s", err);
-			goto out;
-		}
-		if (!o->json)
-			pr_info("handler: working set of %llu pages written to %s",
-				(unsigned long long)st.nrec, o->record);
-	}
-	summary(o, &st, (unsigned)n, m, h.pid);
+	ret = pagein_handler_serve(h, src, image_id);
+	if (ret < 0)
+		goto out; /* logged */
+	summary(o, h, r, (unsigned)n);
 	rc = 0;
 out:
+	the_handler = NULL;
+	pagein_handler_free(h);
 	pagein_source_free(src);
 	pagein_source_free(inner);
-	if (ws.fd >= 0)
-		pi_ws_close(&ws);
-	pi_fc_handoff_close(&h);
 	return rc;
 }
 
@@ -250,41 +218,44 @@ int cmd_handler(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct hopts o = { .accept_timeout_ms = -1, .timeout_ms = 10000, .check = true };
+	struct hopts o = { .accept_timeout_ms = -1 };
+	struct pagein_handler_config cfg;
 	struct sigaction sa = { .sa_handler = on_signal };
 	int c;
 
+	pagein_handler_config_init(&cfg);
+	cfg.log = tool_log;
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'S': o.socket = optarg; break;
+		case 'S': cfg.socket = optarg; break;
 		case 'R': o.raw = optarg; break;
 		case 'L':
 			die("handler: the layout comes from the VMM's region list (each region's "
 			    "'offset' in the memory file); --layout is for pagein restore --raw");
 		case 'i': o.snap = optarg; break;
 		case 'o': o.addr = optarg; break;
-		case 'W': o.record = optarg; break;
-		case 'P': o.prefetch = optarg; break;
+		case 'W': cfg.record_ws = optarg; break;
+		case 'P': cfg.prefetch_ws = optarg; break;
 		case 'a': o.accept_timeout_ms = atoi(optarg); break;
-		case 'T': o.timeout_ms = (unsigned)atoi(optarg); break;
-		case 'N': o.check = false; break;
+		case 'T': cfg.timeout_ms = (unsigned)atoi(optarg); break;
+		case 'N': cfg.check_regions = false; break;
 		case 'j': o.json = true; break;
 		case 'v': tool_verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}
-	if (!o.socket || (!!o.raw + !!o.snap + !!o.addr) != 1) {
+	if (!cfg.socket || (!!o.raw + !!o.snap + !!o.addr) != 1) {
 		pr_err("handler needs --socket PATH and one of --raw FILE, --from-file SNAP, "
 		       "--from HOST:PORT");
 		usage(stderr);
 		return 2;
 	}
-	if (o.record && o.prefetch)
+	if (cfg.record_ws && cfg.prefetch_ws)
 		die("--record-ws and --prefetch-ws cannot go together: prefetched pages never "
 		    "fault, so their touches cannot be recorded");
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	return run_handler(&o);
+	return run_handler(&o, &cfg);
 }
