@@ -9,6 +9,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -473,6 +475,28 @@ wake:
 	return ret;
 }
 
+/* The working set's one sequential read, on a thread of its own. */
+struct ws_reader {
+	struct pi_ws *ws;
+	uint8_t *buf;   /* ws->data_len bytes */
+	int efd;        /* written when done */
+	int ret;        /* pi_ws_read_data's */
+	uint64_t t0, ns;
+	char err[PI_ERRLEN];
+};
+
+static void *ws_reader_main(void *arg)
+{
+	struct ws_reader *r = arg;
+	uint64_t one = 1;
+
+	r->ret = pi_ws_read_data(r->ws, r->buf, r->err, sizeof(r->err));
+	r->ns = now_ns() - r->t0;
+	if (write(r->efd, &one, sizeof(one)) < 0)
+		r->ret = r->ret < 0 ? r->ret : -errno;
+	return NULL;
+}
+
 int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned n,
 		const struct pi_fc_peer_map *maps, const struct pi_fc_serve_opts *o,
 		struct pi_fc_serve_stats *st)
@@ -481,7 +505,9 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 	struct uffd_msg msgs[MSG_BATCH];
 	uint64_t maxpage = 4096;
 	struct ws_cursor cur = { 0, 0, 0 };
-	uint8_t *ws_data = NULL;
+	struct ws_reader rd = { .efd = -1 };
+	pthread_t rd_thread;
+	bool reading = false, ws_ready = false;
 	bool peer_gone = false;
 	unsigned i;
 	int ret = 0, nm, k;
@@ -518,52 +544,60 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 		goto out;
 	}
 	if (o->ws) {
-		uint64_t t = now_ns();
-		char err[PI_ERRLEN];
-
 		if (o->ws->image_id != o->image_id) {
 			/* its bytes are another image's: installing them would corrupt the VM */
 			slog(&s, PAGEIN_LOG_WARN, "working set was recorded from another image: not "
 			     "prefetched");
 			st->ws_refused = true;
 		} else if (o->ws->data_len) {
-			ws_data = malloc(o->ws->data_len);
-			if (!ws_data) {
+			/* the one large read runs beside the fault loop: faults that come meanwhile
+			 * are served from the file, not made to wait for the whole set */
+			rd.ws = o->ws;
+			rd.buf = malloc(o->ws->data_len);
+			rd.efd = eventfd(0, EFD_CLOEXEC);
+			rd.t0 = now_ns();
+			if (!rd.buf || rd.efd < 0 ||
+			    pthread_create(&rd_thread, NULL, ws_reader_main, &rd) != 0) {
 				ret = -ENOMEM;
 				goto out;
 			}
-			ret = pi_ws_read_data(o->ws, ws_data, err, sizeof(err));
-			if (ret < 0) {
-				slog(&s, PAGEIN_LOG_WARN, "%s: not prefetched", err);
-				st->ws_refused = true;
-				free(ws_data);
-				ws_data = NULL;
-				ret = 0;
-			} else {
-				st->bytes_read += o->ws->data_len;
-				st->prefetch_read_ns = now_ns() - t;
-			}
+			reading = true;
+		} else {
+			ws_ready = true; /* zero runs only: nothing to read */
 		}
 		if (st->ws_refused)
 			cur.run = o->ws->nruns; /* nothing to prefetch: faults serve everything */
 	}
 
 	while (!peer_gone && !(o->stop && atomic_load(o->stop))) {
-		bool prefetching = o->ws && cur.run < o->ws->nruns;
+		bool prefetching = o->ws && ws_ready && cur.run < o->ws->nruns;
 		/* the VMM's exit is its process's (pidfd); only without a pidfd does its
 		 * connection hanging up stand for it (a VMM may close the socket and go on) */
-		struct pollfd p[2] = { { .fd = h->uffd, .events = POLLIN },
+		struct pollfd p[3] = { { .fd = h->uffd, .events = POLLIN },
 				       { .fd = h->pidfd >= 0 ? h->pidfd : h->conn,
-					 .events = h->pidfd >= 0 ? POLLIN : POLLRDHUP } };
+					 .events = h->pidfd >= 0 ? POLLIN : POLLRDHUP },
+				       { .fd = reading ? rd.efd : -1, .events = POLLIN } };
 
-		/* faults first: wait for them, or with a prefetch pending only look */
-		nm = poll(p, 2, prefetching ? 0 : 100);
+		/* wait for faults, or with a prefetch batch to install only look */
+		nm = poll(p, 3, prefetching ? 0 : 100);
 		if (nm < 0 && errno != EINTR) {
 			ret = -errno;
 			break;
 		}
 		if (nm > 0 && p[1].revents)
 			peer_gone = true; /* still serve what is queued, below */
+		if (nm > 0 && p[2].revents) {
+			pthread_join(rd_thread, NULL);
+			reading = false;
+			if (rd.ret < 0) {
+				slog(&s, PAGEIN_LOG_WARN, "%s: not prefetched", rd.err);
+				st->ws_refused = true;
+			} else {
+				ws_ready = true;
+				st->bytes_read += o->ws->data_len;
+				st->prefetch_read_ns = rd.ns;
+			}
+		}
 		nm = read_msgs(&s, msgs);
 		if (nm < 0) {
 			ret = nm;
@@ -580,8 +614,11 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 		}
 		if (ret < 0)
 			break;
-		if (prefetching && !nm) {
-			ret = prefetch_batch(&s, o->ws, ws_data, &cur);
+		/* one batch between two looks at the uffd: a fault waits at most one batch
+		 * (64 installs), and a VMM that faults all the time cannot starve the prefetch
+		 * whose pages would spare it those faults */
+		if (prefetching) {
+			ret = prefetch_batch(&s, o->ws, rd.buf, &cur);
 			if (ret == -ESRCH) {
 				peer_gone = true;
 				ret = 0;
@@ -598,9 +635,15 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 		s.rec = NULL;
 	}
 out:
+	if (reading) {
+		pthread_join(rd_thread, NULL);
+		reading = false;
+	}
+	if (rd.efd >= 0)
+		close(rd.efd);
+	free(rd.buf);
 	free(s.pend);
 	free(s.rec);
-	free(ws_data);
 	free(s.buf);
 	free(s.zero);
 	for (i = 0; s.reg && i < n; i++)

@@ -75,10 +75,18 @@ enum ws_mode { WS_NONE, WS_RECORD, WS_PREFETCH, WS_STALE, BROKEN_FILE, FROM_SNAP
 
 static const char *pagein_bin; /* the pagein command under test */
 
+static uint64_t t_now_ns_local(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* What the handler reported (its --json summary). */
 struct hstats {
 	double faults, pages_demand, pages_prefetch, pages_zero, rezero, events_remove, wakes;
-	double fault_errors;
+	double fault_errors, bytes_read;
 	bool ws_refused, vmm_exited;
 };
 
@@ -175,6 +183,7 @@ static void handler_wait(pid_t pid, int fd, struct hstats *hs)
 	hs->events_remove = t_json_num(&o, "events_remove");
 	hs->wakes = t_json_num(&o, "wakes");
 	hs->fault_errors = t_json_num(&o, "fault_errors");
+	hs->bytes_read = t_json_num(&o, "bytes_read");
 	hs->ws_refused = t_json_get(&o, "ws_refused") && t_json_get(&o, "ws_refused")->b;
 	hs->vmm_exited = t_json_get(&o, "vmm_exited") && t_json_get(&o, "vmm_exited")->b;
 	T_ASSERT(hs->faults >= 0 && hs->pages_demand >= 0 && hs->wakes >= 0);
@@ -612,18 +621,189 @@ static void run_ws(const char *dir)
 	       stale.faults);
 }
 
+
+/* ---- bench: REAP's and FaaSnap's comparison, over the hand-off ---- */
+
+/* Whether page i of the image is in the bench workload's working set (a fixed quarter). */
+static bool bench_in_set(uint64_t i)
+{
+	return (i * 0x9e3779b97f4a7c15ull) >> 62 == 0;
+}
+
+struct bench_toucher {
+	struct vm *v;
+	unsigned id;
+	uint64_t bad;
+};
+
+/* Touch this thread's share of the working set in random order, checking every page. */
+static void *bench_touch(void *arg)
+{
+	struct bench_toucher *t = arg;
+	struct vm *v = t->v;
+	uint64_t n = v->total / 4096, k = 0, i, *order, rng = 77 + t->id;
+
+	order = malloc(sizeof(*order) * (n / THREADS + 1));
+	T_ASSERT(order);
+	for (i = t->id; i < n; i += THREADS)
+		if (bench_in_set(i))
+			order[k++] = i;
+	for (i = k; i > 1; i--) {
+		uint64_t j = t_rand(&rng, i), x = order[i - 1];
+
+		order[i - 1] = order[j];
+		order[j] = x;
+	}
+	for (i = 0; i < k; i++) {
+		uint64_t off = order[i] * 4096, r = off < v->size[0] ? 0 : 1;
+
+		t->bad += t_check(v->mem[r] + (off - v->off[r]), off, 4096, seed, ZERO_EVERY) !=
+			  UINT64_MAX;
+	}
+	free(order);
+	return NULL;
+}
+
+/* The bench VMM: hand-off, then the workload; *ms gets hand-off to workload end. */
+static void bench_vmm(const char *sock_path, uint64_t size, double *ms)
+{
+	struct vm v = { .kind = K_ANON, .memfd = -1, .ps = 4096 };
+	struct bench_toucher t[THREADS];
+	pthread_t th[THREADS];
+	uint64_t t0, bad = 0;
+	int sock, i;
+
+	v.size[0] = v.size[1] = size / 2;
+	v.off[1] = size / 2;
+	v.total = size;
+	vm_map(&v);
+	vm_uffd(&v);
+	sock = vm_connect(sock_path);
+	t0 = t_now_ns_local();
+	vm_send(&v, sock);
+	for (i = 0; i < THREADS; i++) {
+		t[i] = (struct bench_toucher){ .v = &v, .id = (unsigned)i };
+		T_EQ(pthread_create(&th[i], NULL, bench_touch, &t[i]), 0);
+	}
+	for (i = 0; i < THREADS; i++) {
+		T_EQ(pthread_join(th[i], NULL), 0);
+		bad += t[i].bad;
+	}
+	*ms = (t_now_ns_local() - t0) / 1e6;
+	T_EQ(bad, 0);
+	exit(0);
+}
+
+static bool drop_caches(void)
+{
+	FILE *f;
+
+	sync();
+	f = fopen("/proc/sys/vm/drop_caches", "w");
+	if (!f)
+		return false;
+	fputs("3\n", f);
+	return fclose(f) == 0;
+}
+
+/* One bench restore: handler with extra args, caches dropped or not. */
+static void bench_one(const char *dir, const char *label, uint64_t size, const char *ws,
+		      bool cold, bool record, double *ms_out, struct hstats *hs)
+{
+	char sock_path[256], image[256];
+	double *ms = mmap(NULL, sizeof(*ms), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			  -1, 0);
+	int hout, status;
+	pid_t hpid, vpid;
+
+	T_ASSERT(ms != MAP_FAILED);
+	snprintf(sock_path, sizeof(sock_path), "%s/fc.sock", dir);
+	snprintf(image, sizeof(image), "%s/mem.img", dir);
+	if (cold && !drop_caches())
+		t_skip("bench: cannot drop the page cache (needs root)");
+	unlink(sock_path);
+	hpid = handler_start(sock_path, image, ws ? (record ? WS_RECORD : WS_PREFETCH) : WS_NONE,
+			     ws, &hout);
+	fflush(stdout);
+	vpid = fork();
+	T_ASSERT(vpid >= 0);
+	if (vpid == 0)
+		bench_vmm(sock_path, size, ms);
+	T_EQ(waitpid(vpid, &status, 0), vpid);
+	T_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	handler_wait(hpid, hout, hs);
+	*ms_out = *ms;
+	printf("  %-38s %9.1f ms %9.0f faults %9.1f MiB read\n", label, *ms, hs->faults,
+	       hs->bytes_read / 1048576.0);
+	fflush(stdout);
+	munmap(ms, sizeof(*ms));
+}
+
+/* The table: pure on-demand, working-set prefetch and an eager full read, each with the page
+ * cache dropped first, and a warm (memory-cached) on-demand restore. */
+static void run_bench(const char *dir, uint64_t size)
+{
+	char image[256], ws[256], full[256], err[PI_ERRLEN];
+	struct pagein_raw_region l[2];
+	struct pagein_source *src;
+	struct hstats rec, pre, eager, warm;
+	double t_rec, t_pre, t_eager, t_warm;
+	uint64_t *all, i, n = size / 4096;
+
+	snprintf(image, sizeof(image), "%s/mem.img", dir);
+	snprintf(ws, sizeof(ws), "%s/bench.ws", dir);
+	snprintf(full, sizeof(full), "%s/full.ws", dir);
+	make_image(image, size);
+	/* the eager read: every page, in order, as one working set (one sequential read); its
+	 * image identity is the handler's: the same file with the VMM's two regions */
+	l[0] = (struct pagein_raw_region){ 0, size / 2, 0, 0 };
+	l[1] = (struct pagein_raw_region){ size / 2, size / 2, size / 2, 0 };
+	T_EQ(pagein_source_raw_new(image, l, 2, err, sizeof(err), &src), 0);
+	all = malloc(n * sizeof(*all));
+	T_ASSERT(all);
+	for (i = 0; i < n; i++)
+		all[i] = i * 4096;
+	T_EQ(pi_ws_write(full, all, n, 4096, pagein_source_raw_image_id(src), src, err,
+			 sizeof(err)), 0);
+	free(all);
+	pagein_source_free(src);
+	printf("bench: %llu MiB image, %d vCPU threads touching a fixed quarter of it in random "
+	       "order; time from the hand-off to the end of the workload\n",
+	       (unsigned long long)(size >> 20), THREADS);
+	bench_one(dir, "on-demand, cold (records the set)", size, ws, true, true, &t_rec, &rec);
+	bench_one(dir, "working-set prefetch, cold", size, ws, true, false, &t_pre, &pre);
+	bench_one(dir, "eager full read, cold", size, full, true, false, &t_eager, &eager);
+	bench_one(dir, "on-demand, warm (file cached)", size, NULL, false, false, &t_warm, &warm);
+	printf("bench: prefetch vs on-demand %.2fx faster, %.1f%% fewer faults; prefetch vs warm "
+	       "%+.1f%%; eager vs on-demand %.2fx\n", t_rec / t_pre,
+	       100.0 * (1 - pre.faults / (rec.faults ? rec.faults : 1)),
+	       100.0 * (t_pre / t_warm - 1), t_rec / t_eager);
+}
+
 int main(int argc, char **argv)
 {
-	char dir[] = "/tmp/t_fc_vmm_XXXXXX";
+	char dir[] = "/tmp/t_fc_vmm_XXXXXX", cmd_rm[300];
 	int k, only = -1;
 	bool ws = argc > 1 && !strcmp(argv[1], "ws");
 
+	if (argc > 1 && !strcmp(argv[1], "bench")) {
+		uint64_t size = argc > 2 ? strtoull(argv[2], NULL, 0) << 20 : 64ull << 20;
+
+		pagein_bin = t_pagein_bin(argv[0]);
+		t_require_uffd();
+		T_ASSERT(mkdtemp(dir) && size >= 8ull << 20);
+		run_bench(dir, size);
+		snprintf(cmd_rm, sizeof(cmd_rm), "rm -rf %s", dir);
+		T_EQ(system(cmd_rm), 0);
+		return 0;
+	}
 	if (argc > 1 && !ws) {
 		for (k = 0; k < 4; k++)
 			if (!strcmp(argv[1], kind_name[k]))
 				only = k;
 		if (only < 0) {
-			fprintf(stderr, "usage: %s [anon|memfd|hugetlb|hugetlb-memfd|ws]\n", argv[0]);
+			fprintf(stderr, "usage: %s [anon|memfd|hugetlb|hugetlb-memfd|ws|bench [MiB]]\n",
+				argv[0]);
 			return 1;
 		}
 	}
