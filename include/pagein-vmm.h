@@ -68,6 +68,42 @@ int pagein_source_remap_new(struct pagein_source *inner, const struct pagein_raw
 			    unsigned n, struct pagein_source **out);
 
 /* ---------------------------------------------------------------------------------------------
+ * Working sets (file format: docs/working-set.md)
+ */
+
+/*
+ * Write a working set: the pages at addrs[0..n) (page_size-aligned, in first-touch order;
+ * repeats are dropped) with their bytes read from src, and image_id, the identity of the image
+ * (pagein_source_raw_image_id, or any stable 64-bit name). Written to a temporary file, then
+ * renamed over path. Returns 0 or -errno (err, if not NULL, says why). Any thread.
+ */
+int pagein_ws_write(const char *path, const uint64_t *addrs, uint64_t n, uint64_t page_size,
+		    uint64_t image_id, struct pagein_source *src, char *err, size_t errlen);
+
+struct pagein_ws_stats {
+	uint32_t size;        /* set by the caller to sizeof(struct pagein_ws_stats) */
+	uint32_t flags;       /* reserved, 0 */
+	uint64_t pages;       /* pages in the working set */
+	uint64_t installed;   /* of those, installed by the prefetch */
+	uint64_t skipped;     /* present already, in flight (a fault brings them) or frozen */
+	uint64_t bytes_read;  /* the one read of the set's page data */
+	uint64_t read_ns;     /* its time */
+	uint64_t install_ns;  /* the installs' time */
+};
+
+/*
+ * Prefetch the working set at path into space (started): read its page data in one sequential
+ * read, check it (digests, and that it was recorded from image_id: -ESTALE otherwise), then
+ * install it in touch order with pagein_supply, which leaves alone every page present, being
+ * fetched by a fault, or frozen (faults keep priority). Blocks: run it on a thread of its own
+ * beside the workload. st (may be NULL; st->size set) gets the counters. Returns 0, -ESTALE,
+ * -EINVAL / -ENODATA / -EIO (a damaged file: err says what; nothing was installed), -ESHUTDOWN,
+ * or the -errno of an install.
+ */
+int pagein_ws_prefetch(struct pagein_space *space, const char *path, uint64_t image_id,
+		       struct pagein_ws_stats *st, char *err, size_t errlen);
+
+/* ---------------------------------------------------------------------------------------------
  * The external page-fault handler of a Firecracker-style VMM
  */
 

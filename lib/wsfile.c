@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -450,4 +451,113 @@ void pi_ws_close(struct pi_ws *ws)
 	free(ws->runs);
 	ws->runs = NULL;
 	ws->fd = -1;
+}
+
+int pagein_ws_write(const char *path, const uint64_t *addrs, uint64_t n, uint64_t page_size,
+		    uint64_t image_id, struct pagein_source *src, char *err, size_t errlen)
+{
+	if (!path || (!addrs && n) || !src)
+		return -EINVAL;
+	return pi_ws_write(path, addrs, n, page_size, image_id, src, err, errlen);
+}
+
+static uint64_t ns_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Supply n pages from gpa (zero or from data); a range that crosses regions is retried page by
+ * page. Returns pages installed or -errno. */
+static int supply(struct pagein_space *space, uint64_t gpa, const uint8_t *data, uint64_t n,
+		  uint64_t ps, bool zero)
+{
+	uint64_t zm = zero ? ~0ull : 0, i;
+	int ret, sum = 0;
+
+	ret = pagein_supply(space, gpa, data, n * ps, zero ? &zm : NULL);
+	if (ret != -EINVAL || n == 1)
+		return ret;
+	for (i = 0; i < n; i++) {
+		ret = pagein_supply(space, gpa + i * ps, data + (zero ? 0 : i * ps), ps,
+				    zero ? &zm : NULL);
+		if (ret < 0)
+			return ret;
+		sum += ret;
+	}
+	return sum;
+}
+
+int pagein_ws_prefetch(struct pagein_space *space, const char *path, uint64_t image_id,
+		       struct pagein_ws_stats *st, char *err, size_t errlen)
+{
+	struct pagein_ws_stats s = { .size = sizeof(s) };
+	struct pi_ws ws;
+	uint8_t *data = NULL;
+	uint64_t t, off = 0, k;
+	uint32_t r;
+	int ret;
+
+	if (!space || !path)
+		return -EINVAL;
+	ret = pi_ws_open(path, &ws, err, errlen);
+	if (ret < 0)
+		return ret;
+	s.pages = ws.npages;
+	if (ws.image_id != image_id) {
+		ret = say(err, errlen, -ESTALE, "%s was recorded from another image: not used",
+			  path);
+		goto out;
+	}
+	/* at least one page, so zero runs have a valid pointer to pass */
+	data = malloc(ws.data_len ? ws.data_len : ws.page_size);
+	if (!data) {
+		ret = say(err, errlen, -ENOMEM, "out of memory for %llu bytes of working set",
+			  (unsigned long long)ws.data_len);
+		goto out;
+	}
+	t = ns_now();
+	ret = pi_ws_read_data(&ws, data, err, errlen);
+	if (ret < 0)
+		goto out;
+	s.bytes_read = ws.data_len;
+	s.read_ns = ns_now() - t;
+	t = ns_now();
+	for (r = 0; r < ws.nruns; r++) {
+		const struct pi_ws_run *run = &ws.runs[r];
+		bool zero = run->flags & PI_WS_ZERO;
+
+		/* batches of 64 pages: a fault that comes meanwhile waits for one batch at most */
+		for (k = 0; k < run->npages; k += 64) {
+			uint64_t n = run->npages - k < 64 ? run->npages - k : 64;
+
+			ret = supply(space, run->gpa + k * ws.page_size,
+				     zero ? data : data + off + k * ws.page_size, n, ws.page_size,
+				     zero);
+			if (ret < 0) {
+				say(err, errlen, ret, "installing the working set at 0x%llx: %s",
+				    (unsigned long long)(run->gpa + k * ws.page_size),
+				    strerror(-ret));
+				goto out;
+			}
+			s.installed += (uint64_t)ret;
+		}
+		if (!zero)
+			off += run->npages * ws.page_size;
+	}
+	s.install_ns = ns_now() - t;
+	s.skipped = s.pages - s.installed;
+	ret = 0;
+out:
+	if (st) {
+		uint32_t want = st->size;
+
+		memcpy(st, &s, want < sizeof(s) ? want : sizeof(s));
+		st->size = want;
+	}
+	free(data);
+	pi_ws_close(&ws);
+	return ret;
 }
