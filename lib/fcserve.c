@@ -125,7 +125,9 @@ static int install(struct fc_srv *s, struct fc_reg *g, uint64_t addr, const void
 	while (done < len) {
 		int64_t got;
 
-		if (!src && g->m.backing != PAGEIN_BACKING_HUGETLB) {
+		/* huge pages have no ZEROPAGE: known by the page size, which holds even when the
+		 * regions went unchecked (--no-check) and the backing is only assumed */
+		if (!src && g->r.page_size == 4096) {
 			struct uffdio_zeropage z = {
 				.range = { addr + done, len - done },
 				.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0 };
@@ -142,7 +144,7 @@ static int install(struct fc_srv *s, struct fc_reg *g, uint64_t addr, const void
 			got = c.copy;
 		}
 		if (ret == 0) {
-			done += src || g->m.backing != PAGEIN_BACKING_HUGETLB ? len - done :
+			done += src || g->r.page_size == 4096 ? len - done :
 				g->r.page_size;
 			continue;
 		}
@@ -530,7 +532,7 @@ int pi_fc_serve(struct pi_fc_handoff *h, const struct pi_fc_region *r, unsigned 
 			goto out;
 		}
 		maxpage = r[i].page_size > maxpage ? r[i].page_size : maxpage;
-		if (maps[i].backing == PAGEIN_BACKING_HUGETLB && !s.zero) {
+		if (r[i].page_size > 4096 && !s.zero) {
 			s.zero = calloc(1, 2u << 20);
 			if (!s.zero) {
 				ret = -ENOMEM;
