@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pagein.h - the one public header of libpagein: demand paging of VM and process memory.
+ * pagein.h - the public header of libpagein: demand paging of VM and process memory (the KVM
+ * part is in pagein-kvm.h, which includes this one).
  * A space is a set of guest memory regions whose pages arrive on first touch from a source
  * (memory, snapshot file, network); faults reach one engine through self-resolve (SIGBUS),
  * handler threads, accessors or a KVM exit. Every function returns 0 (or a count) or -errno.
@@ -17,7 +18,14 @@ extern "C" {
 #endif
 
 #define PAGEIN_VERSION_MAJOR 0
-#define PAGEIN_VERSION_MINOR 1
+#define PAGEIN_VERSION_MINOR 2
+
+/* The library's version as "MAJOR.MINOR.PATCH" (of the libpagein actually loaded, which may be
+ * newer than this header). A static string; any thread. */
+const char *pagein_version(void);
+
+#define PAGEIN_MAX_REGIONS 64 /* regions one space holds (the protocol and the snapshot format
+                               * allow as many) */
 
 struct pagein_space;   /* regions + page state + a fault front-end + a source */
 struct pagein_source;  /* where the bytes of missing pages come from */
@@ -62,11 +70,15 @@ enum pagein_log_level {
 #define PAGEIN_AROUND_MAX 64u             /* largest window, in pages of the region */
 
 /*
- * Space configuration. Fill it with pagein_config_init() first, then change fields; the space
- * copies it. Callbacks may be called from any thread, including from inside a SIGBUS handler for
- * on_frozen_fault and on_fault_error (so those must be async-signal-safe in SELF mode).
+ * Space configuration. Fill it with pagein_config_init() first (it sets size), then change
+ * fields; the space copies it. Fields added in later versions go at the end: a program built
+ * against an older header passes a smaller size and gets their defaults. Callbacks may be called from any thread, including from inside a SIGBUS handler for
+ * on_frozen_fault and on_fault_error (so those must be async-signal-safe in SELF mode);
+ * on_complete never is.
  */
 struct pagein_config {
+	uint32_t size;                 /* sizeof(struct pagein_config) the caller was built with:
+	                                * set by pagein_config_init; pagein_space_new refuses 0 */
 	enum pagein_frontend frontend; /* default SELF */
 	unsigned readers;              /* HANDLER: reader threads in total (default 1) */
 	unsigned uffds;                /* HANDLER: userfaultfds the memory is striped over
@@ -82,9 +94,13 @@ struct pagein_config {
 	/* a fault hit a frozen page (gpa of the page, its size). Async-signal-safe in SELF mode. */
 	void (*on_frozen_fault)(void *arg, uint64_t gpa, uint64_t len);
 	/* a fault could not be served (source error or time-out): gpa, size, -errno. The faulting
-	 * thread then gets SIGBUS (BUS_MCEERR_AR). Async-signal-safe in SELF mode. */
+	 * thread then gets SIGBUS (BUS_MCEERR_AR). Also -EDEADLK, without failing the page, for a
+	 * nested fault: a signal handler touched a page its own thread is fetching. Not called for
+	 * faults refused because the space is stopping. Async-signal-safe in SELF mode. */
 	void (*on_fault_error)(void *arg, uint64_t gpa, uint64_t len, int err);
-	/* every page is present (called once, from the thread that installed the last page) */
+	/* every page is present (or was unmapped by the program). Called once, on a thread of the
+	 * library's own (never in signal context, never on the thread that installed the last
+	 * page), so it may take locks, allocate, and even stop or free the space. */
 	void (*on_complete)(void *arg);
 	void *cb_arg; /* passed to on_frozen_fault, on_fault_error, on_complete */
 };
@@ -99,7 +115,9 @@ void pagein_config_init(struct pagein_config *cfg);
 /*
  * Create an empty space with a copy of cfg (NULL = defaults). Opens the userfaultfd(s) and
  * checks the features the front-end needs. Returns 0 and *out, or -EPERM (userfaultfd not
- * permitted; the log says which fix applies), -ENOSYS, -EINVAL (bad cfg), -ENOMEM.
+ * permitted; the log says which fix applies), -ENOSYS (a feature the front-end needs is missing:
+ * SIGBUS for self, POISON, Linux 6.6+, for handler; the log says which), -EINVAL (bad cfg, or
+ * cfg->size not set by pagein_config_init), -ENOMEM.
  */
 int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out);
 
@@ -114,7 +132,7 @@ void pagein_space_free(struct pagein_space *space);
  * of the backing's page size (4 KiB, or 2 MiB for HUGETLB), size > 0, no overlap with another
  * region, and only before pagein_space_start(). The library maps the memory and returns its host
  * address in *host (valid until pagein_space_free). Returns 0, -EINVAL (with a logged reason),
- * -EBUSY (space started), -ENOSPC (more than 32 regions), -ENOMEM (e.g. no huge pages
+ * -EBUSY (space started), -ENOSPC (more than PAGEIN_MAX_REGIONS regions), -ENOMEM (e.g. no huge pages
  * reserved), or another -errno from mmap.
  */
 int pagein_region_add(struct pagein_space *space, uint64_t gpa, uint64_t size,
@@ -158,7 +176,9 @@ int pagein_space_uffd(struct pagein_space *space, unsigned i);
  * fetching. The range may span regions. For the KVM exit path and prefetch. Returns 0,
  * -EFAULT (a page is frozen; *bad_gpa, if not NULL, gets its address), -EINVAL (outside every
  * region), -ETIMEDOUT (the source did not answer in time), -EIO (the source failed for a page:
- * it stays failed), -ESHUTDOWN (the space is stopping). Any thread.
+ * it stays failed), -ESHUTDOWN (the space is stopping), -ENOENT (the program unmapped that
+ * memory), -EDEADLK (called from a signal handler on the thread that is fetching that page).
+ * Any thread.
  */
 int pagein_resolve(struct pagein_space *space, uint64_t gpa, uint64_t len, uint64_t *bad_gpa);
 
@@ -172,7 +192,9 @@ int pagein_write(struct pagein_space *space, uint64_t gpa, const void *buf, size
 
 /*
  * Make [gpa, gpa+len) present and return its host address in *host; the range must lie in one
- * region. While pinned, pagein_freeze() of the region fails -EBUSY. Pair with pagein_unpin().
+ * region. While pinned, pagein_freeze() of the region fails -EBUSY; pinning a range with a
+ * frozen page fails -EFAULT. Pair each successful pin with one pagein_unpin() (an unpin with no
+ * pin outstanding is ignored).
  */
 int pagein_pin(struct pagein_space *space, uint64_t gpa, uint64_t len, void **host);
 void pagein_unpin(struct pagein_space *space, uint64_t gpa, uint64_t len);
@@ -206,8 +228,9 @@ int pagein_fill_start(struct pagein_space *space);
 /* Stop the fill thread (pages stay as they are). Idempotent. */
 void pagein_fill_stop(struct pagein_space *space);
 
-/* Wait until every page is present. timeout_ms < 0 waits forever. Returns 0, -ETIMEDOUT, or
- * -EIO if a page failed for good. */
+/* Wait until every page is present (pages the program unmapped count as done). timeout_ms < 0
+ * waits forever. Returns 0, -ETIMEDOUT, -EIO if a page failed for good, or -ESHUTDOWN when the
+ * space was stopped first. */
 int pagein_wait_complete(struct pagein_space *space, int timeout_ms);
 
 /* Pages present and pages in total, over all regions. */
@@ -238,6 +261,8 @@ struct pagein_source_ops {
 	/* optional: whether the source holds every byte of [gpa, gpa+len); pagein_space_set_source
 	 * asks it for each region, so a short or mismatched image is refused up front */
 	bool (*covers)(void *ctx, uint64_t gpa, uint64_t len);
+	/* room for operations added later (the struct's size never changes): leave NULL */
+	void (*reserved[4])(void);
 };
 
 /* Wrap ops + ctx as a source. Returns 0 and *out or -ENOMEM. */
@@ -267,7 +292,7 @@ struct pagein_region_desc {
 	uint64_t gpa;     /* guest address */
 	uint64_t size;    /* bytes, a multiple of page_size */
 	uint32_t backing; /* enum pagein_backing the region was saved from */
-	uint32_t flags;   /* reserved, 0 */
+	uint32_t flags;   /* reserved for later use (the size never changes), 0 */
 	uint64_t digest;  /* XXH3-64 of the region's bytes (filled in by save) */
 };
 
@@ -285,116 +310,7 @@ int pagein_snapshot_regions(const char *path, struct pagein_region_desc *regs, u
 /* XXH3-64 digest of a buffer (the digest snapshots and the protocol use). */
 uint64_t pagein_digest(const void *buf, uint64_t len);
 
-/* ---------------------------------------------------------------------------------------------
- * Network: post-copy migration (lib/server.c, lib/netsrc.c; wire format in docs/protocol.md)
- */
-
-struct pagein_server; /* the migration source: serves guest memory to destinations */
-
-struct pagein_server_config {
-	const char *listen;      /* "ADDR:PORT" to listen on; default "127.0.0.1:0" (a free port) */
-	unsigned max_sessions;   /* destinations served at once (default 16); more are refused */
-	bool compress;           /* LZ4 for bulk pages when it pays, if the client accepts (default
-	                          * true) */
-	unsigned timeout_ms;     /* a peer silent this long in the middle of a frame is dropped
-	                          * (default 10000) */
-	void (*log)(void *arg, int level, const char *msg); /* NULL = silent */
-	void *log_arg;
-};
-
-/* Fill cfg with the defaults above. */
-void pagein_server_config_init(struct pagein_server_config *cfg);
-
-/* Create a server (not listening yet). The log callback is called from the server's threads,
- * concurrently. Returns 0 and *out, -EINVAL (bad listen address, max_sessions or timeout_ms of
- * 0), -ENOMEM. */
-int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_server **out);
-
-/* Serve [gpa, gpa+size) from mem (the source VMM's own guest memory, paused: it must not change
- * while served). Before start; 4 KiB-aligned, no overlap. Returns 0 or -EINVAL/-EBUSY/-ENOSPC. */
-int pagein_server_add_memory(struct pagein_server *srv, uint64_t gpa, uint64_t size,
-			     const void *mem);
-
-/* Serve every region of a snapshot file. Before start. Returns 0 or the errors of
- * pagein_source_file_new (-EINVAL, -ENODATA, open's -errno), -EBUSY, -ENOSPC. */
-int pagein_server_add_snapshot(struct pagein_server *srv, const char *path);
-
-/* Bind, listen, and serve from a thread of the server's own (one more per connection). Returns
- * 0, -EINVAL (no region), or the -errno of socket/bind/listen (logged with the address). */
-int pagein_server_start(struct pagein_server *srv);
-
-/* The TCP port the server listens on (after start), or -ENOTCONN. */
-int pagein_server_port(struct pagein_server *srv);
-
-/* Close every connection and stop the server's threads. Idempotent; a stopped server cannot be
- * started again (-EBUSY). */
-void pagein_server_stop(struct pagein_server *srv);
-void pagein_server_free(struct pagein_server *srv);
-
-struct pagein_server_stats {
-	uint64_t sessions;        /* sessions opened so far */
-	uint64_t sessions_active; /* open now */
-	uint64_t connections;     /* connections accepted so far */
-	uint64_t refused;         /* connections refused (handshake, limits) */
-	uint64_t malformed;       /* connections closed for a malformed or out-of-range message */
-	uint64_t requests;        /* REQ frames answered */
-	uint64_t pages_urgent;    /* pages sent in replies */
-	uint64_t pages_bulk;      /* pages sent by the bulk stream */
-	uint64_t pages_lz4;       /* of those, sent LZ4-compressed */
-	uint64_t bytes_sent;      /* on the wire, headers included */
-};
-void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st);
-
-/* The destination side: a source that fetches over the network. */
-struct pagein_net_config {
-	const char *addr;        /* "HOST:PORT" of the page server (required) */
-	bool urgent;             /* faults on their own connection (default true); false: faults
-	                          * share the bulk connection (one channel, for comparison) */
-	unsigned bulk;           /* bulk connections streaming the rest (default 1; 0 = none) */
-	bool compress;           /* accept LZ4 pages (default true) */
-	unsigned batch_pages;    /* bulk pages per frame (default 64; use 512 for hugetlb spaces) */
-	unsigned connect_timeout_ms; /* connect + handshake (default 5000) */
-	void (*log)(void *arg, int level, const char *msg); /* NULL = silent; never from a fetch */
-	void *log_arg;
-};
-
-void pagein_net_config_init(struct pagein_net_config *cfg);
-
-/*
- * Connect to a page server (the urgent connection, or the single one when urgent is off),
- * handshake and learn its region table. The source's fetch sends a request and waits for its
- * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
- * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is
- * gone), never a hang. Returns 0 and *out,
- * -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH..., -EPROTO (the server speaks something else: logged).
- */
-int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_source **out);
-
-/* The server's region table (gpa, size, digest): up to max into regs; returns how many were
- * written (min(regions, max)). */
-int pagein_net_regions(struct pagein_source *src, struct pagein_region_desc *regs, unsigned max);
-
-/* Open the bulk connection(s); pages they bring are installed into space (pagein_supply) while
- * faults keep their own connection. The space must outlive the stream: call
- * pagein_net_stream_stop (or pagein_source_free) before pagein_space_free. With urgent off, the
- * single connection keeps carrying faults after stream_stop; bulk pages on it are then dropped.
- * Returns 0, -EALREADY, or a connect error. */
-int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *space);
-
-/* Close the bulk connection(s). Idempotent. pagein_source_free() stops everything. */
-void pagein_net_stream_stop(struct pagein_source *src);
-
-struct pagein_net_stats {
-	uint64_t requests;        /* REQs sent */
-	uint64_t replies;         /* replies received */
-	uint64_t pages_urgent;    /* pages that came in replies */
-	uint64_t pages_bulk;      /* pages the bulk stream brought */
-	uint64_t pages_installed; /* of those, installed (the rest had been faulted in already) */
-	uint64_t bytes_received;  /* on the wire, headers included */
-	uint64_t errors;          /* connections closed for a malformed message or I/O error */
-	bool stream_done;         /* the server said every page has been sent */
-};
-void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
+/* The network API (page server, network source) is in pagein-net.h. */
 
 /* ---------------------------------------------------------------------------------------------
  * Statistics
@@ -424,6 +340,7 @@ struct pagein_stats {
 	uint64_t blocked_ns;       /* time threads waited for pages others were fetching */
 	uint64_t fault_ns;         /* total time spent serving faults */
 	uint64_t lat_hist[PAGEIN_HIST_BUCKETS]; /* fault service latency histogram */
+	uint64_t reserved[8];      /* room for counters added later (the size never changes); 0 */
 };
 
 /* Copy the space's counters (summed over threads) into *st. Any thread. */
@@ -439,56 +356,7 @@ const char *pagein_backing_name(enum pagein_backing b);
 /* Page size of a backing in bytes. */
 uint64_t pagein_backing_page_size(enum pagein_backing b);
 
-/* ---------------------------------------------------------------------------------------------
- * KVM (lib/kvm.c): guest memory of a VM as a pagein space
- */
-
-struct kvm_run;
-
-#define PAGEIN_KVM_REENTER 1                /* pagein_kvm_handle_run: fault served, KVM_RUN again */
-#define PAGEIN_KVM_GPA_UNKNOWN UINT64_MAX  /* pagein_kvm_fault.gpa when KVM did not say */
-
-/* What pagein_kvm_handle_run learnt about a KVM_RUN. */
-struct pagein_kvm_fault {
-	int err;               /* KVM_RUN's result as passed in: 0 or -errno */
-	uint32_t exit_reason;  /* run->exit_reason when KVM_RUN returned */
-	int annotated;         /* 1: KVM_EXIT_MEMORY_FAULT described the fault (flags, gpa, size) */
-	int memory_fault_info; /* KVM_CAP_MEMORY_FAULT_INFO as last probed: >0 yes, 0 no, -1 unknown */
-	uint64_t flags;        /* run->memory_fault.flags (KVM_MEMORY_EXIT_FLAG_*), if annotated */
-	uint64_t gpa;          /* faulting guest address, or PAGEIN_KVM_GPA_UNKNOWN */
-	uint64_t size;         /* bytes of the faulting range (annotated only) */
-	uint64_t rip;          /* the vCPU's instruction pointer on a bare EFAULT (0 if unknown) */
-};
-
-/*
- * Register every region of space as a KVM memslot of vm_fd: slots first_slot, first_slot+1, ...
- * in the order the regions were added, with KVM_SET_USER_MEMORY_REGION2 where the kernel has it.
- * The space must use PAGEIN_FRONTEND_HANDLER (KVM touches guest memory from kernel mode, which
- * SIGBUS self-resolve cannot serve) with privileged userfaultfds, and must be started. Returns the
- * number of slots, -EINVAL (the log says why), or -errno of the ioctl (the slots this call added
- * are removed again). Probes KVM_CAP_MEMORY_FAULT_INFO as a side effect. Any thread.
- */
-int pagein_kvm_attach(struct pagein_space *space, int vm_fd, uint32_t first_slot);
-
-/* Delete the memslots pagein_kvm_attach made. Returns 0 or the first -errno. */
-int pagein_kvm_detach(struct pagein_space *space, int vm_fd, uint32_t first_slot);
-
-/* KVM_CHECK_EXTENSION(KVM_CAP_MEMORY_FAULT_INFO) on a /dev/kvm or VM fd: >0 the kernel annotates
- * (some) EFAULTs with KVM_EXIT_MEMORY_FAULT, 0 it does not, -errno. */
-int pagein_kvm_memory_fault_info(int fd);
-
-/*
- * Call on the vCPU thread right after every KVM_RUN, with err = 0 or -errno of KVM_RUN. Returns
- * PAGEIN_KVM_REENTER when it resolved an annotated memory fault (KVM_EXIT_MEMORY_FAULT, via
- * pagein_resolve) and the caller should call KVM_RUN again; 0 for an ordinary exit (handle
- * run->exit_reason yourself); err itself for errors unrelated to memory (-EINTR, ...); and -EFAULT
- * / -EHWPOISON / pagein_resolve's -errno when the fault cannot be served: a bare EFAULT (no
- * annotation: the gpa is unknown), a private-memory fault, a poisoned page, or the same gpa
- * faulting again after being resolved. Failures are logged with everything known; never re-enter
- * after one. vcpu_fd (or -1) is only read for the rip in the report; info (or NULL) gets details.
- */
-int pagein_kvm_handle_run(struct pagein_space *space, int vcpu_fd, struct kvm_run *run, int err,
-			  struct pagein_kvm_fault *info);
+/* KVM: include/pagein-kvm.h (lib/kvm.c), for VMMs; this header does not include it. */
 
 #ifdef __cplusplus
 }

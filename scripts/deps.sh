@@ -8,7 +8,7 @@ want=()
 case "${1:-build}" in
 build) want=(gcc make pkg-config libxxhash-dev liblz4-dev) ;;
 bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev gnuplot-nox) ;;
-kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils) ;;
+kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils pahole) ;;
 *) echo "deps.sh: unknown set '$1' (build|bench|kvm)" >&2; exit 2 ;;
 esac
 
