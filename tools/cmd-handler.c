@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tools.h"
+#include "pagein-net.h"
 #include "pagein-vmm.h"
 
 static void usage(FILE *f)
