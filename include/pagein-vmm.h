@@ -80,6 +80,27 @@ int pagein_source_remap_new(struct pagein_source *inner, const struct pagein_raw
 int pagein_ws_write(const char *path, const uint64_t *addrs, uint64_t n, uint64_t page_size,
 		    uint64_t image_id, struct pagein_source *src, char *err, size_t errlen);
 
+/*
+ * Record the working set of space: from now on every page made present for a touch (a fault,
+ * with its fault-around neighbours, or an accessor; not the background fill) is noted in order,
+ * up to max_pages (0: the space's page count). Cheap enough to leave on: one atomic add per
+ * install, allowed on the SIGBUS path. Returns 0, -EALREADY, -ENOMEM. Any thread.
+ */
+int pagein_ws_record_start(struct pagein_space *space, uint64_t max_pages);
+
+/* Stop recording: what was noted so far is kept for pagein_ws_record_save, later touches are
+ * not (e.g. a verification pass at the end of a restore). Idempotent; any thread. */
+void pagein_ws_record_stop(struct pagein_space *space);
+
+/*
+ * Write what space has recorded so far as a working set at path (bytes read from the space's
+ * source; image_id as for pagein_ws_write). Recording goes on. Every region must have the same
+ * page size. Returns 0, -ENOENT (not recording), -EINVAL, or the -errno of the write (err says
+ * why).
+ */
+int pagein_ws_record_save(struct pagein_space *space, const char *path, uint64_t image_id,
+			  char *err, size_t errlen);
+
 struct pagein_ws_stats {
 	uint32_t size;        /* set by the caller to sizeof(struct pagein_ws_stats) */
 	uint32_t flags;       /* reserved, 0 */

@@ -486,6 +486,11 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	bool pushed = held_push(r, idx, n);
 	int ret;
 
+	/* a touch (not the fill): the working set, noted before the install wakes the toucher,
+	 * so a recording saved right after the touch has it. Fault-around neighbours too:
+	 * prefetching a few untouched pages costs less than faulting on touched ones */
+	if (why != PI_WHY_FILL)
+		pi_ws_note(s, r->gpa + (idx << r->page_shift), n, r->page_size);
 	ret = fetch_install(s, r, idx, n, deadline, &zeros);
 	if (ret < 0 && n > 1) {
 		/* the run failed somewhere: give the neighbours back and try the page that was

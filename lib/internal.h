@@ -145,7 +145,28 @@ struct pagein_space {
 	_Atomic uint64_t last_err_gpa;  /* latest fault error, logged later from a normal thread */
 	_Atomic int last_err;
 	struct pi_kvm kvm;              /* lib/kvm.c; zeroed with the space */
+	struct pi_ws_rec *_Atomic ws_rec; /* working-set recorder (wsfile.c), NULL when off */
 };
+
+/* The working-set recorder: pages made present for a touch, in order. Appending is one atomic
+ * add and a store, so it is allowed on the SIGBUS path; pages past cap are dropped (counted). */
+struct pi_ws_rec {
+	_Atomic uint64_t n;  /* appends so far (may exceed cap) */
+	_Atomic uint64_t cap; /* appends kept: room in gpa[], lowered by pagein_ws_record_stop */
+	_Atomic uint64_t gpa[]; /* page addresses, first touch first; UINT64_MAX: not written yet */
+};
+
+static inline void pi_ws_note(struct pagein_space *s, uint64_t gpa, uint64_t n, uint64_t ps)
+{
+	struct pi_ws_rec *rec = atomic_load_explicit(&s->ws_rec, memory_order_acquire);
+	uint64_t k, i;
+
+	if (!rec)
+		return;
+	k = atomic_fetch_add_explicit(&rec->n, n, memory_order_relaxed);
+	for (i = 0; i < n && k + i < atomic_load_explicit(&rec->cap, memory_order_relaxed); i++)
+		atomic_store_explicit(&rec->gpa[k + i], gpa + i * ps, memory_order_relaxed);
+}
 
 struct pagein_source {
 	struct pagein_source_ops ops;

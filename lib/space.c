@@ -606,6 +606,7 @@ void pagein_space_free(struct pagein_space *s)
 		close(s->stop_efd);
 	if (s->bounce)
 		munmap(s->bounce, PAGEIN_BOUNCE_SLOTS * PAGEIN_INSTALL_MAX);
+	free(atomic_load(&s->ws_rec));
 	free(s);
 }
 

@@ -561,3 +561,78 @@ out:
 	pi_ws_close(&ws);
 	return ret;
 }
+
+int pagein_ws_record_start(struct pagein_space *space, uint64_t max_pages)
+{
+	struct pi_ws_rec *rec, *none = NULL;
+	uint64_t k;
+
+	if (!max_pages)
+		max_pages = space->total_pages;
+	if (!max_pages || max_pages > (1ull << 40))
+		return -EINVAL;
+	if (atomic_load(&space->ws_rec))
+		return -EALREADY;
+	rec = malloc(sizeof(*rec) + max_pages * sizeof(rec->gpa[0]));
+	if (!rec)
+		return -ENOMEM;
+	atomic_init(&rec->n, 0);
+	atomic_init(&rec->cap, max_pages);
+	for (k = 0; k < max_pages; k++)
+		atomic_init(&rec->gpa[k], UINT64_MAX);
+	/* published with release order: an appender that sees it sees it initialised */
+	if (!atomic_compare_exchange_strong(&space->ws_rec, &none, rec)) {
+		free(rec);
+		return -EALREADY;
+	}
+	return 0;
+}
+
+void pagein_ws_record_stop(struct pagein_space *space)
+{
+	struct pi_ws_rec *rec = atomic_load(&space->ws_rec);
+	uint64_t n, cap;
+
+	if (!rec)
+		return;
+	/* keep what was appended so far, drop what comes later */
+	n = atomic_load(&rec->n);
+	cap = atomic_load(&rec->cap);
+	while (n < cap && !atomic_compare_exchange_weak(&rec->cap, &cap, n))
+		;
+}
+
+int pagein_ws_record_save(struct pagein_space *space, const char *path, uint64_t image_id,
+			  char *err, size_t errlen)
+{
+	struct pi_ws_rec *rec = atomic_load(&space->ws_rec);
+	unsigned nr = atomic_load(&space->nregions), i;
+	uint64_t n, k, m = 0, ps, *gpas;
+	int ret;
+
+	if (!rec)
+		return say(err, errlen, -ENOENT, "this space is not recording a working set");
+	if (!nr || !space->src)
+		return say(err, errlen, -EINVAL, "the space has no region or no source");
+	ps = space->regions[0].page_size;
+	for (i = 1; i < nr; i++)
+		if (space->regions[i].page_size != ps)
+			return say(err, errlen, -EINVAL, "a working set has one page size; this "
+				   "space mixes %llu and %llu", (unsigned long long)ps,
+				   (unsigned long long)space->regions[i].page_size);
+	n = atomic_load(&rec->n);
+	k = atomic_load(&rec->cap);
+	n = n < k ? n : k;
+	gpas = malloc((n ? n : 1) * sizeof(*gpas));
+	if (!gpas)
+		return say(err, errlen, -ENOMEM, "out of memory");
+	for (k = 0; k < n; k++) {
+		uint64_t g = atomic_load_explicit(&rec->gpa[k], memory_order_relaxed);
+
+		if (g != UINT64_MAX) /* an append still being written: it was counted first */
+			gpas[m++] = g;
+	}
+	ret = pi_ws_write(path, gpas, m, ps, image_id, space->src, err, errlen);
+	free(gpas);
+	return ret;
+}
