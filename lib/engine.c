@@ -179,15 +179,18 @@ static int memfd_fill(struct pi_region *r, uint64_t idx, uint64_t n, const uint8
 
 		for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
 			;
-		off = (off_t)((idx + i) << r->page_shift);
+		/* offset in the file: an adopted region may start anywhere in it */
+		off = (off_t)(r->memfd_off + ((idx + i) << r->page_shift));
 		if (zero) {
 			/* a zeroed page in the page cache, no bytes copied */
 			if (fallocate(r->memfd, 0, off, (off_t)((j - i) * ps)) < 0)
 				return -errno;
 		} else if (r->backing == PAGEIN_BACKING_HUGETLB) {
+			uint8_t *a = r->alias + ((idx + i) << r->page_shift);
+
 			/* hugetlbfs has no write(): the alias mapping is the only way in */
-			if (data != r->alias + off)
-				memcpy(r->alias + off, data + i * ps, (j - i) * ps);
+			if (data + i * ps != a)
+				memcpy(a, data + i * ps, (j - i) * ps);
 		} else {
 			uint64_t left = (j - i) * ps;
 			const uint8_t *p = data + i * ps;
@@ -553,7 +556,7 @@ static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 				      r->page_size, deadline, &existed);
 		if (ret == -EFAULT && r->memfd >= 0) {
 			/* not in the page cache any more (hole punched): a zeroed page */
-			if (fallocate(r->memfd, 0, (off_t)(idx << r->page_shift),
+			if (fallocate(r->memfd, 0, (off_t)(r->memfd_off + (idx << r->page_shift)),
 				      (off_t)r->page_size) < 0)
 				return -errno;
 			continue;

@@ -55,6 +55,7 @@ struct pi_region {
 	uint8_t *host;           /* the mapping threads touch (registered with userfaultfd) */
 	uint8_t *alias;          /* second mapping of the memfd (NULL for anon): the library writes here */
 	int memfd;               /* -1 for anon */
+	uint64_t memfd_off;      /* file offset of the region's first byte (0 unless adopted) */
 	uint64_t stripe_pages;   /* pages per userfaultfd stripe */
 	unsigned uffd_base;      /* index in space->uffds of stripe 0 */
 	pi_bits_t *present;      /* installed and visible; set with release order after the install */
@@ -67,6 +68,7 @@ struct pi_region {
 	pthread_mutex_t pin_lock; /* makes each pin/unpin/freeze/thaw (and a FROZEN_FAIL fault's
 	                           * park) one step: never taken on the SIGBUS path */
 	int pins;                /* outstanding pagein_pin()s; under pin_lock */
+	bool adopted;            /* host is the program's own mapping: never unmapped by us */
 };
 
 /* One counter shard, padded to its own cache lines so threads do not share lines. */

@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -233,8 +234,9 @@ static void region_unmap(struct pi_region *r)
 {
 	uint64_t i, j;
 
-	/* never what the program unmapped itself: it may have mapped something new there */
-	for (i = 0; r->host && i < r->npages; i = j) {
+	/* never what the program unmapped itself: it may have mapped something new there; and
+	 * never a mapping the program made itself (adopted): it stays the program's */
+	for (i = 0; r->host && !r->adopted && i < r->npages; i = j) {
 		bool gone = r->unmapped && pi_test(r->unmapped, i);
 
 		for (j = i + 1; j < r->npages && (r->unmapped && pi_test(r->unmapped, j)) == gone; j++)
@@ -299,13 +301,13 @@ dontfork:
 	return 0;
 }
 
-int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
-		      enum pagein_backing backing, void **host)
+/* The checks every new region passes, added or adopted. Returns 0 or -errno (logged). */
+static int region_check(struct pagein_space *s, uint64_t gpa, uint64_t size,
+			enum pagein_backing backing)
 {
 	unsigned n = atomic_load(&s->nregions), i;
 	struct pi_region *r;
 	uint64_t ps;
-	int ret;
 
 	if (atomic_load(&s->started)) {
 		pi_log(s, PAGEIN_LOG_ERR, "regions can only be added before pagein_space_start");
@@ -349,8 +351,15 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 		pi_log(s, PAGEIN_LOG_ERR, "a space holds at most %d regions", PAGEIN_MAX_REGIONS);
 		return -ENOSPC;
 	}
+	return 0;
+}
 
-	r = &s->regions[n];
+/* The next region slot, initialised (bitmaps allocated) for [gpa, gpa+size). */
+static int region_init(struct pagein_space *s, struct pi_region *r, uint64_t gpa, uint64_t size,
+		       enum pagein_backing backing)
+{
+	uint64_t ps = pagein_backing_page_size(backing);
+
 	memset(r, 0, sizeof(*r));
 	r->gpa = gpa;
 	r->size = size;
@@ -360,7 +369,20 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	r->backing = backing;
 	r->memfd = -1;
 	pthread_mutex_init(&r->pin_lock, NULL);
-	ret = bitmaps_alloc(r);
+	return bitmaps_alloc(r);
+}
+
+int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
+		      enum pagein_backing backing, void **host)
+{
+	unsigned n = atomic_load(&s->nregions);
+	struct pi_region *r = &s->regions[n];
+	int ret;
+
+	ret = region_check(s, gpa, size, backing);
+	if (ret < 0)
+		return ret;
+	ret = region_init(s, r, gpa, size, backing);
 	if (ret < 0)
 		return ret;
 	ret = region_map(s, r);
@@ -377,6 +399,78 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	if (host)
 		*host = r->host;
 	return 0;
+}
+
+int pagein_region_adopt(struct pagein_space *s, const struct pagein_region_adopt *a)
+{
+	unsigned n = atomic_load(&s->nregions);
+	struct pi_region *r = &s->regions[n];
+	struct statfs fs;
+	uint64_t ps;
+	int ret;
+
+	if (!a || a->size < sizeof(*a) || a->flags)
+		return -EINVAL;
+	ret = region_check(s, a->gpa, a->len, a->backing);
+	if (ret < 0)
+		return ret;
+	ps = pagein_backing_page_size(a->backing);
+	if (!a->host || (uintptr_t)a->host % ps) {
+		pi_log(s, PAGEIN_LOG_ERR, "adopted memory at %p is not aligned to its page size "
+		       "%#llx", a->host, (unsigned long long)ps);
+		return -EINVAL;
+	}
+	if (a->backing == PAGEIN_BACKING_ANON && a->fd >= 0) {
+		pi_log(s, PAGEIN_LOG_ERR, "anonymous memory is adopted without an fd (fd %d given): "
+		       "for a memfd use the shmem or hugetlb backing", a->fd);
+		return -EINVAL;
+	}
+	if (a->backing != PAGEIN_BACKING_ANON) {
+		/* the library writes pages through its own mapping of the file, then maps them
+		 * in the program's with CONTINUE: it needs the file, and it must be one whose
+		 * page cache CONTINUE can use */
+		long want = a->backing == PAGEIN_BACKING_HUGETLB ? 0x958458f6 /* HUGETLBFS_MAGIC */
+								  : 0x01021994; /* TMPFS_MAGIC */
+
+		if (a->fd < 0 || fstatfs(a->fd, &fs) < 0 || fs.f_type != want || a->fd_offset % ps) {
+			pi_log(s, PAGEIN_LOG_ERR, "adopted %s memory needs the %s fd it maps (fd %d, "
+			       "offset %#llx, page-aligned)", pagein_backing_name(a->backing),
+			       a->backing == PAGEIN_BACKING_HUGETLB ? "hugetlbfs (memfd MFD_HUGETLB)"
+								    : "memfd/shmem",
+			       a->fd, (unsigned long long)a->fd_offset);
+			return -EINVAL;
+		}
+	}
+	ret = region_init(s, r, a->gpa, a->len, a->backing);
+	if (ret < 0)
+		return ret;
+	r->host = a->host;
+	r->adopted = true;
+	r->memfd_off = a->fd_offset;
+	if (a->backing != PAGEIN_BACKING_ANON) {
+		r->memfd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
+		if (r->memfd < 0) {
+			ret = -errno;
+			goto err;
+		}
+		r->alias = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd,
+				(off_t)a->fd_offset);
+		if (r->alias == MAP_FAILED) {
+			ret = -errno;
+			r->alias = NULL;
+			pi_log(s, PAGEIN_LOG_ERR, "mapping the adopted fd a second time: %s",
+			       strerror(-ret));
+			goto err;
+		}
+		madvise(r->alias, r->size, MADV_DONTFORK);
+	}
+	s->total_pages += r->npages;
+	atomic_store(&s->nregions, n + 1);
+	return 0;
+
+err:
+	region_unmap(r);
+	return ret;
 }
 
 int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
