@@ -231,29 +231,31 @@ int cmd_handler(int argc, char **argv)
 		case 'S': cfg.socket = optarg; break;
 		case 'R': o.raw = optarg; break;
 		case 'L':
-			die("handler: the layout comes from the VMM's region list (each region's "
+			die_code(EXIT_USAGE, "handler: the layout comes from the VMM's region list (each region's "
 			    "'offset' in the memory file); --layout is for pagein restore --raw");
 		case 'i': o.snap = optarg; break;
 		case 'o': o.addr = optarg; break;
 		case 'W': cfg.record_ws = optarg; break;
 		case 'P': cfg.prefetch_ws = optarg; break;
-		case 'a': o.accept_timeout_ms = atoi(optarg); break;
-		case 'T': cfg.timeout_ms = (unsigned)atoi(optarg); break;
+		case 'a':
+			o.accept_timeout_ms = (int)opt_uint("--accept-timeout", optarg, 1, 86400000);
+			break;
+		case 'T': cfg.timeout_ms = opt_uint("--timeout", optarg, 1, 3600000); break;
 		case 'N': cfg.check_regions = false; break;
 		case 'j': o.json = true; break;
 		case 'v': tool_verbose = true; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
 	if (!cfg.socket || (!!o.raw + !!o.snap + !!o.addr) != 1) {
 		pr_err("handler needs --socket PATH and one of --raw FILE, --from-file SNAP, "
 		       "--from HOST:PORT");
 		usage(stderr);
-		return 2;
+		return EXIT_USAGE;
 	}
 	if (cfg.record_ws && cfg.prefetch_ws)
-		die("--record-ws and --prefetch-ws cannot go together: prefetched pages never "
+		die_code(EXIT_USAGE, "--record-ws and --prefetch-ws cannot go together: prefetched pages never "
 		    "fault, so their touches cannot be recorded");
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);

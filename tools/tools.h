@@ -106,6 +106,10 @@ struct restore_opts {
 	bool urgent;                     /* network: faults on their own connection */
 	unsigned bulk;                   /* network: bulk connections (0: faults only) */
 	bool compress;                   /* network: accept LZ4 pages */
+	const char *from_raw;            /* a raw memory file (instead of from_file/from_addr) */
+	const char *layout;              /* its layout, "GPA+SIZE[@OFFSET],..." */
+	const char *record_ws;           /* record the working set to this file */
+	const char *prefetch_ws;         /* prefetch this working set */
 };
 
 /* The generated guest image the demo and the snapshots use: *size (rounded up to 4 MiB) bytes
