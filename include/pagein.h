@@ -163,6 +163,27 @@ struct pagein_region_adopt {
  */
 int pagein_region_adopt(struct pagein_space *space, const struct pagein_region_adopt *a);
 
+/* Another process's userfaultfd, to be served by this space (pagein_space_adopt_uffd). */
+struct pagein_uffd_adopt {
+	uint32_t size;  /* sizeof(struct pagein_uffd_adopt) */
+	uint32_t flags; /* reserved, 0 */
+	int uffd;       /* a userfaultfd the peer created, set up (UFFDIO_API) and registered its
+	                 * memory with for missing faults; pagein keeps a dup (made non-blocking) */
+	int pidfd;      /* the peer's pidfd (pidfd_open), or -1: its exit ends the serving */
+};
+
+/*
+ * Serve a userfaultfd that another process created and registered (received over SCM_RIGHTS,
+ * as a Firecracker-style VMM hands it to its page-fault handler). Call on a new HANDLER space
+ * with uffds = 1, before regions: then describe the peer's memory with pagein_region_adopt
+ * (host = the address in the peer, ANON backing, fd -1), set the source and start. Faults are
+ * served through the uffd (COPY, ZEROPAGE; REMOVE events as for local memory); the accessors,
+ * freeze/thaw and KVM attach answer -EOPNOTSUPP/-EINVAL (the memory is not ours to touch). When
+ * the peer exits, pagein_wait_complete returns -ESRCH; free the space then. Returns 0, -EINVAL,
+ * -EBUSY (regions added or started), -EBADF (not a userfaultfd), -errno.
+ */
+int pagein_space_adopt_uffd(struct pagein_space *space, const struct pagein_uffd_adopt *u);
+
 /*
  * Use src for missing pages. The space does not own src; it must outlive the space's use.
  * Returns -EINVAL when the source does not hold a region (e.g. a snapshot of a smaller VM: the

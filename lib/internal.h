@@ -148,6 +148,10 @@ struct pagein_space {
 	_Atomic int last_err;
 	struct pi_kvm kvm;              /* lib/kvm.c; zeroed with the space */
 	struct pi_ws_rec *_Atomic ws_rec; /* working-set recorder (wsfile.c), NULL when off */
+	bool remote;                    /* the memory and its userfaultfd are another process's
+	                                 * (pagein_space_adopt_uffd): install by ioctl only */
+	int peer_pidfd;                 /* remote: the peer's pidfd (its exit), or -1 */
+	_Atomic bool peer_gone;         /* remote: the peer exited */
 };
 
 /* The working-set recorder: pages made present for a touch, in order. Appending is one atomic

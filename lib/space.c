@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "vmm.h"
 #include "uapi.h"
 
 /* What a failed open means, and what the user can do about it. */
@@ -154,6 +155,7 @@ int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out)
 	pagein_config_init(&s->cfg);
 	s->stop_efd = -1;
 	s->self_slot = -1;
+	s->peer_pidfd = -1;
 	for (i = 0; i < PAGEIN_MAX_UFFDS; i++)
 		s->uffds[i] = -1;
 
@@ -379,6 +381,11 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	struct pi_region *r = &s->regions[n];
 	int ret;
 
+	if (s->remote) {
+		pi_log(s, PAGEIN_LOG_ERR, "a space serving another process's userfaultfd holds that "
+		       "process's memory: describe it with pagein_region_adopt");
+		return -EINVAL;
+	}
 	ret = region_check(s, gpa, size, backing);
 	if (ret < 0)
 		return ret;
@@ -415,6 +422,15 @@ int pagein_region_adopt(struct pagein_space *s, const struct pagein_region_adopt
 	if (ret < 0)
 		return ret;
 	ps = pagein_backing_page_size(a->backing);
+	if (s->remote && (a->backing != PAGEIN_BACKING_ANON || a->fd >= 0)) {
+		/* the peer's pages are installed with COPY/ZEROPAGE through its uffd, which
+		 * serves private anonymous memory; the rest is the Firecracker handler's
+		 * (pagein-vmm.h) for now */
+		pi_log(s, PAGEIN_LOG_ERR, "another process's memory is adopted as anonymous 4 KiB "
+		       "memory without an fd (got %s, fd %d)", pagein_backing_name(a->backing),
+		       a->fd);
+		return -EOPNOTSUPP;
+	}
 	if (!a->host || (uintptr_t)a->host % ps) {
 		pi_log(s, PAGEIN_LOG_ERR, "adopted memory at %p is not aligned to its page size "
 		       "%#llx", a->host, (unsigned long long)ps);
@@ -473,6 +489,51 @@ err:
 	return ret;
 }
 
+int pagein_space_adopt_uffd(struct pagein_space *s, const struct pagein_uffd_adopt *u)
+{
+	int fd, pidfd = -1, fl;
+
+	if (!u || u->size < sizeof(*u) || u->flags || u->uffd < 0)
+		return -EINVAL;
+	if (atomic_load(&s->started) || atomic_load(&s->nregions) || s->remote) {
+		pi_log(s, PAGEIN_LOG_ERR, "adopt a userfaultfd before adding regions or starting");
+		return -EBUSY;
+	}
+	if (s->cfg.frontend != PAGEIN_FRONTEND_HANDLER || s->nuffds != 1) {
+		pi_log(s, PAGEIN_LOG_ERR, "another process's faults are served by handler threads "
+		       "on its one userfaultfd: create the space with PAGEIN_FRONTEND_HANDLER and "
+		       "uffds = 1");
+		return -EINVAL;
+	}
+	if (pi_uffd_check(u->uffd) < 0) {
+		pi_log(s, PAGEIN_LOG_ERR, "fd %d is not a userfaultfd", u->uffd);
+		return -EBADF;
+	}
+	fd = fcntl(u->uffd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* the readers drain it until EAGAIN: it must not block (the file description is shared
+	 * with the peer, which does not read it) */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		goto err_errno;
+	if (u->pidfd >= 0) {
+		pidfd = fcntl(u->pidfd, F_DUPFD_CLOEXEC, 0);
+		if (pidfd < 0)
+			goto err_errno;
+	}
+	close(s->uffds[0]);
+	s->uffds[0] = fd;
+	s->peer_pidfd = pidfd;
+	s->remote = true;
+	return 0;
+
+err_errno:
+	fl = -errno;
+	close(fd);
+	return fl;
+}
+
 int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
 {
 	unsigned i, n = atomic_load(&s->nregions);
@@ -506,6 +567,8 @@ static int region_register(struct pagein_space *s, struct pi_region *r, unsigned
 	r->uffd_base = base;
 	r->stripe_pages = (r->npages + s->nuffds - 1) / s->nuffds;
 	stripe_bytes = r->stripe_pages * r->page_size;
+	if (s->remote)
+		return 0; /* the peer registered its memory itself */
 	for (k = 0, off = 0; off < r->size; k++, off += stripe_bytes) {
 		len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
 		ret = pi_uffd_register(s->uffds[base + k], (uintptr_t)r->host + off, len,
@@ -536,6 +599,9 @@ static void region_unregister(struct pagein_space *s, struct pi_region *r)
 	uint64_t off, stripe_bytes = r->stripe_pages * r->page_size;
 	unsigned k;
 	int ret;
+
+	if (s->remote)
+		return; /* the peer's registration: it goes with its process */
 
 	for (k = 0, off = 0; stripe_bytes && off < r->size; k++, off += stripe_bytes) {
 		ret = pi_uffd_unregister(s->uffds[r->uffd_base + k], (uintptr_t)r->host + off,
@@ -701,6 +767,8 @@ void pagein_space_free(struct pagein_space *s)
 	if (s->bounce)
 		munmap(s->bounce, PAGEIN_BOUNCE_SLOTS * PAGEIN_INSTALL_MAX);
 	free(atomic_load(&s->ws_rec));
+	if (s->peer_pidfd >= 0)
+		close(s->peer_pidfd);
 	free(s);
 }
 
