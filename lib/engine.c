@@ -338,6 +338,33 @@ static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 	pi_maybe_complete(s);
 }
 
+void pi_mark_discarded(struct pagein_space *s, uintptr_t start, uintptr_t end)
+{
+	unsigned nr = atomic_load(&s->nregions), k;
+	uint64_t i, a, b;
+
+	for (k = 0; k < nr; k++) {
+		struct pi_region *r = &s->regions[k];
+		uintptr_t lo = start > (uintptr_t)r->host ? start : (uintptr_t)r->host;
+		uintptr_t hi = end < (uintptr_t)r->host + r->size ? end : (uintptr_t)r->host + r->size;
+
+		if (lo >= hi)
+			continue;
+		/* whole pages only: a page discarded in part still holds bytes */
+		a = (lo - (uintptr_t)r->host + r->page_size - 1) >> r->page_shift;
+		b = (hi - (uintptr_t)r->host) >> r->page_shift;
+		for (i = a; i < b; i++) {
+			/* a page in flight keeps its fetch (a race the balloon and a vCPU may run);
+			 * a missing one is now the zeros the kernel would give: present, so its
+			 * next fault is re-mapped (remap), never fetched */
+			if (pi_test(r->present, i) ||
+			    pi_test_set(r->claimed, i, memory_order_acq_rel))
+				continue;
+			publish(s, r, i, 1);
+		}
+	}
+}
+
 /*
  * Give back claims on [idx, idx+n) that were never installed, and wake whoever waits on them
  * (self-resolving threads in the wait table, handler-mode faulters in the kernel), so that they

@@ -106,6 +106,11 @@ static void on_mm_event(struct pagein_space *s, const struct uffd_msg *m)
 		/* nothing to undo: a later fault on a discarded present page is re-mapped the
 		 * way the kernel would (engine.c remap), never fetched again */
 		pi_stat_add(s, PI_STAT(events_remove), 1);
+		/* another process's balloon: pages it gives up read zeros from then on, even
+		 * those never fetched (Firecracker's contract with its page-fault handler) */
+		if (s->remote)
+			pi_mark_discarded(s, (uintptr_t)m->arg.remove.start,
+					  (uintptr_t)m->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:
 		pi_stat_add(s, PI_STAT(events_unmap), 1);

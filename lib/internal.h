@@ -257,6 +257,9 @@ static inline int pi_uffd_of(struct pagein_space *s, struct pi_region *r, uint64
 
 /* ---- space.c ---- */
 struct pi_region *pi_region_find(struct pagein_space *s, uint64_t gpa);
+/* A remote space's peer discarded host range [start, end) (balloon): its missing whole pages
+ * become present zeros (engine.c). */
+void pi_mark_discarded(struct pagein_space *s, uintptr_t start, uintptr_t end);
 struct pi_region *pi_region_of_host(struct pagein_space *s, uintptr_t addr);
 
 /* ---- engine.c ---- */

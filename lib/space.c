@@ -713,8 +713,9 @@ void pagein_space_stop(struct pagein_space *s)
 	while (atomic_load(&s->inflight) > 0 && pi_now_ns() < deadline)
 		usleep(100);
 	/* every page still missing becomes poison: a thread blocked on it, or touching it later,
-	 * gets SIGBUS rather than a zero page that was never the guest's */
-	n = atomic_load(&s->nregions);
+	 * gets SIGBUS rather than a zero page that was never the guest's (not when the peer whose
+	 * memory it is has exited: nobody is left to touch it) */
+	n = atomic_load(&s->peer_gone) ? 0 : atomic_load(&s->nregions);
 	for (i = 0; i < n; i++) {
 		r = &s->regions[i];
 		for (j = 0; j < r->npages;) {

@@ -4,7 +4,7 @@
  * (pagein_space_adopt_uffd): a peer process maps two regions, registers them with its own uffd
  * (EVENT_REMOVE, missing faults) and hands the uffd over a socket; the space (handler threads)
  * adopts it and the peer's regions, and the peer's threads read every byte right, a discarded
- * page reads zeros. The accessors and KVM refuse the peer's memory; when the peer exits,
+ * page reads zeros (also one never touched before). The accessors and KVM refuse the peer's memory; when the peer exits,
  * pagein_wait_complete answers -ESRCH and the space is freed cleanly.
  */
 #include <fcntl.h>
@@ -57,9 +57,13 @@ static int peer(int sock)
 	if (t_check(m[0], 0, SIZE, SEED, 5) != UINT64_MAX ||
 	    t_check(m[1], GPA1, SIZE / 2, SEED, 5) != UINT64_MAX)
 		return 1;
-	/* a discarded page reads zeros, never the source's bytes again */
+	/* a discarded page reads zeros, never the source's bytes again; so does one discarded
+	 * before it was ever touched (the balloon's contract) */
 	if (madvise(m[0] + 4096, 4096, MADV_DONTNEED) < 0 || *(volatile uint64_t *)(m[0] + 4096))
 		return 1;
+	if (madvise(m[1] + SIZE - 8192, 8192, MADV_DONTNEED) < 0 ||
+	    *(volatile uint64_t *)(m[1] + SIZE - 8192) || *(volatile uint64_t *)(m[1] + SIZE - 8))
+		return 3;
 	return 0;
 }
 
