@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -168,6 +170,163 @@ int pagein_handler_pid(struct pagein_handler *h)
 	return h->accepted ? (int)h->ho->pid : -ENOTCONN;
 }
 
+/* Pages in the working set at path (for the summary), 0 if it cannot be read. */
+static uint64_t pi_ws_pages(const char *path)
+{
+	struct pi_ws ws;
+	uint64_t n;
+
+	if (pi_ws_open(path, &ws, NULL, 0) < 0)
+		return 0;
+	n = ws.npages;
+	pi_ws_close(&ws);
+	return n;
+}
+
+/* Whether the engine can serve this VMM: 4 KiB pages (its remote regions install by COPY in
+ * 4 KiB pages; huge pages go to fcserve.c) and a pidfd to see the VMM exit by. */
+static bool engine_fits(struct pagein_handler *h)
+{
+	unsigned i;
+
+	if (h->ho->pidfd < 0 || getenv("PAGEIN_HANDLER_SIMPLE"))
+		return false;
+	for (i = 0; i < h->n; i++)
+		if (h->r[i].page_size != 4096)
+			return false;
+	return true;
+}
+
+/* The working-set prefetch beside the engine's handler threads. */
+struct eng_prefetch {
+	struct pagein_space *space;
+	const char *path;
+	uint64_t image_id;
+	struct pagein_ws_stats st;
+	int ret;
+	char err[PI_ERRLEN];
+};
+
+static void *eng_prefetch_main(void *arg)
+{
+	struct eng_prefetch *p = arg;
+
+	p->st.size = sizeof(p->st);
+	p->ret = pagein_ws_prefetch(p->space, p->path, p->image_id, &p->st, p->err,
+				    sizeof(p->err));
+	return NULL;
+}
+
+/*
+ * Serve the VMM through a pagein space of its own: handler threads on the VMM's uffd over the
+ * VMM's memory adopted as regions (addressed by memory-file offset, as the source is), the
+ * engine's fault-around, recorder and race rules. For 4 KiB pages with a pidfd.
+ */
+static int serve_engine(struct pagein_handler *h, struct pagein_source *src, uint64_t image_id)
+{
+	struct pagein_uffd_adopt ua = { .size = sizeof(ua), .uffd = h->ho->uffd,
+					.pidfd = h->ho->pidfd };
+	struct eng_prefetch pf = { .path = h->prefetch_ws, .image_id = image_id };
+	struct pi_fc_serve_stats *st = &h->st;
+	struct pagein_config cfg;
+	struct pagein_space *space;
+	struct pagein_stats ps;
+	pthread_t pf_thread;
+	bool prefetching = false;
+	uint64_t t0 = pi_now_ns();
+	unsigned i;
+	int ret;
+
+	pagein_config_init(&cfg);
+	cfg.frontend = PAGEIN_FRONTEND_HANDLER;
+	cfg.readers = 2;
+	cfg.timeout_ms = h->cfg.timeout_ms;
+	cfg.log = h->cfg.log;
+	cfg.log_arg = h->cfg.log_arg;
+	ret = pagein_space_new(&cfg, &space);
+	if (ret < 0)
+		return ret;
+	ret = pagein_space_adopt_uffd(space, &ua);
+	for (i = 0; i < h->n && ret == 0; i++) {
+		struct pagein_region_adopt a = { .size = sizeof(a), .gpa = h->r[i].offset,
+						 .len = h->r[i].size,
+						 .backing = PAGEIN_BACKING_ANON,
+						 .host = (void *)(uintptr_t)h->r[i].base, .fd = -1 };
+
+		ret = pagein_region_adopt(space, &a);
+	}
+	if (ret == 0)
+		ret = pagein_space_set_source(space, src);
+	if (ret == 0 && h->record_ws)
+		ret = pagein_ws_record_start(space, 0);
+	if (ret == 0)
+		ret = pagein_space_start(space);
+	if (ret < 0)
+		goto out;
+	if (h->prefetch_ws) {
+		pf.space = space;
+		if (pthread_create(&pf_thread, NULL, eng_prefetch_main, &pf) == 0)
+			prefetching = true;
+	}
+	/* until the VMM exits (-ESRCH) or we are told to stop; a complete space keeps serving:
+	 * the VMM's balloon may discard and fault pages again */
+	for (;;) {
+		struct pollfd p = { .fd = h->ho->pidfd, .events = POLLIN };
+
+		if (atomic_load(&h->stop))
+			break;
+		ret = pagein_wait_complete(space, 100);
+		if (ret == -ESRCH) {
+			st->peer_exited = true;
+			break;
+		}
+		/* complete, or a page failed for good (poisoned: the VMM gets SIGBUS there):
+		 * either way the VMM goes on, and its exit is what ends the serving */
+		if (ret != -ETIMEDOUT && poll(&p, 1, 100) > 0) {
+			st->peer_exited = true;
+			atomic_store(&space->peer_gone, true); /* before a reader notices */
+			break;
+		}
+	}
+	ret = 0;
+	if (prefetching) {
+		pthread_join(pf_thread, NULL);
+		/* a damaged set or another image's: not used (an install that failed because the
+		 * VMM exited meanwhile is no refusal) */
+		if (pf.ret == -ESTALE || pf.ret == -EIO || pf.ret == -EINVAL || pf.ret == -ENODATA) {
+			st->ws_refused = true;
+			if (h->cfg.log)
+				h->cfg.log(h->cfg.log_arg, PAGEIN_LOG_WARN, pf.err);
+		}
+	}
+	if (h->record_ws) {
+		pagein_ws_record_stop(space);
+		ret = pagein_ws_record_save(space, h->record_ws, image_id, h->err, sizeof(h->err));
+		if (ret < 0)
+			fail(h, ret);
+		else
+			h->ws_pages = pi_ws_pages(h->record_ws);
+	}
+	pagein_stats_get(space, &ps);
+	st->faults = ps.faults_handler;
+	st->pages_demand = ps.pages_demand + ps.pages_around;
+	st->pages_prefetch = pf.st.installed;
+	st->pages_zero = ps.pages_zero;
+	st->rezero = ps.rezero;
+	st->fault_errors = atomic_load(&space->failed_pages);
+	st->events_remove = ps.events_remove;
+	st->events_unmap = ps.events_unmap;
+	st->eexist = ps.eexist;
+	st->eagain = ps.eagain;
+	st->bytes_read = (st->pages_demand + pf.st.installed - ps.pages_zero) * 4096 +
+			 pf.st.bytes_read;
+	memcpy(st->lat_hist, ps.lat_hist, sizeof(st->lat_hist));
+	st->elapsed_ns = pi_now_ns() - t0;
+out:
+	pagein_space_free(space);
+	return ret;
+}
+
 int pagein_handler_serve(struct pagein_handler *h, struct pagein_source *src, uint64_t image_id)
 {
 	struct pi_fc_serve_opts o = { .src = src, .image_id = image_id,
@@ -185,6 +344,15 @@ int pagein_handler_serve(struct pagein_handler *h, struct pagein_source *src, ui
 		return -EINVAL;
 	h->served = true;
 	h->err[0] = 0;
+	if (engine_fits(h)) {
+		ret = serve_engine(h, src, image_id);
+		if (ret < 0) {
+			snprintf(h->err, sizeof(h->err), "serving VMM %d failed: %s",
+				 (int)h->ho->pid, strerror(-ret));
+			fail(h, ret);
+		}
+		return ret;
+	}
 	if (h->prefetch_ws) {
 		ret = pi_ws_open(h->prefetch_ws, &ws, h->err, sizeof(h->err));
 		if (ret < 0)

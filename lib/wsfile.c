@@ -469,23 +469,28 @@ static uint64_t ns_now(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Supply n pages from gpa (zero or from data); a range that crosses regions is retried page by
- * page. Returns pages installed or -errno. */
+/* Supply n pages from gpa (zero or from data), split where the range crosses regions (a run
+ * recorded over two adjacent regions). Returns pages installed or -errno. */
 static int supply(struct pagein_space *space, uint64_t gpa, const uint8_t *data, uint64_t n,
 		  uint64_t ps, bool zero)
 {
-	uint64_t zm = zero ? ~0ull : 0, i;
+	uint64_t zm = zero ? ~0ull : 0, k;
 	int ret, sum = 0;
 
-	ret = pagein_supply(space, gpa, data, n * ps, zero ? &zm : NULL);
-	if (ret != -EINVAL || n == 1)
-		return ret;
-	for (i = 0; i < n; i++) {
-		ret = pagein_supply(space, gpa + i * ps, data + (zero ? 0 : i * ps), ps,
-				    zero ? &zm : NULL);
+	while (n) {
+		struct pi_region *r = pi_region_find(space, gpa);
+
+		if (!r)
+			return -EINVAL; /* outside the space: not this image's layout */
+		k = (r->gpa + r->size - gpa) / ps;
+		k = k < n ? k : n;
+		ret = pagein_supply(space, gpa, data, k * ps, zero ? &zm : NULL);
 		if (ret < 0)
 			return ret;
 		sum += ret;
+		gpa += k * ps;
+		data += zero ? 0 : k * ps;
+		n -= k;
 	}
 	return sum;
 }
