@@ -318,8 +318,9 @@ static int serve_engine(struct pagein_handler *h, struct pagein_source *src, uin
 	st->events_unmap = ps.events_unmap;
 	st->eexist = ps.eexist;
 	st->eagain = ps.eagain;
-	st->bytes_read = (st->pages_demand + pf.st.installed - ps.pages_zero) * 4096 +
-			 pf.st.bytes_read;
+	/* the source is not counted by the engine: pages brought for faults (an upper bound:
+	 * holes are not read) plus the working set's one read */
+	st->bytes_read = st->pages_demand * 4096 + pf.st.bytes_read;
 	memcpy(st->lat_hist, ps.lat_hist, sizeof(st->lat_hist));
 	st->elapsed_ns = pi_now_ns() - t0;
 out:
