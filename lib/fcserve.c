@@ -297,7 +297,8 @@ static int on_msg(struct fc_srv *s, const struct uffd_msg *m)
 							      4096 } };
 
 			slog(s, PAGEIN_LOG_ERR, "the VMM faulted at 0x%llx, outside every region it "
-			     "described: it gets SIGBUS", (unsigned long long)m->arg.pagefault.address);
+			     "described: it gets SIGBUS",
+			     (unsigned long long)m->arg.pagefault.address);
 			s->st->fault_errors++;
 			ioctl(s->uffd, UFFDIO_POISON, &p);
 			return 0;
@@ -419,7 +420,8 @@ static int prefetch_stretch(struct fc_srv *s, struct fc_reg *g, uint64_t idx, ui
 static int prefetch_batch(struct fc_srv *s, const struct pi_ws *ws, const uint8_t *data,
 			  struct ws_cursor *c)
 {
-	uint64_t lo[PI_FC_MAX_REGIONS], hi[PI_FC_MAX_REGIONS], budget = PREFETCH_BATCH, ps = ws->page_size;
+	uint64_t lo[PI_FC_MAX_REGIONS], hi[PI_FC_MAX_REGIONS];
+	uint64_t budget = PREFETCH_BATCH, ps = ws->page_size;
 	unsigned i;
 	int ret = 0;
 
@@ -432,7 +434,8 @@ static int prefetch_batch(struct fc_srv *s, const struct pi_ws *ws, const uint8_
 		struct fc_reg *g = reg_of_off(s, run->gpa);
 		uint64_t end = c->k + budget < run->npages ? c->k + budget : run->npages, a, b;
 
-		if (!g || g->r.page_size != ps || run->gpa + run->npages * ps - g->r.offset > g->r.size) {
+		if (!g || g->r.page_size != ps ||
+		    run->gpa + run->npages * ps - g->r.offset > g->r.size) {
 			/* the set does not match this VMM's layout here: leave it to faults */
 			s->st->prefetch_skipped += run->npages - c->k;
 			end = run->npages;

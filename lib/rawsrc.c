@@ -129,7 +129,8 @@ static bool page_zero(const uint8_t *p, uint64_t len)
 	uint64_t i, acc = 0;
 
 	for (i = 0; i < len / 8; i += 8) {
-		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
+		acc |= w[i] | w[i + 1] | w[i + 2] | w[i + 3];
+		acc |= w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7];
 		if (acc)
 			return false;
 	}
@@ -334,8 +335,8 @@ static bool remap_covers(void *ctx, uint64_t off, uint64_t len)
 	return remap_find(ctx, off, len) != NULL;
 }
 
-int pagein_source_remap_new(struct pagein_source *inner, const struct pagein_raw_region *map, unsigned n,
-			struct pagein_source **out)
+int pagein_source_remap_new(struct pagein_source *inner, const struct pagein_raw_region *map,
+			    unsigned n, struct pagein_source **out)
 {
 	static const struct pagein_source_ops ops = {
 		.fetch = remap_fetch,

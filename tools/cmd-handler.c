@@ -22,7 +22,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pagein handler --socket PATH (--raw FILE | --from-file SNAP | --from HOST:PORT)\n"
+		"usage: pagein handler --socket PATH\n"
+		"                      (--raw FILE | --from-file SNAP | --from HOST:PORT)\n"
 		"                      [--record-ws WS | --prefetch-ws WS] [options]\n"
 		"  --socket PATH       Unix socket the VMM connects to (Firecracker's uffd socket)\n"
 		"  --raw FILE          the VMM's memory file; each region's bytes start at the\n"
@@ -168,7 +169,8 @@ static int run_handler(const struct hopts *o, const struct pagein_handler_config
 	} else {
 		if (o->snap) {
 			ret = pagein_source_file_new(o->snap, &inner);
-			nd = ret < 0 ? ret : pagein_snapshot_regions(o->snap, d, PAGEIN_RAW_MAX_REGIONS);
+			nd = ret < 0 ? ret
+				     : pagein_snapshot_regions(o->snap, d, PAGEIN_RAW_MAX_REGIONS);
 		} else {
 			struct pagein_net_config nc;
 
@@ -231,8 +233,9 @@ int cmd_handler(int argc, char **argv)
 		case 'S': cfg.socket = optarg; break;
 		case 'R': o.raw = optarg; break;
 		case 'L':
-			die_code(EXIT_USAGE, "handler: the layout comes from the VMM's region list (each region's "
-			    "'offset' in the memory file); --layout is for pagein restore --raw");
+			die_code(EXIT_USAGE, "handler: the layout comes from the VMM's region "
+				 "list (each region's 'offset' in the memory file); --layout is for "
+				 "pagein restore --raw");
 		case 'i': o.snap = optarg; break;
 		case 'o': o.addr = optarg; break;
 		case 'W': cfg.record_ws = optarg; break;
@@ -255,8 +258,8 @@ int cmd_handler(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (cfg.record_ws && cfg.prefetch_ws)
-		die_code(EXIT_USAGE, "--record-ws and --prefetch-ws cannot go together: prefetched pages never "
-		    "fault, so their touches cannot be recorded");
+		die_code(EXIT_USAGE, "--record-ws and --prefetch-ws cannot go together: "
+			 "prefetched pages never fault, so their touches cannot be recorded");
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
