@@ -175,7 +175,8 @@ struct pagein_uffd_adopt {
 /*
  * Serve a userfaultfd that another process created and registered (received over SCM_RIGHTS,
  * as a Firecracker-style VMM hands it to its page-fault handler). Call on a new HANDLER space
- * with uffds = 1, before regions: then describe the peer's memory with pagein_region_adopt
+ * with readers = 1 and uffds = 1 (one reader sees a REMOVE before the faults after it), before
+ * regions: then describe the peer's memory with pagein_region_adopt
  * (host = the address in the peer, ANON backing, fd -1), set the source and start. Faults are
  * served through the uffd (COPY, ZEROPAGE; REMOVE events as for local memory); the accessors,
  * freeze/thaw and KVM attach answer -EOPNOTSUPP/-EINVAL (the memory is not ours to touch). When

@@ -239,7 +239,7 @@ static int serve_engine(struct pagein_handler *h, struct pagein_source *src, uin
 
 	pagein_config_init(&cfg);
 	cfg.frontend = PAGEIN_FRONTEND_HANDLER;
-	cfg.readers = 2;
+	cfg.readers = 1; /* a remote space's rule: REMOVE before the faults after it */
 	cfg.timeout_ms = h->cfg.timeout_ms;
 	cfg.log = h->cfg.log;
 	cfg.log_arg = h->cfg.log_arg;

@@ -499,10 +499,14 @@ int pagein_space_adopt_uffd(struct pagein_space *s, const struct pagein_uffd_ado
 		pi_log(s, PAGEIN_LOG_ERR, "adopt a userfaultfd before adding regions or starting");
 		return -EBUSY;
 	}
-	if (s->cfg.frontend != PAGEIN_FRONTEND_HANDLER || s->nuffds != 1) {
-		pi_log(s, PAGEIN_LOG_ERR, "another process's faults are served by handler threads "
-		       "on its one userfaultfd: create the space with PAGEIN_FRONTEND_HANDLER and "
-		       "uffds = 1");
+	if (s->cfg.frontend != PAGEIN_FRONTEND_HANDLER || s->nuffds != 1 ||
+	    s->cfg.readers != 1) {
+		/* one reader: the peer's madvise returns once its REMOVE is read, and the fault
+		 * that follows on the discarded page must not be served (from the source) by a
+		 * second reader before the first has marked the page */
+		pi_log(s, PAGEIN_LOG_ERR, "another process's faults are served by one handler "
+		       "thread on its one userfaultfd: create the space with "
+		       "PAGEIN_FRONTEND_HANDLER, readers = 1 and uffds = 1");
 		return -EINVAL;
 	}
 	if (pi_uffd_check(u->uffd) < 0) {

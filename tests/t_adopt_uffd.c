@@ -114,6 +114,13 @@ int main(void)
 	cfg.readers = 2;
 	cfg.log = t_log;
 	T_EQ(pagein_space_new(&cfg, &s), 0);
+	T_EQ(pagein_space_adopt_uffd(s, &(struct pagein_uffd_adopt){ .size = sizeof(ua),
+								.uffd = uffd, .pidfd = -1 }),
+	     -EINVAL); /* two readers could serve a discarded page before its REMOVE is seen */
+	pagein_space_free(s);
+	cfg.readers = 1;
+	cfg.log = t_log;
+	T_EQ(pagein_space_new(&cfg, &s), 0);
 	ua.uffd = uffd;
 	ua.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	T_ASSERT(ua.pidfd >= 0);
