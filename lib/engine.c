@@ -182,15 +182,18 @@ static int memfd_fill(struct pi_region *r, uint64_t idx, uint64_t n, const uint8
 
 		for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
 			;
-		off = (off_t)((idx + i) << r->page_shift);
+		/* offset in the file: an adopted region may start anywhere in it */
+		off = (off_t)(r->memfd_off + ((idx + i) << r->page_shift));
 		if (zero) {
 			/* a zeroed page in the page cache, no bytes copied */
 			if (fallocate(r->memfd, 0, off, (off_t)((j - i) * ps)) < 0)
 				return -errno;
 		} else if (r->backing == PAGEIN_BACKING_HUGETLB) {
+			uint8_t *a = r->alias + ((idx + i) << r->page_shift);
+
 			/* hugetlbfs has no write(): the alias mapping is the only way in */
-			if (data != r->alias + off)
-				memcpy(r->alias + off, data + i * ps, (j - i) * ps);
+			if (data + i * ps != a)
+				memcpy(a, data + i * ps, (j - i) * ps);
 		} else {
 			uint64_t left = (j - i) * ps;
 			const uint8_t *p = data + i * ps;
@@ -336,6 +339,33 @@ static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 		pi_bucket_wake(pi_bucket_of(s, r, i));
 	atomic_fetch_add(&s->present_pages, n);
 	pi_maybe_complete(s);
+}
+
+void pi_mark_discarded(struct pagein_space *s, uintptr_t start, uintptr_t end)
+{
+	unsigned nr = atomic_load(&s->nregions), k;
+	uint64_t i, a, b;
+
+	for (k = 0; k < nr; k++) {
+		struct pi_region *r = &s->regions[k];
+		uintptr_t lo = start > (uintptr_t)r->host ? start : (uintptr_t)r->host;
+		uintptr_t hi = end < (uintptr_t)r->host + r->size ? end : (uintptr_t)r->host + r->size;
+
+		if (lo >= hi)
+			continue;
+		/* whole pages only: a page discarded in part still holds bytes */
+		a = (lo - (uintptr_t)r->host + r->page_size - 1) >> r->page_shift;
+		b = (hi - (uintptr_t)r->host) >> r->page_shift;
+		for (i = a; i < b; i++) {
+			/* a page in flight keeps its fetch (a race the balloon and a vCPU may run);
+			 * a missing one is now the zeros the kernel would give: present, so its
+			 * next fault is re-mapped (remap), never fetched */
+			if (pi_test(r->present, i) ||
+			    pi_test_set(r->claimed, i, memory_order_acq_rel))
+				continue;
+			publish(s, r, i, 1);
+		}
+	}
 }
 
 /*
@@ -489,6 +519,11 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	bool pushed = held_push(r, idx, n);
 	int ret;
 
+	/* a touch (not the fill): the working set, noted before the install wakes the toucher,
+	 * so a recording saved right after the touch has it. Fault-around neighbours too:
+	 * prefetching a few untouched pages costs less than faulting on touched ones */
+	if (why != PI_WHY_FILL)
+		pi_ws_note(s, r->gpa + (idx << r->page_shift), n, r->page_size);
 	ret = fetch_install(s, r, idx, n, deadline, &zeros);
 	if (ret < 0 && n > 1) {
 		/* the run failed somewhere: give the neighbours back and try the page that was
@@ -551,7 +586,7 @@ static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 				      r->page_size, deadline, &existed);
 		if (ret == -EFAULT && r->memfd >= 0) {
 			/* not in the page cache any more (hole punched): a zeroed page */
-			if (fallocate(r->memfd, 0, (off_t)(idx << r->page_shift),
+			if (fallocate(r->memfd, 0, (off_t)(r->memfd_off + (idx << r->page_shift)),
 				      (off_t)r->page_size) < 0)
 				return -errno;
 			continue;

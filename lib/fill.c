@@ -113,6 +113,8 @@ int pagein_wait_complete(struct pagein_space *s, int timeout_ms)
 			return -EIO;
 		if (atomic_load(&s->stopping))
 			return -ESHUTDOWN;
+		if (atomic_load(&s->peer_gone))
+			return -ESRCH;
 		if (pi_futex_wait(&s->progress, seq, deadline) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
