@@ -455,6 +455,9 @@ int bench_ws(int argc, char **argv)
 	setup(&o);
 	make_order(&o);
 	set = W.first[o.threads];
+	if (!set)
+		die("no page of the %" PRIu64 " MiB snapshot is in the set (1 in %u): nothing to "
+		    "measure", W.size >> 20, o.fraction);
 	fprintf(bench_tab, "pagein bench --ws: snapshot %" PRIu64 " MiB at %s, %u threads touching "
 		"%" PRIu64 " pages (1 in %u, random order, seed %" PRIu64 ") and checking every "
 		"byte; front-end %s, around %u, prefetch/eager %s the workload; median of %u\n", W.size >> 20, W.snap, o.threads, set, o.fraction, o.seed,
