@@ -498,7 +498,9 @@ static void usage(FILE *f)
 "                  backing, no pagein: the floor) and kvm-handler (a pagein HANDLER space).\n"
 "                  Takes --vcpus (at most 16), -b, -s, -r, -u, -d, --spin, --around,\n"
 "                  -n, --json, --seed, --timeout.\n"
-"                  Without /dev/kvm it exits 77: make test-kvm runs it in a guest kernel.\n");
+"                  Without /dev/kvm it exits 77: make test-kvm runs it in a guest kernel.\n"
+"  --ws            working-set prefetch vs on-demand, eager and warm restores of a snapshot\n"
+"                  on disk, page cache dropped (see pagein bench --ws --help)\n");
 }
 
 static void parse_opts(int argc, char **argv, struct bench_opts *o)
@@ -786,6 +788,8 @@ int cmd_bench(int argc, char **argv)
 	for (i = 1; i < (unsigned)argc; i++)
 		if (!strcmp(argv[i], "--net"))
 			return bench_net(argc, argv);
+		else if (!strcmp(argv[i], "--ws"))
+			return bench_ws(argc, argv);
 	parse_opts(argc, argv, &o);
 	bench_tab = o.json ? stderr : stdout;
 	signal(SIGALRM, watchdog);

@@ -217,4 +217,8 @@ int bench_kvm(const struct bench_opts *o);
 /* net.c: `pagein bench --net`, migration over TCP against the raw TCP baseline. */
 int bench_net(int argc, char **argv);
 
+/* ws.c: `pagein bench --ws`, working-set prefetch against on-demand, eager and warm restores of
+ * a snapshot on disk. */
+int bench_ws(int argc, char **argv);
+
 #endif

@@ -5,7 +5,8 @@
 # Writes bench/results/bench.txt, bench.jsonl and bench.png, then prints the headline ratios.
 # Env: B (build dir), BENCH_SIZE (memory per vCPU; BENCH_HSIZE for the handler-shape sections),
 # BENCH_REPEAT (runs per row, the median is kept), BENCH_RESTORE (restore size),
-# BENCH_INSTALL_REPEAT (runs per row of the restore-vs-install section, default 5).
+# BENCH_INSTALL_REPEAT (runs per row of the restore-vs-install section, default 5),
+# BENCH_WS_SIZE (snapshot size of the working-set section, default 256M).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -58,6 +59,9 @@ section restore-handler --restore "$RESTORE" -n "$REPEAT" -f handler
 # issue 11: restore to full residency against the bare install rate, measured in the same run,
 # both front-ends, from memory and from a warm snapshot file; the target wants a median of 5
 section restore-install --restore "$RESTORE" --vs-install -n "${BENCH_INSTALL_REPEAT:-5}"
+# issue 10: working-set prefetch vs on-demand, eager and warm restores of a snapshot on disk
+# (in bench/results, the build's file system, not tmpfs), page cache dropped before each cold run
+section ws --ws --size "${BENCH_WS_SIZE:-256M}" -n "$REPEAT" --dir "$out"
 # issue 3: migration over TCP against the raw TCP baseline, loopback and 100 us each way (BENCH_NET_SIZE)
 section net --net --size "${BENCH_NET_SIZE:-256M}"
 
@@ -114,6 +118,8 @@ fi
 	echo "== restore to full residency vs the bare install rate (issue 11), from this run"
 	sed -n '/^headline: restore .* vs the bare install rate/,$p' "$out/restore-install.txt" |
 		sed 's/^headline: /  /'
+	echo "== working-set prefetch vs on-demand and warm (issue 10), from this run"
+	grep '^ws: ' "$heads" | sed 's/^/  /'
 	echo "== every headline"
 	sed 's/^/  /' "$heads"
 	echo "total time $(($(date +%s) - start)) s; written: $txt $jsonl $out/bench.png"

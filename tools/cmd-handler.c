@@ -188,7 +188,7 @@ static int run_handler(const struct hopts *o, const struct pagein_handler_config
 		if (remap_new(inner, d, nd, r, (unsigned)n, &src) < 0)
 			goto out;
 		/* the image's identity: its region table with the regions' content digests */
-		image_id = pagein_digest(d, sizeof(d[0]) * (unsigned)nd);
+		image_id = snapshot_image_id(d, (unsigned)nd);
 	}
 	ret = pagein_handler_serve(h, src, image_id);
 	if (ret < 0)

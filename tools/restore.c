@@ -394,30 +394,38 @@ static uint64_t raw_digest(const char *path, const struct pagein_raw_region *l)
 	return d;
 }
 
-/* The working-set prefetch, on a thread of its own beside the workload. */
-struct prefetch_arg {
-	struct pagein_space *s;
-	const char *path;
-	uint64_t image_id;
-	struct pagein_ws_stats st;
-	int ret;
-	char err[256];
-};
-
-static void *prefetch_main(void *arg)
+/* The working-set prefetch on a thread of its own beside a workload: this restore and
+ * `pagein bench --ws` run it the same way. */
+static void *ws_prefetch_main(void *arg)
 {
-	struct prefetch_arg *a = arg;
+	struct ws_prefetch *p = arg;
 
-	a->st.size = sizeof(a->st);
-	a->ret = pagein_ws_prefetch(a->s, a->path, a->image_id, &a->st, a->err, sizeof(a->err));
+	p->st.size = sizeof(p->st);
+	p->ret = pagein_ws_prefetch(p->s, p->path, p->image_id, &p->st, p->err, sizeof(p->err));
 	return NULL;
+}
+
+int ws_prefetch_start(struct ws_prefetch *p, struct pagein_space *s, const char *path,
+		      uint64_t image_id)
+{
+	*p = (struct ws_prefetch){ .s = s, .path = path, .image_id = image_id };
+	return pthread_create(&p->thread, NULL, ws_prefetch_main, p);
+}
+
+void ws_prefetch_join(struct ws_prefetch *p)
+{
+	pthread_join(p->thread, NULL);
+}
+
+uint64_t snapshot_image_id(const struct pagein_region_desc *regs, unsigned n)
+{
+	return pagein_digest(regs, sizeof(regs[0]) * n);
 }
 
 int run_restore(const struct restore_opts *ro)
 {
 	struct pagein_raw_region layout[MAX_REGIONS];
-	struct prefetch_arg pf = { 0 };
-	pthread_t pf_thread;
+	struct ws_prefetch pf = { 0 };
 	uint64_t image_id = 0;
 	struct pagein_region_desc regs[MAX_REGIONS + 1];
 	struct workload_arg *args = NULL;
@@ -504,7 +512,7 @@ int run_restore(const struct restore_opts *ro)
 		image_id = pagein_source_raw_image_id(src);
 	} else {
 		/* snapshots and servers: the region table with its content digests */
-		image_id = pagein_digest(regs, sizeof(regs[0]) * (unsigned)n);
+		image_id = snapshot_image_id(regs, (unsigned)n);
 	}
 	if (!src && (ret = pagein_source_file_new(o->from_file, &src)) < 0)
 		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST), "%s: %s", o->from_file, strerror(-ret));
@@ -544,8 +552,7 @@ int run_restore(const struct restore_opts *ro)
 	else if (!o->from_addr && o->fill && (ret = pagein_fill_start(s)) < 0)
 		die_code(exit_for_errno(ret, EXIT_ERROR), "fill: %s", strerror(-ret));
 	if (o->prefetch_ws) {
-		pf = (struct prefetch_arg){ .s = s, .path = o->prefetch_ws, .image_id = image_id };
-		ret = pthread_create(&pf_thread, NULL, prefetch_main, &pf);
+		ret = ws_prefetch_start(&pf, s, o->prefetch_ws, image_id);
 		if (ret)
 			die_code(EXIT_LOCAL, "pthread_create: %s", strerror(ret));
 	}
@@ -602,7 +609,7 @@ int run_restore(const struct restore_opts *ro)
 	if (o->record_ws)
 		pagein_ws_record_stop(s);
 	if (o->prefetch_ws) {
-		pthread_join(pf_thread, NULL);
+		ws_prefetch_join(&pf);
 		if (pf.ret < 0)
 			pr_err("working set not prefetched: %s", pf.err);
 	}

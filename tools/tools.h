@@ -6,10 +6,12 @@
 #ifndef PAGEIN_TOOLS_H
 #define PAGEIN_TOOLS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "pagein.h"
+#include "pagein-vmm.h"
 
 /*
  * Exit codes scripts can act on (docs/man/pagein.1 lists them). Beyond 0 and usage's 2 they are
@@ -130,5 +132,24 @@ int run_restore(const struct restore_opts *o);
  * 0 or -errno. */
 int make_snapshot(const char *path, uint64_t size, uint64_t seed, unsigned zero_every,
 		  bool force);
+
+/* A snapshot's (or a page server's) identity for working sets: its region table with the
+ * regions' content digests, as pagein_snapshot_regions reads it. */
+uint64_t snapshot_image_id(const struct pagein_region_desc *regs, unsigned n);
+
+/* pagein_ws_prefetch on a thread of its own beside a workload (restore, bench --ws). */
+struct ws_prefetch {
+	struct pagein_space *s;
+	const char *path;
+	uint64_t image_id;
+	pthread_t thread;
+	struct pagein_ws_stats st; /* its counters, after the join */
+	int ret;                   /* its return, after the join */
+	char err[256];             /* why, when ret < 0 */
+};
+/* Start it; returns 0 or pthread_create's error number. */
+int ws_prefetch_start(struct ws_prefetch *p, struct pagein_space *s, const char *path,
+		      uint64_t image_id);
+void ws_prefetch_join(struct ws_prefetch *p);
 
 #endif
