@@ -88,10 +88,11 @@ $(B)/pagein: $(TOOL_OBJ) $(B)/libpagein.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(ALLCFLAGS) -o $@ $(TOOL_OBJ) $(B)/libpagein.a $(LIBS)
 
-$(B)/tests/%: tests/%.c $(B)/tests/helpers.o $(B)/libpagein.a
+$(B)/tests/%: tests/%.c $(B)/tests/helpers.o $(B)/tests/proxy.o $(B)/libpagein.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(B)/tests/helpers.o $(B)/libpagein.a $(LIBS)
+	$(Q)$(CC) $(CPPFLAGS) -Itests $(ALLCFLAGS) -o $@ $< $(B)/tests/helpers.o $(B)/tests/proxy.o \
+		$(B)/libpagein.a $(LIBS)
 
 test: all
 	$(Q)B=$(B) SANITIZE_BUILD=$(SANITIZE) bash tests/run.sh
@@ -120,4 +121,4 @@ clean:
 	rm -rf build build-san-*
 
 -include kvm/kvm.mk
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(B)/tests/helpers.d
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(B)/tests/helpers.d $(B)/tests/proxy.d
