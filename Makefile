@@ -32,9 +32,9 @@ endif
 CFLAGS  ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Ilib
 ALLCFLAGS = -std=c11 $(WFLAGS) $(CFLAGS) $(SANFLAGS) -pthread -MMD -MP
-LIBS := -lxxhash -llz4 -lpthread -lm
+LIBS := -lxxhash -llz4 -lssl -lcrypto -lpthread -lm
 
-LIB_SRC   := $(sort $(wildcard lib/*.c))
+LIB_SRC   := $(sort $(wildcard lib/*.c lib/net/*.c))
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/t_*.c))
 THELP_SRC := tests/helpers.c
@@ -80,7 +80,7 @@ $(B)/libpagein.so: $(PIC_OBJ) $(B)/pagein.map
 $(B)/pagein.pc: Makefile
 	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: pagein' 'Description: demand paging of VM and process memory' \
-	  'Version: 0.1' 'Requires.private: libxxhash liblz4' \
+	  'Version: 0.1' 'Requires.private: libxxhash liblz4 libssl libcrypto' \
 	  'Libs: -L$${libdir} -lpagein' 'Libs.private: -lpthread' \
 	  'Cflags: -I$${includedir}' > $@
 

@@ -6,8 +6,8 @@ set -euo pipefail
 
 want=()
 case "${1:-build}" in
-build) want=(gcc make pkg-config libxxhash-dev liblz4-dev) ;;
-bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev gnuplot-nox) ;;
+build) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev) ;;
+bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev gnuplot-nox) ;;
 kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils) ;;
 *) echo "deps.sh: unknown set '$1' (build|bench|kvm)" >&2; exit 2 ;;
 esac
