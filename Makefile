@@ -122,3 +122,4 @@ clean:
 
 -include kvm/kvm.mk
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(B)/tests/helpers.d $(B)/tests/proxy.d
+-include fuzz/fuzz.mk

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs (as root, with apt-get) the Debian packages a build target needs, or says exactly
-# what is missing. Usage: scripts/deps.sh build|bench|kvm
+# what is missing. Usage: scripts/deps.sh build|bench|kvm|fuzz
 set -euo pipefail
 
 want=()
@@ -9,7 +9,8 @@ case "${1:-build}" in
 build) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev) ;;
 bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev gnuplot-nox) ;;
 kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils) ;;
-*) echo "deps.sh: unknown set '$1' (build|bench|kvm)" >&2; exit 2 ;;
+fuzz)  want=(clang libclang-rt-14-dev bc) ;;
+*) echo "deps.sh: unknown set '$1' (build|bench|kvm|fuzz)" >&2; exit 2 ;;
 esac
 
 missing=()
