@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "net/auth.h"
 #include "net/tls.h"
 #include "proxy.h"
 
@@ -162,6 +163,7 @@ struct srv {
 	bool peer_plain;
 	int stream_ret;
 	int raw_ret;
+	uint8_t binding[32];      /* the server end's channel binding */
 	pthread_t th;
 };
 
@@ -258,6 +260,8 @@ static void *srv_main(void *arg)
 	s->ret = pi_conn_handshake(&c, fd, s->tls, true, now_ns() + 3000000000ull, s->why,
 				   sizeof(s->why));
 	s->peer_plain = c.peer_plain;
+	if (!s->ret)
+		T_EQ(pi_conn_binding(&c, s->binding), 0);
 	if (!s->ret && s->raw_check) {
 		size_t n = 0;
 
@@ -381,12 +385,36 @@ static void good_pair(struct pi_tls_ctx *st, struct pi_tls_ctx *ct, const char *
 	pthread_t th;
 	uint64_t zero = 0;
 	uint32_t k;
+	uint8_t cb[32];
 	char why[256];
 
 	srv_start(&s, st, true);
 	T_EQ(client(&c, s.port, ct, why, sizeof(why)), 0);
 	printf("%s: %s\n", name, c.desc);
 	T_ASSERT(strstr(c.desc, "TLSv1.3"));
+	{
+		/* a session proof made with this connection's binding */
+		static uint8_t prev[32];
+		uint8_t b[32], zero32[32] = { 0 }, key[PN_SECRET], nonce[PN_NONCE], mac[PN_MAC];
+
+		T_EQ(pi_conn_binding(&c, b), 0);
+		T_ASSERT(memcmp(b, zero32, 32) && memcmp(b, prev, 32));
+		memcpy(prev, b, 32);
+		memcpy(cb, b, 32);
+		T_EQ(pi_random(key, sizeof(key)), 0);
+		T_EQ(pi_random(nonce, sizeof(nonce)), 0);
+		pi_session_proof(key, nonce, 0x1234, 1, b, mac);
+		T_ASSERT(pi_session_proof_ok(key, nonce, 0x1234, 1, b, mac));
+		T_ASSERT(!pi_session_proof_ok(key, nonce, 0x1235, 1, b, mac));   /* another session */
+		T_ASSERT(!pi_session_proof_ok(key, nonce, 0x1234, 2, b, mac));   /* another role */
+		T_ASSERT(!pi_session_proof_ok(key, nonce, 0x1234, 1, zero32, mac)); /* replayed on
+										     * another channel */
+		nonce[0] ^= 1;
+		T_ASSERT(!pi_session_proof_ok(key, nonce, 0x1234, 1, b, mac));   /* old challenge */
+		nonce[0] ^= 1;
+		key[0] ^= 1;
+		T_ASSERT(!pi_session_proof_ok(key, nonce, 0x1234, 1, b, mac));   /* guessed secret */
+	}
 	T_EQ(pi_conn_write(&c, &zero, 8, now_ns() + 5000000000ull), 0);
 	T_ASSERT(pthread_create(&th, NULL, reader_main, &r) == 0);
 	for (k = 0; k < 1000; k++)
@@ -398,6 +426,7 @@ static void good_pair(struct pi_tls_ctx *st, struct pi_tls_ctx *ct, const char *
 	srv_join(&s);
 	T_EQ(s.ret, 0);
 	T_EQ(s.stream_ret, 0);
+	T_ASSERT(memcmp(cb, s.binding, 32) == 0); /* both ends derived the same binding */
 }
 
 /* A refused pair: both ends fail; the server's result is want_srv. */

@@ -894,6 +894,23 @@ int pi_conn_read_exact(struct pi_conn *c, void *buf, size_t n, uint64_t deadline
 	return 0;
 }
 
+int pi_conn_binding(struct pi_conn *c, uint8_t out[32])
+{
+	static const char label[] = "EXPORTER-pagein-join";
+	int ok;
+
+	memset(out, 0, 32);
+	if (!c->ssl)
+		return 0;
+	/* exporting reads only the handshake's secrets: no record I/O, but OpenSSL wants one
+	 * caller at a time */
+	pthread_mutex_lock(c->lock);
+	ok = SSL_export_keying_material(c->ssl, out, 32, label, sizeof(label) - 1, NULL, 0, 0);
+	ERR_clear_error();
+	pthread_mutex_unlock(c->lock);
+	return ok == 1 ? 0 : -EIO;
+}
+
 size_t pi_conn_pending(const struct pi_conn *c)
 {
 	size_t n;

@@ -60,7 +60,7 @@ const char *pi_tls_mode_name(enum pi_tls_mode m);
 /* One connection. Fields are read-only for users of this header. */
 struct pi_conn {
 	int fd;           /* the TCP socket (non-blocking under TLS); -1 when closed */
-	void *ssl;        /* OpenSSL's SSL, NULL for plain TCP (or once the kernel has both ways) */
+	void *ssl;        /* OpenSSL's SSL, NULL for plain TCP */
 	void *lock;       /* pthread_mutex_t around every SSL call (user-space TLS) */
 	bool server;      /* this end accepted the connection */
 	bool ktls_tx;     /* the kernel encrypts what this end sends: plain send() on fd is safe */
@@ -132,6 +132,11 @@ struct pi_tls_keys {
  * (HKDF-Expand-Label "key" and "iv"). Only right after the handshake, or with keep_secrets.
  * Returns 0, -ENOKEY (secret gone) or -EOPNOTSUPP (a cipher the kernel does not take). */
 int pi_tls_traffic_keys(const struct pi_conn *c, bool rx, struct pi_tls_keys *k);
+
+/* The connection's channel binding for session proofs: 32 bytes of the TLS exporter (RFC 8446
+ * §7.5, label "EXPORTER-pagein-join", empty context), the same at both ends of one connection and
+ * unpredictable for any other; 32 zero bytes on plain TCP. Returns 0 or -EIO. */
+int pi_conn_binding(struct pi_conn *c, uint8_t out[32]);
 
 /* Does buf (n >= 3 bytes) start like a TLS record (handshake or alert)? For a plain endpoint to
  * tell a TLS peer from a confused one. */
