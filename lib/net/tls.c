@@ -539,8 +539,10 @@ static bool ktls_dir(struct pi_conn *c, bool rx)
 	socklen_t len;
 	bool ok;
 
-	if (pi_tls_traffic_keys(c, rx, &k) < 0)
+	if (pi_tls_traffic_keys(c, rx, &k) < 0) {
+		snprintf(c->ktls_why, sizeof(c->ktls_why), "no traffic keys for the cipher");
 		return false;
+	}
 	memset(&u, 0, sizeof(u));
 	switch (k.cipher) {
 	case TLS_CIPHER_AES_GCM_128:
@@ -568,6 +570,9 @@ static bool ktls_dir(struct pi_conn *c, bool rx)
 		break;
 	}
 	ok = setsockopt(c->fd, SOL_TLS, rx ? TLS_RX : TLS_TX, &u, len) == 0;
+	if (!ok)
+		snprintf(c->ktls_why, sizeof(c->ktls_why), "%s: %s", rx ? "TLS_RX" : "TLS_TX",
+			 strerror(errno));
 	OPENSSL_cleanse(&u, sizeof(u));
 	OPENSSL_cleanse(&k, sizeof(k));
 	return ok;
@@ -585,8 +590,10 @@ static void ktls_try(struct pi_conn *c)
 		c->ktls_tx = ktls_dir(c, false);
 		if (c->ktls_tx && !SSL_has_pending(c->ssl))
 			c->ktls_rx = ktls_dir(c, true);
+	} else {
+		/* no `tls` module (CONFIG_TLS off): user-space TLS */
+		snprintf(c->ktls_why, sizeof(c->ktls_why), "TCP_ULP tls: %s", strerror(errno));
 	}
-	/* else no `tls` module (CONFIG_TLS off): user-space TLS */
 }
 
 /* ------------------------------------------------------------------------------------------- */

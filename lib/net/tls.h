@@ -73,6 +73,7 @@ struct pi_conn {
 	unsigned secret_len[2];
 	bool keep_secrets; /* see pi_tls_opts */
 	char desc[96];    /* "TLSv1.3, PSK with (EC)DHE, TLS_AES_128_GCM_SHA256, user-space TLS" */
+	char ktls_why[64]; /* why kernel TLS was not used (or not for both ways), for logs */
 	char error[96];   /* the TLS reason of the last failed receive ("bad record mac",
 			   * "tlsv13 alert certificate required"); written by the reader only */
 };
