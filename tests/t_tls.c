@@ -273,11 +273,16 @@ static void *srv_main(void *arg)
 
 		s->stream_ret = pi_conn_read_exact(&c, &off, 8, now_ns() + 5000000000ull);
 		while (!s->stream_ret && off < STREAM) {
-			size_t n = STREAM - off < sizeof(buf) ? STREAM - off : sizeof(buf), i;
+			size_t n = STREAM - off < sizeof(buf) ? STREAM - off : sizeof(buf), i, sent;
+			/* as a frame goes out: a small header, descriptors, then payload */
+			struct iovec iov[3] = { { buf, 16 }, { buf + 16, 100 },
+						{ buf + 116, n - 116 } };
 
 			for (i = 0; i < n; i++)
 				buf[i] = pat(off + i);
-			s->stream_ret = pi_conn_write(&c, buf, n, now_ns() + 5000000000ull);
+			s->stream_ret = pi_conn_sendv(&c, iov, 3, &sent, 5000, 0, -1);
+			if (!s->stream_ret && sent != n)
+				s->stream_ret = -EMSGSIZE;
 			off += n;
 		}
 		/* the client's small messages, read while the stream went out */
@@ -360,8 +365,21 @@ static void *reader_main(void *arg)
 	uint8_t buf[50000];
 
 	while (r->got < STREAM) {
-		ssize_t n = pi_conn_recv(r->c, buf, sizeof(buf), now_ns() + 5000000000ull), i;
+		ssize_t n, i;
 
+		/* the three receive loops in turn */
+		if (r->got % 3 == 0) {
+			n = pi_conn_recv(r->c, buf, sizeof(buf), now_ns() + 5000000000ull);
+		} else if (r->got % 3 == 1) {
+			n = pi_conn_recv_some(r->c, buf, sizeof(buf), 5000, -1);
+		} else {
+			size_t got, want = STREAM - r->got < 3000 ? STREAM - r->got : 3000;
+			int ret = pi_conn_recv_full(r->c, buf, want, &got, 5000, 0, -1);
+
+			n = ret ? ret : (ssize_t)got;
+			if (ret == -ECONNRESET)
+				n = 0;
+		}
 		if (n <= 0) {
 			r->ret = n ? (int)n : -EPIPE;
 			return NULL;
@@ -574,6 +592,30 @@ int main(void)
 	}
 	pi_conn_close(&c);
 	t_proxy_stop(px); /* the server's writes fail; it returns */
+	srv_join(&s);
+
+	/* an established TLS connection that goes silent: the idle limit and the stop fd end a
+	 * wait, as lib/net/wire.c's loops do */
+	srv_start(&s, spsk, true);
+	T_EQ(client(&c, s.port, cpsk, why, sizeof(why)), 0);
+	{
+		int pfd[2];
+		size_t got;
+		uint8_t b[16];
+		uint64_t t0 = now_ns();
+
+		T_EQ(pi_conn_recv_some(&c, b, sizeof(b), 150, -1), -ETIMEDOUT);
+		T_ASSERT(now_ns() - t0 >= 140000000ull);
+		T_ASSERT(pipe(pfd) == 0);
+		T_ASSERT(write(pfd[1], "x", 1) == 1);
+		T_EQ(pi_conn_recv_full(&c, b, sizeof(b), &got, -1, 0, pfd[0]), -ESHUTDOWN);
+		T_EQ(got, 0);
+		T_EQ(pi_conn_recv_full(&c, b, sizeof(b), &got, -1, now_ns() + 100000000ull, -1),
+		     -ETIMEDOUT);
+		close(pfd[0]);
+		close(pfd[1]);
+	}
+	pi_conn_close(&c); /* the server's read of the start offset fails; it returns */
 	srv_join(&s);
 
 	/* a server that accepts and says nothing: the handshake ends at its deadline */

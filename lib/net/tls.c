@@ -781,104 +781,227 @@ int pi_conn_handshake(struct pi_conn *c, int fd, const struct pi_tls_ctx *t, boo
 	return 0;
 }
 
-int pi_conn_write(struct pi_conn *c, const void *buf, size_t n, uint64_t deadline_ns)
+/* wait_fd with an idle limit and a stop fd, as lib/net/wire.c's: 0, -ETIMEDOUT, -ESHUTDOWN. */
+static int wait_io(int fd, short events, int idle_ms, uint64_t deadline_ns, int stop_fd)
 {
-	const uint8_t *p = buf;
-	size_t done = 0, w;
-	ssize_t s;
-	int r, e, ret;
+	struct pollfd pfd[2] = { { .fd = fd, .events = events }, { .fd = stop_fd, .events = POLLIN } };
+	int ms, left, n;
 
-	while (done < n) {
-		if (!c->ssl || c->ktls_tx) {
-			s = send(c->fd, p + done, n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-			if (s > 0) {
-				done += (size_t)s;
-				continue;
-			}
-			if (s < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				return errno == EPIPE ? -EPIPE : -ECONNRESET;
-			e = SSL_ERROR_WANT_WRITE;
-		} else {
-			/* after a WANT_WRITE the same bytes go again (a record may be half out) */
-			ssl_lock(c);
-			r = SSL_write_ex(c->ssl, p + done, n - done, &w);
-			e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
-			if (e != SSL_ERROR_NONE)
-				ERR_clear_error();
-			ssl_unlock(c);
-			if (r == 1) {
-				done += w;
-				continue;
-			}
-			if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
-				return e == SSL_ERROR_SYSCALL ? -ECONNRESET : -EIO;
+	for (;;) {
+		ms = idle_ms;
+		left = ms_left(deadline_ns);
+		if (left >= 0 && (ms < 0 || left < ms))
+			ms = left;
+		n = poll(pfd, stop_fd >= 0 ? 2 : 1, ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (stop_fd >= 0 && pfd[1].revents)
+			return -ESHUTDOWN;
+		return n ? 0 : -ETIMEDOUT;
+	}
+}
+
+/* One user-space TLS read: the count, 0 at EOF, -EAGAIN (wait for *ev), or -errno. */
+static ssize_t tls_read_once(struct pi_conn *c, void *buf, size_t max, short *ev)
+{
+	unsigned long err;
+	size_t got;
+	int r, e;
+
+	ssl_lock(c);
+	r = SSL_read_ex(c->ssl, buf, max, &got);
+	e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+	err = e == SSL_ERROR_SSL ? ERR_peek_last_error() : 0;
+	if (e != SSL_ERROR_NONE)
+		ERR_clear_error();
+	ssl_unlock(c);
+	switch (e) {
+	case SSL_ERROR_NONE:
+		return (ssize_t)got;
+	case SSL_ERROR_WANT_READ:
+		*ev = POLLIN;
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		*ev = POLLOUT;
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+	case SSL_ERROR_SYSCALL:
+		return 0; /* close_notify, or TCP closed without it: the framing tells truncation */
+	default:
+		snprintf(c->error, sizeof(c->error), "%s",
+			 err && ERR_reason_error_string(err) ? ERR_reason_error_string(err)
+							     : "TLS failure");
+		if (ERR_GET_REASON(err) == SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC ||
+		    ERR_GET_REASON(err) == SSL_R_DECRYPTION_FAILED)
+			return -EBADMSG;
+		if (ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+			return 0;
+		return ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET ? -ECONNRESET : -EIO;
+	}
+}
+
+/* One plain (or kernel TLS) read: the count, 0 at EOF, -EAGAIN, or -errno. */
+static ssize_t fd_read_once(struct pi_conn *c, void *buf, size_t max)
+{
+	ssize_t r = recv(c->fd, buf, max, MSG_DONTWAIT);
+	int e;
+
+	if (r >= 0)
+		return r;
+	e = errno;
+	if (e == EINTR || e == EAGAIN || e == EWOULDBLOCK)
+		return -EAGAIN;
+	if (c->ssl)
+		snprintf(c->error, sizeof(c->error), "%s",
+			 e == EBADMSG ? "bad record mac (kernel TLS)"
+			 : e == EIO ? "a TLS alert or control record (kernel TLS)" : strerror(e));
+	/* kernel TLS: EBADMSG is a record that failed authentication; EIO a record that is not
+	 * data (an alert: the peer closes or refuses) */
+	return e == EBADMSG ? -EBADMSG : (e == EIO && c->ssl) || e == EPIPE ? -ECONNRESET : -e;
+}
+
+ssize_t pi_conn_recv_some(struct pi_conn *c, void *buf, size_t max, int idle_ms, int stop_fd)
+{
+	ssize_t r;
+	short ev = POLLIN;
+	int ret;
+
+	for (;;) {
+		r = !c->ssl || c->ktls_rx ? fd_read_once(c, buf, max) : tls_read_once(c, buf, max, &ev);
+		if (r != -EAGAIN)
+			return r;
+		ret = wait_io(c->fd, ev, idle_ms, 0, stop_fd);
+		if (ret < 0)
+			return ret;
+	}
+}
+
+int pi_conn_recv_full(struct pi_conn *c, void *buf, size_t len, size_t *got, int idle_ms,
+		      uint64_t deadline_ns, int stop_fd)
+{
+	ssize_t r;
+	short ev;
+	int ret;
+
+	*got = 0;
+	while (*got < len) {
+		ev = POLLIN;
+		r = !c->ssl || c->ktls_rx
+			    ? fd_read_once(c, (uint8_t *)buf + *got, len - *got)
+			    : tls_read_once(c, (uint8_t *)buf + *got, len - *got, &ev);
+		if (r > 0) {
+			*got += (size_t)r;
+			continue;
 		}
-		ret = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline_ns);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r != -EAGAIN)
+			return (int)r;
+		ret = wait_io(c->fd, ev, idle_ms, deadline_ns, stop_fd);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
 }
 
+/* Drop w sent bytes from the front of the iov array. */
+static void iov_advance(struct iovec **iov, int *n, size_t w)
+{
+	while (*n && w >= (*iov)->iov_len) {
+		w -= (*iov)->iov_len;
+		(*iov)++;
+		(*n)--;
+	}
+	if (*n) {
+		(*iov)->iov_base = (uint8_t *)(*iov)->iov_base + w;
+		(*iov)->iov_len -= w;
+	}
+}
+
+int pi_conn_sendv(struct pi_conn *c, struct iovec *iov, int n, size_t *sent, int idle_ms,
+		  uint64_t deadline_ns, int stop_fd)
+{
+	/* user-space TLS: whole records of up to 16 KiB gathered here, so a frame header and its
+	 * descriptors do not each cost a record */
+	uint8_t stage[16384];
+	size_t have = 0, w;
+	bool retry = false; /* OpenSSL wants the same bytes again after a WANT_* */
+	short ev;
+	int r, e, ret;
+
+	*sent = 0;
+	while (n > 0 && (!c->ssl || c->ktls_tx)) {
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
+		ssize_t s = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (s < 0 && errno == EINTR)
+			continue;
+		if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			ret = wait_io(c->fd, POLLOUT, idle_ms, deadline_ns, stop_fd);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		if (s < 0)
+			return errno == EPIPE ? -ECONNRESET : -errno;
+		*sent += (size_t)s;
+		iov_advance(&iov, &n, (size_t)s);
+	}
+	while (n > 0 || have) {
+		/* fill the stage; a partly written record is sent again from the same bytes */
+		while (!retry && n > 0 && have < sizeof(stage)) {
+			size_t k = iov->iov_len < sizeof(stage) - have ? iov->iov_len
+								       : sizeof(stage) - have;
+
+			memcpy(stage + have, iov->iov_base, k);
+			have += k;
+			iov_advance(&iov, &n, k);
+		}
+		ssl_lock(c);
+		r = SSL_write_ex(c->ssl, stage, have, &w);
+		e = r == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, r);
+		if (e != SSL_ERROR_NONE)
+			ERR_clear_error();
+		ssl_unlock(c);
+		if (r == 1) {
+			*sent += w;
+			memmove(stage, stage + w, have - w);
+			have -= w;
+			retry = false;
+			continue;
+		}
+		if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
+			return e == SSL_ERROR_SYSCALL ? -ECONNRESET : -EIO;
+		retry = true;
+		ev = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+		ret = wait_io(c->fd, ev, idle_ms, deadline_ns, stop_fd);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int pi_conn_write(struct pi_conn *c, const void *buf, size_t n, uint64_t deadline_ns)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
+	size_t sent;
+	return pi_conn_sendv(c, &iov, 1, &sent, -1, deadline_ns, -1);
+}
+
 ssize_t pi_conn_recv(struct pi_conn *c, void *buf, size_t n, uint64_t deadline_ns)
 {
-	unsigned long err;
-	size_t got;
 	ssize_t r;
-	int e, ret;
+	short ev;
+	int ret;
 
 	for (;;) {
-		if (!c->ssl || c->ktls_rx) {
-			r = recv(c->fd, buf, n, MSG_DONTWAIT);
-			if (r >= 0)
-				return r;
-			if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
-				/* kernel TLS: EBADMSG is a record that failed authentication; EIO a
-				 * record that is not data (an alert: the peer closes or refuses) */
-			{
-				int e2 = errno;
-
-				if (c->ssl)
-					snprintf(c->error, sizeof(c->error), "%s",
-						 e2 == EBADMSG ? "bad record mac (kernel TLS)"
-						 : e2 == EIO ? "a TLS alert or control record (kernel TLS)"
-							     : strerror(e2));
-				return e2 == EBADMSG ? -EBADMSG : e2 == EIO ? -ECONNRESET : -e2;
-			}
-			e = SSL_ERROR_WANT_READ;
-		} else {
-			ssl_lock(c);
-			ret = SSL_read_ex(c->ssl, buf, n, &got);
-			e = ret == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, ret);
-			err = e == SSL_ERROR_SSL ? ERR_peek_last_error() : 0;
-			if (e != SSL_ERROR_NONE)
-				ERR_clear_error();
-			ssl_unlock(c);
-			if (ret == 1)
-				return (ssize_t)got;
-			switch (e) {
-			case SSL_ERROR_WANT_READ:
-			case SSL_ERROR_WANT_WRITE:
-				break;
-			case SSL_ERROR_ZERO_RETURN:
-				return 0; /* close_notify */
-			case SSL_ERROR_SYSCALL:
-				return 0; /* TCP closed without close_notify: our framing tells
-					   * a truncated frame */
-			default:
-				snprintf(c->error, sizeof(c->error), "%s",
-					 err && ERR_reason_error_string(err)
-						 ? ERR_reason_error_string(err) : "TLS failure");
-				if (ERR_GET_REASON(err) == SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC ||
-				    ERR_GET_REASON(err) == SSL_R_DECRYPTION_FAILED)
-					return -EBADMSG;
-				if (ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-					return 0;
-				return ERR_GET_REASON(err) >= SSL_AD_REASON_OFFSET ? -ECONNRESET
-										   : -EIO;
-			}
-		}
-		ret = wait_fd(c->fd, e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN, deadline_ns);
+		ev = POLLIN;
+		r = !c->ssl || c->ktls_rx ? fd_read_once(c, buf, n) : tls_read_once(c, buf, n, &ev);
+		if (r != -EAGAIN)
+			return r;
+		ret = wait_io(c->fd, ev, -1, deadline_ns, -1);
 		if (ret < 0)
 			return ret;
 	}

@@ -111,6 +111,22 @@ int pi_conn_write(struct pi_conn *c, const void *buf, size_t n, uint64_t deadlin
  */
 ssize_t pi_conn_recv(struct pi_conn *c, void *buf, size_t n, uint64_t deadline_ns);
 
+/*
+ * The same three loops as lib/net/wire.c's fd versions (pi_wire_recv_some, pi_wire_recv,
+ * pi_wire_send), over a connection that may be TLS, with the same limits and results: idle_ms
+ * (-1 none) bounds each wait, deadline_ns (0 none) the call, stop_fd (-1 none) readable interrupts
+ * it (-ESHUTDOWN). TLS adds -EBADMSG (a record failed authentication) and -EIO.
+ * pi_conn_recv_some: the count, 0 on EOF, or -errno. pi_conn_recv_full: 0, -ECONNRESET on EOF
+ * (*got says where), or -errno. pi_conn_sendv: 0 or -errno; *sent counts what left (iov is
+ * modified). Under user-space TLS, sendv gathers small pieces into whole records.
+ */
+#include <sys/uio.h>
+ssize_t pi_conn_recv_some(struct pi_conn *c, void *buf, size_t max, int idle_ms, int stop_fd);
+int pi_conn_recv_full(struct pi_conn *c, void *buf, size_t len, size_t *got, int idle_ms,
+		      uint64_t deadline_ns, int stop_fd);
+int pi_conn_sendv(struct pi_conn *c, struct iovec *iov, int n, size_t *sent, int idle_ms,
+		  uint64_t deadline_ns, int stop_fd);
+
 /* Read exactly n bytes before deadline_ns (0: none). Returns 0, 1 on a clean end of stream
  * before the first byte, -EPIPE on one after it, or pi_conn_recv's errors. */
 int pi_conn_read_exact(struct pi_conn *c, void *buf, size_t n, uint64_t deadline_ns);
