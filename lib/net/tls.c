@@ -342,6 +342,7 @@ int pi_tls_ctx_new(const struct pi_tls_opts *o, bool server, struct pi_tls_ctx *
 	SSL_CTX_set_num_tickets(sc, 0);
 	SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_default_read_buffer_len(sc, 256u << 10); /* read-ahead: 256 KiB per recv */
 	if (!t->no_ktls || t->keep_secrets)
 		SSL_CTX_set_keylog_callback(sc, keylog_cb);
 	if (psk) {
@@ -769,6 +770,11 @@ int pi_conn_handshake(struct pi_conn *c, int fd, const struct pi_tls_ctx *t, boo
 	}
 	if (!t->no_ktls)
 		ktls_try(c);
+	if (!c->ktls_rx)
+		/* user-space receive: let OpenSSL read ahead (many records per recv, not two
+		 * syscalls per record); only now, so nothing past the handshake was read ahead
+		 * before the kernel could have taken the receive side */
+		SSL_set_read_ahead(c->ssl, 1);
 	if (!c->keep_secrets) {
 		OPENSSL_cleanse(c->secret, sizeof(c->secret));
 		memset(c->secret_len, 0, sizeof(c->secret_len));
