@@ -1053,8 +1053,12 @@ size_t pi_conn_pending(const struct pi_conn *c)
 
 	if (!c->ssl || c->ktls_rx)
 		return 0;
+	/* read-ahead may hold whole records not yet decrypted: those count too (poll would not
+	 * see them) */
 	pthread_mutex_lock(c->lock);
 	n = (size_t)SSL_pending(c->ssl);
+	if (!n && SSL_has_pending(c->ssl))
+		n = 1;
 	pthread_mutex_unlock(c->lock);
 	return n;
 }

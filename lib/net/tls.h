@@ -131,7 +131,8 @@ int pi_conn_sendv(struct pi_conn *c, struct iovec *iov, int n, size_t *sent, int
  * before the first byte, -EPIPE on one after it, or pi_conn_recv's errors. */
 int pi_conn_read_exact(struct pi_conn *c, void *buf, size_t n, uint64_t deadline_ns);
 
-/* Bytes already decrypted and waiting in user space: poll() on fd does not see them. */
+/* Bytes waiting in user space (decrypted, or records read ahead; then at least 1): poll() on
+ * fd does not see them, so a caller that polls checks this first. */
 size_t pi_conn_pending(const struct pi_conn *c);
 
 /* Say goodbye (TLS close_notify, best effort, never blocking), close fd, free the session. */
