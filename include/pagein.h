@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pagein.h - the one public header of libpagein: demand paging of VM and process memory.
+ * pagein.h - the public header of libpagein: demand paging of VM and process memory (the KVM
+ * part is in pagein-kvm.h, which includes this one).
  * A space is a set of guest memory regions whose pages arrive on first touch from a source
  * (memory, snapshot file, network); faults reach one engine through self-resolve (SIGBUS),
  * handler threads, accessors or a KVM exit. Every function returns 0 (or a count) or -errno.
@@ -285,116 +286,7 @@ int pagein_snapshot_regions(const char *path, struct pagein_region_desc *regs, u
 /* XXH3-64 digest of a buffer (the digest snapshots and the protocol use). */
 uint64_t pagein_digest(const void *buf, uint64_t len);
 
-/* ---------------------------------------------------------------------------------------------
- * Network: post-copy migration (lib/server.c, lib/netsrc.c; wire format in docs/protocol.md)
- */
-
-struct pagein_server; /* the migration source: serves guest memory to destinations */
-
-struct pagein_server_config {
-	const char *listen;      /* "ADDR:PORT" to listen on; default "127.0.0.1:0" (a free port) */
-	unsigned max_sessions;   /* destinations served at once (default 16); more are refused */
-	bool compress;           /* LZ4 for bulk pages when it pays, if the client accepts (default
-	                          * true) */
-	unsigned timeout_ms;     /* a peer silent this long in the middle of a frame is dropped
-	                          * (default 10000) */
-	void (*log)(void *arg, int level, const char *msg); /* NULL = silent */
-	void *log_arg;
-};
-
-/* Fill cfg with the defaults above. */
-void pagein_server_config_init(struct pagein_server_config *cfg);
-
-/* Create a server (not listening yet). The log callback is called from the server's threads,
- * concurrently. Returns 0 and *out, -EINVAL (bad listen address, max_sessions or timeout_ms of
- * 0), -ENOMEM. */
-int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_server **out);
-
-/* Serve [gpa, gpa+size) from mem (the source VMM's own guest memory, paused: it must not change
- * while served). Before start; 4 KiB-aligned, no overlap. Returns 0 or -EINVAL/-EBUSY/-ENOSPC. */
-int pagein_server_add_memory(struct pagein_server *srv, uint64_t gpa, uint64_t size,
-			     const void *mem);
-
-/* Serve every region of a snapshot file. Before start. Returns 0 or the errors of
- * pagein_source_file_new (-EINVAL, -ENODATA, open's -errno), -EBUSY, -ENOSPC. */
-int pagein_server_add_snapshot(struct pagein_server *srv, const char *path);
-
-/* Bind, listen, and serve from a thread of the server's own (one more per connection). Returns
- * 0, -EINVAL (no region), or the -errno of socket/bind/listen (logged with the address). */
-int pagein_server_start(struct pagein_server *srv);
-
-/* The TCP port the server listens on (after start), or -ENOTCONN. */
-int pagein_server_port(struct pagein_server *srv);
-
-/* Close every connection and stop the server's threads. Idempotent; a stopped server cannot be
- * started again (-EBUSY). */
-void pagein_server_stop(struct pagein_server *srv);
-void pagein_server_free(struct pagein_server *srv);
-
-struct pagein_server_stats {
-	uint64_t sessions;        /* sessions opened so far */
-	uint64_t sessions_active; /* open now */
-	uint64_t connections;     /* connections accepted so far */
-	uint64_t refused;         /* connections refused (handshake, limits) */
-	uint64_t malformed;       /* connections closed for a malformed or out-of-range message */
-	uint64_t requests;        /* REQ frames answered */
-	uint64_t pages_urgent;    /* pages sent in replies */
-	uint64_t pages_bulk;      /* pages sent by the bulk stream */
-	uint64_t pages_lz4;       /* of those, sent LZ4-compressed */
-	uint64_t bytes_sent;      /* on the wire, headers included */
-};
-void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st);
-
-/* The destination side: a source that fetches over the network. */
-struct pagein_net_config {
-	const char *addr;        /* "HOST:PORT" of the page server (required) */
-	bool urgent;             /* faults on their own connection (default true); false: faults
-	                          * share the bulk connection (one channel, for comparison) */
-	unsigned bulk;           /* bulk connections streaming the rest (default 1; 0 = none) */
-	bool compress;           /* accept LZ4 pages (default true) */
-	unsigned batch_pages;    /* bulk pages per frame (default 64; use 512 for hugetlb spaces) */
-	unsigned connect_timeout_ms; /* connect + handshake (default 5000) */
-	void (*log)(void *arg, int level, const char *msg); /* NULL = silent; never from a fetch */
-	void *log_arg;
-};
-
-void pagein_net_config_init(struct pagein_net_config *cfg);
-
-/*
- * Connect to a page server (the urgent connection, or the single one when urgent is off),
- * handshake and learn its region table. The source's fetch sends a request and waits for its
- * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
- * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is
- * gone), never a hang. Returns 0 and *out,
- * -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH..., -EPROTO (the server speaks something else: logged).
- */
-int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_source **out);
-
-/* The server's region table (gpa, size, digest): up to max into regs; returns how many were
- * written (min(regions, max)). */
-int pagein_net_regions(struct pagein_source *src, struct pagein_region_desc *regs, unsigned max);
-
-/* Open the bulk connection(s); pages they bring are installed into space (pagein_supply) while
- * faults keep their own connection. The space must outlive the stream: call
- * pagein_net_stream_stop (or pagein_source_free) before pagein_space_free. With urgent off, the
- * single connection keeps carrying faults after stream_stop; bulk pages on it are then dropped.
- * Returns 0, -EALREADY, or a connect error. */
-int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *space);
-
-/* Close the bulk connection(s). Idempotent. pagein_source_free() stops everything. */
-void pagein_net_stream_stop(struct pagein_source *src);
-
-struct pagein_net_stats {
-	uint64_t requests;        /* REQs sent */
-	uint64_t replies;         /* replies received */
-	uint64_t pages_urgent;    /* pages that came in replies */
-	uint64_t pages_bulk;      /* pages the bulk stream brought */
-	uint64_t pages_installed; /* of those, installed (the rest had been faulted in already) */
-	uint64_t bytes_received;  /* on the wire, headers included */
-	uint64_t errors;          /* connections closed for a malformed message or I/O error */
-	bool stream_done;         /* the server said every page has been sent */
-};
-void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
+/* The network API (page server, network source) is in pagein-net.h. */
 
 /* ---------------------------------------------------------------------------------------------
  * Statistics
@@ -439,56 +331,7 @@ const char *pagein_backing_name(enum pagein_backing b);
 /* Page size of a backing in bytes. */
 uint64_t pagein_backing_page_size(enum pagein_backing b);
 
-/* ---------------------------------------------------------------------------------------------
- * KVM (lib/kvm.c): guest memory of a VM as a pagein space
- */
-
-struct kvm_run;
-
-#define PAGEIN_KVM_REENTER 1                /* pagein_kvm_handle_run: fault served, KVM_RUN again */
-#define PAGEIN_KVM_GPA_UNKNOWN UINT64_MAX  /* pagein_kvm_fault.gpa when KVM did not say */
-
-/* What pagein_kvm_handle_run learnt about a KVM_RUN. */
-struct pagein_kvm_fault {
-	int err;               /* KVM_RUN's result as passed in: 0 or -errno */
-	uint32_t exit_reason;  /* run->exit_reason when KVM_RUN returned */
-	int annotated;         /* 1: KVM_EXIT_MEMORY_FAULT described the fault (flags, gpa, size) */
-	int memory_fault_info; /* KVM_CAP_MEMORY_FAULT_INFO as last probed: >0 yes, 0 no, -1 unknown */
-	uint64_t flags;        /* run->memory_fault.flags (KVM_MEMORY_EXIT_FLAG_*), if annotated */
-	uint64_t gpa;          /* faulting guest address, or PAGEIN_KVM_GPA_UNKNOWN */
-	uint64_t size;         /* bytes of the faulting range (annotated only) */
-	uint64_t rip;          /* the vCPU's instruction pointer on a bare EFAULT (0 if unknown) */
-};
-
-/*
- * Register every region of space as a KVM memslot of vm_fd: slots first_slot, first_slot+1, ...
- * in the order the regions were added, with KVM_SET_USER_MEMORY_REGION2 where the kernel has it.
- * The space must use PAGEIN_FRONTEND_HANDLER (KVM touches guest memory from kernel mode, which
- * SIGBUS self-resolve cannot serve) with privileged userfaultfds, and must be started. Returns the
- * number of slots, -EINVAL (the log says why), or -errno of the ioctl (the slots this call added
- * are removed again). Probes KVM_CAP_MEMORY_FAULT_INFO as a side effect. Any thread.
- */
-int pagein_kvm_attach(struct pagein_space *space, int vm_fd, uint32_t first_slot);
-
-/* Delete the memslots pagein_kvm_attach made. Returns 0 or the first -errno. */
-int pagein_kvm_detach(struct pagein_space *space, int vm_fd, uint32_t first_slot);
-
-/* KVM_CHECK_EXTENSION(KVM_CAP_MEMORY_FAULT_INFO) on a /dev/kvm or VM fd: >0 the kernel annotates
- * (some) EFAULTs with KVM_EXIT_MEMORY_FAULT, 0 it does not, -errno. */
-int pagein_kvm_memory_fault_info(int fd);
-
-/*
- * Call on the vCPU thread right after every KVM_RUN, with err = 0 or -errno of KVM_RUN. Returns
- * PAGEIN_KVM_REENTER when it resolved an annotated memory fault (KVM_EXIT_MEMORY_FAULT, via
- * pagein_resolve) and the caller should call KVM_RUN again; 0 for an ordinary exit (handle
- * run->exit_reason yourself); err itself for errors unrelated to memory (-EINTR, ...); and -EFAULT
- * / -EHWPOISON / pagein_resolve's -errno when the fault cannot be served: a bare EFAULT (no
- * annotation: the gpa is unknown), a private-memory fault, a poisoned page, or the same gpa
- * faulting again after being resolved. Failures are logged with everything known; never re-enter
- * after one. vcpu_fd (or -1) is only read for the rip in the report; info (or NULL) gets details.
- */
-int pagein_kvm_handle_run(struct pagein_space *space, int vcpu_fd, struct kvm_run *run, int err,
-			  struct pagein_kvm_fault *info);
+/* KVM: include/pagein-kvm.h (lib/kvm.c), for VMMs; this header does not include it. */
 
 #ifdef __cplusplus
 }

@@ -4,17 +4,22 @@
 # /dev/kvm under QEMU's emulated AMD SVM (irqbypass kvm ccp kvm-amd and their dependencies), the
 # static test binaries given, the static pagein command as /bin/pagein (-p; the tests run
 # `pagein bench --kvm` with it), and an /init that runs each test, printing
-# "KVMTIER-RESULT name rc".
-# Usage: kvm/mkinitramfs.sh [-p PAGEIN] KERNEL_TREE OUT.cpio.gz TEST_BINARY...
+# "KVMTIER-RESULT name rc". -k DIR: kvm.ko and kvm-amd.ko from DIR (kvm/build-kvm.sh's patched
+# modules) instead of the kernel package's.
+# Usage: kvm/mkinitramfs.sh [-p PAGEIN] [-k KODIR] KERNEL_TREE OUT.cpio.gz TEST_BINARY...
 set -euo pipefail
 
 pagein=""
-if [ "${1:-}" = "-p" ]; then
-	pagein=${2:?"-p needs the static pagein binary"}
-	shift 2
-fi
+kodir=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-p) pagein=${2:?"-p needs the static pagein binary"}; shift 2 ;;
+	-k) kodir=${2:?"-k needs the directory of the patched modules"}; shift 2 ;;
+	*) break ;;
+	esac
+done
 if [ $# -lt 2 ]; then
-	echo "usage: $0 [-p PAGEIN] KERNEL_TREE OUT.cpio.gz TEST_BINARY..." >&2
+	echo "usage: $0 [-p PAGEIN] [-k KODIR] KERNEL_TREE OUT.cpio.gz TEST_BINARY..." >&2
 	exit 2
 fi
 tree=$(cd "$1" && pwd)
@@ -58,6 +63,9 @@ for m in irqbypass kvm ccp kvm-amd tls gcm ghash-generic; do
 		name=${name%.xz}; name=${name%.zst}; name=${name%.gz}
 		case "$seen" in *" $name "*) continue ;; esac
 		seen="$seen$name "
+		if [ -n "$kodir" ] && [ -r "$kodir/$name" ]; then
+			path=$kodir/$name # the patched build (plain .ko)
+		fi
 		case "$path" in
 		*.xz)  xz -dc "$path" > "$stage/modules/$name" ;;
 		*.zst) zstd -qdc "$path" > "$stage/modules/$name" ;;
@@ -99,7 +107,8 @@ for m in $(cat /modules/order); do
 	insmod "/modules/$m" || echo "KVMTIER-INFO insmod $m failed"
 done
 if [ -c /dev/kvm ]; then
-	echo "KVMTIER-INFO /dev/kvm present"
+	# taint OE: the out-of-tree (patched) build of kvm.ko is loaded
+	echo "KVMTIER-INFO /dev/kvm present; kvm.ko taint '$(cat /sys/module/kvm/taint 2>/dev/null)'"
 else
 	echo "KVMTIER-INFO /dev/kvm missing: the tests will skip; module messages follow"
 	dmesg | grep -iE 'kvm|svm|ccp' | tail -n 20
@@ -131,4 +140,5 @@ mkdir -p "$(dirname "$out")"
 (cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --quiet -R 0:0) | gzip -6 > "$out.tmp"
 mv "$out.tmp" "$out"
 nmod=$(wc -l < "$stage/modules/order")
-echo "mkinitramfs: $out: kernel $kver, $nmod modules, $n tests${pagein:+, /bin/pagein}" >&2
+echo "mkinitramfs: $out: kernel $kver, $nmod modules${kodir:+ (kvm.ko, kvm-amd.ko patched)}," \
+	"$n tests${pagein:+, /bin/pagein}" >&2

@@ -74,7 +74,8 @@ if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
 	echo "FAIL guest timed out after ${LIMIT}s (QEMU killed)"
 	bad=1
 fi
-if grep -qE 'Oops|Kernel panic|BUG:|general protection fault|Call Trace' "$log"; then
+# WARNING: too (a WARN_ON's line; under `quiet` it reaches the log through /init's dmesg dump)
+if grep -qE 'Oops|Kernel panic|BUG:|general protection fault|Call Trace|WARNING:' "$log"; then
 	echo "FAIL guest kernel crashed or complained:"
 	grep -E 'Oops|Kernel panic|BUG:|general protection fault|Call Trace|WARNING:' "$log" | head -n 10 | sed 's/^/  /'
 	bad=1

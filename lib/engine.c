@@ -485,6 +485,7 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	switch (why) {
 	case PI_WHY_SELF:
 	case PI_WHY_HANDLER:
+	case PI_WHY_KVM:
 		pagein_stat_add(s, PI_STAT(pages_demand), 1);
 		if (n > 1)
 			pagein_stat_add(s, PI_STAT(pages_around), n - 1);
@@ -576,7 +577,8 @@ int pagein_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum
 	uint64_t n;
 	int ret;
 
-	pagein_stat_add(s, why == PI_WHY_SELF ? PI_STAT(faults_self) : PI_STAT(faults_handler), 1);
+	pagein_stat_add(s, why == PI_WHY_SELF ? PI_STAT(faults_self) :
+			   why == PI_WHY_KVM ? PI_STAT(faults_kvm) : PI_STAT(faults_handler), 1);
 again:
 	if (pi_test(r->present, idx)) {
 		ret = remap(s, r, idx);

@@ -48,6 +48,7 @@ static void on_pagefault(struct pagein_space *s, const struct uffd_msg *m)
 		return;
 	}
 	idx = (addr - (uintptr_t)r->host) >> r->page_shift;
+	pi_kvm_note_fault(s, m->arg.pagefault.feat.ptid);
 	ret = pagein_fault(s, r, idx, PI_WHY_HANDLER);
 	if (ret < 0) {
 		/* the faulter must not hang: poison wakes it with SIGBUS */

@@ -82,6 +82,26 @@ enum pi_why {
 	PI_WHY_HANDLER, /* handler thread serving a fault message */
 	PI_WHY_ACCESS,  /* accessor / pagein_resolve / pin */
 	PI_WHY_FILL,    /* background fill */
+	PI_WHY_KVM,     /* a KVM exit-on-missing exit, on the vCPU thread (lib/kvm.c) */
+};
+
+/* KVM state of a space (lib/kvm.c): the memslots it attached and per-vCPU counters. */
+#define PI_KVM_MAX_VCPUS 64 /* = PAGEIN_KVM_MAX_VCPUS */
+struct pi_kvm_vcpu {
+	_Atomic int tid;                 /* the bound vCPU thread, 0 if none */
+	_Atomic uint64_t exits;          /* exit-on-missing exits resolved on it */
+	_Atomic uint64_t exit_pages;     /* pages made present or mapped for them */
+	_Atomic uint64_t handler_faults; /* its userfaultfd faults served by handler threads */
+	_Atomic uint64_t other_exits;    /* other annotated memory faults resolved */
+};
+struct pi_kvm {
+	_Atomic bool attached;          /* pagein_kvm_attach succeeded (and no detach since) */
+	int vm_fd;                      /* the attached VM */
+	uint32_t first_slot;            /* its first memslot */
+	bool region2;                   /* KVM_SET_USER_MEMORY_REGION2 is used */
+	_Atomic bool exit_on_missing;   /* the memslots have KVM_MEM_EXIT_ON_MISSING */
+	_Atomic unsigned nbound;        /* highest bound vCPU index + 1 */
+	struct pi_kvm_vcpu vcpu[PI_KVM_MAX_VCPUS];
 };
 
 struct pi_reader; /* handler.c */
@@ -120,6 +140,7 @@ struct pagein_space {
 	struct pi_shard shards[PAGEIN_STAT_SHARDS];
 	_Atomic uint64_t last_err_gpa;  /* latest fault error, logged later from a normal thread */
 	_Atomic int last_err;
+	struct pi_kvm kvm;              /* lib/kvm.c; zeroed with the space */
 };
 
 struct pagein_source {
@@ -189,6 +210,10 @@ int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
 /* Wake everybody waiting on any page (thaw, stop, failure). */
 void pagein_wake_all(struct pagein_space *s);
+
+/* ---- kvm.c ---- */
+/* A handler thread serves a fault of thread ptid (0: unknown): count it for its vCPU, if bound. */
+void pi_kvm_note_fault(struct pagein_space *s, uint32_t ptid);
 
 /* ---- selfresolve.c ---- */
 int pagein_self_attach(struct pagein_space *s);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
  * kvm.c - pagein for KVM-based VMMs: registers a space's regions as KVM memslots (refusing spaces
- * whose front-end cannot serve KVM's kernel-mode accesses) and interprets a failed KVM_RUN on the
- * vCPU thread: an annotated KVM_EXIT_MEMORY_FAULT is resolved and re-entered, a bare EFAULT is
- * reported with everything known and never retried.
+ * whose front-end cannot serve KVM's kernel-mode accesses), with exit-on-missing where the kernel
+ * has our patch (kvm/patches/), and interprets a failed KVM_RUN on the vCPU thread: an annotated
+ * KVM_EXIT_MEMORY_FAULT is resolved there and re-entered, a bare EFAULT is reported with
+ * everything known and never retried.
  */
 #include <errno.h>
 #include <linux/kvm.h>
@@ -12,8 +13,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 
 #include "internal.h"
+#include "pagein-kvm.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14: write-fault a range in (breaks COW of zero pages) */
+#endif
 
 /*
  * uAPI newer than the build machine's headers (Debian 12 ships Linux 6.1's; these arrived in 6.8).
@@ -42,7 +49,7 @@ struct pi_kvm_memory_fault {
 /* KVM_SET_USER_MEMORY_REGION2's argument (160 bytes); guest_memfd fields unused here */
 struct pi_kvm_region2 {
 	uint32_t slot;               /* memslot number (address space in the high 16 bits) */
-	uint32_t flags;              /* KVM_MEM_*: none used */
+	uint32_t flags;              /* KVM_MEM_*: PAGEIN_KVM_MEM_EXIT_ON_MISSING or 0 */
 	uint64_t guest_phys_addr;    /* first guest address */
 	uint64_t memory_size;        /* bytes; 0 deletes the slot */
 	uint64_t userspace_addr;     /* host mapping KVM reaches through GUP */
@@ -58,6 +65,14 @@ _Static_assert(sizeof(struct pi_kvm_region2) == 160, "kvm_userspace_memory_regio
 
 /* Re-entries allowed for one gpa whose resolve succeeded before we call it a loop. */
 #define PI_KVM_SAME_GPA_MAX 8
+
+_Static_assert(PI_KVM_MAX_VCPUS == PAGEIN_KVM_MAX_VCPUS, "one vCPU limit");
+
+/* The vCPU index this thread bound to (pagein_kvm_vcpu_bind) for counting, -1 if none. */
+static _Thread_local struct {
+	struct pagein_space *space;
+	int vcpu;
+} bound = { NULL, -1 };
 
 /* KVM_CAP_MEMORY_FAULT_INFO as last seen (module-wide, so one value per process): -1 unknown */
 static _Atomic int kvm_mfi = -1;
@@ -80,8 +95,8 @@ int pagein_kvm_memory_fault_info(int fd)
 }
 
 /* Add (size > 0) or delete (size 0) one memslot, with REGION2 when the kernel has it. */
-static int set_slot(int vm_fd, bool region2, uint32_t slot, uint64_t gpa, uint64_t size,
-		    void *host)
+static int set_slot(int vm_fd, bool region2, uint32_t slot, uint32_t flags, uint64_t gpa,
+		    uint64_t size, void *host)
 {
 	int ret;
 
@@ -90,6 +105,7 @@ static int set_slot(int vm_fd, bool region2, uint32_t slot, uint64_t gpa, uint64
 
 		memset(&r2, 0, sizeof(r2));
 		r2.slot = slot;
+		r2.flags = flags;
 		r2.guest_phys_addr = gpa;
 		r2.memory_size = size;
 		r2.userspace_addr = (uintptr_t)host;
@@ -97,7 +113,7 @@ static int set_slot(int vm_fd, bool region2, uint32_t slot, uint64_t gpa, uint64
 	} else {
 		struct kvm_userspace_memory_region r = {
 			.slot = slot,
-			.flags = 0,
+			.flags = flags,
 			.guest_phys_addr = gpa,
 			.memory_size = size,
 			.userspace_addr = (uintptr_t)host,
@@ -129,10 +145,17 @@ static const char *unfit_for_kvm(struct pagein_space *s)
 	return NULL;
 }
 
-int pagein_kvm_attach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
+static const char *const no_eom_why =
+	"the kernel refused memslot flag KVM_MEM_EXIT_ON_MISSING (EINVAL): it lacks pagein's KVM "
+	"patch (kvm/patches/, Linux 6.12; not upstream), so vCPU faults reach the handler threads "
+	"through KVM's GUP instead of exiting to the vCPU thread";
+
+int pagein_kvm_attach_flags(struct pagein_space *s, int vm_fd, uint32_t first_slot,
+			    unsigned flags)
 {
 	unsigned n = atomic_load(&s->nregions), i;
 	const char *why = unfit_for_kvm(s);
+	uint32_t sflags = 0;
 	bool region2;
 	int ret, mfi;
 
@@ -144,17 +167,28 @@ int pagein_kvm_attach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space has no regions");
 		return -EINVAL;
 	}
+	if (atomic_load(&s->kvm.attached)) {
+		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space is attached already "
+			   "(one VM per space; pagein_kvm_detach first)");
+		return -EINVAL;
+	}
 	region2 = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY2) > 0;
 	mfi = pagein_kvm_memory_fault_info(vm_fd);
-	pagein_log(s, PAGEIN_LOG_INFO,
-		   "attaching %u region(s) as KVM memslots %u..%u with %s; KVM_CAP_MEMORY_FAULT_INFO "
-		   "= %d", n, first_slot, first_slot + n - 1,
-		   region2 ? "KVM_SET_USER_MEMORY_REGION2" : "KVM_SET_USER_MEMORY_REGION", mfi);
+	/* exit-on-missing exits are KVM_EXIT_MEMORY_FAULT: useless without the annotation */
+	if (!(flags & PAGEIN_KVM_ATTACH_NO_EXIT) && mfi > 0)
+		sflags = PAGEIN_KVM_MEM_EXIT_ON_MISSING;
 
 	for (i = 0; i < n; i++) {
 		struct pi_region *r = &s->regions[i];
 
-		ret = set_slot(vm_fd, region2, first_slot + i, r->gpa, r->size, r->host);
+		ret = set_slot(vm_fd, region2, first_slot + i, sflags, r->gpa, r->size, r->host);
+		if (ret == -EINVAL && i == 0 && sflags) {
+			/* the probe: stock KVM refuses the unknown flag */
+			pagein_log(s, PAGEIN_LOG_INFO, "pagein_kvm_attach: %s", no_eom_why);
+			sflags = 0;
+			ret = set_slot(vm_fd, region2, first_slot + i, sflags, r->gpa, r->size,
+				       r->host);
+		}
 		if (ret < 0) {
 			pagein_log(s, PAGEIN_LOG_ERR,
 				   "KVM memslot %u (gpa %#llx size %#llx, host %p): %s", first_slot + i,
@@ -163,12 +197,35 @@ int pagein_kvm_attach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 			goto err_unset;
 		}
 	}
+	if (!sflags && (flags & PAGEIN_KVM_ATTACH_NO_EXIT))
+		why = "PAGEIN_KVM_ATTACH_NO_EXIT asked for the handler-thread path";
+	else if (!sflags && mfi <= 0)
+		why = "the kernel lacks KVM_CAP_MEMORY_FAULT_INFO, which exit-on-missing exits need";
+	pagein_log(s, PAGEIN_LOG_INFO,
+		   "attached %u region(s) as KVM memslots %u..%u with %s; KVM_CAP_MEMORY_FAULT_INFO "
+		   "= %d; %s%s", n, first_slot, first_slot + n - 1,
+		   region2 ? "KVM_SET_USER_MEMORY_REGION2" : "KVM_SET_USER_MEMORY_REGION", mfi,
+		   sflags ? "exit-on-missing: vCPU faults exit to the vCPU thread" :
+			    "no exit-on-missing: vCPU faults go to the handler threads",
+		   !sflags && why ? (why == no_eom_why ? " (see above)" : "") : "");
+	if (!sflags && why && why != no_eom_why)
+		pagein_log(s, PAGEIN_LOG_INFO, "pagein_kvm_attach: no exit-on-missing: %s", why);
+	s->kvm.vm_fd = vm_fd;
+	s->kvm.first_slot = first_slot;
+	s->kvm.region2 = region2;
+	atomic_store(&s->kvm.exit_on_missing, sflags != 0);
+	atomic_store(&s->kvm.attached, true);
 	return (int)n;
 
 err_unset:
 	while (i-- > 0)
-		set_slot(vm_fd, region2, first_slot + i, s->regions[i].gpa, 0, NULL);
+		set_slot(vm_fd, region2, first_slot + i, 0, s->regions[i].gpa, 0, NULL);
 	return ret;
+}
+
+int pagein_kvm_attach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
+{
+	return pagein_kvm_attach_flags(s, vm_fd, first_slot, 0);
 }
 
 int pagein_kvm_detach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
@@ -178,7 +235,7 @@ int pagein_kvm_detach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 	int ret = 0;
 
 	for (unsigned i = 0; i < n; i++) {
-		int r = set_slot(vm_fd, region2, first_slot + i, s->regions[i].gpa, 0, NULL);
+		int r = set_slot(vm_fd, region2, first_slot + i, 0, s->regions[i].gpa, 0, NULL);
 
 		if (r < 0 && !ret) {
 			pagein_log(s, PAGEIN_LOG_ERR, "deleting KVM memslot %u: %s", first_slot + i,
@@ -186,7 +243,145 @@ int pagein_kvm_detach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 			ret = r;
 		}
 	}
+	if (vm_fd == s->kvm.vm_fd && first_slot == s->kvm.first_slot)
+		atomic_store(&s->kvm.attached, false);
 	return ret;
+}
+
+int pagein_kvm_exit_on_missing(struct pagein_space *s)
+{
+	return atomic_load(&s->kvm.attached) && atomic_load(&s->kvm.exit_on_missing);
+}
+
+int pagein_kvm_set_exit_on_missing(struct pagein_space *s, int on)
+{
+	unsigned n = atomic_load(&s->nregions), i;
+	uint32_t flags = on ? PAGEIN_KVM_MEM_EXIT_ON_MISSING : 0;
+	int ret = 0;
+
+	if (!atomic_load(&s->kvm.attached))
+		return -ENOTCONN;
+	for (i = 0; i < n; i++) {
+		struct pi_region *r = &s->regions[i];
+
+		ret = set_slot(s->kvm.vm_fd, s->kvm.region2, s->kvm.first_slot + i, flags, r->gpa,
+			       r->size, r->host);
+		if (ret < 0)
+			break;
+	}
+	if (ret == -EINVAL && on && i == 0) {
+		pagein_log(s, PAGEIN_LOG_INFO, "pagein_kvm_set_exit_on_missing: %s", no_eom_why);
+		return -EOPNOTSUPP;
+	}
+	if (ret < 0) {
+		pagein_log(s, PAGEIN_LOG_ERR, "%s KVM_MEM_EXIT_ON_MISSING on memslot %u: %s",
+			   on ? "setting" : "clearing", s->kvm.first_slot + i, strerror(-ret));
+		/* the slots before i changed: say what they are now */
+		if (i > 0)
+			pagein_log(s, PAGEIN_LOG_ERR, "memslots %u..%u now %s the flag",
+				   s->kvm.first_slot, s->kvm.first_slot + i - 1,
+				   on ? "have" : "lack");
+		return ret;
+	}
+	atomic_store(&s->kvm.exit_on_missing, on != 0);
+	return 0;
+}
+
+int pagein_kvm_vcpu_bind(struct pagein_space *s, unsigned vcpu)
+{
+	unsigned nb;
+
+	if (vcpu >= PI_KVM_MAX_VCPUS)
+		return -EINVAL;
+	atomic_store(&s->kvm.vcpu[vcpu].tid, (int)gettid());
+	nb = atomic_load(&s->kvm.nbound);
+	while (nb < vcpu + 1 && !atomic_compare_exchange_weak(&s->kvm.nbound, &nb, vcpu + 1))
+		;
+	bound.space = s;
+	bound.vcpu = (int)vcpu;
+	return 0;
+}
+
+int pagein_kvm_vcpu_stats(struct pagein_space *s, unsigned vcpu, struct pagein_kvm_vcpu_stats *st)
+{
+	struct pi_kvm_vcpu *v;
+
+	if (vcpu >= PI_KVM_MAX_VCPUS)
+		return -EINVAL;
+	v = &s->kvm.vcpu[vcpu];
+	st->exits = atomic_load(&v->exits);
+	st->exit_pages = atomic_load(&v->exit_pages);
+	st->handler_faults = atomic_load(&v->handler_faults);
+	st->other_exits = atomic_load(&v->other_exits);
+	return 0;
+}
+
+void pi_kvm_note_fault(struct pagein_space *s, uint32_t ptid)
+{
+	unsigned n = atomic_load_explicit(&s->kvm.nbound, memory_order_relaxed), i;
+
+	if (!ptid)
+		return;
+	for (i = 0; i < n; i++)
+		if (atomic_load_explicit(&s->kvm.vcpu[i].tid, memory_order_relaxed) == (int)ptid) {
+			atomic_fetch_add_explicit(&s->kvm.vcpu[i].handler_faults, 1,
+						  memory_order_relaxed);
+			return;
+		}
+}
+
+/* The calling thread's vCPU counters in s, or NULL if it did not bind. */
+static struct pi_kvm_vcpu *my_vcpu(struct pagein_space *s)
+{
+	return bound.space == s && bound.vcpu >= 0 ? &s->kvm.vcpu[bound.vcpu] : NULL;
+}
+
+/*
+ * The host maps page idx of r, which pagein holds, for this access: map it again if the kernel
+ * lost the mapping (done by pagein_fault's re-map: UFFDIO_ZEROPAGE or CONTINUE; EEXIST when it
+ * is there), and for a write break what is read-only about it (the zero page, a memfd page only
+ * read) with MADV_POPULATE_WRITE, which cannot reach userfaultfd now that the PTE exists.
+ */
+static int make_writable(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	void *p = r->host + (idx << r->page_shift);
+
+	if (madvise(p, r->page_size, MADV_POPULATE_WRITE) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * An exit-on-missing exit: make [gpa, gpa+size) usable for the access, page by page, on this
+ * (the vCPU's) thread. pagein_fault does what a fault needs for each page state: fetch and
+ * install a missing page (with fault-around), re-map a present one without fetching it again,
+ * -EIO for a failed one, the frozen policy for a frozen one (WAIT sleeps here until thaw).
+ */
+static int resolve_missing(struct pagein_space *s, const struct pagein_kvm_fault *f,
+			   uint64_t *bad, uint64_t *pages)
+{
+	uint64_t gpa = f->gpa, end = f->gpa + (f->size ? f->size : 1);
+	bool write = f->flags & PAGEIN_KVM_EXIT_FLAG_WRITE;
+	int ret;
+
+	*pages = 0;
+	while (gpa < end) {
+		struct pi_region *r = pagein_region_find(s, gpa);
+		uint64_t idx;
+
+		*bad = gpa;
+		if (!r)
+			return -EINVAL;
+		idx = (gpa - r->gpa) >> r->page_shift;
+		ret = pagein_fault(s, r, idx, PI_WHY_KVM);
+		if (ret == 0 && write)
+			ret = make_writable(s, r, idx);
+		if (ret < 0)
+			return ret;
+		(*pages)++;
+		gpa = r->gpa + ((idx + 1) << r->page_shift);
+	}
+	return 0;
 }
 
 /* Resolve an annotated fault: returns PAGEIN_KVM_REENTER or -errno. */
@@ -194,6 +389,7 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 {
 	uint64_t bad = 0, gpa = f->gpa & ~4095ull;
 	uint64_t len = (f->gpa + (f->size ? f->size : 1) + 4095) / 4096 * 4096 - gpa;
+	struct pi_kvm_vcpu *v = my_vcpu(s);
 	int ret;
 
 	if (f->err == -EHWPOISON) {
@@ -227,10 +423,39 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 		last_fault.repeats = 0;
 	}
 
+	if (f->flags & PAGEIN_KVM_EXIT_FLAG_MISSING) {
+		uint64_t pages = 0;
+
+		ret = resolve_missing(s, f, &bad, &pages);
+		if (ret == 0) {
+			if (v) {
+				atomic_fetch_add_explicit(&v->exits, 1, memory_order_relaxed);
+				atomic_fetch_add_explicit(&v->exit_pages, pages, memory_order_relaxed);
+			}
+			return PAGEIN_KVM_REENTER;
+		}
+		pagein_log(s, PAGEIN_LOG_ERR,
+			   "KVM exit-on-missing %s at gpa %#llx size %#llx: gpa %#llx %s; not "
+			   "re-entering", f->flags & PAGEIN_KVM_EXIT_FLAG_WRITE ? "write" : "read",
+			   (unsigned long long)f->gpa, (unsigned long long)f->size,
+			   (unsigned long long)bad,
+			   ret == -EIO ? "could not be fetched (it stays failed: the guest cannot use "
+					 "it)" :
+			   ret == -EFAULT ? "is frozen and the frozen policy is FAIL" :
+			   ret == -EINVAL ? "is outside the space: the memslot is not pagein's" :
+			   ret == -ETIMEDOUT ? "did not arrive in time" :
+			   ret == -ESHUTDOWN ? "cannot be served: the space is stopping" :
+					       strerror(-ret));
+		return ret;
+	}
+
 	pagein_stat_add(s, PI_STAT(faults_kvm), 1);
 	ret = pagein_resolve(s, gpa, len, &bad);
-	if (ret == 0)
+	if (ret == 0) {
+		if (v)
+			atomic_fetch_add_explicit(&v->other_exits, 1, memory_order_relaxed);
 		return PAGEIN_KVM_REENTER;
+	}
 	pagein_log(s, PAGEIN_LOG_ERR,
 		   "KVM memory fault at gpa %#llx size %#llx: resolving failed at gpa %#llx: %s",
 		   (unsigned long long)f->gpa, (unsigned long long)f->size, (unsigned long long)bad,
@@ -273,7 +498,9 @@ int pagein_kvm_handle_run(struct pagein_space *s, int vcpu_fd, struct kvm_run *r
 			  struct pagein_kvm_fault *info)
 {
 	struct pagein_kvm_fault f;
+#if defined(__x86_64__) || defined(__i386__)
 	struct kvm_regs regs;
+#endif
 
 	memset(&f, 0, sizeof(f));
 	f.err = err;
@@ -304,8 +531,11 @@ int pagein_kvm_handle_run(struct pagein_space *s, int vcpu_fd, struct kvm_run *r
 	if (err != -EFAULT && err != -EHWPOISON)
 		return err; /* EINTR, EAGAIN, ...: not about guest memory */
 
+#if defined(__x86_64__) || defined(__i386__)
+	/* the instruction pointer helps the report; struct kvm_regs is per architecture */
 	if (vcpu_fd >= 0 && ioctl(vcpu_fd, KVM_GET_REGS, &regs) == 0)
 		f.rip = regs.rip;
+#endif
 	if (info)
 		*info = f;
 	report_bare(s, &f);

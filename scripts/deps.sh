@@ -8,7 +8,7 @@ want=()
 case "${1:-build}" in
 build) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev) ;;
 bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev gnuplot-nox) ;;
-kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils) ;;
+kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils pahole) ;;
 fuzz)  want=(clang libclang-rt-14-dev bc) ;;
 *) echo "deps.sh: unknown set '$1' (build|bench|kvm|fuzz)" >&2; exit 2 ;;
 esac

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "net/wire.h"
 
 char t_last_log[512];
 int t_failures;
@@ -45,38 +46,36 @@ void t_pass(const char *name)
 
 uint64_t t_word(uint64_t seed, uint64_t gpa)
 {
-	uint64_t x = (gpa >> 3) * 0x9e3779b97f4a7c15ull ^ seed * 0xbf58476d1ce4e5b9ull;
-
-	x ^= x >> 31;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 29;
-	return x | 1; /* never zero: a zero page is always a deliberate one */
-}
-
-static bool zero_page(uint64_t gpa, unsigned zero_every)
-{
-	return zero_every && (gpa >> 12) % zero_every == 0;
+	return pattern_word(seed, gpa);
 }
 
 void t_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_every)
 {
-	uint64_t *w = buf, i;
-
-	for (i = 0; i < len / 8; i++)
-		w[i] = zero_page(gpa + i * 8, zero_every) ? 0 : t_word(seed, gpa + i * 8);
+	pattern_fill(buf, gpa, len, seed, zero_every);
 }
 
 uint64_t t_check(const void *buf, uint64_t gpa, uint64_t len, uint64_t seed, unsigned zero_every)
 {
-	const uint64_t *w = buf;
-	uint64_t i, want;
+	return pattern_check(buf, gpa, len, seed, zero_every);
+}
 
-	for (i = 0; i < len / 8; i++) {
-		want = zero_page(gpa + i * 8, zero_every) ? 0 : t_word(seed, gpa + i * 8);
-		if (w[i] != want)
-			return gpa + i * 8;
-	}
-	return UINT64_MAX;
+void t_send_hello(int fd, uint32_t role, uint64_t session, uint32_t batch)
+{
+	struct {
+		struct pn_hdr h;
+		struct pn_hello b;
+	} __attribute__((packed)) m;
+
+	memset(&m, 0, sizeof(m));
+	m.h.len = sizeof(m.b);
+	m.h.type = PN_HELLO;
+	memcpy(m.b.magic, PN_MAGIC, 8);
+	m.b.version = PN_VERSION;
+	m.b.page_size = PN_PAGE;
+	m.b.role = role;
+	m.b.batch_pages = batch;
+	m.b.session = session;
+	T_ASSERT(write(fd, &m, sizeof(m)) == (ssize_t)sizeof(m));
 }
 
 int t_connect_loopback(int port, int rcvbuf)
@@ -547,4 +546,132 @@ double t_json_num(const struct t_json_object *o, const char *key)
 	const struct t_json_member *m = t_json_get(o, key);
 
 	return m && m->type == 'n' ? m->num : -1;
+}
+
+pid_t t_spawn(const char *bin, char *const args[], int *out_fd, int *err_fd,
+	      void (*setup)(void))
+{
+	int o[2] = { -1, -1 }, e[2] = { -1, -1 }, i;
+	pid_t pid;
+
+	if ((out_fd && pipe2(o, O_CLOEXEC)) || (err_fd && pipe2(e, O_CLOEXEC))) {
+		perror("pipe2");
+		goto fail;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		goto fail;
+	}
+	if (pid == 0) {
+		setpgid(0, 0);
+		if (out_fd)
+			dup2(o[1], 1);
+		if (err_fd)
+			dup2(e[1], 2);
+		if (setup)
+			setup();
+		execv(bin, args);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	if (out_fd) {
+		close(o[1]);
+		*out_fd = o[0];
+	}
+	if (err_fd) {
+		close(e[1]);
+		*err_fd = e[0];
+	}
+	return pid;
+fail:
+	for (i = 0; i < 2; i++) {
+		if (o[i] >= 0)
+			close(o[i]);
+		if (e[i] >= 0)
+			close(e[i]);
+	}
+	return -1;
+}
+
+int t_collect(pid_t pid, int out_fd, char *out, size_t outsz, int err_fd, char *err,
+	      size_t errsz, unsigned timeout_ms)
+{
+	struct pollfd pfd[2] = { { .fd = out_fd, .events = POLLIN }, { .fd = err_fd, .events = POLLIN } };
+	char *buf[2] = { out, err }, sink[4096];
+	size_t len[2] = { 0, 0 }, sz[2] = { outsz, errsz };
+	struct timespec t0;
+	int status, i, killed = 0;
+	ssize_t n;
+
+	if (out)
+		out[0] = 0;
+	if (err)
+		err[0] = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while ((pfd[0].fd >= 0 || pfd[1].fd >= 0) && t_ms_since(&t0) <= (long)timeout_ms) {
+		if (poll(pfd, 2, 200) <= 0)
+			continue;
+		for (i = 0; i < 2; i++) {
+			if (pfd[i].fd < 0 || !pfd[i].revents)
+				continue;
+			/* past the buffer, keep draining so the child never blocks on a full pipe */
+			if (buf[i] && len[i] + 1 < sz[i])
+				n = read(pfd[i].fd, buf[i] + len[i], sz[i] - 1 - len[i]);
+			else
+				n = read(pfd[i].fd, sink, sizeof(sink));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				close(pfd[i].fd);
+				pfd[i].fd = -1;
+				continue;
+			}
+			if (buf[i] && len[i] + 1 < sz[i]) {
+				len[i] += (size_t)n;
+				buf[i][len[i]] = 0;
+			}
+		}
+	}
+	for (i = 0; i < 2; i++)
+		if (pfd[i].fd >= 0)
+			close(pfd[i].fd);
+	while ((i = waitpid(pid, &status, WNOHANG)) == 0 && t_ms_since(&t0) <= (long)timeout_ms)
+		usleep(10000);
+	if (i == 0) {
+		fprintf(stderr, "pid %d did not finish in %u ms: killing it\n", (int)pid, timeout_ms);
+		kill(-pid, SIGKILL);
+		kill(pid, SIGKILL);
+		i = waitpid(pid, &status, 0);
+		killed = 1;
+	}
+	if (i < 0) {
+		perror("waitpid");
+		return -1;
+	}
+	return killed ? -1 : status;
+}
+
+int t_run_status(const char *bin, char *const args[], char *out, size_t outsz, char *err,
+		 size_t errsz, unsigned timeout_ms, void (*setup)(void))
+{
+	int ofd = -1, efd = -1;
+	pid_t pid = t_spawn(bin, args, &ofd, &efd, setup);
+
+	if (pid < 0)
+		return -1;
+	return t_collect(pid, ofd, out, outsz, efd, err, errsz, timeout_ms);
+}
+
+int t_exit_code(int status)
+{
+	if (status < 0)
+		return -1;
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "the command was killed by signal %d (%s)\n", WTERMSIG(status),
+			strsignal(WTERMSIG(status)));
+		return -1;
+	}
+	return WEXITSTATUS(status);
 }

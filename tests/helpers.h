@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "pagein.h"
+#include "pattern.h"
 
 #define T_ASSERT(expr)                                                                         \
 	do {                                                                                   \
@@ -45,8 +46,9 @@ void t_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2))
 /* Print "PASS name" and exit 0. */
 void t_pass(const char *name) __attribute__((noreturn));
 
-/* The victim pattern: 8 bytes at guest address gpa for seed. Never all-zero pages unless
- * zero_every divides the page number (to exercise zero pages). */
+/* The victim pattern (tools/pattern.h, the one the command writes): 8 bytes at guest address
+ * gpa for seed. Never all-zero pages unless zero_every divides the page number (to exercise
+ * zero pages). */
 uint64_t t_word(uint64_t seed, uint64_t gpa);
 /* Fill buf (guest addresses [gpa, gpa+len)) with the pattern; every zero_every-th 4 KiB page
  * stays zero (0 = none). */
@@ -57,6 +59,10 @@ uint64_t t_check(const void *buf, uint64_t gpa, uint64_t len, uint64_t seed, uns
 /* A TCP connection to 127.0.0.1:port (TCP_NODELAY; rcvbuf > 0 sets SO_RCVBUF first, to keep a
  * stream close to the reader). Fails the test if it cannot connect. */
 int t_connect_loopback(int port, int rcvbuf);
+
+/* Send a raw HELLO on fd (a hand-made client): role 1 urgent / 2 bulk, session 0 for a new one,
+ * batch bulk pages per frame. Fails the test if it cannot be written. */
+void t_send_hello(int fd, uint32_t role, uint64_t session, uint32_t batch);
 
 /* Skip unless userfaultfd with the SIGBUS feature works here. */
 void t_require_uffd(void);
@@ -160,3 +166,20 @@ const struct t_json_member *t_json_get(const struct t_json_object *o, const char
 double t_json_num(const struct t_json_object *o, const char *key);
 
 #endif
+
+/* The pagein command's tests (t_cli_*): a child running bin with args (args[0] included), its
+ * stdout and stderr on pipes (*out_fd, *err_fd; NULL leaves the stream the caller's), in a
+ * process group of its own; setup, when not NULL, runs in the child before exec (limits,
+ * signal dispositions). Returns the pid, or -1 with the reason printed. */
+pid_t t_spawn(const char *bin, char *const args[], int *out_fd, int *err_fd,
+	      void (*setup)(void));
+/* Read the child's pipes (fd -1: none) into out/err (NUL-terminated, truncated to the buffers)
+ * until both end, then reap it; after timeout_ms it gets SIGKILL. Returns its wait status, or -1
+ * when it had to be killed or could not be waited for (reason printed). Closes the fds. */
+int t_collect(pid_t pid, int out_fd, char *out, size_t outsz, int err_fd, char *err,
+	      size_t errsz, unsigned timeout_ms);
+/* t_spawn + t_collect: run, capture both streams, return the wait status (or -1). */
+int t_run_status(const char *bin, char *const args[], char *out, size_t outsz, char *err,
+		 size_t errsz, unsigned timeout_ms, void (*setup)(void));
+/* The exit code of a wait status, or -1 (printing the signal) when the child did not exit. */
+int t_exit_code(int status);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The test runner `make test` calls: runs every test program in $B/tests (some once per
-# configuration), then the KVM tier when QEMU is there, each under a time limit. Exit codes: 0
-# pass, 77 skip (the program printed why), anything else fail. Ends with one line:
+# configuration), the examples, the install check (tests/install.sh), then the KVM tier when
+# QEMU is there, each under a time limit. Exit codes: 0 pass, 77 skip (the program printed
+# why), anything else fail. Ends with one line:
 # "N passed, N failed, N skipped". SOAK=1 repeats the race tests many more times.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,26 @@ for t in "$B"/tests/t_*; do
 		run "$name" "$t" ;;
 	esac
 done
+
+# The examples, as a user runs them: from an image in memory, and from a snapshot file.
+snapdir=$(mktemp -d /tmp/pagein-examples.XXXXXX)
+for e in "$B"/examples/*; do
+	[ -x "$e" ] || continue
+	case "$e" in *.d|*.o) continue ;; esac
+	name="example $(basename "$e")"
+	run "$name (memory)" "$e"
+	if "$B/pagein" mksnap --size 8M "$snapdir/ex.snap" >/dev/null 2>&1; then
+		run "$name (snapshot)" "$e" "$snapdir/ex.snap"
+	else
+		fail=$((fail + 1)); failed+=("$name (snapshot)"); echo "  FAIL  $name: pagein mksnap failed"
+	fi
+	rm -f "$snapdir/ex.snap"
+done
+rm -rf "$snapdir"
+
+# make install into a temporary PREFIX, a program built with pkg-config against it (shared and
+# static), and the installed archive's symbols.
+run "install (PREFIX, pkg-config, shared and static, public symbols only)" bash tests/install.sh
 
 # The libFuzzer targets (fuzz/), 3 s each from the committed seeds; `make fuzz` runs them longer.
 # They are ASan/UBSan builds of their own: run once, from the plain pass.

@@ -96,7 +96,7 @@ int main(int argc, char **argv)
 	t_require_uffd();
 
 	{
-		char *const a[] = { (char *)bin, "bench", "-v", "2", "-b", "1M", "-f", "self",
+		char *const a[] = { (char *)bin, "bench", "--vcpus", "2", "-b", "1M", "-f", "self",
 				    "--json", NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_output("self, anon", buf, want_self, 4);
@@ -104,7 +104,7 @@ int main(int argc, char **argv)
 			t_failures++;
 	}
 	{
-		char *const a[] = { (char *)bin, "bench", "-v", "2", "-b", "1M", "-f", "handler",
+		char *const a[] = { (char *)bin, "bench", "--vcpus", "2", "-b", "1M", "-f", "handler",
 				    "-r", "2", "--json", NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_output("handler, anon", buf, want_handler, 4);
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
 			t_failures++;
 	}
 	{
-		char *const a[] = { (char *)bin, "bench", "-v", "2", "-b", "1M", "-f", "handler",
+		char *const a[] = { (char *)bin, "bench", "--vcpus", "2", "-b", "1M", "-f", "handler",
 				    "-s", "shmem", "-a", "rand", "--json", NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_output("handler, shmem, random", buf, want_handler, 4);

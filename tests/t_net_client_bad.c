@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "proto.h"
+#include "pagein-net.h"
+#include "net/wire.h"
 
 #define SEED 9
 #define RSIZE (256ull * 4096) /* the fake server's one region: [0, 1 MiB) */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "pagein-net.h"
 
 #define SEED 77
 #define ZERO_EVERY 5

@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "proto.h"
+#include "pagein-net.h"
+#include "net/wire.h"
 
 #define SEED 0x5e7e
 #define GPA 0x100000ull

@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "proto.h"
+#include "pagein-net.h"
+#include "net/wire.h"
 
 #define SEED 0x3017
 #define A_GPA 0ull

@@ -12,7 +12,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "proto.h"
+#include "pagein-net.h"
+#include "net/wire.h"
 
 #define SIZE (64ull << 20) /* far more than the socket buffers hold */
 
@@ -21,21 +22,9 @@ static int port;
 /* Connect and send HELLO; a small receive buffer so that the stream stalls quickly. */
 static int client(uint32_t role, int rcvbuf)
 {
-	struct {
-		struct pn_hdr h;
-		struct pn_hello b;
-	} __attribute__((packed)) m;
 	int fd = t_connect_loopback(port, rcvbuf);
 
-	memset(&m, 0, sizeof(m));
-	m.h.len = sizeof(m.b);
-	m.h.type = PN_HELLO;
-	memcpy(m.b.magic, PN_MAGIC, 8);
-	m.b.version = PN_VERSION;
-	m.b.page_size = PN_PAGE;
-	m.b.role = role;
-	m.b.batch_pages = 64;
-	T_ASSERT(write(fd, &m, sizeof(m)) == (ssize_t)sizeof(m));
+	t_send_hello(fd, role, 0, 64);
 	return fd;
 }
 

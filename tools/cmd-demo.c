@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "pagein-net.h"
 #include "tools.h"
 
 int parse_restore_opt(struct restore_opts *o, int c, const char *arg);
@@ -79,11 +80,11 @@ static int server_start(uint64_t size)
 	int p[2], port = 0;
 
 	if (pipe(p) < 0)
-		die("pipe: %s", strerror(errno));
+		die_code(EXIT_LOCAL, "pipe: %s", strerror(errno));
 	fflush(NULL);
 	server_pid = fork();
 	if (server_pid < 0)
-		die("fork: %s", strerror(errno));
+		die_code(EXIT_LOCAL, "fork: %s", strerror(errno));
 	if (server_pid == 0) {
 		close(p[0]);
 		serve_child(p[1], size);
@@ -94,7 +95,7 @@ static int server_start(uint64_t size)
 	pfd = (struct pollfd){ .fd = p[0], .events = POLLIN };
 	if (poll(&pfd, 1, 120000) != 1 || read(p[0], &port, sizeof(port)) != sizeof(port) ||
 	    port <= 0)
-		die("the page server did not start (see above)");
+		die_code(EXIT_LOCAL, "the page server did not start (see above)");
 	close(p[0]);
 	return port;
 }
@@ -106,11 +107,16 @@ int cmd_demo(int argc, char **argv)
 		{ "frontend", required_argument, NULL, 'f' },
 		{ "backing", required_argument, NULL, 's' },
 		{ "workload", required_argument, NULL, 'w' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "readers", required_argument, NULL, 'r' },
 		{ "no-urgent", no_argument, NULL, 'U' },
 		{ "bulk", required_argument, NULL, 'B' },
 		{ "no-compress", no_argument, NULL, 'Z' },
 		{ "no-fill", no_argument, NULL, 'F' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "json-interval", required_argument, NULL, 'I' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -124,31 +130,37 @@ int cmd_demo(int argc, char **argv)
 	/* 1 GiB unless memory is short: the server's image and the destination's copy, and room */
 	if (sysinfo(&si) == 0 && (uint64_t)si.freeram * si.mem_unit < 4 * size)
 		size = ((uint64_t)si.freeram * si.mem_unit / 4) & ~((4ull << 20) - 1);
-	while ((c = getopt_long(argc, argv, "b:f:s:w:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "b:f:s:w:t:r:qvh", longopts, NULL)) != -1) {
 		if (c == 'b') {
-			size = parse_size(optarg);
+			size = opt_size("--size", optarg, 4u << 20, 1ull << 40);
 		} else if (c == 'h') {
 			printf("usage: pagein demo [--size SIZE] [--frontend self|handler] "
 			       "[--backing anon|shmem|hugetlb] [--workload seq|rand|hotcold|none]\n"
-			       "                  [--no-urgent] [--bulk N] [--no-compress] [--no-fill] "
-			       "[--verbose]\n");
-			return 0;
+			       "                  [--threads N] [--readers N] [--no-urgent] [--bulk N] "
+			       "[--no-compress] [--no-fill]\n"
+			       "                  [--json [--json-interval SEC]] [--quiet] [--verbose]\n"
+			       "A live post-copy migration over loopback: a child serves a generated guest,\n"
+			       "this process migrates it in while threads touch it, then verifies every byte.\n"
+			       "Exit codes as pagein restore (pagein restore --help).\n");
+			return EXIT_OK;
 		} else if (parse_restore_opt(&o, c, optarg) < 0) {
-			return 2;
+			return EXIT_USAGE;
 		}
 	}
-	if (size < (4u << 20))
-		die("--size must be at least 4M");
+	if (optind < argc)
+		die_code(EXIT_USAGE, "demo takes no operand ('%s')", argv[optind]);
+	if (o.json_interval > 0 && !o.json)
+		die_code(EXIT_USAGE, "--json-interval needs --json");
 	size = (size + (4u << 20) - 1) & ~((4ull << 20) - 1);
-	pr_info("pagein demo: post-copy live migration of a generated %llu MiB guest over loopback",
-		(unsigned long long)(size >> 20));
+	fprintf(stderr, "pagein demo: post-copy live migration of a generated %llu MiB guest over "
+		"loopback\n", (unsigned long long)(size >> 20));
 	port = server_start(size);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	pr_info("page server: pid %d serving on %s; the destination runs %u worker threads",
+	fprintf(stderr, "page server: pid %d serving on %s; the destination runs %u worker threads\n",
 		(int)server_pid, addr, o.threads);
 	o.from_addr = addr;
 	ret = run_restore(&o);
 	server_reap();
-	pr_info("page server stopped");
+	fprintf(stderr, "page server stopped\n");
 	return ret;
 }

@@ -27,10 +27,15 @@ static void usage(FILE *f)
 		"      --no-urgent    network: faults share the bulk connection\n"
 		"      --bulk N       network: bulk connections streaming the rest (default 1)\n"
 		"      --no-compress  network: do not accept LZ4-compressed pages\n"
-		"      --around N     fault-around window in pages (default: adaptive)\n"
+		"      --around N     fault-around window, 1..64 pages (default: adaptive)\n"
 		"      --timeout MS   longest a fault waits for its page (default 10000)\n"
-		"  -q, --quiet        no progress line\n"
-		"  -v, --verbose      log everything the library says\n");
+		"      --json         print one JSON summary on stdout (the human report goes\n"
+		"                     to stderr)\n"
+		"      --json-interval SEC  with --json: a JSON progress line every SEC seconds\n"
+		"  -q, --quiet        no progress line (progress goes to stderr)\n"
+		"  -v, --verbose      log everything the library says\n"
+		"exit: 0 verified, 2 usage, 65 wrong bytes, 69 source unreachable or lost,\n"
+		"      71 local resources, 1 anything else\n");
 }
 
 int parse_restore_opt(struct restore_opts *o, int c, const char *arg);
@@ -45,7 +50,7 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 		else if (!strcmp(arg, "handler"))
 			o->frontend = PAGEIN_FRONTEND_HANDLER;
 		else
-			die("--frontend takes self or handler, not '%s'", arg);
+			die_code(EXIT_USAGE, "--frontend takes self or handler, not '%s'", arg);
 		return 0;
 	case 's':
 		if (!strcmp(arg, "anon"))
@@ -55,15 +60,13 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 		else if (!strcmp(arg, "hugetlb"))
 			o->backing = PAGEIN_BACKING_HUGETLB;
 		else
-			die("--backing takes anon, shmem or hugetlb, not '%s'", arg);
+			die_code(EXIT_USAGE, "--backing takes anon, shmem or hugetlb, not '%s'", arg);
 		return 0;
 	case 'r':
-		o->readers = (unsigned)atoi(arg);
-		if (!o->readers)
-			die("--readers must be at least 1");
+		o->readers = opt_uint("--readers", arg, 1, 256);
 		return 0;
 	case 't':
-		o->threads = (unsigned)atoi(arg);
+		o->threads = opt_uint("--threads", arg, 0, 1024);
 		return 0;
 	case 'w':
 		if (!strcmp(arg, "seq"))
@@ -75,16 +78,18 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 		else if (!strcmp(arg, "none"))
 			o->workload = WL_NONE;
 		else
-			die("--workload takes seq, rand, hotcold or none, not '%s'", arg);
+			die_code(EXIT_USAGE, "--workload takes seq, rand, hotcold or none, not '%s'",
+				 arg);
 		return 0;
 	case 'F':
 		o->fill = false;
 		return 0;
 	case 'A':
-		o->around = (unsigned)atoi(arg);
+		o->around = opt_uint("--around", arg, 1, PAGEIN_AROUND_MAX);
 		return 0;
 	case 'T':
-		o->timeout_ms = (unsigned)atoi(arg);
+		/* 0 would mean the library's default, not "no time-out": refuse it */
+		o->timeout_ms = opt_uint("--timeout", arg, 1, 3600000);
 		return 0;
 	case 'q':
 		o->quiet = true;
@@ -93,15 +98,19 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 		o->urgent = false;
 		return 0;
 	case 'B':
-		o->bulk = (unsigned)atoi(arg);
-		if (o->bulk > 16)
-			die("--bulk takes 0..16 connections");
+		o->bulk = opt_uint("--bulk", arg, 0, 16);
 		return 0;
 	case 'Z':
 		o->compress = false;
 		return 0;
 	case 'v':
 		tool_verbose = true;
+		return 0;
+	case 'J':
+		o->json = true;
+		return 0;
+	case 'I':
+		o->json_interval = opt_seconds("--json-interval", arg, 0.01, 86400);
 		return 0;
 	}
 	return -1;
@@ -125,6 +134,8 @@ int cmd_restore(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "json-interval", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -136,19 +147,27 @@ int cmd_restore(int argc, char **argv)
 		if (c == 'i') {
 			o.from_file = optarg;
 		} else if (c == 'o') {
+			opt_hostport("--from", optarg, false);
 			o.from_addr = optarg;
 		} else if (c == 'h') {
 			usage(stdout);
-			return 0;
+			return EXIT_OK;
 		} else if (parse_restore_opt(&o, c, optarg) < 0) {
 			usage(stderr);
-			return 2;
+			return EXIT_USAGE;
 		}
 	}
-	if (!o.from_file == !o.from_addr) {
+	if (optind < argc)
+		die_code(EXIT_USAGE, "restore takes no operand ('%s'): give the source with --from or "
+			 "--from-file", argv[optind]);
+	if (o.from_file && o.from_addr)
+		die_code(EXIT_USAGE, "--from and --from-file: give only one");
+	if (!o.from_file && !o.from_addr) {
 		pr_err("restore needs one of --from HOST:PORT and --from-file PATH");
 		usage(stderr);
-		return 2;
+		return EXIT_USAGE;
 	}
+	if (o.json_interval > 0 && !o.json)
+		die_code(EXIT_USAGE, "--json-interval needs --json");
 	return run_restore(&o);
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * main.c - the pagein command: dispatches to one subcommand per file (cmd-*.c) from a table,
- * and holds the helpers they share (printing, dying, sizes, the log sink).
+ * and holds the helpers they share (printing, dying with an exit code, the log sink).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -12,6 +12,11 @@
 
 #include "tools.h"
 
+/* The release; the library's pagein_version() will replace it once every tree has it. */
+#ifndef PAGEIN_VERSION_STR
+#define PAGEIN_VERSION_STR "0.2.0"
+#endif
+
 bool tool_verbose;
 
 static const struct {
@@ -19,23 +24,48 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help; /* one line */
 } cmds[] = {
-	{ "demo", cmd_demo, "a lazy restore of a generated snapshot, with progress and verification" },
+	{ "demo", cmd_demo, "a live post-copy migration over loopback: a page server child serves a\n"
+	  "           generated guest, this process migrates it in while threads touch it, verified" },
 	{ "restore", cmd_restore, "restore guest memory lazily from a snapshot and run a workload" },
 	{ "mksnap", cmd_mksnap, "write a snapshot file filled with a seeded pattern" },
 	{ "serve", cmd_serve, "serve guest memory (a snapshot) to migration destinations" },
 	{ "bench", cmd_bench, "the demand-paging benchmark (demand_paging_test's shape)" },
 };
 
+static void __attribute__((noreturn)) vdie(int code, const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fprintf(stderr, "pagein: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	exit(code);
+}
+
 void die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "pagein: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n");
-	exit(1);
+	vdie(EXIT_ERROR, fmt, ap);
+}
+
+void die_code(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vdie(code, fmt, ap);
+}
+
+int exit_for_errno(int err, int fallback)
+{
+	switch (err < 0 ? -err : err) {
+	case ENOMEM: case EPERM: case EACCES: case ENOSPC: case EDQUOT: case EFBIG:
+	case EMFILE: case ENFILE: case EAGAIN: case ENOSYS: case EROFS:
+		return EXIT_LOCAL;
+	default:
+		return fallback;
+	}
 }
 
 void pr_err(const char *fmt, ...)
@@ -92,36 +122,16 @@ int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-uint64_t parse_size(const char *s)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || end == s)
-		die("'%s' is not a size (examples: 4096, 64K, 256M, 1G)", s);
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	case '\0': break;
-	default: die("'%s' is not a size (examples: 4096, 64K, 256M, 1G)", s);
-	}
-	if (*end == 'i' || *end == 'B')
-		end += *end == 'i' ? (end[1] == 'B' ? 2 : 1) : 1;
-	if (*end)
-		die("'%s' is not a size (examples: 4096, 64K, 256M, 1G)", s);
-	return v;
-}
-
 static void usage(FILE *f)
 {
 	unsigned i;
 
-	fprintf(f, "usage: pagein COMMAND [OPTIONS]   (pagein COMMAND --help for its options)\n\n");
+	fprintf(f, "usage: pagein COMMAND [OPTIONS]   (pagein COMMAND --help for its options)\n"
+		   "       pagein --version\n\n");
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].help);
+	fprintf(f, "\nexit codes: 0 done (restore: every region verified), 1 other failure, 2 usage,\n"
+		   "  65 wrong bytes, 69 source unreachable or lost, 71 local resources (see pagein(1))\n");
 }
 
 int main(int argc, char **argv)
@@ -131,6 +141,10 @@ int main(int argc, char **argv)
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("pagein %s\n", PAGEIN_VERSION_STR);
+		return 0;
 	}
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(argv[1], cmds[i].name))

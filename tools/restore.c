@@ -2,22 +2,31 @@
 /*
  * restore.c - the restore engine the `restore` and `demo` commands drive: map the regions of a
  * snapshot or a page server as a pagein space, run workload threads over the memory while it
- * arrives (faults) and the fill or the bulk stream brings the rest, print a progress line, then
- * verify every region's digest. Also generates the images the demo serves and snapshots hold.
+ * arrives (faults) and the fill or the bulk stream brings the rest, print progress (stderr, or
+ * JSON lines), then verify every region's digest. A page the source cannot give ends the
+ * workload thread that touched it (its SIGBUS is caught), not the process, so a lost source
+ * still ends in a summary. Also generates the images the demo serves and snapshots hold.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "pagein-net.h"
+#include "pattern.h"
 #include "tools.h"
 
-#define MAX_REGIONS 32
+/* The most regions the snapshot format and the protocol hold (the library's PAGEIN_MAX_REGIONS
+ * once every tree has it). A source with more is refused, never restored in part. */
+#define MAX_REGIONS 64
 
 void restore_opts_init(struct restore_opts *o)
 {
@@ -36,26 +45,15 @@ void restore_opts_init(struct restore_opts *o)
 }
 
 
-/* A splitmix64 word per 8 bytes of guest address: cheap, and different for every seed. */
-static uint64_t pattern(uint64_t seed, uint64_t gpa)
-{
-	uint64_t x = gpa + seed * 0x9e3779b97f4a7c15ull;
-
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 uint64_t *make_image(uint64_t *size, uint64_t seed, unsigned zero_every,
 		     struct pagein_region_desc regs[2])
 {
-	uint64_t *img, i, lo, sz = (*size + (4u << 20) - 1) & ~((4ull << 20) - 1);
+	uint64_t *img, lo, sz = (*size + (4u << 20) - 1) & ~((4ull << 20) - 1);
 
 	img = malloc(sz);
 	if (!img)
 		return NULL;
-	for (i = 0; i < sz / 8; i++)
-		img[i] = zero_every && (i * 8 / 4096) % zero_every == 0 ? 0 : pattern(seed, i * 8);
+	pattern_fill(img, 0, sz, seed, zero_every);
 	/* two regions, like a PC's RAM below and above a hole: 3/4 at 0, 1/4 at 4 GiB */
 	lo = sz / 4 * 3 & ~((2ull << 20) - 1);
 	regs[0] = (struct pagein_region_desc){ .gpa = 0, .size = lo };
@@ -66,19 +64,50 @@ uint64_t *make_image(uint64_t *size, uint64_t seed, unsigned zero_every,
 	return img;
 }
 
-int make_snapshot(const char *path, uint64_t size, uint64_t seed, unsigned zero_every)
+int make_snapshot(const char *path, uint64_t size, uint64_t seed, unsigned zero_every, bool force)
 {
 	struct pagein_region_desc regs[2];
 	const void *data[2];
+	char tmp[4096];
 	uint64_t *img;
-	int ret;
+	int ret, fd;
 
+	/* beside path, so the rename stays in one file system and is atomic */
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	if (!force && access(path, F_OK) == 0)
+		return -EEXIST;
 	img = make_image(&size, seed, zero_every, regs);
 	if (!img)
 		return -ENOMEM;
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		ret = -errno;
+		goto out_free;
+	}
+	close(fd);
 	data[0] = img;
 	data[1] = (uint8_t *)img + regs[0].size;
-	ret = pagein_snapshot_save(path, regs, data, 2);
+	ret = pagein_snapshot_save(tmp, regs, data, 2);
+	if (ret == 0) {
+		/* mkstemp made it 0600; a snapshot is as readable as any file the user writes */
+		mode_t um = umask(0);
+
+		umask(um);
+		if (chmod(tmp, 0666 & ~um) < 0)
+			ret = -errno;
+	}
+	/* without --force, link() refuses to replace a file that appeared meanwhile; on a file
+	 * system without hard links the access() check above has to do */
+	if (ret == 0 && !force && link(tmp, path) < 0) {
+		ret = -errno;
+		if (ret == -EPERM || ret == -EOPNOTSUPP)
+			ret = rename(tmp, path) < 0 ? -errno : 0;
+	} else if (ret == 0 && force && rename(tmp, path) < 0) {
+		ret = -errno;
+	}
+	unlink(tmp); /* the link's other name, or what a failure left; gone after a rename */
+out_free:
 	free(img);
 	return ret;
 }
@@ -91,7 +120,13 @@ struct workload_arg {
 	unsigned id;             /* thread number */
 	_Atomic uint64_t *touched;
 	volatile uint64_t sum;   /* keeps the reads from being optimised away */
+	bool lost;               /* stopped by SIGBUS: a page it touched could not be fetched */
 };
+
+/* A page could not be fetched (on_fault_error ran, or a workload thread got SIGBUS). */
+static _Atomic bool source_lost;
+/* Armed while a workload thread touches guest memory: where its SIGBUS handler jumps to. */
+static __thread sigjmp_buf *workload_jmp;
 
 /* The i-th 4 KiB page over all regions. */
 static volatile uint64_t *page_word(struct workload_arg *a, uint64_t i)
@@ -103,9 +138,8 @@ static volatile uint64_t *page_word(struct workload_arg *a, uint64_t i)
 	return (volatile uint64_t *)(a->host[r] + i * 4096);
 }
 
-static void *workload_main(void *p)
+static void __attribute__((noinline)) workload_touch(struct workload_arg *a)
 {
-	struct workload_arg *a = p;
 	uint64_t total = 0, per, first, i, j, st = 0x2545f4914f6cdd1dull * (a->id + 1), sum = 0;
 	unsigned r;
 
@@ -133,7 +167,104 @@ static void *workload_main(void *p)
 		atomic_fetch_add_explicit(a->touched, 1, memory_order_relaxed);
 	}
 	a->sum = sum;
+}
+
+static void *workload_main(void *p)
+{
+	struct workload_arg *a = p;
+	sigjmp_buf jb;
+
+	/* a page the source could not give is poisoned, and touching it raises SIGBUS in this
+	 * thread: the handler jumps back here, and the thread ends as lost instead of the process
+	 * dying by the signal, so run_restore can still print its summary */
+	if (sigsetjmp(jb, 1)) {
+		workload_jmp = NULL;
+		a->lost = true;
+		return NULL;
+	}
+	workload_jmp = &jb;
+	workload_touch(a);
+	workload_jmp = NULL;
 	return NULL;
+}
+
+/* SIGBUS behind pagein's own handler (which serves the faults it can and hands on the rest):
+ * what reaches here is a page that failed for good. Async-signal-safe. */
+static void on_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+	static const char msg[] = "pagein: a page of guest memory could not be fetched outside "
+				  "the workload: the source failed or went away\n";
+	ssize_t w;
+
+	/* a workload thread touches guest memory only: its SIGBUS is a page that failed */
+	if (workload_jmp) {
+		atomic_store(&source_lost, true);
+		siglongjmp(*workload_jmp, 1);
+	}
+	/* anywhere else, a SIGBUS with no failed page reported is a real one: die by it (the
+	 * access faults again under the default action) */
+	if (!atomic_load(&source_lost)) {
+		signal(SIGBUS, SIG_DFL);
+		return;
+	}
+	/* another thread touched a lost page: no summary can be printed from here */
+	w = write(2, msg, sizeof(msg) - 1);
+	(void)w;
+	_exit(EXIT_SOURCE_LOST);
+}
+
+static void catch_sigbus(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	/* SA_NODEFER: pagein's handler may call this one while SIGBUS is being handled */
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+}
+
+/* What progress() needs besides its arguments (the wait loop passes only those). */
+static struct {
+	const struct restore_opts *o;
+	bool human;            /* the progress line on stderr */
+	uint64_t next_json_ns; /* when the next periodic JSON line is due */
+	uint64_t page_size;    /* of the backing: the unit of pagein_residency */
+	uint64_t last_bytes;   /* resident bytes at the last JSON line */
+	uint64_t last_json_ns;
+} rep;
+
+/* The fault-latency quantile q in microseconds, interpolated inside its log2 bucket. */
+static double fault_us(const struct pagein_stats *st, double q)
+{
+	return hist_quantile(st->lat_hist, PAGEIN_HIST_BUCKETS, q) / 1000.0;
+}
+
+/* The members every restore JSON line has: where the transfer stands. */
+static void json_transfer(struct pagein_space *s, const struct pagein_stats *st, uint64_t t0,
+			  uint64_t t, double mib_s)
+{
+	uint64_t present, total, faults = st->faults_self + st->faults_handler;
+
+	pagein_residency(s, &present, &total);
+	json_num("elapsed_s", (double)(t - t0) / 1e9);
+	json_u64("page_size", rep.page_size);
+	json_u64("pages_total", total);
+	json_u64("pages_transferred", present);
+	json_u64("pages_remaining", total - present);
+	json_u64("bytes_total", total * rep.page_size);
+	json_u64("bytes_transferred", present * rep.page_size);
+	json_u64("bytes_remaining", (total - present) * rep.page_size);
+	json_num("mib_per_s", mib_s);
+	json_u64("faults", faults);
+	json_num("fault_p50_us", fault_us(st, 0.5));
+	json_num("fault_p90_us", fault_us(st, 0.9));
+	json_num("fault_p99_us", fault_us(st, 0.99));
+	json_num("fault_p999_us", fault_us(st, 0.999));
+	json_num("fault_mean_us", faults ? (double)st->fault_ns / (double)faults / 1000.0 : 0.0);
+	json_num("blocked_s", (double)st->blocked_ns / 1e9);
+	json_u64("fetch_errors", st->fetch_errors);
 }
 
 static void progress(struct pagein_space *s, uint64_t t0, uint64_t *last_present,
@@ -142,34 +273,50 @@ static void progress(struct pagein_space *s, uint64_t t0, uint64_t *last_present
 	struct pagein_stats st;
 	uint64_t present, total, t = now_ns(), faults;
 	double dt = (double)(t - *last_t) / 1e9;
+	bool tty = isatty(2);
 
 	pagein_residency(s, &present, &total);
 	pagein_stats_get(s, &st);
 	faults = st.faults_self + st.faults_handler;
-	printf("%s  resident %5.1f%%  %7.1f MiB/s  faults/s %7.0f  p99 fault %6.1f us  %5.2f s%s",
-	       isatty(1) ? "\r" : "", 100.0 * (double)present / (double)total,
-	       dt > 0 ? (double)(present - *last_present) * 4096 / dt / (1 << 20) : 0.0,
-	       dt > 0 ? (double)(faults - *last_faults) / dt : 0.0,
-	       (double)pagein_stats_quantile(&st, 0.99) / 1000.0, (double)(t - t0) / 1e9,
-	       isatty(1) && !final ? "" : "\n");
-	fflush(stdout);
+	if (rep.human) {
+		fprintf(stderr, "%s  resident %5.1f%%  %7.1f MiB/s  faults/s %7.0f  p99 fault %7.1f us"
+			"  %5.2f s%s", tty ? "\r" : "", 100.0 * (double)present / (double)total,
+			dt > 0 ? (double)(present - *last_present) * 4096 / dt / (1 << 20) : 0.0,
+			dt > 0 ? (double)(faults - *last_faults) / dt : 0.0, fault_us(&st, 0.99),
+			(double)(t - t0) / 1e9, tty && !final ? "" : "\n");
+		fflush(stderr);
+	}
+	if (rep.o->json && rep.o->json_interval > 0 && !final && t >= rep.next_json_ns) {
+		double jdt = (double)(t - rep.last_json_ns) / 1e9;
+
+		json_begin("progress", "running");
+		json_transfer(s, &st, t0, t, jdt > 0 ? (double)(present * rep.page_size -
+						rep.last_bytes) / jdt / (1 << 20) : 0.0);
+		json_end();
+		rep.last_bytes = present * rep.page_size;
+		rep.last_json_ns = t;
+		rep.next_json_ns = t + (uint64_t)(rep.o->json_interval * 1e9);
+	}
 	*last_present = present;
 	*last_faults = faults;
 	*last_t = t;
 }
 
-/* A fault could not be served: say so before the SIGBUS that follows ends the process.
+/* A fault could not be served: say so before the SIGBUS that follows ends the faulting thread.
  * Async-signal-safe (it runs in the faulting thread's SIGBUS handler in self mode). */
 static void on_fault_error(void *arg, uint64_t gpa, uint64_t len, int err)
 {
 	static const char hex[] = "0123456789abcdef";
 	static const char head[] = "pagein: the page at gpa 0x";
 	static const char tail[] = " could not be fetched (errno ";
-	static const char end[] = "): the source failed or went away; the faulting thread gets SIGBUS\n";
+	static const char end[] = "): the source failed or went away\n";
 	char msg[192];
 	size_t n = 0;
 	int i, e = err < 0 ? -err : err;
 
+	/* report only the first: after a lost connection every page in flight fails */
+	if (atomic_exchange(&source_lost, true))
+		return;
 	memcpy(msg, head, sizeof(head) - 1);
 	n = sizeof(head) - 1;
 	for (i = 60; i >= 0; i -= 4)
@@ -203,43 +350,65 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 	nc.log = tool_log;
 	ret = pagein_source_net_new(&nc, &src);
 	if (ret < 0)
-		die("cannot migrate from %s: %s%s", o->from_addr, strerror(-ret),
-		    ret == -EPROTO ? " (the server speaks another protocol: see above)" : "");
+		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST), "cannot migrate from %s: %s%s",
+			 o->from_addr, strerror(-ret),
+			 ret == -EPROTO ? " (the server speaks another protocol: see above)" : "");
 	return src;
 }
 
-int run_restore(const struct restore_opts *o)
+int run_restore(const struct restore_opts *ro)
 {
-	struct pagein_region_desc regs[MAX_REGIONS];
+	struct pagein_region_desc regs[MAX_REGIONS + 1];
 	struct workload_arg *args = NULL;
 	struct pagein_source *src = NULL;
 	struct pagein_space *s = NULL;
+	struct restore_opts oc = *ro;
+	const struct restore_opts *o = &oc;
 	struct pagein_config cfg;
 	struct pagein_stats st;
 	uint8_t *host[MAX_REGIONS];
 	uint64_t pages[MAX_REGIONS], bytes = 0, t0, t_work = 0, t_full = 0, lp = 0, lf = 0, lt;
 	_Atomic uint64_t touched = 0;
 	pthread_t *th = NULL;
-	int n, i, ret, bad = 0;
+	int n, i, ret, bad = 0, code;
 	unsigned t;
 	uint64_t ps = pagein_backing_page_size(o->backing);
 	bool stream = o->from_addr && o->fill && o->bulk;  /* network bulk stream */
 	bool filling = o->from_addr ? stream : o->fill;     /* something brings untouched pages */
+	bool lost = false;
+	const char *state;
+	FILE *out = o->json ? stderr : stdout; /* the human results; stdout is JSON's with --json */
 
+	/* the wait loop below calls progress() while !o->quiet: with periodic JSON lines asked
+	 * for, it must call it even when the human progress line is off */
+	rep.o = o;
+	rep.human = !ro->quiet;
+	rep.page_size = ps;
+	oc.quiet = ro->quiet && !(ro->json && ro->json_interval > 0);
+	/* one more than we hold: a source with more regions is refused, not restored in part */
 	if (o->from_addr) {
 		src = net_source(o);
-		n = pagein_net_regions(src, regs, MAX_REGIONS);
+		n = pagein_net_regions(src, regs, MAX_REGIONS + 1);
 		if (n < 0)
-			die("%s: cannot read the region table: %s", o->from_addr, strerror(-n));
+			die_code(EXIT_SOURCE_LOST, "%s: cannot read the region table: %s", o->from_addr,
+				 strerror(-n));
 	} else {
-		n = pagein_snapshot_regions(o->from_file, regs, MAX_REGIONS);
+		n = pagein_snapshot_regions(o->from_file, regs, MAX_REGIONS + 1);
 		if (n == -ENODATA)
-			die("%s is truncated: it is shorter than its header says", o->from_file);
+			die_code(EXIT_SOURCE_LOST, "%s is truncated: it is shorter than its header says",
+				 o->from_file);
 		if (n < 0)
-			die("%s: %s", o->from_file,
-			    n == -EINVAL ? "not a pagein snapshot (bad magic, version or header digest)"
-					 : strerror(-n));
+			die_code(exit_for_errno(n, EXIT_SOURCE_LOST), "%s: %s", o->from_file,
+				 n == -EINVAL ? "not a pagein snapshot (bad magic, version or header digest)"
+					      : strerror(-n));
 	}
+	if (n > MAX_REGIONS)
+		die_code(EXIT_ERROR, "%s has more than %d regions: pagein restores at most %d (nothing "
+			 "was restored)", o->from_addr ? o->from_addr : o->from_file, MAX_REGIONS,
+			 MAX_REGIONS);
+	if (n == 0)
+		die_code(EXIT_SOURCE_LOST, "%s has no regions", o->from_addr ? o->from_addr : o->from_file);
+	catch_sigbus();
 	pagein_config_init(&cfg);
 	cfg.frontend = o->frontend;
 	cfg.readers = o->readers;
@@ -249,24 +418,26 @@ int run_restore(const struct restore_opts *o)
 	cfg.on_fault_error = on_fault_error;
 	ret = pagein_space_new(&cfg, &s);
 	if (ret < 0)
-		die("cannot create the space: %s", strerror(-ret));
+		die_code(exit_for_errno(ret, EXIT_ERROR), "cannot create the space: %s", strerror(-ret));
 	for (i = 0; i < n; i++) {
 		if (regs[i].size % ps)
-			die("region %d (%" PRIu64 " bytes) is not a whole number of %s pages", i,
-			    regs[i].size, pagein_backing_name(o->backing));
+			die_code(EXIT_USAGE, "region %d (%" PRIu64 " bytes) is not a whole number of %s "
+				 "pages", i, regs[i].size, pagein_backing_name(o->backing));
 		ret = pagein_region_add(s, regs[i].gpa, regs[i].size, o->backing, (void **)&host[i]);
 		if (ret < 0)
-			die("region %d: %s", i, strerror(-ret));
+			die_code(exit_for_errno(ret, EXIT_ERROR), "region %d of %d (%.1f MiB at gpa 0x%"
+				 PRIx64 "): %s (nothing was restored)", i, n,
+				 (double)regs[i].size / (1 << 20), regs[i].gpa, strerror(-ret));
 		pages[i] = regs[i].size / 4096;
 		bytes += regs[i].size;
 	}
 	if (!src && (ret = pagein_source_file_new(o->from_file, &src)) < 0)
-		die("%s: %s", o->from_file, strerror(-ret));
+		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST), "%s: %s", o->from_file, strerror(-ret));
 	ret = pagein_space_set_source(s, src);
 	if (ret < 0)
-		die("source: %s", strerror(-ret));
+		die_code(EXIT_SOURCE_LOST, "the source does not cover the regions: %s", strerror(-ret));
 
-	if (!o->quiet) {
+	if (!ro->quiet) {
 		char how[96];
 
 		if (o->from_addr)
@@ -275,32 +446,37 @@ int run_restore(const struct restore_opts *o)
 				 stream && o->bulk == 1 ? "" : "s", o->urgent ? "on" : "off");
 		else
 			snprintf(how, sizeof(how), "background fill %s", o->fill ? "on" : "off");
-		pr_info("restoring %.1f MiB in %d regions lazily from %s: front-end %s, %s memory, "
-			"%u workload threads (%s), %s",
+		fprintf(stderr, "restoring %.1f MiB in %d regions lazily from %s: front-end %s, %s "
+			"memory, %u workload threads (%s), %s\n",
 			(double)bytes / (1 << 20), n, o->from_addr ? o->from_addr : o->from_file,
 			pagein_frontend_name(o->frontend), pagein_backing_name(o->backing), o->threads,
 			o->workload == WL_SEQ ? "sequential" : o->workload == WL_RAND ? "random"
 				: o->workload == WL_HOTCOLD ? "hot/cold" : "none", how);
+		fflush(stderr);
 	}
 	t0 = lt = now_ns();
+	rep.last_json_ns = t0;
+	rep.next_json_ns = t0 + (uint64_t)(o->json_interval * 1e9);
 	ret = pagein_space_start(s);
 	if (ret < 0)
-		die("start: %s", strerror(-ret));
+		die_code(exit_for_errno(ret, EXIT_ERROR), "start: %s", strerror(-ret));
 	if (stream && (ret = pagein_net_stream_start(src, s)) < 0)
-		die("cannot open the bulk connection to %s: %s", o->from_addr, strerror(-ret));
+		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST),
+			 "cannot open the bulk connection to %s: %s", o->from_addr, strerror(-ret));
 	else if (!o->from_addr && o->fill && (ret = pagein_fill_start(s)) < 0)
-		die("fill: %s", strerror(-ret));
+		die_code(exit_for_errno(ret, EXIT_ERROR), "fill: %s", strerror(-ret));
 
 	if (o->workload != WL_NONE && o->threads) {
 		th = calloc(o->threads, sizeof(*th));
 		args = calloc(o->threads, sizeof(*args));
 		if (!th || !args)
-			die("out of memory");
+			die_code(EXIT_LOCAL, "out of memory");
 		for (t = 0; t < o->threads; t++) {
-			args[t] = (struct workload_arg){ o, host, pages, (unsigned)n, t, &touched, 0 };
+			args[t] = (struct workload_arg){ o, host, pages, (unsigned)n, t, &touched, 0,
+							 false };
 			ret = pthread_create(&th[t], NULL, workload_main, &args[t]);
 			if (ret)
-				die("pthread_create: %s", strerror(ret));
+				die_code(EXIT_LOCAL, "pthread_create: %s", strerror(ret));
 		}
 	}
 	/* progress until the workload is done and (with fill) every page is present */
@@ -319,66 +495,119 @@ int run_restore(const struct restore_opts *o)
 		pagein_residency(s, &present, &total);
 		if (ret == 0 || ret == -EIO || (!filling && t_work))
 			break;
-		if (stream && t_work) {
-			struct pagein_net_stats ns;
+		if (stream) {
+			int ss = pagein_net_stream_status(src);
 
-			/* the stream ended (or broke): faults and the accessors below bring the rest */
-			pagein_net_stats_get(src, &ns);
-			if (ns.stream_done || ns.errors)
+			/* a stream that failed before every page was sent ends the restore, idle
+			 * guest or not: nothing else would bring the pages nobody touches */
+			if (ss < 0 && ss != -EINPROGRESS) {
+				pr_err("the bulk stream from %s failed: %s", o->from_addr,
+				       strerror(-ss));
+				lost = true; /* a summary, then EXIT_SOURCE_LOST */
 				break;
+			}
+			if (ss == 0 && t_work)
+				break; /* faults and the accessors below bring the rest */
 		}
 	}
-	for (t = 0; th && t < o->threads; t++)
+	for (t = 0; th && t < o->threads; t++) {
 		pthread_join(th[t], NULL);
+		lost |= args[t].lost;
+	}
 	if (!t_work)
 		t_work = now_ns();
 	if (ret == -EIO)
 		pr_err("a page could not be fetched from the source");
+	lost |= ret == -EIO;
 	/* without the fill, the accessors bring in what the workload did not touch */
-	for (i = 0; i < n && ret != -EIO; i++) {
+	for (i = 0; i < n && !lost; i++) {
 		ret = pagein_resolve(s, regs[i].gpa, regs[i].size, NULL);
-		if (ret < 0)
-			die("resolving region %d: %s", i, strerror(-ret));
+		if (ret < 0) {
+			pr_err("resolving region %d: %s", i, strerror(-ret));
+			lost = true;
+		}
 	}
+	lost |= atomic_load(&source_lost);
 	t_full = now_ns();
-	if (!o->quiet)
+	if (!ro->quiet)
 		progress(s, t0, &lp, &lf, &lt, true);
 
+	/* a lost source leaves failed (poisoned) pages: reading them for a digest would fault */
 	for (i = 0; i < n; i++) {
-		uint64_t d = pagein_digest(host[i], regs[i].size);
+		uint64_t d = lost ? 0 : pagein_digest(host[i], regs[i].size);
 		bool ok = d == regs[i].digest;
 
-		bad += !ok;
-		pr_info("  region %d gpa 0x%" PRIx64 " %.1f MiB: digest %016" PRIx64 " %s %s%s", i,
-			regs[i].gpa, (double)regs[i].size / (1 << 20), d, ok ? "==" : "!=",
-			o->from_addr ? "server" : "snapshot", ok ? ": verified" : ": WRONG BYTES");
+		bad += !lost && !ok;
+		fprintf(out, "  region %d gpa 0x%" PRIx64 " %.1f MiB: ", i, regs[i].gpa,
+			(double)regs[i].size / (1 << 20));
+		if (lost)
+			fprintf(out, "not verified: the source was lost\n");
+		else
+			fprintf(out, "digest %016" PRIx64 " %s %s%s\n", d, ok ? "==" : "!=",
+				o->from_addr ? "server" : "snapshot", ok ? ": verified" : ": WRONG BYTES");
 	}
 	pagein_stats_get(s, &st);
-	pr_info("summary: %.1f MiB in %.3f s (%.0f MiB/s); workload done at %.3f s; faults %" PRIu64
-		" (self %" PRIu64 ", handler %" PRIu64 "), pages on demand %" PRIu64 ", fault-around %" PRIu64
-		", fill %" PRIu64 ", accessors %" PRIu64 ", zero %" PRIu64 "; fault p50 %.1f us p99 %.1f us",
+	fprintf(out, "summary: %.1f MiB in %.3f s (%.0f MiB/s); workload done at %.3f s; faults %"
+		PRIu64 " (self %" PRIu64 ", handler %" PRIu64 "), pages on demand %" PRIu64
+		", fault-around %" PRIu64 ", fill %" PRIu64 ", accessors %" PRIu64 ", zero %" PRIu64
+		"; fault p50 %.1f us p99 %.1f us; blocked %.3f s\n",
 		(double)bytes / (1 << 20), (double)(t_full - t0) / 1e9,
 		(double)bytes / (1 << 20) / ((double)(t_full - t0) / 1e9), (double)(t_work - t0) / 1e9,
 		st.faults_self + st.faults_handler, st.faults_self, st.faults_handler, st.pages_demand,
-		st.pages_around, st.pages_fill, st.pages_accessor, st.pages_zero,
-		(double)pagein_stats_quantile(&st, 0.5) / 1000.0,
-		(double)pagein_stats_quantile(&st, 0.99) / 1000.0);
+		st.pages_around, st.pages_fill, st.pages_accessor, st.pages_zero, fault_us(&st, 0.5),
+		fault_us(&st, 0.99), (double)st.blocked_ns / 1e9);
+	state = lost ? "source_lost" : bad ? "wrong_bytes" : "verified";
+	code = lost ? EXIT_SOURCE_LOST : bad ? EXIT_WRONG_BYTES : EXIT_OK;
+	if (o->json) {
+		uint64_t present, total;
+
+		pagein_residency(s, &present, &total);
+		json_begin("summary", state);
+		json_str("source", o->from_addr ? o->from_addr : o->from_file);
+		json_str("frontend", pagein_frontend_name(o->frontend));
+		json_str("backing", pagein_backing_name(o->backing));
+		json_u64("regions", (uint64_t)n);
+		json_u64("regions_verified", lost ? 0 : (uint64_t)(n - bad));
+		json_transfer(s, &st, t0, t_full, (double)(present * ps) / (1 << 20) /
+					      ((double)(t_full - t0) / 1e9));
+		json_num("workload_s", (double)(t_work - t0) / 1e9);
+		json_u64("faults_self", st.faults_self);
+		json_u64("faults_handler", st.faults_handler);
+		json_u64("pages_demand", st.pages_demand);
+		json_u64("pages_around", st.pages_around);
+		json_u64("pages_fill", st.pages_fill);
+		json_u64("pages_accessor", st.pages_accessor);
+		json_u64("pages_zero", st.pages_zero);
+		json_u64_array("fault_hist_ns", st.lat_hist, PAGEIN_HIST_BUCKETS);
+	}
 	if (o->from_addr) {
 		struct pagein_net_stats ns;
 
 		pagein_net_stream_stop(src);
 		pagein_net_stats_get(src, &ns);
-		pr_info("network: %" PRIu64 " requests, %" PRIu64 " replies, %" PRIu64
+		fprintf(out, "network: %" PRIu64 " requests, %" PRIu64 " replies, %" PRIu64
 			" pages on demand, %" PRIu64 " streamed (%" PRIu64 " installed, the rest were "
-			"faulted in first), %.1f MiB received, %" PRIu64 " connection errors%s",
+			"faulted in first), %.1f MiB received, %" PRIu64 " connection errors%s\n",
 			ns.requests, ns.replies, ns.pages_urgent, ns.pages_bulk, ns.pages_installed,
 			(double)ns.bytes_received / (1 << 20), ns.errors,
 			ns.stream_done ? ", stream complete" : "");
+		if (o->json) {
+			json_u64("net_requests", ns.requests);
+			json_u64("net_pages_urgent", ns.pages_urgent);
+			json_u64("net_pages_bulk", ns.pages_bulk);
+			json_u64("net_bytes_received", ns.bytes_received);
+			json_u64("net_errors", ns.errors);
+			json_bool("net_stream_done", ns.stream_done);
+		}
 	}
-	pr_info("%s", bad ? "RESULT: FAILED verification" : "RESULT: every region verified");
+	if (o->json)
+		json_end();
+	fprintf(out, "RESULT: %s\n", lost ? "SOURCE LOST: memory not fully restored, not verified"
+				    : bad ? "FAILED verification" : "every region verified");
+	fflush(out);
 	pagein_space_free(s);
 	pagein_source_free(src);
 	free(th);
 	free(args);
-	return bad ? 1 : 0;
+	return code;
 }

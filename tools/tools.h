@@ -11,7 +11,28 @@
 
 #include "pagein.h"
 
+/*
+ * Exit codes scripts can act on (docs/man/pagein.1 lists them). Beyond 0 and usage's 2 they are
+ * the <sysexits.h> values: set only on purpose, they never collide with 1 (any other failure,
+ * a sanitizer's report included), with the shell's 126/127 or with 128+N for death by signal.
+ */
+enum tool_exit {
+	EXIT_OK = 0,            /* restored and every region verified (or: the command did its job) */
+	EXIT_ERROR = 1,         /* anything else (a bug, an unexpected error) */
+	EXIT_USAGE = 2,         /* bad option, number or combination; nothing was done */
+	EXIT_WRONG_BYTES = 65,  /* EX_DATAERR: memory restored, but a digest did not match */
+	EXIT_SOURCE_LOST = 69,  /* EX_UNAVAILABLE: the source (server or snapshot) could not be
+				 * reached or read, or failed or went away during the restore */
+	EXIT_LOCAL = 71,        /* EX_OSERR: a local resource failed: memory, userfaultfd
+				 * permission, huge pages, threads, disk space */
+};
+
+/* Print "pagein: msg" on stderr and exit 1 (die) or with code (die_code). */
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void die_code(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+/* The exit code for a failed local call's -errno: EXIT_LOCAL for want of memory, files,
+ * permission or space, else fallback. */
+int exit_for_errno(int err, int fallback);
 void pr_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pr_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -22,17 +43,42 @@ uint64_t xorshift(uint64_t *s);
 /* qsort comparator for uint32_t. */
 int cmp_u32(const void *a, const void *b);
 
-/* "4096", "64K", "256M", "1G" -> bytes; dies with a message on anything else. */
+/* The number parser (tools/parse.c). parse_*: 0 or -EINVAL (not such a number) / -ERANGE (it
+ * overflows) / -EDOM (a port out of range); nothing printed. opt_*: the value, or a message naming opt and the range and exit
+ * EXIT_USAGE. Whole numbers are decimal or 0x hex, no sign; sizes are "4096", "64K", "1.5G",
+ * "2T" (binary units, an optional "iB"/"B", fractions rounded down to a byte). */
+int parse_u64(const char *s, uint64_t *out);
+int parse_size_bytes(const char *s, uint64_t *out);
+int parse_seconds(const char *s, double *out);
+/* "HOST:PORT" ([v6]:PORT): the port must be 1..65535 (0 too when zero_ok). */
+int parse_hostport(const char *s, bool zero_ok, unsigned *port);
+uint64_t opt_u64(const char *opt, const char *arg, uint64_t min, uint64_t max);
+unsigned opt_uint(const char *opt, const char *arg, unsigned min, unsigned max);
+uint64_t opt_size(const char *opt, const char *arg, uint64_t min, uint64_t max);
+double opt_seconds(const char *opt, const char *arg, double min, double max);
+void opt_hostport(const char *opt, const char *arg, bool zero_ok);
+/* A size of any value; exits EXIT_USAGE with a message on anything else (opt_size names the
+ * option: prefer it). */
 uint64_t parse_size(const char *s);
+
+/* The report (tools/report.c). Latency at quantile q (0..1) of a log2 histogram, in ns,
+ * interpolated within its bucket by rank (never a bucket edge: the midpoint rule), 0 if empty. */
+double hist_quantile(const uint64_t *hist, unsigned nbuckets, double q);
+/* JSON output: one object per line on stdout, built with these (not thread-safe). */
+void json_begin(const char *event, const char *state);
+void json_str(const char *key, const char *val);
+void json_u64(const char *key, uint64_t v);
+void json_num(const char *key, double v);
+void json_bool(const char *key, bool v);
+void json_u64_array(const char *key, const uint64_t *v, unsigned n);
+void json_end(void);
 /* Log sink for pagein_config.log that prints "pagein: msg" to stderr (errors and warnings only
  * unless verbose). */
 void tool_log(void *arg, int level, const char *msg);
 extern bool tool_verbose;
 
-/* Subcommands: one file each (tools/cmd-NAME.c). */
+/* Subcommands: one file each (tools/cmd-NAME.c); the benchmark has its own folder (bench/). */
 int cmd_bench(int argc, char **argv);
-/* `pagein bench --net` (tools/bench-net.c): migration over TCP against the raw TCP baseline. */
-int bench_net(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
@@ -52,7 +98,9 @@ struct restore_opts {
 	bool fill;                       /* background fill */
 	unsigned around;                 /* fault-around (PAGEIN_AROUND_AUTO by default) */
 	unsigned timeout_ms;             /* per-fault time-out */
-	bool quiet;                      /* no progress line */
+	bool quiet;                      /* no progress line (on stderr) */
+	bool json;                       /* stdout: one JSON summary; human results to stderr */
+	double json_interval;            /* > 0: a JSON progress line this often (seconds) */
 	const char *from_addr;           /* HOST:PORT of a page server (instead of from_file) */
 	bool urgent;                     /* network: faults on their own connection */
 	unsigned bulk;                   /* network: bulk connections (0: faults only) */
@@ -67,10 +115,15 @@ uint64_t *make_image(uint64_t *size, uint64_t seed, unsigned zero_every,
 
 void restore_opts_init(struct restore_opts *o);
 /* Create zero-filled regions (from the snapshot's table), restore lazily, run the workload,
- * show progress, verify every region's digest. Returns 0 when verified, 1 otherwise. */
+ * show progress, verify every region's digest. Returns EXIT_OK when verified, EXIT_WRONG_BYTES
+ * or EXIT_SOURCE_LOST (after a summary); dies with EXIT_SOURCE_LOST / EXIT_LOCAL / EXIT_USAGE
+ * when it cannot start. */
 int run_restore(const struct restore_opts *o);
 /* Write a snapshot of size bytes in two regions, pattern from seed, every zero_every-th page
- * zero. Returns 0 or -errno. */
-int make_snapshot(const char *path, uint64_t size, uint64_t seed, unsigned zero_every);
+ * zero, to a temporary file beside path renamed over it at the end (so a failure, ENOSPC
+ * included, leaves no partial file); an existing path is kept (-EEXIST) unless force. Returns
+ * 0 or -errno. */
+int make_snapshot(const char *path, uint64_t size, uint64_t seed, unsigned zero_every,
+		  bool force);
 
 #endif

@@ -4,7 +4,9 @@
  * cannot rot: runs the static pagein (env PAGEIN_BIN, else /bin/pagein) for anon, shmem striped
  * with an injected delay, and hugetlb, and checks every JSON line with the tests' shared reader
  * (tests/helpers.h) for the kvm rows' keys: per-vCPU pages/s and KVM fault counts, every page
- * verified.
+ * verified. Where KVM has exit-on-missing (pagein's patch) the kvm-exit row must be there too,
+ * with every vCPU fault an exit (per vCPU) and none at the handler threads; the kvm-handler row
+ * then has handler faults on every vCPU and no exit.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,6 +15,9 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "eom.h"
+
+static bool want_exit_row; /* KVM here has exit-on-missing: kvm-exit must be there */
 
 #define RUN_TIMEOUT_MS 120000 /* one bench invocation at these sizes takes well under 10 s */
 #define PAGE 4096.0           /* what the bench counts as a page */
@@ -27,7 +32,8 @@ static bool array_ok(const struct t_json_object *o, const char *key, unsigned n,
 	return m && m->type == 'a' && m->alen == n && (min < 0 || m->amin >= min);
 }
 
-/* Check one invocation: a kvm-plain and a kvm-handler row for vcpus x per_vcpu of backing. */
+/* Check one invocation: a kvm-plain and a kvm-handler row (and a kvm-exit row where KVM has
+ * exit-on-missing) for vcpus x per_vcpu of backing. */
 static void check_kvm(const char *what, char *out, unsigned vcpus, double per_vcpu,
 		      const char *backing, double around)
 {
@@ -36,7 +42,7 @@ static void check_kvm(const char *what, char *out, unsigned vcpus, double per_vc
 	char *line, *save = NULL;
 	unsigned lines = 0, seen = 0;
 	double pages = vcpus * per_vcpu / PAGE, faults;
-	bool handler, stats;
+	bool handler, exit_row, stats;
 
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		lines++;
@@ -46,13 +52,15 @@ static void check_kvm(const char *what, char *out, unsigned vcpus, double per_vc
 		}
 		fe = t_json_get(&o, "frontend");
 		if (!fe || fe->type != 's' ||
-		    (strcmp(fe->str, "kvm-plain") && strcmp(fe->str, "kvm-handler"))) {
-			T_CHECK(0, "%s: line %u: frontend is not kvm-plain or kvm-handler", what,
-				lines);
+		    (strcmp(fe->str, "kvm-plain") && strcmp(fe->str, "kvm-handler") &&
+		     strcmp(fe->str, "kvm-exit"))) {
+			T_CHECK(0, "%s: line %u: frontend is not kvm-plain, kvm-handler or kvm-exit",
+				what, lines);
 			continue;
 		}
-		handler = !strcmp(fe->str, "kvm-handler");
-		seen |= handler ? 2 : 1;
+		exit_row = !strcmp(fe->str, "kvm-exit");
+		handler = exit_row || !strcmp(fe->str, "kvm-handler");
+		seen |= exit_row ? 4 : handler ? 2 : 1;
 		m = t_json_get(&o, "mode");
 		T_CHECK(m && m->type == 's' && !strcmp(m->str, "kvm"), "%s: %s: mode is not kvm",
 			what, fe->str);
@@ -102,6 +110,22 @@ static void check_kvm(const char *what, char *out, unsigned vcpus, double per_vc
 				t_json_num(&o, "vs_floor"));
 			continue;
 		}
+		/* exits against handler threads, per vCPU: the counts do not depend on timing */
+		if (exit_row) {
+			T_CHECK(t_json_num(&o, "lib_faults_handler") == 0 &&
+					array_ok(&o, "per_vcpu_handler_faults", vcpus, 0) &&
+					t_json_get(&o, "per_vcpu_handler_faults")->amin == 0 &&
+					array_ok(&o, "per_vcpu_eom_exits", vcpus, 1),
+				"%s: kvm-exit: want exits on every vCPU and no handler fault "
+				"(lib_faults_handler %.0f)", what,
+				t_json_num(&o, "lib_faults_handler"));
+		} else {
+			T_CHECK(array_ok(&o, "per_vcpu_eom_exits", vcpus, 0) &&
+					t_json_get(&o, "per_vcpu_eom_exits")->amin == 0 &&
+					array_ok(&o, "per_vcpu_handler_faults", vcpus, 1),
+				"%s: kvm-handler: want handler faults on every vCPU and no exit",
+				what);
+		}
 		T_CHECK(t_json_num(&o, "lat_p50_us") > 0 &&
 				t_json_num(&o, "lat_p99_us") >= t_json_num(&o, "lat_p50_us"),
 			"%s: kvm-handler: fault latency missing", what);
@@ -128,8 +152,9 @@ static void check_kvm(const char *what, char *out, unsigned vcpus, double per_vc
 			T_CHECK(faults > 0 && faults <= 2 * pages, "%s: kvm-handler: %.0f faults",
 				what, faults);
 	}
-	T_CHECK(lines == 2, "%s: %u JSON lines, want 2 (kvm-plain, kvm-handler)", what, lines);
-	T_CHECK(seen == 3, "%s: kvm-plain or kvm-handler row missing", what);
+	T_CHECK(lines == (want_exit_row ? 3u : 2u), "%s: %u JSON lines, want %s", what, lines,
+		want_exit_row ? "3 (kvm-plain, kvm-handler, kvm-exit)" : "2 (kvm-plain, kvm-handler)");
+	T_CHECK(seen == (want_exit_row ? 7u : 3u), "%s: a row is missing", what);
 }
 
 /* Huge pages the guest reserved (the tier's /init asks for 64). */
@@ -161,9 +186,21 @@ int main(void)
 		       "static pagein there; set PAGEIN_BIN otherwise)\n", bin);
 		return 1;
 	}
+	{
+		char why[256];
+		int have = eom_available(why);
+
+		if (have < 0) {
+			printf("t_kvm_bench: FAIL: %s\n", why);
+			return 1;
+		}
+		want_exit_row = have > 0;
+		printf("t_kvm_bench: %s\n", want_exit_row ? "exit-on-missing here: want the kvm-exit "
+		       "row" : why);
+	}
 	/* the tables go to stderr (the console), the JSON lines here */
 	{
-		char *const a[] = { (char *)bin, "bench", "--kvm", "-v", "2", "-b", "1M", "--json",
+		char *const a[] = { (char *)bin, "bench", "--kvm", "--vcpus", "2", "-b", "1M", "--json",
 				    NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_kvm("anon", buf, 2, 1 << 20, "anon", 1);
@@ -171,7 +208,7 @@ int main(void)
 			t_failures++;
 	}
 	{
-		char *const a[] = { (char *)bin, "bench", "--kvm", "-v", "2", "-b", "1M", "-s",
+		char *const a[] = { (char *)bin, "bench", "--kvm", "--vcpus", "2", "-b", "1M", "-s",
 				    "shmem", "-r", "v", "-u", "v", "-d", "20", "--json", NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_kvm("shmem, reader and userfaultfd per vCPU, 20 us delay", buf, 2,
@@ -180,7 +217,7 @@ int main(void)
 			t_failures++;
 	}
 	if (huge_pages() >= 4) {
-		char *const a[] = { (char *)bin, "bench", "--kvm", "-v", "2", "-b", "2M", "-s",
+		char *const a[] = { (char *)bin, "bench", "--kvm", "--vcpus", "2", "-b", "2M", "-s",
 				    "hugetlb", "--around", "auto", "--json", NULL };
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_kvm("hugetlb, around auto", buf, 2, 2 << 20, "hugetlb", 0);

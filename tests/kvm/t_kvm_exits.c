@@ -4,7 +4,9 @@
  * pagein_kvm_* make of it: KVM_CAP_MEMORY_FAULT_INFO, refusal of spaces that cannot back KVM,
  * real unannotated EFAULTs (PROT_NONE memory, a SIGBUS-mode userfaultfd) that must not be retried,
  * a fetch failure, and the annotated KVM_EXIT_MEMORY_FAULT path (synthesised: stock kernels only
- * annotate private-memory faults).
+ * annotate private-memory faults; the real exits of pagein's KVM patch are t_kvm_eom_*'s). With
+ * that patch the fetch failure arrives as an exit (-EIO from pagein_kvm_handle_run) instead of
+ * SIGBUS; both are accepted.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -35,7 +35,9 @@ static int run_backing(enum pagein_backing b)
 	cfg.readers = 2;
 	cfg.fault_around = 0; /* one page per fault: the most collisions */
 	cfg.log = h_log;
-	ret = h_space_new(&hs, &vm, b, SIZE, SEED, &cfg, NULL, msg);
+	/* the handler threads' path (t_kvm_eom_exits shares pages through exits) */
+	ret = h_space_new_flags(&hs, &vm, b, SIZE, SEED, &cfg, NULL, msg,
+				PAGEIN_KVM_ATTACH_NO_EXIT);
 	if (ret < 0) {
 		printf("%s: FAIL: %s\n", label, msg);
 		h_vm_free(&vm);

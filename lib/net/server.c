@@ -23,14 +23,8 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "proto.h"
-
-_Static_assert(sizeof(struct pn_hdr) == 16, "pn_hdr travels as 16 bytes");
-_Static_assert(sizeof(struct pn_hello) == 40, "pn_hello travels as 40 bytes");
-_Static_assert(sizeof(struct pn_welcome) == 32, "pn_welcome travels as 32 bytes");
-_Static_assert(sizeof(struct pn_region) == 24, "pn_region travels as 24 bytes");
-_Static_assert(sizeof(struct pn_req) == 16 && sizeof(struct pn_pages) == 16, "16-byte bodies");
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
+#include "pagein-net.h"
+#include "net/wire.h"
 
 #define SRV_LZ4_MAX (PN_PAGE * 3 / 4 - 1) /* an LZ4 page is sent only when smaller than 3/4 page */
 #define SRV_FETCH_MAX 64u     /* pages per source fetch: one zero_mask word */
@@ -61,6 +55,9 @@ struct srv_session {
 	uint64_t hint;          /* page right after the latest request, + 1; 0 = none */
 	_Atomic uint64_t left;  /* pages whose sent bit is still clear (for the closing log) */
 	pi_bits_t *sent;        /* one bit per page: sent, or being sent, on some connection */
+	struct sockaddr_storage peer; /* the address that opened it (per-peer limit), port 0 */
+	uint64_t born_ns;       /* when it was opened (idle limit) */
+	_Atomic bool active;    /* a bulk connection joined or a request came: never idle-closed */
 	struct srv_session *next;
 };
 
@@ -71,6 +68,7 @@ struct srv_conn {
 	int fd;                   /* -1 once closed (server lock) */
 	_Atomic bool done;        /* the thread has finished: join and free it */
 	char peer[64];            /* "addr:port" for logs */
+	struct sockaddr_storage addr; /* the peer's address, port 0 (per-peer limits) */
 	struct srv_session *sess; /* NULL until the handshake is done */
 	uint32_t role;            /* enum pn_role */
 	uint32_t batch;           /* bulk pages per frame */
@@ -98,6 +96,7 @@ struct pagein_server {
 	struct sockaddr_storage addr; /* parsed listen address */
 	socklen_t addrlen;            /* its length */
 	struct srv_region regions[PN_MAX_REGIONS]; /* in the order added: page numbering */
+	struct pn_region table[PN_MAX_REGIONS]; /* the same as WELCOME sends them (lookups) */
 	unsigned nregions;            /* used entries of regions */
 	uint64_t total_pages;         /* over all regions */
 	bool has_snapshot;            /* some region is read through a source */
@@ -119,29 +118,36 @@ struct pagein_server {
 
 #define STAT_ADD(srv, f, v) atomic_fetch_add_explicit(&(srv)->st.f, (v), memory_order_relaxed)
 
-static void srv_log(struct pagein_server *srv, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void srv_log(struct pagein_server *srv, int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	if (!srv->cfg.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	srv->cfg.log(srv->cfg.log_arg, level, msg);
-}
+/* Log through the server's callback (from any of its threads). */
+#define srv_log(srv, level, ...) pi_wire_log((srv)->cfg.log, (srv)->cfg.log_arg, level, __VA_ARGS__)
 
 void pagein_server_config_init(struct pagein_server_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->listen = "127.0.0.1:0";
 	cfg->max_sessions = 16;
 	cfg->compress = true;
 	cfg->timeout_ms = 10000;
+	cfg->idle_ms = 30000;
+	cfg->max_sessions_per_peer = 8;
+	cfg->max_conns_per_peer = 40;
+}
+
+/* The peer's address without its port: what the per-peer limits count by. */
+static void host_of(const struct sockaddr_storage *sa, struct sockaddr_storage *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ss_family = sa->ss_family;
+	if (sa->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)out)->sin6_addr = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+	else
+		((struct sockaddr_in *)out)->sin_addr = ((const struct sockaddr_in *)sa)->sin_addr;
+}
+
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	return !memcmp(a, b, sizeof(*a)); /* both made by host_of */
 }
 
 /* "A.B.C.D:PORT", "[v6]:PORT" or "localhost:PORT" -> sockaddr. Numeric only: no DNS here. */
@@ -205,14 +211,16 @@ int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_serv
 	struct pagein_server *srv;
 	int ret;
 
-	if (!cfg) {
-		pagein_server_config_init(&def);
-		cfg = &def;
+	pagein_server_config_init(&def);
+	if (cfg && pi_wire_cfg_copy(&def, sizeof(def), cfg) < 0) {
+		pi_wire_log(cfg->size ? cfg->log : NULL, cfg->log_arg, PAGEIN_LOG_ERR,
+			    "pagein_server_config: fill it with pagein_server_config_init first");
+		return -EINVAL;
 	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return -ENOMEM;
-	srv->cfg = *cfg;
+	srv->cfg = def;
 	if (!srv->cfg.listen)
 		srv->cfg.listen = "127.0.0.1:0";
 	snprintf(srv->listen_str, sizeof(srv->listen_str), "%s", srv->cfg.listen);
@@ -243,23 +251,21 @@ err:
 static int region_check(struct pagein_server *srv, uint64_t gpa, uint64_t size)
 {
 	unsigned i;
+	int ret;
 
 	if (srv->started)
 		return -EBUSY;
-	if (!size || size % PN_PAGE || gpa % PN_PAGE || gpa + size < gpa) {
+	ret = pi_wire_region_check(srv->table, srv->nregions, gpa, size, &i);
+	if (ret == -EINVAL) {
 		srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) is empty, not 4 KiB-aligned or "
 			"wraps", (unsigned long long)gpa, (unsigned long long)size);
 		return -EINVAL;
 	}
-	for (i = 0; i < srv->nregions; i++) {
-		const struct srv_region *r = &srv->regions[i];
-
-		if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
-			srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) overlaps [%#llx, +%#llx)",
-				(unsigned long long)gpa, (unsigned long long)size,
-				(unsigned long long)r->gpa, (unsigned long long)r->size);
-			return -EINVAL;
-		}
+	if (ret < 0) {
+		srv_log(srv, PAGEIN_LOG_ERR, "region [%#llx, +%#llx) overlaps [%#llx, +%#llx)",
+			(unsigned long long)gpa, (unsigned long long)size,
+			(unsigned long long)srv->table[i].gpa, (unsigned long long)srv->table[i].size);
+		return -EINVAL;
 	}
 	if (srv->nregions == PN_MAX_REGIONS) {
 		srv_log(srv, PAGEIN_LOG_ERR, "more than %u regions", PN_MAX_REGIONS);
@@ -271,6 +277,7 @@ static int region_check(struct pagein_server *srv, uint64_t gpa, uint64_t size)
 static void region_push(struct pagein_server *srv, uint64_t gpa, uint64_t size, uint64_t digest,
 			const void *mem, struct pagein_source *src)
 {
+	srv->table[srv->nregions] = (struct pn_region){ .gpa = gpa, .size = size, .digest = digest };
 	srv->regions[srv->nregions++] = (struct srv_region){
 		.gpa = gpa, .size = size, .digest = digest, .first = srv->total_pages,
 		.mem = mem, .src = src,
@@ -355,8 +362,9 @@ static uint64_t session_new_id(struct pagein_server *srv)
 	}
 }
 
-/* Create a session (server lock held). NULL on -ENOMEM. */
-static struct srv_session *session_create(struct pagein_server *srv)
+/* Create a session for a peer at addr (server lock held). NULL on -ENOMEM. */
+static struct srv_session *session_create(struct pagein_server *srv,
+					  const struct sockaddr_storage *addr)
 {
 	uint64_t words = (srv->total_pages + 63) / 64, i;
 	struct srv_session *s = calloc(1, sizeof(*s));
@@ -373,6 +381,8 @@ static struct srv_session *session_create(struct pagein_server *srv)
 		pi_test_set(s->sent, i, memory_order_relaxed);
 	pthread_mutex_init(&s->lock, NULL);
 	atomic_init(&s->left, srv->total_pages);
+	s->peer = *addr;
+	s->born_ns = pagein_now_ns();
 	s->id = session_new_id(srv);
 	s->next = srv->sessions;
 	srv->sessions = s;
@@ -447,15 +457,9 @@ static const struct srv_region *region_of_page(struct pagein_server *srv, uint64
 /* The region holding [gpa, gpa+len), or NULL. */
 static const struct srv_region *region_of(struct pagein_server *srv, uint64_t gpa, uint64_t len)
 {
-	unsigned i;
+	int i = pi_wire_region_find(srv->table, srv->nregions, gpa, len);
 
-	for (i = 0; i < srv->nregions; i++) {
-		const struct srv_region *r = &srv->regions[i];
-
-		if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
-			return r;
-	}
-	return NULL;
+	return i < 0 ? NULL : &srv->regions[i];
 }
 
 /*
@@ -525,53 +529,22 @@ static int send_stall_ms(const struct pagein_server *srv)
  */
 static int send_iov(struct srv_conn *c, struct iovec *iov, int n)
 {
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t)n };
-	ssize_t w;
+	size_t sent;
+	int ret = pi_wire_send(c->fd, iov, n, &sent, send_stall_ms(c->srv), 0, c->srv->stop_efd);
 
-	while (mh.msg_iovlen) {
-		w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLOUT },
-						 { .fd = c->srv->stop_efd, .events = POLLIN } };
-			int r = poll(pfd, 2, send_stall_ms(c->srv));
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
-				return -errno;
-			if (pfd[1].revents)
-				return -ESHUTDOWN;
-			if (r == 0) {
-				srv_log(c->srv, PAGEIN_LOG_WARN,
-					"a peer took no data for %d ms: dropping its connection",
-					send_stall_ms(c->srv));
-				return -ETIMEDOUT;
-			}
-			continue;
-		}
-		if (w < 0)
-			return -errno;
-		STAT_ADD(c->srv, bytes_sent, (uint64_t)w);
-		while (mh.msg_iovlen && (size_t)w >= mh.msg_iov->iov_len) {
-			w -= (ssize_t)mh.msg_iov->iov_len;
-			mh.msg_iov++;
-			mh.msg_iovlen--;
-		}
-		if (mh.msg_iovlen) {
-			mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + w;
-			mh.msg_iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
+	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
+	if (ret == -ETIMEDOUT)
+		srv_log(c->srv, PAGEIN_LOG_WARN, "%s took no data for %d ms: dropping its "
+			"connection", c->peer, send_stall_ms(c->srv));
+	return ret;
 }
 
 static int send_simple(struct srv_conn *c, uint16_t type, const void *body, uint32_t len)
 {
-	struct pn_hdr h = { .len = len, .type = type };
+	struct pn_hdr h;
 	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)body, len } };
 
+	pi_wire_hdr(&h, len, type, 0);
 	return send_iov(c, iov, len ? 2 : 1);
 }
 
@@ -643,8 +616,7 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 			niov++;
 		}
 	}
-	*h = (struct pn_hdr){ .len = (uint32_t)(sizeof(*pg) + 4ull * n + payload), .type = PN_PAGES,
-			      .id = id };
+	pi_wire_hdr(h, (uint32_t)(sizeof(*pg) + 4ull * n + payload), PN_PAGES, id);
 	*pg = (struct pn_pages){ .gpa = gpa, .npages = n };
 	c->iov[0].iov_base = c->head;
 	c->iov[0].iov_len = sizeof(*h) + sizeof(*pg) + 4ull * n;
@@ -678,7 +650,7 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
 	} __attribute__((packed)) m;
 	struct pn_hdr h;
 	struct iovec iov[2];
-	struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+	size_t sent;
 	va_list ap;
 	int len;
 
@@ -696,17 +668,13 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
 	if (!c->sess)
 		STAT_ADD(c->srv, refused, 1);
 	m.e.code = (uint32_t)code;
-	h = (struct pn_hdr){ .len = (uint32_t)(sizeof(m.e) + (unsigned)len), .type = PN_ERROR };
+	pi_wire_hdr(&h, (uint32_t)(sizeof(m.e) + (unsigned)len), PN_ERROR, 0);
 	iov[0] = (struct iovec){ &h, sizeof(h) };
 	iov[1] = (struct iovec){ &m, sizeof(m.e) + (unsigned)len };
 	/* a peer that does not read gets no error rather than a stuck thread */
-	if (poll(&pfd, 1, SRV_DRAIN_MS) == 1 && (pfd.revents & POLLOUT)) {
-		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (w > 0)
-			STAT_ADD(c->srv, bytes_sent, (uint64_t)w);
-	}
+	pi_wire_send(c->fd, iov, 2, &sent, SRV_DRAIN_MS,
+		     pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
+	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
 	return -code;
 }
 
@@ -719,35 +687,10 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
  */
 static int recv_full(struct srv_conn *c, void *buf, size_t len, size_t *got)
 {
-	struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
-				 { .fd = c->srv->stop_efd, .events = POLLIN } };
-	ssize_t r;
-	int n;
+	unsigned ms = c->srv->cfg.timeout_ms;
 
-	*got = 0;
-	while (*got < len) {
-		r = recv(c->fd, (uint8_t *)buf + *got, len - *got, MSG_DONTWAIT);
-		if (r > 0) {
-			*got += (size_t)r;
-			continue;
-		}
-		if (r == 0)
-			return -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return errno == EPIPE ? -ECONNRESET : -errno;
-		n = poll(pfd, 2, c->srv->cfg.timeout_ms > INT_MAX ? INT_MAX : (int)c->srv->cfg.timeout_ms);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (pfd[1].revents)
-			return -ESHUTDOWN;
-		if (!n)
-			return -ETIMEDOUT;
-	}
-	return 0;
+	return pi_wire_recv(c->fd, buf, len, got, ms > INT_MAX ? INT_MAX : (int)ms, 0,
+			    c->srv->stop_efd);
 }
 
 static const char *type_name(unsigned t)
@@ -893,7 +836,16 @@ static int conn_handshake(struct srv_conn *c)
 					   "its limit (max_sessions): try later",
 					   srv->cfg.max_sessions);
 		}
-		s = session_create(srv);
+		unsigned mine = 0;
+
+		for (s = srv->sessions; s; s = s->next)
+			mine += same_host(&s->peer, &c->addr);
+		if (srv->cfg.max_sessions_per_peer && mine >= srv->cfg.max_sessions_per_peer) {
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, EBUSY, false, "this address already holds %u sessions, "
+					   "its limit (max_sessions_per_peer): try later", mine);
+		}
+		s = session_create(srv, &c->addr);
 		if (!s) {
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, ENOMEM, false, "out of memory for a new session");
@@ -902,6 +854,8 @@ static int conn_handshake(struct srv_conn *c)
 	s->conns++;
 	c->sess = s;
 	pthread_mutex_unlock(&srv->lock);
+	if (c->role == PN_ROLE_BULK)
+		atomic_store(&s->active, true);
 
 	if (c->role == PN_ROLE_BULK && (c->features & PN_FEAT_LZ4)) {
 		c->cbuf = malloc((size_t)c->batch * SRV_LZ4_MAX);
@@ -925,9 +879,8 @@ static int conn_handshake(struct srv_conn *c)
 	w.features = c->features;
 	w.nregions = srv->nregions;
 	for (i = 0; i < srv->nregions; i++)
-		regs[i] = (struct pn_region){ srv->regions[i].gpa, srv->regions[i].size,
-					      srv->regions[i].digest };
-	h = (struct pn_hdr){ .len = (uint32_t)(sizeof(w) + i * sizeof(regs[0])), .type = PN_WELCOME };
+		regs[i] = srv->table[i];
+	pi_wire_hdr(&h, (uint32_t)(sizeof(w) + i * sizeof(regs[0])), PN_WELCOME, 0);
 	iov[0] = (struct iovec){ &h, sizeof(h) };
 	iov[1] = (struct iovec){ &w, sizeof(w) };
 	iov[2] = (struct iovec){ regs, i * sizeof(regs[0]) };
@@ -963,6 +916,8 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 				   "region", (unsigned long long)h->id, (unsigned long long)q->gpa,
 				   q->npages);
 	p = r->first + (q->gpa - r->gpa) / PN_PAGE;
+	if (!atomic_load_explicit(&s->active, memory_order_relaxed))
+		atomic_store(&s->active, true);
 	session_mark(s, p, q->npages);
 	pthread_mutex_lock(&s->lock);
 	s->hint = (p + q->npages + PN_JUMP_LEAD) % srv->total_pages + 1;
@@ -1004,6 +959,21 @@ static int conn_bulk(struct srv_conn *c)
 	return 0;
 }
 
+/* How long c's session may still stay idle (no bulk connection, no request) in ms: 0 when the
+ * idle limit has passed, -1 when it does not apply (active session, or no limit). */
+static int idle_left_ms(struct srv_conn *c)
+{
+	uint64_t limit = (uint64_t)c->srv->cfg.idle_ms * 1000000ull, age;
+
+	if (!limit || atomic_load(&c->sess->active))
+		return -1;
+	age = pagein_now_ns() - c->sess->born_ns;
+	if (age >= limit)
+		return 0;
+	return (int)((limit - age + 999999) / 1000000 > INT_MAX ? INT_MAX
+								 : (limit - age + 999999) / 1000000);
+}
+
 /* Serve a connection after its handshake: requests first, then bulk batches while pages are
  * left. Returns when the peer leaves, breaks a rule, or the server stops. */
 static void conn_serve(struct srv_conn *c)
@@ -1015,16 +985,27 @@ static void conn_serve(struct srv_conn *c)
 
 	for (;;) {
 		bool bulk = c->role == PN_ROLE_BULK && !c->end_sent;
+		int ms = bulk ? send_stall_ms(c->srv) : idle_left_ms(c);
 
 		pfd[0].events = POLLIN | (bulk ? POLLOUT : 0);
 		/* with stream left to send, a peer that takes none of it for the stall limit is
-		 * gone or stuck: drop it rather than hold its session for ever; an idle connection
-		 * is watched by keepalive instead */
-		n = poll(pfd, 2, bulk ? send_stall_ms(c->srv) : -1);
+		 * gone or stuck: drop it rather than hold its session for ever. An idle connection
+		 * is watched by keepalive, and one of a session that never did anything by the
+		 * idle limit, so that idle peers cannot hold every session slot. */
+		n = poll(pfd, 2, ms);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || pfd[1].revents)
 			return;
+		if (n == 0 && !bulk) {
+			if (idle_left_ms(c) == 0) {
+				conn_reject(c, ETIMEDOUT, false, "idle for %u ms: no request and no "
+					    "bulk connection (the server's idle_ms)",
+					    c->srv->cfg.idle_ms);
+				return;
+			}
+			continue;
+		}
 		if (n == 0) {
 			srv_log(c->srv, PAGEIN_LOG_WARN,
 				"a peer took no stream data for %d ms: dropping its connection",
@@ -1143,8 +1124,8 @@ static void peer_name(const struct sockaddr_storage *sa, char *out, size_t len)
 static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_storage *sa)
 {
 	struct srv_conn *c;
-	unsigned live;
-	bool full;
+	unsigned live, mine = 0;
+	bool full, peer_full = false;
 	int one = 1, ret = 0;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1173,11 +1154,20 @@ static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_
 	c->srv = srv;
 	c->fd = fd;
 	peer_name(sa, c->peer, sizeof(c->peer));
+	host_of(sa, &c->addr);
 	/* the thread is listed before it can finish (it takes the lock to leave) */
 	pthread_mutex_lock(&srv->lock);
 	conns_reap(srv);
 	live = srv->nconns;
 	full = live >= srv->cfg.max_sessions * SRV_CONNS_PER_SESSION;
+	if (!full && srv->cfg.max_conns_per_peer) {
+		struct srv_conn *o;
+
+		for (o = srv->conns, mine = 0; o; o = o->next)
+			mine += !atomic_load(&o->done) && same_host(&o->addr, &c->addr);
+		peer_full = mine >= srv->cfg.max_conns_per_peer;
+		full = peer_full;
+	}
 	if (!full) {
 		ret = pthread_create(&c->thread, NULL, conn_main, c);
 		if (!ret) {
@@ -1187,7 +1177,10 @@ static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_
 		}
 	}
 	pthread_mutex_unlock(&srv->lock);
-	if (full)
+	if (peer_full)
+		conn_reject(c, EBUSY, false, "too many connections from this address (%u, the "
+			    "server's max_conns_per_peer): try later", mine);
+	else if (full)
 		conn_reject(c, EBUSY, false, "too many connections (%u): try later", live);
 	else if (ret)
 		srv_log(srv, PAGEIN_LOG_ERR, "%s: no thread for the connection: %s", c->peer,
@@ -1342,6 +1335,7 @@ void pagein_server_free(struct pagein_server *srv)
 
 void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st)
 {
+	memset(st, 0, sizeof(*st));
 	st->sessions = atomic_load(&srv->st.sessions);
 	st->sessions_active = atomic_load(&srv->st.sessions_active);
 	st->connections = atomic_load(&srv->st.connections);

@@ -18,15 +18,17 @@
 #include <unistd.h>
 
 #include "kvmvm.h"
+#include "pattern.h"
 
 /* Layout of the system slot (guest physical = offset in vm->sys). */
-#define SYS_PML4 0x1000ull
+#define SYS_PML4 H_SYS_PML4
 #define SYS_PDPT 0x2000ull
-#define SYS_PD 0x3000ull     /* four page directories: 4 x 512 x 2 MiB = 4 GiB */
+#define SYS_PD H_SYS_PD      /* four page directories: 4 x 512 x 2 MiB = 4 GiB */
 #define SYS_GDT 0x7000ull
 #define SYS_TSS 0x8000ull
 #define SYS_CODE 0x9000ull
 #define SYS_STACK 0x10000ull /* one 4 KiB stack per vCPU */
+_Static_assert(SYS_STACK + H_MAX_VCPUS * 0x1000ull <= H_SYS_FREE, "stacks end before H_SYS_FREE");
 
 /* Page-table entry bits. */
 #define PTE_P (1ull << 0)  /* present */
@@ -99,22 +101,14 @@ uint64_t h_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* splitmix64's finalizer: every word of the image differs and depends on the seed. */
 uint64_t h_pattern(uint64_t seed, uint64_t gpa)
 {
-	uint64_t z = seed ^ gpa ^ 0x9e3779b97f4a7c15ull;
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return pattern_word(seed, gpa);
 }
 
 void h_fill(void *buf, uint64_t gpa, uint64_t len, uint64_t seed)
 {
-	uint64_t *w = buf;
-
-	for (uint64_t off = 0; off < len; off += 8)
-		w[off / 8] = h_pattern(seed, gpa + off);
+	pattern_fill(buf, gpa, len, seed, 0);
 }
 
 unsigned h_check_sums(const struct h_vm *vm, const char *label, uint64_t seed)
@@ -491,6 +485,8 @@ static void *vcpu_thread(void *arg)
 	uint64_t t0 = h_now_ns();
 	char what[160];
 
+	if (vm->on_start)
+		vm->on_start(vm->start_arg, v->id);
 	for (;;) {
 		int err = ioctl(v->fd, KVM_RUN, 0) < 0 ? -errno : 0;
 
@@ -670,14 +666,30 @@ void h_log(void *arg, int level, const char *msg)
 	fflush(out());
 }
 
+/* Count this vCPU thread's exits and handler faults as vCPU i's (pagein_kvm_vcpu_bind). */
+static void h_space_on_start(void *arg, unsigned vcpu)
+{
+	struct h_space *hs = arg;
+
+	pagein_kvm_vcpu_bind(hs->space, vcpu);
+}
+
 int h_space_new(struct h_space *hs, struct h_vm *vm, enum pagein_backing b, uint64_t size,
 		uint64_t seed, const struct pagein_config *cfg, struct pagein_source *src, char *msg)
+{
+	return h_space_new_flags(hs, vm, b, size, seed, cfg, src, msg, 0);
+}
+
+int h_space_new_flags(struct h_space *hs, struct h_vm *vm, enum pagein_backing b, uint64_t size,
+		      uint64_t seed, const struct pagein_config *cfg, struct pagein_source *src,
+		      char *msg, unsigned attach_flags)
 {
 	struct pagein_config c;
 	void *host = NULL;
 	int ret;
 
 	memset(hs, 0, sizeof(*hs));
+	hs->attach_flags = attach_flags;
 	hs->gpa = H_MEM_GPA;
 	hs->size = size;
 	hs->backing = b;
@@ -726,13 +738,15 @@ int h_space_new(struct h_space *hs, struct h_vm *vm, enum pagein_backing b, uint
 		snprintf(msg, 256, "pagein_space_start: %s", strerror(-ret));
 		goto err_src;
 	}
-	ret = pagein_kvm_attach(hs->space, vm->vm_fd, H_SPACE_SLOT);
+	ret = pagein_kvm_attach_flags(hs->space, vm->vm_fd, H_SPACE_SLOT, attach_flags);
 	if (ret < 0) {
 		snprintf(msg, 256, "pagein_kvm_attach: %s", strerror(-ret));
 		goto err_src;
 	}
 	vm->hook = h_space_hook;
 	vm->hook_arg = hs;
+	vm->on_start = h_space_on_start;
+	vm->start_arg = hs;
 	return 0;
 
 err_src:
@@ -755,6 +769,7 @@ void h_space_free(struct h_space *hs, struct h_vm *vm)
 	if (vm->vm_fd >= 0)
 		pagein_kvm_detach(hs->space, vm->vm_fd, H_SPACE_SLOT);
 	vm->hook = NULL;
+	vm->on_start = NULL;
 	pagein_space_free(hs->space);
 	if (hs->image) {
 		pagein_source_free(hs->src);
@@ -771,6 +786,8 @@ int h_space_hook(void *arg, int vcpu_fd, struct kvm_run *run, int err)
 
 	if (ret == PAGEIN_KVM_REENTER) {
 		__atomic_fetch_add(&hs->annotated, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_or(&hs->exit_sizes, f.size, __ATOMIC_RELAXED);
+		__atomic_fetch_or(&hs->exit_flags, f.flags, __ATOMIC_RELAXED);
 		return 1;
 	}
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
@@ -798,6 +815,28 @@ void h_space_print_stats(struct h_space *hs, const char *label)
 		st.faults_handler, st.faults_kvm, st.pages_demand, st.pages_around,
 		st.pages_accessor, st.races_lost, st.eexist, present, total,
 		pagein_stats_quantile(&st, 0.5) / 1000, pagein_stats_quantile(&st, 0.99) / 1000);
+}
+
+void h_space_vcpu_stats(struct h_space *hs, struct h_vm *vm, const char *label,
+			struct pagein_kvm_vcpu_stats *sum, struct pagein_kvm_vcpu_stats *per)
+{
+	memset(sum, 0, sizeof(*sum));
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct pagein_kvm_vcpu_stats st;
+
+		memset(&st, 0, sizeof(st));
+		pagein_kvm_vcpu_stats(hs->space, i, &st);
+		sum->exits += st.exits;
+		sum->exit_pages += st.exit_pages;
+		sum->handler_faults += st.handler_faults;
+		sum->other_exits += st.other_exits;
+		if (per)
+			per[i] = st;
+		if (label)
+			fprintf(out(), "%s vCPU %u: exits %" PRIu64 " (pages %" PRIu64 "), handler "
+				"faults %" PRIu64 ", other exits %" PRIu64 "\n", label, i, st.exits,
+				st.exit_pages, st.handler_faults, st.other_exits);
+	}
 }
 
 int h_report_run(struct h_vm *vm, const char *label, int ret)

@@ -17,11 +17,15 @@
 #include <errno.h>
 
 #include "pagein.h"
+#include "pagein-kvm.h"
 
 #define H_MAX_VCPUS 16
 #define H_PAGE ((uint64_t)4096)
 #define H_SYS_SLOT 0                     /* memslot of the page tables, GDT, code, stacks */
 #define H_SYS_SIZE (256ull << 10)         /* ordinary memory, never lazily paged */
+#define H_SYS_PML4 0x1000ull              /* the guest's PML4 in the system slot (kvmvm.c) */
+#define H_SYS_PD 0x3000ull                /* its first page directory: gva [0, 1 GiB) = gpa */
+#define H_SYS_FREE 0x30000ull             /* [H_SYS_FREE, H_SYS_SIZE): free for a test's use */
 #define H_MEM_GPA (1ull << 30)            /* where test memory starts in the guest */
 #define H_MAPPED (4ull << 30)             /* the guest's identity map covers [0, 4 GiB) */
 #define H_PORT_DONE 0x10                  /* the guest's `out` when its slice is done */
@@ -67,6 +71,8 @@ struct h_vm {
 	struct h_vcpu vcpu[H_MAX_VCPUS];
 	h_run_hook hook;
 	void *hook_arg;
+	void (*on_start)(void *arg, unsigned vcpu); /* on each vCPU thread first */
+	void *start_arg;
 };
 
 /*
@@ -97,7 +103,8 @@ int h_vcpu_stat(struct h_vm *vm, unsigned i, const char *name, uint64_t *val);
 /* A capability of the VM (KVM_CHECK_EXTENSION on the VM fd). */
 int h_vm_cap(struct h_vm *vm, unsigned cap);
 
-/* The seeded pattern: the word at guest address gpa (8-byte aligned) of the source image. */
+/* The seeded pattern (tools/pattern.h, with no zero pages): the word at guest address gpa
+ * (8-byte aligned) of the source image. */
 uint64_t h_pattern(uint64_t seed, uint64_t gpa);
 
 /* Fill buf, the image of [gpa, gpa+len), with the pattern. */
@@ -157,7 +164,10 @@ struct h_space {
 	uint64_t gpa, size;
 	enum pagein_backing backing;
 	struct pagein_kvm_fault last;  /* the latest failure the hook saw */
+	unsigned attach_flags;         /* PAGEIN_KVM_ATTACH_* given to pagein_kvm_attach_flags */
 	uint64_t annotated, bare;      /* memory-fault exits resolved / bare EFAULTs seen */
+	uint64_t exit_sizes;           /* OR of the sizes of the exits resolved (powers of two) */
+	uint64_t exit_flags;           /* OR of their memory_fault.flags */
 };
 
 /* Log callback printing "  pagein: <level> <msg>" (attach's INFO line included). */
@@ -172,7 +182,17 @@ void h_log(void *arg, int level, const char *msg);
  */
 int h_space_new(struct h_space *hs, struct h_vm *vm, enum pagein_backing b, uint64_t size,
 		uint64_t seed, const struct pagein_config *cfg, struct pagein_source *src, char *msg);
+/* The same with PAGEIN_KVM_ATTACH_* flags (PAGEIN_KVM_ATTACH_NO_EXIT: handler threads only). */
+int h_space_new_flags(struct h_space *hs, struct h_vm *vm, enum pagein_backing b, uint64_t size,
+		      uint64_t seed, const struct pagein_config *cfg, struct pagein_source *src,
+		      char *msg, unsigned attach_flags);
 void h_space_free(struct h_space *hs, struct h_vm *vm);
+
+/* Sum over vm's vCPUs of pagein's per-vCPU counts (pagein_kvm_vcpu_stats); *per (if not NULL,
+ * vm->nvcpus entries) gets each. Prints one line per vCPU when label is not NULL:
+ * "<label> vCPU i: exits E (pages P), handler faults H, other exits O". */
+void h_space_vcpu_stats(struct h_space *hs, struct h_vm *vm, const char *label,
+			struct pagein_kvm_vcpu_stats *sum, struct pagein_kvm_vcpu_stats *per);
 
 /* The harness's run hook: arg is the struct h_space. */
 int h_space_hook(void *arg, int vcpu_fd, struct kvm_run *run, int err);

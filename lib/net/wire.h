@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * proto.h - the pagein wire protocol (docs/protocol.md): frame header, message bodies and their
- * limits, shared by the page server (lib/server.c) and the network source (lib/netsrc.c). All
- * integers little-endian; structures are packed exactly as they travel. Every length is checked
- * against these limits before anything is read into memory.
+ * wire.h - the pagein wire protocol (docs/protocol.md): frame header, message bodies and their
+ * limits, and the helpers both ends share (lib/net/wire.c): framing, region checks and the
+ * exact-length socket I/O loops. Used by the page server (server.c) and the network source
+ * (client.c, urgent.c, stream.c). All integers little-endian; structures are packed exactly as
+ * they travel. Every length is checked against these limits before anything is read into memory.
  */
-#ifndef PAGEIN_PROTO_H
-#define PAGEIN_PROTO_H
+#ifndef PAGEIN_NET_WIRE_H
+#define PAGEIN_NET_WIRE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define PN_MAGIC "PAGEINET"       /* 8 bytes, HELLO and WELCOME */
 #define PN_VERSION 1
@@ -111,4 +115,76 @@ struct pn_error {
 	/* then up to PN_MAX_TEXT bytes of text, not NUL-terminated */
 } __attribute__((packed));
 
-#endif /* PAGEIN_PROTO_H */
+/* A checked PAGES body (pi_wire_parse_pages): pointers into the body. */
+struct pi_wire_pages {
+	uint64_t gpa;          /* first page */
+	uint32_t npages;       /* 1..PN_MAX_PAGES */
+	const uint8_t *desc;   /* npages little-endian uint32 descriptors */
+	const uint8_t *data;   /* the payloads, one after another */
+};
+
+/* ---- shared helpers (wire.c): async-signal-safe but for pi_wire_log and the PAGES check ---- */
+
+/* Format a message and hand it to log(arg, level, msg) when log is set (both ends' log sink).
+ * Formats with vsnprintf: never from a fault's fetch or a signal handler. */
+void pi_wire_log(void (*log)(void *arg, int level, const char *msg), void *arg, int level,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Copy a caller's config (its first field: uint32_t size, the sizeof its header had) over dst,
+ * which holds this library's defaults: an older caller's missing fields keep them. -EINVAL when
+ * size is 0 (never initialised) or a newer caller set fields this library does not know.
+ */
+int pi_wire_cfg_copy(void *dst, size_t dst_size, const void *src);
+
+/* Fill a frame header (little-endian on the wire). */
+void pi_wire_hdr(struct pn_hdr *h, uint32_t len, uint16_t type, uint64_t id);
+
+/* Whether [gpa, gpa+len) lies inside the region [rgpa, rgpa+rsize) (no overflow). */
+static inline bool pi_wire_in_region(uint64_t rgpa, uint64_t rsize, uint64_t gpa, uint64_t len)
+{
+	return gpa >= rgpa && gpa - rgpa < rsize && len <= rsize - (gpa - rgpa);
+}
+
+/* Index of the region of regs[0..n) (host byte order) holding [gpa, gpa+len), or -1. */
+int pi_wire_region_find(const struct pn_region *regs, unsigned n, uint64_t gpa, uint64_t len);
+
+/* Check a region against the protocol (non-empty, 4 KiB-aligned, no wrap) and against
+ * regs[0..n) (no overlap). Returns 0, -EINVAL (bad), or -EEXIST with *other = the overlapped. */
+int pi_wire_region_check(const struct pn_region *regs, unsigned n, uint64_t gpa, uint64_t size,
+			 unsigned *other);
+
+/*
+ * Validate a PAGES body of len bytes: its header, the range inside one region of regs[0..nregs),
+ * each descriptor (LZ4 only when lz4 was granted) and the payload sizes adding up to the body
+ * exactly. Fills *pg. Returns 0, or -EPROTO with the reason in why.
+ */
+int pi_wire_parse_pages(const uint8_t *body, uint32_t len, const struct pn_region *regs,
+			unsigned nregs, bool lz4, struct pi_wire_pages *pg, char *why, size_t whylen);
+
+/* Milliseconds from now to deadline_ns for poll(): 0 when past, -1 for deadline 0 (none). */
+int pi_wire_ms_left(uint64_t deadline_ns);
+
+/*
+ * The one exact-length receive loop: read len bytes of fd into buf. Never blocks past its limits:
+ * idle_ms (-1 none) bounds each wait for more bytes, deadline_ns (0 none) the whole call, and
+ * stop_fd (-1 none) becoming readable interrupts it. *got says how many arrived, whatever the
+ * result. Returns 0, -ECONNRESET (EOF: the peer closed, *got tells where), -ETIMEDOUT,
+ * -ESHUTDOWN (stop_fd), or recv/poll's -errno.
+ */
+int pi_wire_recv(int fd, void *buf, size_t len, size_t *got, int idle_ms, uint64_t deadline_ns,
+		 int stop_fd);
+
+/* Like pi_wire_recv, but returns as soon as some bytes (at most max) arrive: the count, 0 on
+ * EOF, or the same errors (-ECONNRESET only for a reset). */
+ssize_t pi_wire_recv_some(int fd, void *buf, size_t max, int idle_ms, int stop_fd);
+
+/*
+ * The one send loop: send every byte of iov[0..n) (modified) on fd, MSG_NOSIGNAL. The same
+ * limits as pi_wire_recv. *sent counts the bytes that left. Returns 0, -ETIMEDOUT, -ESHUTDOWN or
+ * send/poll's -errno (-EPIPE/-ECONNRESET: the peer is gone).
+ */
+int pi_wire_send(int fd, struct iovec *iov, int n, size_t *sent, int idle_ms,
+		 uint64_t deadline_ns, int stop_fd);
+
+#endif /* PAGEIN_NET_WIRE_H */

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * bench-net.c - `pagein bench --net` (issue 3's bench): in one process, the raw TCP baseline of
- * the path (throughput, request/reply RTT), then post-copy migrations from an in-process page
- * server: bulk-only throughput, fault latency idle and under a saturating bulk stream, time to
- * full residency; again over a link with 100 us each way (netem, or a user-space delay relay).
+ * net.c - `pagein bench --net`: in one process, the raw TCP baseline of the path (throughput,
+ * request/reply RTT), then post-copy migrations from an in-process page server: bulk-only
+ * throughput, fault latency idle and under a saturating bulk stream, time to full residency;
+ * again over a link with 100 us each way (netns.c: netem, or a delay relay).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,27 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+#include "net.h"
 #include "pagein.h"
+#include "pagein-net.h"
 #include "tools.h"
 
-#define NB_PAGE 4096u
-#define NB_MAX_REGIONS 4u
-#define NB_CHUNK (64u << 10)         /* raw TCP writes, relay reads */
-#define NB_RAW_BYTES (512ull << 20)  /* bytes per baseline raw throughput run (at most) */
-#define NB_RAW_MIN (64ull << 20)     /* smallest raw run */
-#define NB_RAW_RUNS 3u               /* raw throughput runs, the median is kept */
-#define NB_RTT_N 3000u               /* request/reply round trips */
-#define NB_RUNS 3u                   /* bulk and residency runs, the median is kept */
-#define NB_IDLE_FAULTS 3000u         /* timed faults with no bulk traffic */
-#define NB_BULK_FAULTS 2000u         /* timed faults wanted under a bulk stream */
-#define NB_BULK_MIGS 8u              /* most migrations run to collect them */
-#define NB_WAIT_MS 60000             /* longest a migration may take to complete */
-#define NB_WATCHDOG_S 400u           /* the whole run, so nothing can hang a test */
-#define NB_DELAY_NS 100000ull        /* added one-way delay: 100 us */
-#define NB_IO_TIMEOUT_S 10           /* raw server and relay sockets give up after this */
-#define RAWSRV_THREADS 2u            /* raw peer connections served at once */
-#define RELAY_SLOTS 256u             /* chunks a relay direction holds in flight */
-#define RELAY_MAX_CONNS 256u         /* connections one relay serves over its life */
 
 /* Command-line options. */
 struct net_opts {
@@ -61,16 +46,6 @@ struct net_opts {
 	uint64_t seed;                  /* image pattern and touch order */
 };
 
-/* One network path and its baseline. */
-struct link {
-	const char *name;      /* "loopback", "netem-100us" or "relay-100us" */
-	char raw_addr[64];     /* HOST:PORT of the raw TCP peer over this path */
-	char srv_addr[64];     /* HOST:PORT of the page server over this path */
-	double raw_mibs;       /* raw TCP throughput, MiB/s */
-	double rtt_p50, rtt_p99; /* request/reply round trip, us */
-	double rtt_bulk_p50, rtt_bulk_p99; /* the same under a raw TCP stream, us */
-	double idle_p50, idle_p99; /* fault latency with no bulk traffic, us */
-};
 
 /* One measurement (one table row, one JSON line). Negative numbers are "not applicable". */
 struct meas {
@@ -92,8 +67,8 @@ struct meas {
 
 static FILE *tab;                      /* table: stdout, or stderr with --json */
 static const struct net_opts *opts;
-static uint8_t *image;                 /* the source image (page server memory) */
-static struct pagein_region_desc image_regs[2];
+uint8_t *net_image;                        /* the source image (page server memory) */
+struct pagein_region_desc net_image_regs[2];
 static uint64_t image_size;
 static double loop_rtt_p50;            /* loopback RTT, for the relay's added RTT */
 
@@ -121,7 +96,7 @@ static void quantiles(uint32_t *lat, unsigned n, double *p50, double *p99)
 	*p99 = lat[(uint64_t)(n - 1) * 99 / 100] / 1e3;
 }
 
-static void set_timeouts(int fd)
+void set_timeouts(int fd)
 {
 	struct timeval tv = { .tv_sec = NB_IO_TIMEOUT_S };
 	int one = 1;
@@ -131,7 +106,7 @@ static void set_timeouts(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int send_all(int fd, const void *buf, size_t len)
+int send_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	ssize_t w;
@@ -148,7 +123,7 @@ static int send_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int recv_all(int fd, void *buf, size_t len)
+int recv_all(int fd, void *buf, size_t len)
 {
 	uint8_t *p = buf;
 	ssize_t r;
@@ -166,7 +141,7 @@ static int recv_all(int fd, void *buf, size_t len)
 }
 
 /* A listening TCP socket on host, port 0 (any free one). Returns the fd; *port gets the port. */
-static int listen_on(const char *host, int *port)
+int listen_on(const char *host, int *port)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t len = sizeof(sa);
@@ -186,7 +161,7 @@ static int listen_on(const char *host, int *port)
 }
 
 /* Connect to "HOST:PORT" (IPv4), blocking, with the I/O time-outs set. Dies on failure. */
-static int connect_to(const char *addr)
+int connect_to(const char *addr)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET };
 	char host[64], *colon;
@@ -214,12 +189,6 @@ static int connect_to(const char *addr)
  * "send me n bytes in 64 KiB writes"; 'R' = "answer every 16-byte request with 4 KiB" until EOF.
  */
 
-struct rawsrv {
-	int lfd;               /* listening socket (non-blocking: several threads accept) */
-	int port;
-	pthread_t thread[RAWSRV_THREADS]; /* each serves one connection at a time */
-	_Atomic bool stop;
-};
 
 static void *rawsrv_main(void *arg)
 {
@@ -256,7 +225,7 @@ static void *rawsrv_main(void *arg)
 	return NULL;
 }
 
-static void rawsrv_start(struct rawsrv *rs, const char *host)
+void rawsrv_start(struct rawsrv *rs, const char *host)
 {
 	unsigned i;
 	int ret;
@@ -272,7 +241,7 @@ static void rawsrv_start(struct rawsrv *rs, const char *host)
 	}
 }
 
-static void rawsrv_stop(struct rawsrv *rs)
+void rawsrv_stop(struct rawsrv *rs)
 {
 	unsigned i;
 
@@ -280,439 +249,6 @@ static void rawsrv_stop(struct rawsrv *rs)
 	for (i = 0; i < RAWSRV_THREADS; i++)
 		pthread_join(rs->thread[i], NULL);
 	close(rs->lfd);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * The delay relay (when netem is missing): listens on loopback, connects each client to the
- * target, and forwards every chunk it reads after holding it delay_ns, in each direction.
- */
-
-struct relay;
-
-/* One direction of one relayed connection. */
-struct pump {
-	struct relay *r;
-	int in, out;           /* read from in, write to out */
-	pthread_t thread;
-	bool started;
-	_Atomic bool done;
-};
-
-/* One relayed connection. */
-struct rconn {
-	int a, b;              /* client side, target side */
-	struct pump up, down;  /* a->b, b->a */
-};
-
-struct relay {
-	int lfd;
-	int port;
-	int target_port;       /* on 127.0.0.1 */
-	uint64_t delay_ns;
-	pthread_t thread;
-	_Atomic bool stop;
-	struct rconn *conns[RELAY_MAX_CONNS];
-	unsigned nconns;       /* acceptor thread only, until stop */
-};
-
-/* One chunk held back: its bytes and when it may go. */
-struct held {
-	uint64_t due;
-	uint32_t len;
-	uint8_t *buf;
-};
-
-static void *pump_main(void *arg)
-{
-	struct pump *p = arg;
-	struct held *ring = calloc(RELAY_SLOTS, sizeof(*ring));
-	uint64_t head = 0, tail = 0, now;
-	bool eof = false, err = false;
-	struct pollfd pfd;
-	struct timespec ts;
-	ssize_t n;
-	int64_t wait;
-	unsigned i;
-
-	/* the relay's hold time is a timer: ask the kernel for no slack on it */
-	prctl(PR_SET_TIMERSLACK, 1UL);
-	if (!ring)
-		err = true;
-	while (!err && !atomic_load(&p->r->stop)) {
-		now = now_ns();
-		while (head != tail && ring[head % RELAY_SLOTS].due <= now) {
-			struct held *h = &ring[head % RELAY_SLOTS];
-
-			if (send_all(p->out, h->buf, h->len)) {
-				err = true;
-				break;
-			}
-			head++;
-			now = now_ns();
-		}
-		if (err)
-			break;
-		if (eof && head == tail) {
-			shutdown(p->out, SHUT_WR);
-			break;
-		}
-		wait = head != tail ? (int64_t)(ring[head % RELAY_SLOTS].due - now) : 50000000;
-		if (wait < 0)
-			wait = 0;
-		ts.tv_sec = wait / 1000000000;
-		ts.tv_nsec = wait % 1000000000;
-		pfd.fd = !eof && tail - head < RELAY_SLOTS ? p->in : -1;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		if (ppoll(&pfd, 1, &ts, NULL) <= 0 || !pfd.revents)
-			continue;
-		{
-			struct held *h = &ring[tail % RELAY_SLOTS];
-
-			if (!h->buf && !(h->buf = malloc(NB_CHUNK))) {
-				err = true;
-				break;
-			}
-			n = recv(p->in, h->buf, NB_CHUNK, MSG_DONTWAIT);
-			if (n < 0 && (errno == EINTR || errno == EAGAIN))
-				continue;
-			if (n <= 0) {
-				eof = n == 0;
-				err = n < 0;
-				continue;
-			}
-			h->len = (uint32_t)n;
-			h->due = now_ns() + p->r->delay_ns;
-			tail++;
-		}
-	}
-	if (err) {
-		shutdown(p->in, SHUT_RDWR);
-		shutdown(p->out, SHUT_RDWR);
-	}
-	for (i = 0; ring && i < RELAY_SLOTS; i++)
-		free(ring[i].buf);
-	free(ring);
-	atomic_store(&p->done, true);
-	return NULL;
-}
-
-static void rconn_free(struct rconn *c)
-{
-	shutdown(c->a, SHUT_RDWR);
-	shutdown(c->b, SHUT_RDWR);
-	if (c->up.started)
-		pthread_join(c->up.thread, NULL);
-	if (c->down.started)
-		pthread_join(c->down.thread, NULL);
-	close(c->a);
-	close(c->b);
-	free(c);
-}
-
-static void *relay_main(void *arg)
-{
-	struct relay *r = arg;
-	struct pollfd pfd = { .fd = r->lfd, .events = POLLIN };
-	char target[32];
-	struct rconn *c;
-	unsigned i;
-	int fd;
-
-	snprintf(target, sizeof(target), "127.0.0.1:%d", r->target_port);
-	while (!atomic_load(&r->stop)) {
-		/* close the connections both of whose directions have ended */
-		for (i = 0; i < r->nconns; i++) {
-			c = r->conns[i];
-			if (atomic_load(&c->up.done) && atomic_load(&c->down.done)) {
-				rconn_free(c);
-				r->conns[i--] = r->conns[--r->nconns];
-			}
-		}
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		fd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (r->nconns == RELAY_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
-			close(fd);
-			continue;
-		}
-		set_timeouts(fd);
-		c->a = fd;
-		c->b = connect_to(target);
-		c->up = (struct pump){ .r = r, .in = c->a, .out = c->b };
-		c->down = (struct pump){ .r = r, .in = c->b, .out = c->a };
-		c->up.started = !pthread_create(&c->up.thread, NULL, pump_main, &c->up);
-		c->down.started = !pthread_create(&c->down.thread, NULL, pump_main, &c->down);
-		if (!c->up.started || !c->down.started)
-			die("relay: cannot start its threads");
-		r->conns[r->nconns++] = c;
-	}
-	for (i = 0; i < r->nconns; i++)
-		rconn_free(r->conns[i]);
-	r->nconns = 0;
-	return NULL;
-}
-
-static void relay_start(struct relay *r, int target_port, uint64_t delay_ns)
-{
-	int ret;
-
-	memset(r, 0, sizeof(*r));
-	r->target_port = target_port;
-	r->delay_ns = delay_ns;
-	r->lfd = listen_on("127.0.0.1", &r->port);
-	ret = pthread_create(&r->thread, NULL, relay_main, r);
-	if (ret)
-		die("pthread_create: %s", strerror(ret));
-}
-
-static void relay_stop(struct relay *r)
-{
-	atomic_store(&r->stop, true);
-	pthread_join(r->thread, NULL);
-	close(r->lfd);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * netem: two network namespaces joined by veth, 100 us added on both ends. Everything made here
- * is removed by ns_teardown (atexit, the watchdog, or at the end), with async-signal-safe calls.
- */
-
-static char ns_srv[32], ns_dst[32], veth_srv[16], veth_dst[16];
-static const char *ip_bin = "ip";
-static volatile sig_atomic_t ns_made;   /* namespaces exist */
-static pid_t ns_child = -1;             /* the server process inside ns_srv */
-static _Atomic int ns_td;               /* teardown: 0 not begun, 1 under way, 2 done */
-
-/* Run argv (no shell), its stderr into err; returns the exit status, or -1. */
-static int run_cmd(char *const argv[], char *err, size_t errlen)
-{
-	int pfd[2], status;
-	ssize_t n;
-	size_t got = 0;
-	pid_t pid;
-
-	if (err && errlen)
-		err[0] = 0;
-	if (pipe2(pfd, O_CLOEXEC))
-		return -1;
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return -1;
-	}
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-
-		dup2(devnull, 1);
-		dup2(pfd[1], 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	while (err && got + 1 < errlen && (n = read(pfd[0], err + got, errlen - 1 - got)) > 0)
-		got += (size_t)n;
-	if (err && errlen) {
-		err[got] = 0;
-		while (got && (err[got - 1] == '\n' || err[got - 1] == ' '))
-			err[--got] = 0;
-	}
-	close(pfd[0]);
-	if (waitpid(pid, &status, 0) < 0)
-		return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-/* Kill the server child and delete both namespaces (the veth pair goes with them). Only
- * async-signal-safe calls: it also runs from the watchdog. */
-static void ns_teardown(void)
-{
-	char *del_s[] = { (char *)ip_bin, "netns", "del", ns_srv, NULL };
-	char *del_d[] = { (char *)ip_bin, "netns", "del", ns_dst, NULL };
-	char *del_v[] = { (char *)ip_bin, "link", "del", veth_srv, NULL };
-	char *const *cmds[] = { del_s, del_d, del_v };
-	struct timespec ms = { .tv_nsec = 1000000 };
-	int status, expect = 0;
-	unsigned i;
-	pid_t pid;
-
-	if (!atomic_compare_exchange_strong(&ns_td, &expect, 1)) {
-		/* a signal handler on another thread is at it: the process must not exit under it */
-		for (i = 0; i < 10000 && atomic_load(&ns_td) != 2; i++)
-			nanosleep(&ms, NULL);
-		return;
-	}
-	if (ns_child > 0) {
-		kill(ns_child, SIGKILL);
-		waitpid(ns_child, &status, 0);
-		ns_child = -1;
-	}
-	for (i = 0; ns_made && i < 3; i++) {
-		pid = fork();
-		if (pid == 0) {
-			int devnull = open("/dev/null", O_WRONLY);
-
-			dup2(devnull, 1);
-			dup2(devnull, 2);
-			execvp(cmds[i][0], cmds[i]);
-			_exit(127);
-		}
-		if (pid > 0)
-			waitpid(pid, &status, 0);
-	}
-	ns_made = 0;
-	atomic_store(&ns_td, 2);
-}
-
-static void ns_teardown_atexit(void)
-{
-	ns_teardown();
-}
-
-/*
- * Make the namespaces, the veth pair and the netem qdiscs. Returns 0, or -1 with why[] saying
- * what failed (and nothing left behind).
- */
-static int netem_setup(char *why, size_t whylen)
-{
-	static const char *const ips[] = { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip" };
-	char err[512], delay[32];
-	unsigned i;
-	int pid = (int)getpid();
-
-	for (i = 0; i < sizeof(ips) / sizeof(ips[0]); i++)
-		if (!access(ips[i], X_OK))
-			ip_bin = ips[i];
-	snprintf(ns_srv, sizeof(ns_srv), "pnb-srv-%d", pid);
-	snprintf(ns_dst, sizeof(ns_dst), "pnb-dst-%d", pid);
-	snprintf(veth_srv, sizeof(veth_srv), "pnbs%d", pid % 10000000);
-	snprintf(veth_dst, sizeof(veth_dst), "pnbd%d", pid % 10000000);
-	snprintf(delay, sizeof(delay), "%lluus", NB_DELAY_NS / 1000);
-	{
-		char *ip = (char *)ip_bin;
-		char *const steps[][16] = {
-			{ ip, "netns", "add", ns_srv, NULL },
-			{ ip, "netns", "add", ns_dst, NULL },
-			{ ip, "link", "add", veth_srv, "type", "veth", "peer", "name", veth_dst, NULL },
-			{ ip, "link", "set", veth_srv, "netns", ns_srv, NULL },
-			{ ip, "link", "set", veth_dst, "netns", ns_dst, NULL },
-			{ ip, "-n", ns_srv, "addr", "add", "10.213.7.1/24", "dev", veth_srv, NULL },
-			{ ip, "-n", ns_dst, "addr", "add", "10.213.7.2/24", "dev", veth_dst, NULL },
-			{ ip, "-n", ns_srv, "link", "set", veth_srv, "up", NULL },
-			{ ip, "-n", ns_dst, "link", "set", veth_dst, "up", NULL },
-			{ ip, "-n", ns_srv, "link", "set", "lo", "up", NULL },
-			{ ip, "-n", ns_dst, "link", "set", "lo", "up", NULL },
-			{ ip, "netns", "exec", ns_srv, "tc", "qdisc", "add", "dev", veth_srv, "root",
-			  "netem", "delay", delay, NULL },
-			{ ip, "netns", "exec", ns_dst, "tc", "qdisc", "add", "dev", veth_dst, "root",
-			  "netem", "delay", delay, NULL },
-		};
-
-		for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-			int rc = run_cmd(steps[i], err, sizeof(err));
-
-			if (i == 0 && rc == 0)
-				ns_made = 1;
-			if (rc != 0) {
-				unsigned k;
-				size_t off;
-
-				off = (size_t)snprintf(why, whylen, "`");
-				for (k = 0; steps[i][k] && off < whylen; k++)
-					off += (size_t)snprintf(why + off, whylen - off, "%s%s",
-								k ? " " : "", steps[i][k]);
-				if (off < whylen)
-					snprintf(why + off, whylen - off, "` failed: %s",
-						 err[0] ? err : "(no message)");
-				/* the veth may exist outside the namespaces if a move failed */
-				ns_made = 1;
-				ns_teardown();
-				return -1;
-			}
-		}
-	}
-	return 0;
-}
-
-/* In ns_srv: the page server and the raw peer on 10.213.7.1, run by a forked child until the
- * parent closes ctl. Writes "RAWPORT SRVPORT\n" on portw. */
-static void ns_child_main(int portw, int ctl)
-{
-	struct pagein_server_config sc;
-	struct pagein_server *srv;
-	struct rawsrv rs;
-	char path[64], line[32];
-	int nsfd, ret;
-	unsigned i;
-
-	/* the namespaces are the parent's to remove */
-	ns_made = 0;
-	signal(SIGALRM, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	snprintf(path, sizeof(path), "/run/netns/%s", ns_srv);
-	nsfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (nsfd < 0 || setns(nsfd, CLONE_NEWNET))
-		_exit(2);
-	pagein_server_config_init(&sc);
-	sc.listen = "10.213.7.1:0";
-	sc.compress = false;
-	sc.log = tool_log;
-	if (pagein_server_new(&sc, &srv))
-		_exit(3);
-	for (i = 0; i < 2; i++)
-		if (pagein_server_add_memory(srv, image_regs[i].gpa, image_regs[i].size,
-					     image + (i ? image_regs[0].size : 0)))
-			_exit(4);
-	ret = pagein_server_start(srv);
-	if (ret)
-		_exit(5);
-	rawsrv_start(&rs, "10.213.7.1");
-	snprintf(line, sizeof(line), "%d %d\n", rs.port, pagein_server_port(srv));
-	if (write(portw, line, strlen(line)) < 0)
-		_exit(6);
-	while (read(ctl, line, sizeof(line)) > 0)
-		;
-	rawsrv_stop(&rs);
-	pagein_server_stop(srv);
-	pagein_server_free(srv);
-	_exit(0);
-}
-
-/* Fork the server child into ns_srv and fill l's addresses. Returns the parent's end of the
- * control pipe (close it to stop the child), or -1. */
-static int ns_child_start(struct link *l)
-{
-	int portp[2], ctlp[2], rawport = 0, srvport = 0;
-	char line[64] = "";
-	ssize_t n;
-
-	if (pipe2(portp, O_CLOEXEC) || pipe2(ctlp, O_CLOEXEC))
-		die("pipe2: %s", strerror(errno));
-	fflush(NULL);
-	ns_child = fork();
-	if (ns_child < 0)
-		die("fork: %s", strerror(errno));
-	if (ns_child == 0) {
-		close(portp[0]);
-		close(ctlp[1]);
-		ns_child_main(portp[1], ctlp[0]);
-	}
-	close(portp[1]);
-	close(ctlp[0]);
-	n = read(portp[0], line, sizeof(line) - 1);
-	close(portp[0]);
-	if (n <= 0 || sscanf(line, "%d %d", &rawport, &srvport) != 2) {
-		close(ctlp[1]);
-		return -1;
-	}
-	snprintf(l->raw_addr, sizeof(l->raw_addr), "10.213.7.1:%d", rawport);
-	snprintf(l->srv_addr, sizeof(l->srv_addr), "10.213.7.1:%d", srvport);
-	return ctlp[1];
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -883,7 +419,7 @@ static void baseline(struct link *l)
 	unsigned i;
 	int ret;
 
-	/* a few hundred MiB: twice the image, within [NB_RAW_MIN, NB_RAW_BYTES] */
+	/* a few hundred MiB: twice the net_image, within [NB_RAW_MIN, NB_RAW_BYTES] */
 	for (i = 0; i < NB_RAW_RUNS; i++)
 		mibs[i] = raw_run(l, image_size * 2 < NB_RAW_MIN ? NB_RAW_MIN :
 				  image_size * 2 > NB_RAW_BYTES ? NB_RAW_BYTES : image_size * 2,
@@ -1073,7 +609,7 @@ static bool resident(const uint8_t *p)
 	return !mincore((void *)p, NB_PAGE, &v) && (v & 1);
 }
 
-/* Bytes of the raw TCP run paired with a migration: the image, at least NB_RAW_MIN so that
+/* Bytes of the raw TCP run paired with a migration: the net_image, at least NB_RAW_MIN so that
  * small images are compared with a steady-state rate, not a burst into socket buffers. */
 static uint64_t raw_bytes(void)
 {
@@ -1290,7 +826,8 @@ static void usage(FILE *f)
 "  --json          one JSON object per measurement on stdout (the table goes to stderr)\n"
 "  --no-delay      loopback only: skip the delayed link\n"
 "  --bulk N        bulk connections per migration (default 1)\n"
-"  --seed N        image pattern and touch order\n");
+"  --seed N        image pattern and touch order\n"
+"  -v, --verbose   the library's informational messages too\n");
 }
 
 static void parse_opts(int argc, char **argv, struct net_opts *o)
@@ -1303,6 +840,7 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 		{ "no-delay", no_argument, NULL, OPT_NO_DELAY },
 		{ "seed", required_argument, NULL, OPT_SEED },
 		{ "bulk", required_argument, NULL, OPT_BULK },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1315,7 +853,7 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 	o->seed = 0x5eed;
 	o->bulk = 1;
 	optind = 1;
-	while ((ch = getopt_long(argc, argv, "f:h", lopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "f:vh", lopts, NULL)) != -1) {
 		switch (ch) {
 		case OPT_NET: break;
 		case OPT_SIZE: o->size = parse_size(optarg); break;
@@ -1327,18 +865,10 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 				die("bad --seed '%s': want a positive number", optarg);
 			break;
 		case OPT_BULK:
-			o->bulk = (unsigned)strtoul(optarg, &end, 0);
-			if (end == optarg || *end || o->bulk < 1 || o->bulk > 16)
-				die("bad --bulk '%s': want 1..16", optarg);
+			o->bulk = bench_uint(optarg, "--bulk", 1, 16);
 			break;
-		case 'f':
-			if (!strcmp(optarg, "self"))
-				o->frontend = PAGEIN_FRONTEND_SELF;
-			else if (!strcmp(optarg, "handler"))
-				o->frontend = PAGEIN_FRONTEND_HANDLER;
-			else
-				die("bad -f '%s': want self or handler", optarg);
-			break;
+		case 'f': o->frontend = bench_frontend(optarg); break;
+		case 'v': tool_verbose = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -1453,8 +983,8 @@ int bench_net(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	image_size = o.size;
-	image = (uint8_t *)make_image(&image_size, o.seed, 0, image_regs);
-	if (!image)
+	net_image = (uint8_t *)make_image(&image_size, o.seed, 0, net_image_regs);
+	if (!net_image)
 		die("out of memory for a %" PRIu64 "-byte image", o.size);
 
 	/* the netem attempt comes first: its server child is forked before any thread exists */
@@ -1480,8 +1010,8 @@ int bench_net(int argc, char **argv)
 	if (ret < 0)
 		die("cannot create the page server: %s", strerror(-ret));
 	for (i = 0; i < 2; i++) {
-		ret = pagein_server_add_memory(srv, image_regs[i].gpa, image_regs[i].size,
-					       image + (i ? image_regs[0].size : 0));
+		ret = pagein_server_add_memory(srv, net_image_regs[i].gpa, net_image_regs[i].size,
+					       net_image + (i ? net_image_regs[0].size : 0));
 		if (ret < 0)
 			die("page server region %u: %s", i, strerror(-ret));
 	}
@@ -1493,7 +1023,7 @@ int bench_net(int argc, char **argv)
 	snprintf(loop.srv_addr, sizeof(loop.srv_addr), "127.0.0.1:%d", pagein_server_port(srv));
 
 	fprintf(tab, "pagein bench --net: %.0f MiB in 2 regions, front-end %s, anon, LZ4 off "
-		"(incompressible image), %u bulk connection%s, %ld CPUs, load average %s; page "
+		"(incompressible net_image), %u bulk connection%s, %ld CPUs, load average %s; page "
 		"server in this process; throughput figures are medians of %u runs, each paired "
 		"with a raw TCP run just before it\n", (double)image_size / (1 << 20), pagein_frontend_name(o.frontend),
 		o.bulk, o.bulk == 1 ? "" : "s", sysconf(_SC_NPROCESSORS_ONLN), loadavg(), NB_RUNS);
@@ -1549,6 +1079,6 @@ int bench_net(int argc, char **argv)
 	fprintf(tab, "every migration verified against the server's digests; total %.1f s\n",
 		(double)(now_ns() - t_start) / 1e9);
 	fflush(tab);
-	free(image);
+	free(net_image);
 	return 0;
 }

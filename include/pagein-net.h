@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * pagein-net.h - the network half of libpagein: post-copy migration. The page server (the
+ * migration source: lib/net/server.c) serves guest memory or a snapshot; the network source (the
+ * destination: lib/net/client.c, urgent.c, stream.c) fetches faulting pages over an urgent
+ * connection and streams the rest over bulk connections. Wire format: docs/protocol.md.
+ * Every function returns 0 (or a count) or -errno.
+ */
+#ifndef PAGEIN_NET_H
+#define PAGEIN_NET_H
+
+#include "pagein.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * The page server (the migration source)
+ */
+
+struct pagein_server; /* the migration source: serves guest memory to destinations */
+
+/* Fill it with pagein_server_config_init() first (it sets size), then change fields. Fields added
+ * later go at the end: a program built against an older header passes a smaller size and gets
+ * their defaults. */
+struct pagein_server_config {
+	uint32_t size;           /* sizeof(struct pagein_server_config) the caller was built with:
+	                          * set by pagein_server_config_init; pagein_server_new refuses 0 */
+	const char *listen;      /* "ADDR:PORT" to listen on; default "127.0.0.1:0" (a free port) */
+	unsigned max_sessions;   /* destinations served at once (default 16); more are refused */
+	bool compress;           /* LZ4 for bulk pages when it pays, if the client accepts (default
+	                          * true) */
+	unsigned timeout_ms;     /* a peer silent this long in the middle of a frame is dropped
+	                          * (default 10000) */
+	void (*log)(void *arg, int level, const char *msg); /* NULL = silent */
+	void *log_arg;
+	unsigned idle_ms;        /* a session that has neither opened a bulk connection nor sent a
+	                          * request for this long is closed, so idle peers cannot hold
+	                          * every session slot (default 30000; 0 = never) */
+	unsigned max_sessions_per_peer; /* sessions one peer address may hold at once (default 8;
+	                                 * 0 = only max_sessions) */
+	unsigned max_conns_per_peer; /* connections one peer address may hold at once, handshakes
+	                              * included (default 40: two destinations with 16 bulk
+	                              * connections each; 0 = only the server-wide limit) */
+};
+
+/* Fill cfg with the defaults above. */
+void pagein_server_config_init(struct pagein_server_config *cfg);
+
+/* Create a server (not listening yet) with a copy of cfg (NULL = defaults). The log callback is
+ * called from the server's threads, concurrently. Returns 0 and *out, -EINVAL (bad listen
+ * address, max_sessions or timeout_ms of 0, cfg->size not set by pagein_server_config_init),
+ * -ENOMEM. */
+int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_server **out);
+
+/* Serve [gpa, gpa+size) from mem (the source VMM's own guest memory, paused: it must not change
+ * while served). Before start; 4 KiB-aligned, no overlap, at most 64 regions in all. Returns 0 or
+ * -EINVAL/-EBUSY/-ENOSPC. */
+int pagein_server_add_memory(struct pagein_server *srv, uint64_t gpa, uint64_t size,
+			     const void *mem);
+
+/* Serve every region of a snapshot file. Before start. Returns 0 or the errors of
+ * pagein_source_file_new (-EINVAL, -ENODATA, open's -errno), -EBUSY, -ENOSPC. */
+int pagein_server_add_snapshot(struct pagein_server *srv, const char *path);
+
+/* Bind, listen, and serve from a thread of the server's own (one more per connection). Returns
+ * 0, -EINVAL (no region), or the -errno of socket/bind/listen (logged with the address). */
+int pagein_server_start(struct pagein_server *srv);
+
+/* The TCP port the server listens on (after start), or -ENOTCONN. */
+int pagein_server_port(struct pagein_server *srv);
+
+/* Close every connection and stop the server's threads. Idempotent; a stopped server cannot be
+ * started again (-EBUSY). */
+void pagein_server_stop(struct pagein_server *srv);
+void pagein_server_free(struct pagein_server *srv);
+
+struct pagein_server_stats {
+	uint64_t sessions;        /* sessions opened so far */
+	uint64_t sessions_active; /* open now */
+	uint64_t connections;     /* connections accepted so far */
+	uint64_t refused;         /* connections refused (handshake, limits) */
+	uint64_t malformed;       /* connections closed for a malformed or out-of-range message */
+	uint64_t requests;        /* REQ frames answered */
+	uint64_t pages_urgent;    /* pages sent in replies */
+	uint64_t pages_bulk;      /* pages sent by the bulk stream */
+	uint64_t pages_lz4;       /* of those, sent LZ4-compressed */
+	uint64_t bytes_sent;      /* on the wire, headers included */
+	uint64_t reserved[8];     /* room for counters added later (the size never changes); 0 */
+};
+void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st);
+
+/* ---------------------------------------------------------------------------------------------
+ * The network source (the destination)
+ */
+
+/* Fill it with pagein_net_config_init() first (it sets size), then change fields; fields added
+ * later go at the end, as for pagein_server_config. */
+struct pagein_net_config {
+	uint32_t size;           /* sizeof(struct pagein_net_config) the caller was built with: set
+	                          * by pagein_net_config_init; pagein_source_net_new refuses 0 */
+	const char *addr;        /* "HOST:PORT" of the page server (required); every address the
+	                          * name resolves to is tried in turn */
+	bool urgent;             /* faults on their own connection (default true); false: faults
+	                          * share the bulk connection (one channel, for comparison) */
+	unsigned bulk;           /* bulk connections streaming the rest (default 1; 0 = none) */
+	bool compress;           /* accept LZ4 pages (default true) */
+	unsigned batch_pages;    /* bulk pages per frame (default 64; use 512 for hugetlb spaces) */
+	unsigned connect_timeout_ms; /* connect + handshake (default 5000) */
+	void (*log)(void *arg, int level, const char *msg); /* NULL = silent; never from a fetch */
+	void *log_arg;
+};
+
+void pagein_net_config_init(struct pagein_net_config *cfg);
+
+/*
+ * Connect to a page server (the urgent connection, or the single one when urgent is off),
+ * with a copy of cfg (cfg->size set by pagein_net_config_init, else -EINVAL),
+ * handshake and learn its region table. The source's fetch sends a request and waits for its
+ * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
+ * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is
+ * gone), never a hang. Returns 0 and *out, -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH... (the last
+ * address tried), -ENXIO (the host name does not resolve) or -EAGAIN (the resolver failed for
+ * now: the log has the resolver's words), -EPROTO (the server speaks something else: logged).
+ */
+int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_source **out);
+
+/*
+ * The server's region table (gpa, size, digest) into regs[0..max). Returns the region count
+ * (1..64) when it fits; -E2BIG (logged) when the server has more regions than max, writing
+ * nothing, so a caller never mistakes a prefix for the whole table. regs NULL with max 0 returns
+ * the count alone. -EINVAL when src is not a network source.
+ */
+int pagein_net_regions(struct pagein_source *src, struct pagein_region_desc *regs, unsigned max);
+
+/*
+ * Open the bulk connection(s); pages they bring are installed into space (pagein_supply) while
+ * faults keep their own connection. The space must outlive the stream: call
+ * pagein_net_stream_stop (or pagein_source_free) before pagein_space_free. With urgent off, the
+ * single connection keeps carrying faults after stream_stop; bulk pages on it are then dropped.
+ * A bulk connection on which the server sends nothing for the space's timeout_ms before its END,
+ * or that closes before its END, fails the stream (see pagein_net_stream_status).
+ * Returns 0, -EALREADY, or a connect error.
+ */
+int pagein_net_stream_start(struct pagein_source *src, struct pagein_space *space);
+
+/* Close the bulk connection(s). Idempotent. pagein_source_free() stops everything. */
+void pagein_net_stream_stop(struct pagein_source *src);
+
+/*
+ * Where the bulk stream stands: 0 once every page has been sent (END on every bulk connection),
+ * -EINPROGRESS while it runs, -ENOTCONN when no stream is started (or it was stopped), or the
+ * error that ended it before every page was sent: -ECONNRESET (the server closed a bulk
+ * connection early, or said why in an ERROR), -ETIMEDOUT (the server sent nothing for the
+ * space's timeout_ms), -EPROTO (a malformed message). After a failure the pages not yet present
+ * arrive only by faults and accessors. Any thread; never blocks.
+ */
+int pagein_net_stream_status(struct pagein_source *src);
+
+/*
+ * Wait up to timeout_ms (-1: no limit) for the stream to end, well or not. Returns what
+ * pagein_net_stream_status returns then (-EINPROGRESS: it still runs). Any thread but a fault
+ * path; returns at once when stream_stop or source_free runs meanwhile.
+ */
+int pagein_net_stream_wait(struct pagein_source *src, int timeout_ms);
+
+struct pagein_net_stats {
+	uint64_t requests;        /* REQs sent */
+	uint64_t replies;         /* replies received */
+	uint64_t pages_urgent;    /* pages that came in replies */
+	uint64_t pages_bulk;      /* pages the bulk stream brought */
+	uint64_t pages_installed; /* of those, installed (the rest had been faulted in already) */
+	uint64_t bytes_received;  /* on the wire, headers included */
+	uint64_t errors;          /* connections closed for a malformed message, an I/O error, a
+	                           * silent server, or a bulk connection closed before its END */
+	bool stream_done;         /* the server said every page has been sent */
+	uint64_t reserved[8];     /* room for counters added later (the size never changes); 0 */
+};
+void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PAGEIN_NET_H */

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * client.h - what the network source's files share (internal): the source's context, one
+ * connection and its receiver, the request slots. client.c owns connections, the handshake and
+ * the receiver thread that parses frames; urgent.c the requests a fault sends and their replies;
+ * stream.c the bulk stream (installing its pages, its state). Names here use pi_net_.
+ */
+#ifndef PAGEIN_NET_CLIENT_H
+#define PAGEIN_NET_CLIENT_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+#include "pagein-net.h"
+#include "net/wire.h"
+
+#define NS_SLOTS 256          /* requests in flight at once (one per faulting thread) */
+#define NS_SLOT_BITS 16       /* low bits of a request id: slot index + 1 */
+#define NS_MAX_BULK 16        /* bulk connections one source may open */
+#define NS_MAX_ADDRS 8        /* addresses of the server's name tried, in the resolver's order */
+#define NS_RBUF (256u << 10)  /* receive buffer: small frames are read many at a time */
+#define NS_HUGE (2ull << 20)  /* hugetlb page: bulk pages are gathered into whole ones */
+#define NS_HUGE_PAGES (NS_HUGE / PN_PAGE)
+
+/* Request slot states. A requester owns FREE->CLAIMED->WAITING and DONE->FREE; the receiver owns
+ * WAITING->FILLING->DONE and ABANDONED->FREE; a requester that times out takes WAITING->ABANDONED. */
+enum {
+	SLOT_FREE = 0,
+	SLOT_CLAIMED,   /* a requester is filling in the request */
+	SLOT_WAITING,   /* the REQ may be on the wire; the requester sleeps on state */
+	SLOT_FILLING,   /* the receiver is writing the reply into dst */
+	SLOT_DONE,      /* result (and zmask) are set; the requester reads them */
+	SLOT_ABANDONED, /* the requester timed out: the reply, if any, is read and dropped */
+};
+
+/* One outstanding request. */
+struct ns_slot {
+	_Atomic uint32_t state;  /* SLOT_*; also the futex word the requester sleeps on */
+	_Atomic uint64_t id;     /* the REQ's id: generation << NS_SLOT_BITS | (index + 1) */
+	uint64_t gpa;            /* first page asked for */
+	uint32_t npages;         /* protocol pages asked for */
+	uint64_t page_size;      /* the fetch's page size (zero_mask unit) */
+	uint8_t *dst;            /* where the reply's bytes go (valid while WAITING/FILLING) */
+	uint64_t zmask;          /* zero pages of page_size, set by the receiver */
+	int result;              /* 0 or -errno, set by the receiver */
+} __attribute__((aligned(64)));
+
+struct netsrc;
+
+/* One TCP connection to the server and its receiver thread. */
+struct ns_conn {
+	struct netsrc *ns;
+	int fd;
+	uint32_t features;         /* PN_FEAT_* this connection's WELCOME granted */
+	bool replies;              /* carries the replies to fetches (the main connection) */
+	bool stream;               /* carries bulk pages (id 0) */
+	bool ended;                /* its END arrived */
+	pthread_t thread;
+	bool thread_started;
+	_Atomic bool dead;         /* closed: fetches fail at once */
+	_Atomic bool quitting;     /* we are closing it: EOF is not an error */
+	_Atomic uint32_t send_lock; /* futex lock: 0 free, 1 held, 2 held with waiters */
+	uint8_t *rbuf;             /* NS_RBUF bytes of received, unparsed data */
+	size_t rpos, rlen;         /* unread bytes are rbuf[rpos, rlen) */
+	uint8_t *body;             /* the frame being handled (PN_MAX_BODY bytes) */
+	uint8_t *stage;            /* bulk pages decoded here (PN_MAX_PAGES pages) */
+	uint8_t *huge;             /* a hugetlb page gathered from smaller batches (NS_HUGE) */
+	uint64_t huge_gpa;         /* its guest address, or UINT64_MAX */
+	uint64_t huge_have[NS_HUGE_PAGES / 64]; /* its protocol pages received so far */
+	uint64_t huge_zero[NS_HUGE_PAGES / 64]; /* of those, zero */
+};
+
+/* The network source's context. */
+struct netsrc {
+	struct pagein_net_config cfg;
+	char addr[256];                 /* copy of cfg.addr */
+	struct sockaddr_storage sa[NS_MAX_ADDRS]; /* the addresses the server's name resolved to */
+	socklen_t salen[NS_MAX_ADDRS];
+	unsigned naddrs;                /* used entries of sa */
+	_Atomic unsigned addr_ok;       /* the one the last connection reached: tried first */
+	uint64_t session;
+	uint32_t features;              /* PN_FEAT_* granted */
+	unsigned nregions;
+	struct pn_region regions[PN_MAX_REGIONS]; /* host byte order */
+	struct ns_conn *main;           /* urgent connection (or the single bulk one) */
+	struct ns_conn *bulk[NS_MAX_BULK];
+	unsigned nbulk;
+	pthread_mutex_t lock;           /* stream start/stop; attach of the main connection */
+	struct pagein_space *_Atomic space; /* where bulk pages go, NULL when not streaming */
+	_Atomic bool streaming;
+	_Atomic uint32_t attach_seq;    /* futex word: bumped on attach/detach/fetch while parked */
+	_Atomic int outstanding;        /* fetches waiting for a reply */
+	_Atomic uint32_t slot_seq;      /* futex word: bumped when a slot is freed */
+	_Atomic uint32_t slot_waiters;
+	struct ns_slot slots[NS_SLOTS];
+	/* statistics */
+	_Atomic uint64_t requests, replies, pages_urgent, pages_bulk, pages_installed;
+	_Atomic uint64_t bytes_received, errors;
+	_Atomic unsigned streams;       /* connections carrying the bulk stream */
+	_Atomic unsigned ends;          /* of those, how many have sent END */
+	_Atomic bool stream_done;       /* every streaming connection sent END */
+	_Atomic int stream_err;         /* 0, or why the stream failed before its END (first wins) */
+	_Atomic uint32_t stream_seq;    /* futex word: bumped when the stream ends, fails or stops */
+	_Atomic int read_ms;            /* bulk read time-out: the space's timeout_ms (0 = none) */
+};
+
+/* Log through the source's callback (never from a fetch). */
+#define pi_net_log(ns, level, ...) pi_wire_log((ns)->cfg.log, (ns)->cfg.log_arg, level, __VA_ARGS__)
+
+/* client.c: lookups, frame decoding, connections */
+const struct pn_region *pi_net_region_of(struct netsrc *ns, uint64_t gpa, uint64_t len);
+struct netsrc *pi_net_of(struct pagein_source *src);
+int pi_net_decode_pages(const struct pi_wire_pages *pg, uint8_t *dst, uint64_t *zero, char *why,
+			size_t whylen);
+uint64_t pi_net_zero_fold(const uint64_t *zero, uint32_t npages, uint64_t page_size,
+			  uint8_t *dst);
+struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, int *err);
+int pi_net_conn_start(struct ns_conn *c);
+void pi_net_conn_close(struct ns_conn *c);
+
+/* urgent.c: requests (async-signal-safe) and their replies */
+int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t deadline_ns);
+int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page_size,
+		 uint64_t *zero_mask, uint64_t deadline_ns);
+int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
+			size_t whylen);
+void pi_net_slots_fail_all(struct netsrc *ns, int err);
+
+/* stream.c: the bulk stream */
+void pi_net_wake_parked(struct netsrc *ns);
+void pi_net_handle_bulk(struct ns_conn *c, const struct pi_wire_pages *pg, char *why, size_t whylen,
+			int *err);
+/* An END arrived on c (receiver thread). */
+void pi_net_stream_end(struct ns_conn *c);
+/* The stream failed with err before every page was sent (the first failure is kept). */
+void pi_net_stream_fail(struct netsrc *ns, int err);
+
+#endif /* PAGEIN_NET_CLIENT_H */

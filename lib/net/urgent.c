@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+/*
+ * urgent.c - the destination's urgent channel: a fault's fetch takes a lock-free request slot,
+ * sends a REQ and sleeps on the slot until the receiver thread fills in the reply (or the
+ * fault's deadline passes). Async-signal-safe: atomics, futex, send and poll only, so SELF-mode
+ * faults fetch from inside their SIGBUS handler.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "net/client.h"
+
+/* ------------------------------------------------------------------------------------------- */
+/* sending (async-signal-safe: a fetch sends its REQ)                                         */
+
+static int send_lock(struct ns_conn *c, uint64_t deadline_ns)
+{
+	uint32_t v = 0;
+	int spins;
+
+	for (spins = 0; spins < 100; spins++) {
+		v = 0;
+		if (atomic_compare_exchange_strong(&c->send_lock, &v, 1))
+			return 0;
+		sched_yield();
+	}
+	for (;;) {
+		v = atomic_exchange(&c->send_lock, 2);
+		if (v == 0)
+			return 0;
+		if (atomic_load(&c->dead))
+			return -ENOTCONN;
+		if (pagein_futex_wait(&c->send_lock, 2, deadline_ns) == -ETIMEDOUT)
+			return -ETIMEDOUT;
+	}
+}
+
+static void send_unlock(struct ns_conn *c)
+{
+	if (atomic_exchange(&c->send_lock, 0) == 2)
+		pagein_futex_wake(&c->send_lock);
+}
+
+/*
+ * Write all of buf before the deadline. A frame cut short corrupts the stream for everybody:
+ * then the connection is shut down (its receiver sees EOF and fails every waiting request).
+ */
+int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t deadline_ns)
+{
+	struct iovec iov = { (void *)buf, len };
+	size_t done;
+	int ret = pi_wire_send(c->fd, &iov, 1, &done, -1, deadline_ns, -1);
+
+	if (!ret)
+		return 0;
+	if (done)
+		shutdown(c->fd, SHUT_RDWR);
+	return done || ret != -ETIMEDOUT ? -ECONNRESET : -ETIMEDOUT;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* request slots and fetch (async-signal-safe: atomics, futex, send, poll)                    */
+
+static void slot_free(struct netsrc *ns, struct ns_slot *sl)
+{
+	atomic_store(&sl->state, SLOT_FREE);
+	atomic_fetch_add(&ns->slot_seq, 1);
+	if (atomic_load(&ns->slot_waiters))
+		pagein_futex_wake(&ns->slot_seq);
+}
+
+/* Take a free slot (FREE->CLAIMED), waiting for one until the deadline. */
+static struct ns_slot *slot_take(struct netsrc *ns, uint64_t deadline_ns, int *err)
+{
+	static _Atomic unsigned hint;
+	unsigned start = atomic_fetch_add_explicit(&hint, 1, memory_order_relaxed), i;
+	uint32_t seq, v;
+
+	for (;;) {
+		seq = atomic_load(&ns->slot_seq);
+		for (i = 0; i < NS_SLOTS; i++) {
+			struct ns_slot *sl = &ns->slots[(start + i) % NS_SLOTS];
+
+			v = SLOT_FREE;
+			if (atomic_load_explicit(&sl->state, memory_order_relaxed) == SLOT_FREE &&
+			    atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
+				return sl;
+		}
+		if (atomic_load(&ns->main->dead)) {
+			*err = -ENOTCONN;
+			return NULL;
+		}
+		atomic_fetch_add(&ns->slot_waiters, 1);
+		v = (uint32_t)pagein_futex_wait(&ns->slot_seq, seq, deadline_ns);
+		atomic_fetch_sub(&ns->slot_waiters, 1);
+		if ((int)v == -ETIMEDOUT) {
+			*err = -ETIMEDOUT;
+			return NULL;
+		}
+	}
+}
+
+/* Wait until the receiver is done with sl or the deadline passes. Returns the result. */
+static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns,
+		     uint64_t *zero_mask)
+{
+	uint32_t st, v;
+	int ret;
+
+	for (;;) {
+		st = atomic_load(&sl->state);
+		if (st == SLOT_DONE)
+			break;
+		if (st == SLOT_FILLING) {
+			/* the receiver is copying bytes it already holds: no I/O, it ends soon */
+			pagein_futex_wait(&sl->state, SLOT_FILLING, 0);
+			continue;
+		}
+		if (pagein_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
+			v = SLOT_WAITING;
+			if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_ABANDONED))
+				return -ETIMEDOUT; /* the receiver frees it when (if) the reply comes */
+		}
+	}
+	ret = sl->result;
+	if (!ret)
+		*zero_mask |= sl->zmask;
+	slot_free(ns, sl);
+	return ret;
+}
+
+
+int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page_size,
+		     uint64_t *zero_mask, uint64_t deadline_ns)
+{
+	struct netsrc *ns = ctx;
+	struct ns_conn *c = ns->main;
+	struct ns_slot *sl;
+	struct {
+		struct pn_hdr h;
+		struct pn_req r;
+	} __attribute__((packed)) frame;
+	uint64_t id;
+	uint32_t v;
+	int ret = 0, idx;
+
+	if (atomic_load(&c->dead))
+		return -ENOTCONN;
+	if (!len || len % PN_PAGE || len / PN_PAGE > PN_MAX_PAGES || !page_size ||
+	    page_size % PN_PAGE || len % page_size || len / page_size > 64 ||
+	    !pi_net_region_of(ns, gpa, len))
+		return -EINVAL;
+	sl = slot_take(ns, deadline_ns, &ret);
+	if (!sl)
+		return ret;
+	idx = (int)(sl - ns->slots);
+	id = ((atomic_load(&sl->id) >> NS_SLOT_BITS) + 1) << NS_SLOT_BITS | (uint64_t)(idx + 1);
+	sl->gpa = gpa;
+	sl->npages = (uint32_t)(len / PN_PAGE);
+	sl->page_size = page_size;
+	sl->dst = dst;
+	sl->zmask = 0;
+	sl->result = 0;
+	atomic_store(&sl->id, id);
+	atomic_fetch_add(&ns->outstanding, 1);
+	/* WAITING before the REQ leaves: the reply may come back before send() returns */
+	atomic_store(&sl->state, SLOT_WAITING);
+	if (atomic_load(&c->dead)) {
+		/* the receiver's sweep may not have seen WAITING: take it back ourselves */
+		v = SLOT_WAITING;
+		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED)) {
+			ret = -ENOTCONN;
+			goto out_free;
+		}
+		goto wait;
+	}
+	pi_wire_hdr(&frame.h, sizeof(frame.r), PN_REQ, id);
+	frame.r.gpa = htole64(gpa);
+	frame.r.npages = htole32(sl->npages);
+	frame.r.reserved = 0;
+	ret = send_lock(c, deadline_ns);
+	if (!ret) {
+		ret = pi_net_send_all(c, &frame, sizeof(frame), deadline_ns);
+		send_unlock(c);
+	}
+	if (ret < 0) {
+		v = SLOT_WAITING;
+		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
+			goto out_free;
+		ret = 0; /* the sweep of a dying connection got it first: take its result */
+		goto wait;
+	}
+	atomic_fetch_add_explicit(&ns->requests, 1, memory_order_relaxed);
+	if (c->stream && !atomic_load(&ns->space))
+		pi_net_wake_parked(ns); /* the receiver may be holding bulk pages for a stream to start */
+wait:
+	ret = slot_wait(ns, sl, deadline_ns, zero_mask);
+	atomic_fetch_sub(&ns->outstanding, 1);
+	return ret;
+out_free:
+	atomic_fetch_sub(&ns->outstanding, 1);
+	slot_free(ns, sl);
+	return ret;
+}
+
+/* Fail every waiting request (the connection carrying replies is gone). */
+void pi_net_slots_fail_all(struct netsrc *ns, int err)
+{
+	unsigned i;
+	uint32_t v;
+
+	for (i = 0; i < NS_SLOTS; i++) {
+		struct ns_slot *sl = &ns->slots[i];
+
+		v = SLOT_WAITING;
+		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
+			sl->result = err;
+			atomic_store(&sl->state, SLOT_DONE);
+			pagein_futex_wake(&sl->state);
+			continue;
+		}
+		v = SLOT_ABANDONED;
+		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_FREE))
+			slot_free(ns, sl);
+	}
+	atomic_fetch_add(&ns->slot_seq, 1);
+	pagein_futex_wake(&ns->slot_seq);
+}
+
+int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
+			size_t whylen)
+{
+	struct netsrc *ns = c->ns;
+	uint64_t idx = (id & ((1ull << NS_SLOT_BITS) - 1)) - 1, zero[NS_HUGE_PAGES / 64];
+	struct ns_slot *sl;
+	uint32_t st, v;
+	int ret;
+
+	if (!c->replies || idx >= NS_SLOTS) {
+		snprintf(why, whylen, "a reply with id %#llx that no request has",
+			 (unsigned long long)id);
+		return -EPROTO;
+	}
+	sl = &ns->slots[idx];
+	st = atomic_load(&sl->state);
+	if ((st != SLOT_WAITING && st != SLOT_ABANDONED) || atomic_load(&sl->id) != id) {
+		snprintf(why, whylen, "a reply with id %#llx that no request is waiting for "
+			 "(unsolicited or duplicate)", (unsigned long long)id);
+		return -EPROTO;
+	}
+	if (sl->gpa != pg->gpa || sl->npages != pg->npages) {
+		snprintf(why, whylen,
+			 "the reply to id %#llx carries [%#llx, +%u pages), the request asked for "
+			 "[%#llx, +%u pages)", (unsigned long long)id, (unsigned long long)pg->gpa,
+			 pg->npages, (unsigned long long)sl->gpa, sl->npages);
+		return -EPROTO;
+	}
+	for (v = 0; v < pg->npages; v++) {
+		uint32_t d;
+
+		memcpy(&d, pg->desc + 4 * v, 4);
+		if (PN_PG_KIND(le32toh(d)) == PN_PG_LZ4) {
+			snprintf(why, whylen, "the reply to id %#llx carries an LZ4 page (replies are "
+				 "never compressed)", (unsigned long long)id);
+			return -EPROTO;
+		}
+	}
+	v = SLOT_WAITING;
+	if (st == SLOT_WAITING && atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
+		ret = pi_net_decode_pages(pg, sl->dst, zero, why, whylen);
+		if (!ret)
+			sl->zmask = pi_net_zero_fold(zero, pg->npages, sl->page_size, sl->dst);
+		sl->result = ret;
+		atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&ns->pages_urgent, pg->npages, memory_order_relaxed);
+		atomic_store(&sl->state, SLOT_DONE);
+		pagein_futex_wake(&sl->state);
+		return ret;
+	}
+	if (st == SLOT_WAITING)
+		st = v; /* the CAS failed: what the requester made of the slot meanwhile */
+	if (st != SLOT_ABANDONED) {
+		/* taken back after a send that never left (CLAIMED): this "reply" answers nothing
+		 * we sent, and the slot is not ours to free */
+		snprintf(why, whylen, "a reply with id %#llx to a request that was never sent",
+			 (unsigned long long)id);
+		return -EPROTO;
+	}
+	/* abandoned by a requester that timed out: check the payload, drop it, free the slot,
+	 * which is ours only if we are the one that takes it out of ABANDONED */
+	ret = pi_net_decode_pages(pg, c->stage, zero, why, whylen);
+	atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
+	v = SLOT_ABANDONED;
+	if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
+		slot_free(ns, sl);
+	return ret;
+}
+

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+/*
+ * t_kvm_eom_exits.c - with exit-on-missing (pagein's KVM patch), every vCPU fault is an exit
+ * resolved on the vCPU's own thread: for each backing (anon, shmem, hugetlb), with 1 vCPU, with 4
+ * vCPUs on their own slices and with 4 vCPUs on the same pages, the handler threads take no fault
+ * (counted per vCPU through the userfaultfd's thread ids, and in total), the exits counted per
+ * vCPU match the ones resolved, exits carry READ/WRITE and the backing's page size, and the
+ * guest's reads and every byte verify. Skips, saying why, on stock KVM.
+ */
+#include "eom.h"
+
+#define SEED 0x5eed0e0aull
+
+/* 0 pass, 1 fail, 77 skip (backing unavailable). */
+static int run(enum pagein_backing b, unsigned nvcpus, bool shared)
+{
+	uint64_t ps = pagein_backing_page_size(b);
+	uint64_t slice = b == PAGEIN_BACKING_HUGETLB ? 2 * ps : (1ull << 20);
+	uint64_t size = shared ? slice * 2 : slice * nvcpus;
+	struct h_space hs;
+	struct h_vm vm;
+	char msg[256], label[64];
+	int ret, fail = 0;
+
+	snprintf(label, sizeof(label), "eom %s %u vCPU%s%s", pagein_backing_name(b), nvcpus,
+		 nvcpus > 1 ? "s" : "", shared ? " shared" : "");
+	ret = h_vm_new(&vm, nvcpus, msg);
+	if (ret < 0) {
+		printf("%s: FAIL: %s\n", label, msg);
+		return 1;
+	}
+	ret = h_space_new(&hs, &vm, b, size, SEED, NULL, NULL, msg);
+	if (ret < 0) {
+		h_vm_free(&vm);
+		if (b == PAGEIN_BACKING_HUGETLB && (ret == -ENOMEM || ret == -ENOSPC)) {
+			printf("%s: SKIP: %s (no 2 MiB huge pages reserved)\n", label, msg);
+			return 77;
+		}
+		printf("%s: FAIL: %s\n", label, msg);
+		return 1;
+	}
+	if (!pagein_kvm_exit_on_missing(hs.space)) {
+		printf("%s: FAIL: the probe found exit-on-missing, this attach did not\n", label);
+		fail = 1;
+		goto out;
+	}
+	for (unsigned i = 0; i < nvcpus; i++) {
+		/* shared: every vCPU walks all pages, half of them from the middle */
+		uint64_t start = shared ? hs.gpa + (i % 2) * (size / 2) : hs.gpa + i * slice;
+		uint64_t lo = shared ? hs.gpa : start, hi = shared ? hs.gpa + size : start + slice;
+
+		if (h_vcpu_setup(&vm, i, start, (hi - lo) / H_PAGE, lo, hi) < 0) {
+			printf("%s: FAIL: h_vcpu_setup %u: %s\n", label, i, strerror(errno));
+			fail = 1;
+			goto out;
+		}
+	}
+	ret = h_vm_run(&vm);
+	if (h_report_run(&vm, label, ret)) {
+		fail = 1;
+		goto out;
+	}
+	h_print_vcpus(&vm, label);
+	h_space_print_stats(&hs, label);
+	fail |= eom_check_vcpus(&hs, &vm, label, !shared) != 0;
+	printf("%s: exit sizes seen %#" PRIx64 ", flags seen %#" PRIx64 "\n", label, hs.exit_sizes,
+	       hs.exit_flags);
+	if (hs.exit_sizes != ps) {
+		printf("%s: exits should all be %" PRIu64 " bytes (the backing's page)\n", label, ps);
+		fail = 1;
+	}
+	if (!(hs.exit_flags & PAGEIN_KVM_EXIT_FLAG_MISSING) ||
+	    !(hs.exit_flags & PAGEIN_KVM_EXIT_FLAG_READ)) {
+		printf("%s: exits should carry MISSING and READ (the guest reads first)\n", label);
+		fail = 1;
+	}
+	fail |= h_check_sums(&vm, label, SEED) != 0;
+	fail |= h_verify(label, hs.host, hs.gpa, size, SEED, NULL) != 0;
+out:
+	h_space_free(&hs, &vm);
+	h_vm_free(&vm);
+	printf("%s: %s\n", label, fail ? "FAIL" : "PASS");
+	return fail;
+}
+
+int main(void)
+{
+	static const enum pagein_backing backs[] = { PAGEIN_BACKING_ANON, PAGEIN_BACKING_SHMEM,
+						     PAGEIN_BACKING_HUGETLB };
+	int ret, fails = 0, skips = 0;
+
+	h_watchdog("t_kvm_eom_exits", 90);
+	ret = eom_probe("t_kvm_eom_exits");
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < 3; i++) {
+		ret = run(backs[i], 1, false);
+		fails += ret == 1;
+		skips += ret == 77;
+		if (ret == 77)
+			continue;
+		ret = run(backs[i], 4, false);
+		fails += ret == 1;
+		ret = run(backs[i], 4, true);
+		fails += ret == 1;
+	}
+	if (fails) {
+		printf("t_kvm_eom_exits: FAIL (%d run(s) failed)\n", fails);
+		return 1;
+	}
+	printf("t_kvm_eom_exits: PASS (%d backing(s) skipped)\n", skips);
+	return 0;
+}
