@@ -1,16 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
  * fuzz_client_frames.c - libFuzzer target for what a destination parses from a page server
- * (lib/netsrc.c): frame headers, PAGES with their descriptors and LZ4 payloads (replies and bulk),
- * END and ERROR, driven through the receiver's own recv_frame over the input as if it had arrived
- * on the socket. netsrc.c is compiled into this target so that its static decoders are reached
- * exactly as the receiver thread reaches them.
+ * (lib/net/client.c, urgent.c, stream.c, wire.c): frame headers, PAGES with their descriptors and
+ * LZ4 payloads (replies and bulk), END and ERROR, driven through the receiver's own recv_frame
+ * over the input as if it had arrived on the socket. client.c is compiled into this target so
+ * that its static recv_frame is reached exactly as the receiver thread reaches it.
  *
  * Input: byte 0 flags (1: LZ4 granted, 2: the connection carries replies, 4: a request waits,
  * 8: the connection carries the stream); bytes 1..12 the waiting request (gpa u64, npages u32);
  * the rest is the byte stream from the server.
  */
-#include "../lib/netsrc.c"
+#include "../lib/net/client.c"
 
 #include <sys/socket.h>
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pagein.h"
+#include "pagein-net.h"
 
 #define REGION (64u << 10)
 
