@@ -3,7 +3,7 @@
  * t_link.c - the destination's pause state (lib/net/link.c): threads waiting through a pause wake
  * when it resumes (0) or fails (-ECONNRESET), and no earlier; a waiter's own deadline and the pause
  * limit bound the wait; callbacks come once per pause, in order, with the pause's length; a pause
- * while resuming is the same pause; the backoff grows from 100 ms to 5 s within +-20 %.
+ * while resuming is the same pause; the backoff grows from 20 ms to 5 s within +-20 %.
  */
 #include <pthread.h>
 #include <time.h>
@@ -119,9 +119,9 @@ int main(void)
 	T_EQ(pi_link_wait(&lk, 0), 0);
 	pi_link_destroy(&lk);
 
-	/* backoff: 100 ms doubling to 5 s, +-20 % */
+	/* backoff: 20 ms doubling to 5 s, +-20 % */
 	for (i = 0; i < 12; i++) {
-		uint64_t base = 100000000ull << (i < 6 ? i : 6);
+		uint64_t base = 20000000ull << (i < 9 ? i : 9);
 
 		if (base > 5000000000ull)
 			base = 5000000000ull;

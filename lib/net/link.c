@@ -13,7 +13,7 @@
 
 #include "net/link.h"
 
-#define BACKOFF_MIN_NS 100000000ull   /* 100 ms */
+#define BACKOFF_MIN_NS 20000000ull    /* 20 ms: a link back is found within a few tens of ms */
 #define BACKOFF_MAX_NS 5000000000ull  /* 5 s */
 
 static uint64_t now_ns(void)

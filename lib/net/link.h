@@ -71,7 +71,7 @@ uint64_t pi_link_pause_deadline(struct pi_link *l);
  */
 int pi_link_wait(struct pi_link *l, uint64_t deadline_ns);
 
-/* The delay before reconnect attempt n (0-based): 100 ms doubling to 5 s, +-20 % jitter from
+/* The delay before reconnect attempt n (0-based): 20 ms doubling to 5 s, +-20 % jitter from
  * *rng (any non-zero seed). */
 uint64_t pi_link_backoff_ns(unsigned attempt, uint64_t *rng);
 

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/tls.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/core_names.h>
@@ -607,6 +608,32 @@ void pi_conn_plain(struct pi_conn *c, int fd)
 	snprintf(c->desc, sizeof(c->desc), "plain TCP");
 }
 
+bool pi_addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+int pi_tls_ctx_from(const char *psk_file, const char *cert, const char *key, const char *ca,
+		    const char *name, bool server, struct pi_tls_ctx **out, char *why,
+		    size_t whylen)
+{
+	struct pi_tls_opts o = { .psk_file = psk_file, .cert_file = cert, .key_file = key,
+				 .ca_file = ca, .server_name = name };
+
+	*out = NULL;
+	why[0] = '\0';
+	if (!psk_file && !cert && !key && !ca)
+		return 0;
+	return pi_tls_ctx_new(&o, server, out, why, whylen);
+}
+
 bool pi_tls_looks_like_tls(const uint8_t *b, size_t n)
 {
 	/* a record header: content type (alert 21, handshake 22), legacy version 3.x */
@@ -1061,6 +1088,15 @@ size_t pi_conn_pending(const struct pi_conn *c)
 		n = 1;
 	pthread_mutex_unlock(c->lock);
 	return n;
+}
+
+void pi_conn_drop_tls(struct pi_conn *c)
+{
+	int fd = c->fd;
+
+	c->fd = -1;
+	pi_conn_close(c); /* frees the session; fd is not closed */
+	pi_conn_plain(c, fd);
 }
 
 void pi_conn_close(struct pi_conn *c)

@@ -135,6 +135,10 @@ int pi_conn_read_exact(struct pi_conn *c, void *buf, size_t n, uint64_t deadline
  * fd does not see them, so a caller that polls checks this first. */
 size_t pi_conn_pending(const struct pi_conn *c);
 
+/* After a failed handshake: forget TLS (free the session), keep fd as a plain connection, so that
+ * a plain peer can be told in its own framing why it is refused. */
+void pi_conn_drop_tls(struct pi_conn *c);
+
 /* Say goodbye (TLS close_notify, best effort, never blocking), close fd, free the session. */
 void pi_conn_close(struct pi_conn *c);
 
@@ -155,6 +159,17 @@ int pi_tls_traffic_keys(const struct pi_conn *c, bool rx, struct pi_tls_keys *k)
  * §7.5, label "EXPORTER-pagein-join", empty context), the same at both ends of one connection and
  * unpredictable for any other; 32 zero bytes on plain TCP. Returns 0 or -EIO. */
 int pi_conn_binding(struct pi_conn *c, uint8_t out[32]);
+
+/* Is this address loopback (127.0.0.0/8, ::1, or ::ffff:127.x)? The rule "no authentication off
+ * loopback" (secure by default) asks it. */
+struct sockaddr_storage;
+bool pi_addr_is_loopback(const struct sockaddr_storage *ss);
+
+/* Build a credential context from the four options a server or a client is given (all NULL:
+ * *out = NULL, plain TCP). Returns 0 or pi_tls_ctx_new's errors, with the reason in why. */
+int pi_tls_ctx_from(const char *psk_file, const char *cert, const char *key, const char *ca,
+		    const char *name, bool server, struct pi_tls_ctx **out, char *why,
+		    size_t whylen);
 
 /* Does buf (n >= 3 bytes) start like a TLS record (handshake or alert)? For a plain endpoint to
  * tell a TLS peer from a confused one. */
