@@ -105,6 +105,12 @@ struct restore_opts {
 	bool urgent;                     /* network: faults on their own connection */
 	unsigned bulk;                   /* network: bulk connections (0: faults only) */
 	bool compress;                   /* network: accept LZ4 pages */
+	const char *psk_file;            /* network: TLS with a pre-shared key */
+	const char *tls_cert, *tls_key, *tls_ca, *tls_name; /* network: TLS with certificates */
+	bool insecure;                   /* network: plain TCP off loopback */
+	bool pause;                      /* network: pause on a lost link, reconnect and resume */
+	unsigned pause_limit_ms;         /* network: then fail after this (0 = never) */
+	const char *reconnect;           /* network: reconnect to this address instead */
 };
 
 /* The generated guest image the demo and the snapshots use: *size (rounded up to 4 MiB) bytes
