@@ -35,6 +35,7 @@ static void setup(void)
 	ns->regions[1] = (struct pn_region){ .gpa = 4u << 20, .size = 2u << 20 };
 	c->ns = ns;
 	c->fd = sv[0];
+	pi_conn_plain(&c->tc, sv[0]); /* the transport the receiver reads through */
 	c->rbuf = malloc(NS_RBUF);
 	c->body = malloc(PN_MAX_BODY);
 	c->stage = malloc((size_t)PN_MAX_PAGES * PN_PAGE);
