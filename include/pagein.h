@@ -18,7 +18,14 @@ extern "C" {
 #endif
 
 #define PAGEIN_VERSION_MAJOR 0
-#define PAGEIN_VERSION_MINOR 1
+#define PAGEIN_VERSION_MINOR 2
+
+/* The library's version as "MAJOR.MINOR.PATCH" (of the libpagein actually loaded, which may be
+ * newer than this header). A static string; any thread. */
+const char *pagein_version(void);
+
+#define PAGEIN_MAX_REGIONS 64 /* regions one space holds (the protocol and the snapshot format
+                               * allow as many) */
 
 struct pagein_space;   /* regions + page state + a fault front-end + a source */
 struct pagein_source;  /* where the bytes of missing pages come from */
@@ -63,11 +70,15 @@ enum pagein_log_level {
 #define PAGEIN_AROUND_MAX 64u             /* largest window, in pages of the region */
 
 /*
- * Space configuration. Fill it with pagein_config_init() first, then change fields; the space
- * copies it. Callbacks may be called from any thread, including from inside a SIGBUS handler for
- * on_frozen_fault and on_fault_error (so those must be async-signal-safe in SELF mode).
+ * Space configuration. Fill it with pagein_config_init() first (it sets size), then change
+ * fields; the space copies it. Fields added in later versions go at the end: a program built
+ * against an older header passes a smaller size and gets their defaults. Callbacks may be called from any thread, including from inside a SIGBUS handler for
+ * on_frozen_fault and on_fault_error (so those must be async-signal-safe in SELF mode);
+ * on_complete never is.
  */
 struct pagein_config {
+	uint32_t size;                 /* sizeof(struct pagein_config) the caller was built with:
+	                                * set by pagein_config_init; pagein_space_new refuses 0 */
 	enum pagein_frontend frontend; /* default SELF */
 	unsigned readers;              /* HANDLER: reader threads in total (default 1) */
 	unsigned uffds;                /* HANDLER: userfaultfds the memory is striped over
@@ -83,9 +94,13 @@ struct pagein_config {
 	/* a fault hit a frozen page (gpa of the page, its size). Async-signal-safe in SELF mode. */
 	void (*on_frozen_fault)(void *arg, uint64_t gpa, uint64_t len);
 	/* a fault could not be served (source error or time-out): gpa, size, -errno. The faulting
-	 * thread then gets SIGBUS (BUS_MCEERR_AR). Async-signal-safe in SELF mode. */
+	 * thread then gets SIGBUS (BUS_MCEERR_AR). Also -EDEADLK, without failing the page, for a
+	 * nested fault: a signal handler touched a page its own thread is fetching. Not called for
+	 * faults refused because the space is stopping. Async-signal-safe in SELF mode. */
 	void (*on_fault_error)(void *arg, uint64_t gpa, uint64_t len, int err);
-	/* every page is present (called once, from the thread that installed the last page) */
+	/* every page is present (or was unmapped by the program). Called once, on a thread of the
+	 * library's own (never in signal context, never on the thread that installed the last
+	 * page), so it may take locks, allocate, and even stop or free the space. */
 	void (*on_complete)(void *arg);
 	void *cb_arg; /* passed to on_frozen_fault, on_fault_error, on_complete */
 };
@@ -100,7 +115,9 @@ void pagein_config_init(struct pagein_config *cfg);
 /*
  * Create an empty space with a copy of cfg (NULL = defaults). Opens the userfaultfd(s) and
  * checks the features the front-end needs. Returns 0 and *out, or -EPERM (userfaultfd not
- * permitted; the log says which fix applies), -ENOSYS, -EINVAL (bad cfg), -ENOMEM.
+ * permitted; the log says which fix applies), -ENOSYS (a feature the front-end needs is missing:
+ * SIGBUS for self, POISON, Linux 6.6+, for handler; the log says which), -EINVAL (bad cfg, or
+ * cfg->size not set by pagein_config_init), -ENOMEM.
  */
 int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out);
 
@@ -115,7 +132,7 @@ void pagein_space_free(struct pagein_space *space);
  * of the backing's page size (4 KiB, or 2 MiB for HUGETLB), size > 0, no overlap with another
  * region, and only before pagein_space_start(). The library maps the memory and returns its host
  * address in *host (valid until pagein_space_free). Returns 0, -EINVAL (with a logged reason),
- * -EBUSY (space started), -ENOSPC (more than 32 regions), -ENOMEM (e.g. no huge pages
+ * -EBUSY (space started), -ENOSPC (more than PAGEIN_MAX_REGIONS regions), -ENOMEM (e.g. no huge pages
  * reserved), or another -errno from mmap.
  */
 int pagein_region_add(struct pagein_space *space, uint64_t gpa, uint64_t size,
@@ -159,7 +176,9 @@ int pagein_space_uffd(struct pagein_space *space, unsigned i);
  * fetching. The range may span regions. For the KVM exit path and prefetch. Returns 0,
  * -EFAULT (a page is frozen; *bad_gpa, if not NULL, gets its address), -EINVAL (outside every
  * region), -ETIMEDOUT (the source did not answer in time), -EIO (the source failed for a page:
- * it stays failed), -ESHUTDOWN (the space is stopping). Any thread.
+ * it stays failed), -ESHUTDOWN (the space is stopping), -ENOENT (the program unmapped that
+ * memory), -EDEADLK (called from a signal handler on the thread that is fetching that page).
+ * Any thread.
  */
 int pagein_resolve(struct pagein_space *space, uint64_t gpa, uint64_t len, uint64_t *bad_gpa);
 
@@ -173,7 +192,9 @@ int pagein_write(struct pagein_space *space, uint64_t gpa, const void *buf, size
 
 /*
  * Make [gpa, gpa+len) present and return its host address in *host; the range must lie in one
- * region. While pinned, pagein_freeze() of the region fails -EBUSY. Pair with pagein_unpin().
+ * region. While pinned, pagein_freeze() of the region fails -EBUSY; pinning a range with a
+ * frozen page fails -EFAULT. Pair each successful pin with one pagein_unpin() (an unpin with no
+ * pin outstanding is ignored).
  */
 int pagein_pin(struct pagein_space *space, uint64_t gpa, uint64_t len, void **host);
 void pagein_unpin(struct pagein_space *space, uint64_t gpa, uint64_t len);
@@ -207,8 +228,9 @@ int pagein_fill_start(struct pagein_space *space);
 /* Stop the fill thread (pages stay as they are). Idempotent. */
 void pagein_fill_stop(struct pagein_space *space);
 
-/* Wait until every page is present. timeout_ms < 0 waits forever. Returns 0, -ETIMEDOUT, or
- * -EIO if a page failed for good. */
+/* Wait until every page is present (pages the program unmapped count as done). timeout_ms < 0
+ * waits forever. Returns 0, -ETIMEDOUT, -EIO if a page failed for good, or -ESHUTDOWN when the
+ * space was stopped first. */
 int pagein_wait_complete(struct pagein_space *space, int timeout_ms);
 
 /* Pages present and pages in total, over all regions. */
@@ -239,6 +261,8 @@ struct pagein_source_ops {
 	/* optional: whether the source holds every byte of [gpa, gpa+len); pagein_space_set_source
 	 * asks it for each region, so a short or mismatched image is refused up front */
 	bool (*covers)(void *ctx, uint64_t gpa, uint64_t len);
+	/* room for operations added later (the struct's size never changes): leave NULL */
+	void (*reserved[4])(void);
 };
 
 /* Wrap ops + ctx as a source. Returns 0 and *out or -ENOMEM. */
@@ -268,7 +292,7 @@ struct pagein_region_desc {
 	uint64_t gpa;     /* guest address */
 	uint64_t size;    /* bytes, a multiple of page_size */
 	uint32_t backing; /* enum pagein_backing the region was saved from */
-	uint32_t flags;   /* reserved, 0 */
+	uint32_t flags;   /* reserved for later use (the size never changes), 0 */
 	uint64_t digest;  /* XXH3-64 of the region's bytes (filled in by save) */
 };
 
@@ -316,6 +340,7 @@ struct pagein_stats {
 	uint64_t blocked_ns;       /* time threads waited for pages others were fetching */
 	uint64_t fault_ns;         /* total time spent serving faults */
 	uint64_t lat_hist[PAGEIN_HIST_BUCKETS]; /* fault service latency histogram */
+	uint64_t reserved[8];      /* room for counters added later (the size never changes); 0 */
 };
 
 /* Copy the space's counters (summed over threads) into *st. Any thread. */

@@ -10,7 +10,6 @@
 #include <sys/mman.h>
 
 #include "internal.h"
-#include "uapi.h"
 
 /* Visit the parts of [gpa, gpa+len) region by region; fn gets (region, first page, pages, the
  * part's gpa and length). Stops at the first error; -EINVAL (logged) when a byte lies outside
@@ -26,14 +25,14 @@ static int for_each_part(struct pagein_space *s, uint64_t gpa, uint64_t len, par
 	int ret;
 
 	if (end < gpa) {
-		pagein_log(s, PAGEIN_LOG_ERR, "range at gpa %#llx length %#llx wraps",
+		pi_log(s, PAGEIN_LOG_ERR, "range at gpa %#llx length %#llx wraps",
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
 	}
 	while (cur < end) {
-		r = pagein_region_find(s, cur);
+		r = pi_region_find(s, cur);
 		if (!r) {
-			pagein_log(s, PAGEIN_LOG_ERR, "gpa %#llx is outside every region",
+			pi_log(s, PAGEIN_LOG_ERR, "gpa %#llx is outside every region",
 				   (unsigned long long)cur);
 			return -EINVAL;
 		}
@@ -63,12 +62,12 @@ static int present_part(struct pagein_space *s, struct pi_region *r, uint64_t gp
 
 	if (!atomic_load(&s->started))
 		return -EINVAL;
-	ret = pagein_make_present(s, r, first, last - first + 1, PI_WHY_ACCESS, &bad);
+	ret = pi_make_present(s, r, first, last - first + 1, PI_WHY_ACCESS, &bad);
 	if (ret < 0) {
 		if (a->bad)
 			*a->bad = bad;
 		if (ret == -EFAULT)
-			pagein_log(s, PAGEIN_LOG_INFO,
+			pi_log(s, PAGEIN_LOG_INFO,
 				   "access to [%#llx, %#llx) fails fast: gpa %#llx is frozen",
 				   (unsigned long long)gpa, (unsigned long long)(gpa + len),
 				   (unsigned long long)bad);
@@ -80,7 +79,7 @@ int pagein_resolve(struct pagein_space *s, uint64_t gpa, uint64_t len, uint64_t 
 {
 	struct present_arg a = { bad_gpa };
 
-	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	pi_stat_add(s, PI_STAT(accessor_calls), 1);
 	if (!len)
 		return 0;
 	return for_each_part(s, gpa, len, present_part, &a);
@@ -103,7 +102,7 @@ static int copy_part(struct pagein_space *s, struct pi_region *r, uint64_t gpa, 
 	ret = present_part(s, r, gpa, len, &pa);
 	if (ret < 0)
 		return ret;
-	/* memfds through the alias (invariant 2); anon pages are present, so no fault */
+	/* memfds through the alias (pagestate.h invariant 2); anon pages are present, so no fault */
 	mem = (r->alias ? r->alias : r->host) + (gpa - r->gpa);
 	if (a->write)
 		memcpy(mem, a->buf, len);
@@ -120,7 +119,7 @@ static int access_range(struct pagein_space *s, uint64_t gpa, void *buf, size_t 
 	struct copy_arg a = { buf, write, NULL };
 	int ret;
 
-	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	pi_stat_add(s, PI_STAT(accessor_calls), 1);
 	if (!len)
 		return 0;
 	ret = for_each_part(s, gpa, len, present_part, &pa);
@@ -139,22 +138,51 @@ int pagein_write(struct pagein_space *s, uint64_t gpa, const void *buf, size_t l
 	return access_range(s, gpa, (void *)buf, len, true);
 }
 
+/* Whether any page of [first, first+n) of r is frozen. */
+static bool any_frozen(struct pi_region *r, uint64_t first, uint64_t n)
+{
+	uint64_t i;
+
+	for (i = first; i < first + n; i++)
+		if (pi_test(r->frozen, i))
+			return true;
+	return false;
+}
+
+/*
+ * pin, unpin, freeze and thaw each take the region's pin_lock for their check and their
+ * action together: a range is never both pinned and frozen, the pin count never goes below
+ * zero, and a thaw never leaves poison that a FROZEN_FAIL fault put there (see frozen_fault).
+ */
 int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 	struct present_arg a = { NULL };
+	uint64_t first, last;
 	int ret;
 
-	pagein_stat_add(s, PI_STAT(accessor_calls), 1);
+	pi_stat_add(s, PI_STAT(accessor_calls), 1);
 	if (!r || !len || len > r->gpa + r->size - gpa) {
-		pagein_log(s, PAGEIN_LOG_ERR, "pin [%#llx, +%#llx) must lie inside one region",
+		pi_log(s, PAGEIN_LOG_ERR, "pin [%#llx, +%#llx) must lie inside one region",
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
 	}
-	atomic_fetch_add(&r->pins, 1);
+	first = (gpa - r->gpa) >> r->page_shift;
+	last = (gpa - r->gpa + len - 1) >> r->page_shift;
+	pthread_mutex_lock(&r->pin_lock);
+	if (any_frozen(r, first, last - first + 1)) {
+		pthread_mutex_unlock(&r->pin_lock);
+		pi_log(s, PAGEIN_LOG_INFO, "pin [%#llx, +%#llx) fails fast: part of it is frozen",
+			   (unsigned long long)gpa, (unsigned long long)len);
+		return -EFAULT;
+	}
+	pi_hook_race();
+	r->pins++;
+	pthread_mutex_unlock(&r->pin_lock);
+	/* no freeze can come now: the fetch runs without the lock */
 	ret = present_part(s, r, gpa, len, &a);
 	if (ret < 0) {
-		atomic_fetch_sub(&r->pins, 1);
+		pagein_unpin(s, gpa, len);
 		return ret;
 	}
 	*host = r->host + (gpa - r->gpa);
@@ -163,20 +191,28 @@ int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 
 void pagein_unpin(struct pagein_space *s, uint64_t gpa, uint64_t len)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 
-	if (r && atomic_load(&r->pins) > 0)
-		atomic_fetch_sub(&r->pins, 1);
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->pin_lock);
+	if (r->pins > 0) {
+		pi_hook_race();
+		r->pins--;
+	}
+	pthread_mutex_unlock(&r->pin_lock);
 }
+
+#define THAW_TRIES 100 /* zaps of one page's poison before thaw gives up on it */
 
 /* Freeze and thaw take whole pages inside regions. */
 static int check_pages(struct pagein_space *s, uint64_t gpa, uint64_t len, const char *what)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 
 	if (!r || !len || len > r->gpa + r->size - gpa || (gpa - r->gpa) % r->page_size ||
 	    len % r->page_size) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "%s [%#llx, +%#llx): the range must be whole pages inside one region",
 			   what, (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
@@ -193,15 +229,19 @@ int pagein_freeze(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	ret = check_pages(s, gpa, len, "freeze");
 	if (ret < 0)
 		return ret;
-	r = pagein_region_find(s, gpa);
-	if (atomic_load(&r->pins) > 0) {
-		pagein_log(s, PAGEIN_LOG_ERR, "freeze at gpa %#llx: the region has pinned ranges",
+	r = pi_region_find(s, gpa);
+	pthread_mutex_lock(&r->pin_lock);
+	if (r->pins > 0) {
+		pthread_mutex_unlock(&r->pin_lock);
+		pi_log(s, PAGEIN_LOG_ERR, "freeze at gpa %#llx: the region has pinned ranges",
 			   (unsigned long long)gpa);
 		return -EBUSY;
 	}
+	pi_hook_race();
 	first = (gpa - r->gpa) >> r->page_shift;
 	for (i = first; i < first + (len >> r->page_shift); i++)
 		pi_test_set(r->frozen, i, memory_order_seq_cst);
+	pthread_mutex_unlock(&r->pin_lock);
 	return 0;
 }
 
@@ -209,36 +249,49 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 {
 	struct pi_region *r;
 	uint64_t i, first, n;
+	unsigned tries;
+	bool parked;
 	int ret;
 
 	ret = check_pages(s, gpa, len, "thaw");
 	if (ret < 0)
 		return ret;
-	r = pagein_region_find(s, gpa);
+	r = pi_region_find(s, gpa);
 	first = (gpa - r->gpa) >> r->page_shift;
 	n = len >> r->page_shift;
 	for (i = first; i < first + n; i++) {
-		pi_clear(r->frozen, i);
-		/* a fault refused under FROZEN_FAIL left poison: zap it so the page faults anew */
-		if (pi_test(r->parked, i)) {
-			pi_clear(r->parked, i);
+		/* page by page, and the madvise outside the lock: it waits until a reader reads
+		 * the REMOVE event, and a reader may be waiting for the lock in frozen_fault */
+		/*
+		 * A fault refused under FROZEN_FAIL left poison (parked): zap it so the page
+		 * faults anew. The page stays frozen until no poison is left: nothing claims a
+		 * frozen page, and an install over poison would meet EEXIST and publish a page
+		 * that holds no bytes. A fault between the zap and the check poisons it again
+		 * (parked again): zap again, a bounded number of times.
+		 */
+		for (tries = 0;; tries++) {
+			pthread_mutex_lock(&r->pin_lock);
+			parked = pi_test(r->parked, i);
+			if (!parked || tries == THAW_TRIES)
+				pi_clear(r->frozen, i);
+			else
+				pi_clear(r->parked, i);
+			pthread_mutex_unlock(&r->pin_lock);
+			if (!parked)
+				break;
+			if (tries == THAW_TRIES) {
+				pi_log(s, PAGEIN_LOG_WARN,
+					   "thaw: gpa %#llx kept being faulted while its poison was "
+					   "removed; it may still give SIGBUS",
+					   (unsigned long long)(r->gpa + (i << r->page_shift)));
+				break;
+			}
 			madvise(r->host + (i << r->page_shift), r->page_size, MADV_DONTNEED);
 		}
 	}
 	/* self-resolving faulters sleep in the wait table; handler-mode faults sit queued in
 	 * the kernel: wake them to fault again, now served */
-	pagein_wake_all(s);
-	if (atomic_load(&s->started)) {
-		for (i = first; i < first + n; i += r->stripe_pages - i % r->stripe_pages) {
-			uint64_t end = i + r->stripe_pages - i % r->stripe_pages;
-			struct uffdio_range wr;
-
-			if (end > first + n)
-				end = first + n;
-			wr.start = (uintptr_t)r->host + (i << r->page_shift);
-			wr.len = (end - i) << r->page_shift;
-			ioctl(pi_uffd_of(s, r, i), UFFDIO_WAKE, &wr);
-		}
-	}
+	pi_wake_all(s);
+	pi_wake_pages(s, r, first, n);
 	return 0;
 }

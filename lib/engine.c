@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * engine.c - one page's life, whatever brought the fault: claim (fetched at most once), fetch
- * from the source, install (COPY/ZEROPAGE for anon, page cache + CONTINUE for memfds), publish
- * present (release order, after the install), wake waiters. The kernel's expected races
- * (EEXIST, EAGAIN, ENOENT/ESRCH) are handled here and nowhere else. Everything on the fault
- * path is async-signal-safe: atomics, futex, ioctl, pread/pwrite; no malloc, no locks, no stdio.
+ * engine.c - the page-state machine (states and invariants in pagestate.h): one page's life,
+ * whatever brought the fault: claim (fetched at most once), fetch from the source, install
+ * through uffd.c (COPY/ZEROPAGE for anon, page cache + CONTINUE for memfds), publish present
+ * after the install, wake waiters; failure, poison, unmap and completion. Everything on the
+ * fault path is async-signal-safe: atomics, futex, ioctl, pread/pwrite; no malloc, no locks, no
+ * stdio (the one lock, a region's pin_lock, is taken by handler threads only).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -17,113 +17,42 @@
 #include "uapi.h"
 
 /* ------------------------------------------------------------------------------------------ */
-/* ioctl wrappers: each loops over partial progress and owns one kernel race rule              */
+/* installs (uffd.c holds the ioctls and the kernel's race rules)                             */
 
-enum inst_kind { INST_COPY, INST_ZERO, INST_CONTINUE, INST_POISON };
-
-static int do_ioctl(int fd, enum inst_kind k, uintptr_t dst, const void *src, uint64_t len,
-		    int64_t *done)
-{
-	int ret;
-
-	switch (k) {
-	case INST_COPY: {
-		struct uffdio_copy c = { .dst = dst, .src = (uintptr_t)src, .len = len };
-
-		ret = ioctl(fd, UFFDIO_COPY, &c);
-		*done = c.copy;
-		break;
-	}
-	case INST_ZERO: {
-		struct uffdio_zeropage z = { .range = { .start = dst, .len = len } };
-
-		ret = ioctl(fd, UFFDIO_ZEROPAGE, &z);
-		*done = z.zeropage;
-		break;
-	}
-	case INST_CONTINUE: {
-		struct uffdio_continue c = { .range = { .start = dst, .len = len } };
-
-		ret = ioctl(fd, UFFDIO_CONTINUE, &c);
-		*done = c.mapped;
-		break;
-	}
-	default: {
-		struct uffdio_poison p = { .range = { .start = dst, .len = len } };
-
-		ret = ioctl(fd, UFFDIO_POISON, &p);
-		*done = p.updated;
-		break;
-	}
-	}
-	if (ret == 0) {
-		*done = (int64_t)len;
-		return 0;
-	}
-	return -errno;
-}
-
-static void uffd_wake(int fd, uintptr_t start, uint64_t len)
-{
-	struct uffdio_range r = { .start = start, .len = len };
-
-	ioctl(fd, UFFDIO_WAKE, &r);
-}
-
-/*
- * Install [idx, idx+n) of r. The rules, once for the whole library:
- *  - partial progress: go on from where the kernel stopped;
- *  - EEXIST: the page is already mapped (someone else installed it). A COPY that fails with
- *    EEXIST wakes nobody, so wake the page explicitly, then skip it;
- *  - EAGAIN with no progress: an mm event (REMOVE/UNMAP) is pending and must be read first:
- *    yield and retry, bounded by the deadline;
- *  - ENOENT/ESRCH: the mapping or the process is gone: report it.
- */
-static int install(struct pagein_space *s, struct pi_region *r, enum inst_kind k, uint64_t idx,
+/* Install [idx, idx+n) of r (src: the bytes, for COPY). Returns 0 or -errno. */
+static int install(struct pagein_space *s, struct pi_region *r, enum pi_uffd_op op, uint64_t idx,
 		   uint64_t n, const uint8_t *src, uint64_t deadline)
 {
-	int fd = pi_uffd_of(s, r, idx);
-	uintptr_t dst = (uintptr_t)r->host + (idx << r->page_shift);
-	uint64_t len = n << r->page_shift, off = 0;
-	int64_t done;
-	int ret;
-
-	while (off < len) {
-		ret = do_ioctl(fd, k, dst + off, src ? src + off : NULL, len - off, &done);
-		if (ret == 0)
-			return 0;
-		if (done > 0) {
-			off += (uint64_t)done;
-			continue;
-		}
-		switch (ret) {
-		case -EEXIST:
-			pagein_stat_add(s, PI_STAT(eexist), 1);
-			uffd_wake(fd, dst + off, r->page_size);
-			off += r->page_size;
-			break;
-		case -EAGAIN:
-			pagein_stat_add(s, PI_STAT(eagain), 1);
-			if (pagein_now_ns() > deadline)
-				return -ETIMEDOUT;
-			sched_yield();
-			break;
-		case -ESRCH:
-		case -ENOENT:
-			return -ENOENT;
-		default:
-			return ret;
-		}
-	}
-	return 0;
+	return pi_uffd_install(s, pi_uffd_of(s, r, idx),
+			       op, (uintptr_t)r->host + (idx << r->page_shift), src,
+			       n << r->page_shift, r->page_size, deadline, NULL);
 }
 
-int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
+int pi_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
 	if (!(s->features & UFFD_FEATURE_POISON))
 		return -ENOSYS;
-	return install(s, r, INST_POISON, idx, n, NULL,
-		       pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull);
+	return install(s, r, PI_UFFD_POISON, idx, n, NULL,
+		       pi_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull);
+}
+
+/*
+ * Fail the access to page idx of r for a thread blocked in the kernel on it: poison wakes it
+ * with SIGBUS. Should the poison itself fail (the mapping is gone, or an mm event outlasted
+ * the deadline), wake the thread anyway so that it faults again (and then gets SIGSEGV, or a
+ * new fault message that finds the page failed) rather than sleeping for ever. The error is
+ * kept for the deferred log. Async-signal-safe.
+ */
+void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	int ret = pi_poison(s, r, idx, 1);
+
+	if (ret == 0 || ret == -ENOSYS) /* no POISON: SELF mode, whose faulter is not blocked */
+		return;
+	atomic_store(&s->last_err_gpa, r->gpa + (idx << r->page_shift));
+	atomic_store(&s->last_err, ret);
+	pi_uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
+		  r->page_size);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -145,7 +74,7 @@ static int bounce_get(struct pagein_space *s, uint64_t deadline)
 		seq = atomic_load(&s->bounce_seq);
 		if (atomic_load(&s->bounce_free))
 			continue;
-		if (pagein_futex_wait(&s->bounce_seq, seq, deadline) == -ETIMEDOUT)
+		if (pi_futex_wait(&s->bounce_seq, seq, deadline) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
 }
@@ -155,29 +84,39 @@ static void bounce_put(struct pagein_space *s, int i)
 	/* sleepers only sleep on an empty mask, so only the put that refills it must wake */
 	if (!atomic_fetch_or(&s->bounce_free, 1ull << i)) {
 		atomic_fetch_add(&s->bounce_seq, 1);
-		pagein_futex_wake(&s->bounce_seq);
+		pi_futex_wake(&s->bounce_seq);
 	}
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* waiting and waking                                                                         */
 
-static void wake_bucket(struct pi_bucket *b)
+void pi_wake_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
-	if (atomic_load(&b->waiters)) {
-		atomic_fetch_add(&b->seq, 1);
-		pagein_futex_wake(&b->seq);
+	uint64_t i, end;
+
+	for (i = idx; i < idx + n; i++)
+		pi_bucket_wake(pi_bucket_of(s, r, i));
+	if (!atomic_load(&s->started))
+		return;
+	/* one UFFDIO_WAKE per userfaultfd stripe the range covers */
+	for (i = idx; i < idx + n; i = end) {
+		end = (i / r->stripe_pages + 1) * r->stripe_pages;
+		if (end > idx + n)
+			end = idx + n;
+		pi_uffd_wake(pi_uffd_of(s, r, i), (uintptr_t)r->host + (i << r->page_shift),
+			     (end - i) << r->page_shift);
 	}
 }
 
-void pagein_wake_all(struct pagein_space *s)
+void pi_wake_all(struct pagein_space *s)
 {
 	unsigned i;
 
 	for (i = 0; i < PAGEIN_WAIT_BUCKETS; i++)
-		wake_bucket(&s->wait[i]);
+		pi_bucket_wake(&s->wait[i]);
 	atomic_fetch_add(&s->progress, 1);
-	pagein_futex_wake(&s->progress);
+	pi_futex_wake(&s->progress);
 }
 
 /*
@@ -189,15 +128,14 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 		     uint64_t deadline, bool want_thaw)
 {
 	struct pi_bucket *b = pi_bucket_of(s, r, idx);
-	uint64_t t0 = pagein_now_ns();
+	uint64_t t0 = pi_now_ns();
 	uint32_t seq;
 	int ret = 0;
 
+	seq = pi_wait_begin(b);
 	for (;;) {
-		seq = atomic_load(&b->seq);
-		atomic_fetch_add(&b->waiters, 1);
-		/* checked after announcing ourselves: a publisher either sees us or we see it */
-		if (want_thaw ? !pi_test(r->frozen, idx) : pi_test(r->present, idx))
+		/* seq_cst tests: invariant 8, see pi_wait_begin */
+		if (want_thaw ? !pi_test_sc(r->frozen, idx) : pi_test_sc(r->present, idx))
 			ret = 0;
 		else if (pi_test(r->failed, idx))
 			ret = -EIO;
@@ -207,15 +145,16 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 			ret = -EAGAIN;
 		else
 			ret = 1;
-		if (ret == 1)
-			ret = pagein_futex_wait(&b->seq, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT
-				      ? -ETIMEDOUT
-				      : 1;
-		atomic_fetch_sub(&b->waiters, 1);
 		if (ret != 1)
 			break;
+		if (pi_wait_sleep(b, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		seq = atomic_load(&b->seq);
 	}
-	pagein_stat_add(s, PI_STAT(blocked_ns), pagein_now_ns() - t0);
+	pi_wait_end(b);
+	pi_stat_add(s, PI_STAT(blocked_ns), pi_now_ns() - t0);
 	return ret;
 }
 
@@ -224,7 +163,7 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 
 static uint64_t deadline_from_now(struct pagein_space *s)
 {
-	return pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	return pi_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
 }
 
 /* Write the window's bytes into the memfd's page cache (shmem) or its alias (hugetlb). */
@@ -283,7 +222,7 @@ static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t id
 	/* zero pages go in as zero pages: no copy (huge pages already sitting in place excepted) */
 	if (r->backing != PAGEIN_BACKING_HUGETLB || data != r->alias + (idx << r->page_shift))
 		for (i = 0; i < n; i++)
-			if (!(zmask >> i & 1) && pagein_is_zero(data + i * ps, ps))
+			if (!(zmask >> i & 1) && pi_is_zero(data + i * ps, ps))
 				zmask |= 1ull << i;
 
 	if (r->backing == PAGEIN_BACKING_ANON) {
@@ -292,7 +231,7 @@ static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t id
 
 			for (j = i + 1; j < n && (bool)(zmask >> j & 1) == zero; j++)
 				;
-			ret = install(s, r, zero ? INST_ZERO : INST_COPY, idx + i, j - i,
+			ret = install(s, r, zero ? PI_UFFD_ZERO : PI_UFFD_COPY, idx + i, j - i,
 				      zero ? NULL : data + i * ps, deadline);
 			if (ret < 0)
 				return ret;
@@ -301,7 +240,7 @@ static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t id
 		ret = memfd_fill(r, idx, n, data, zmask);
 		if (ret < 0)
 			return ret;
-		ret = install(s, r, INST_CONTINUE, idx, n, NULL, deadline);
+		ret = install(s, r, PI_UFFD_CONTINUE, idx, n, NULL, deadline);
 		if (ret < 0)
 			return ret;
 	}
@@ -331,10 +270,10 @@ static int fetch_install(struct pagein_space *s, struct pi_region *r, uint64_t i
 				return slot;
 			dst = s->bounce + (uint64_t)slot * PAGEIN_INSTALL_MAX;
 		}
-		pagein_stat_add(s, PI_STAT(fetches), 1);
+		pi_stat_add(s, PI_STAT(fetches), 1);
 		ret = src->ops.fetch(src->ctx, gpa, dst, len, ps, &zmask, deadline);
 		if (ret < 0) {
-			pagein_stat_add(s, PI_STAT(fetch_errors), 1);
+			pi_stat_add(s, PI_STAT(fetch_errors), 1);
 			goto out;
 		}
 		data = dst;
@@ -346,17 +285,44 @@ out:
 	return ret;
 }
 
-static void complete(struct pagein_space *s)
+/*
+ * Every page is present (or was unmapped by the program). on_complete is not called here: this
+ * may be a SIGBUS handler. The notify thread (space.c) wakes on progress and calls it.
+ */
+void pi_maybe_complete(struct pagein_space *s)
 {
-	if (atomic_exchange(&s->completed, true))
+	if (atomic_load(&s->present_pages) + atomic_load(&s->gone_pages) < s->total_pages ||
+	    atomic_exchange(&s->completed, true))
 		return;
-	if (s->cfg.on_complete)
-		s->cfg.on_complete(s->cfg.cb_arg);
 	atomic_fetch_add(&s->progress, 1);
-	pagein_futex_wake(&s->progress);
+	pi_futex_wake(&s->progress);
 }
 
-/* Mark [idx, idx+n) present (after the install: invariant 1) and wake who waits on them. */
+/*
+ * Pages [idx, idx+n) of r are no longer mapped (the program unmapped them, or an install met
+ * ENOENT). caller_claimed: the caller holds their claims (an install that failed). Each page
+ * still missing is counted as gone once, by whoever holds its claim, so completion and the
+ * fill stop waiting for it.
+ */
+void pi_mark_unmapped(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+		      bool caller_claimed)
+{
+	uint64_t i, gone = 0;
+
+	for (i = idx; i < idx + n; i++) {
+		pi_test_set(r->unmapped, i, memory_order_seq_cst);
+		if (caller_claimed || !pi_test_set(r->claimed, i, memory_order_acq_rel))
+			gone++;
+		pi_bucket_wake(pi_bucket_of(s, r, i));
+	}
+	if (gone) {
+		atomic_fetch_add(&s->gone_pages, gone);
+		pi_maybe_complete(s);
+	}
+}
+
+/* Mark [idx, idx+n) present (after the install: pagestate.h invariant 1) and wake who waits on
+ * them. */
 static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n)
 {
 	uint64_t i;
@@ -364,9 +330,9 @@ static void publish(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 	for (i = idx; i < idx + n; i++)
 		pi_test_set(r->present, i, memory_order_seq_cst);
 	for (i = idx; i < idx + n; i++)
-		wake_bucket(pi_bucket_of(s, r, i));
-	if (atomic_fetch_add(&s->present_pages, n) + n == s->total_pages)
-		complete(s);
+		pi_bucket_wake(pi_bucket_of(s, r, i));
+	atomic_fetch_add(&s->present_pages, n);
+	pi_maybe_complete(s);
 }
 
 /*
@@ -380,10 +346,7 @@ static void release_run(struct pagein_space *s, struct pi_region *r, uint64_t id
 
 	for (i = idx; i < idx + n; i++)
 		pi_clear(r->claimed, i);
-	uffd_wake(pi_uffd_of(s, r, idx), (uintptr_t)r->host + (idx << r->page_shift),
-		  n << r->page_shift);
-	for (i = idx; i < idx + n; i++)
-		wake_bucket(pi_bucket_of(s, r, i));
+	pi_wake_pages(s, r, idx, n);
 }
 
 /*
@@ -401,10 +364,10 @@ static void fail_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	/* report before the poison: the SIGBUS it brings may end the process */
 	if (s->cfg.on_fault_error)
 		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, err);
-	pagein_poison(s, r, idx, 1);
-	wake_bucket(pi_bucket_of(s, r, idx));
+	pi_poison_or_wake(s, r, idx);
+	pi_bucket_wake(pi_bucket_of(s, r, idx));
 	atomic_fetch_add(&s->progress, 1);
-	pagein_futex_wake(&s->progress);
+	pi_futex_wake(&s->progress);
 }
 
 /*
@@ -461,12 +424,66 @@ static uint64_t around_window(struct pagein_space *s, struct pi_region *r, uint6
 	return prev * 2 < 4 ? 4 : prev * 2 > PAGEIN_AROUND_MAX ? PAGEIN_AROUND_MAX : prev * 2;
 }
 
+/*
+ * The runs this thread holds claims on while it fetches them, innermost last. A signal handler
+ * that touches one of them on the same thread (a nested fault) would wait for its own fetch,
+ * which cannot go on until the handler returns: it fails fast with -EDEADLK instead.
+ * initial-exec TLS: no allocation on first use, so safe in a SIGBUS handler.
+ */
+#define PI_HELD_MAX 4
+struct pi_held {
+	struct pi_region *r;
+	uint64_t idx, n;
+};
+static __thread struct pi_held held[PI_HELD_MAX] __attribute__((tls_model("initial-exec")));
+static __thread unsigned nheld __attribute__((tls_model("initial-exec")));
+
+static bool held_push(struct pi_region *r, uint64_t idx, uint64_t n)
+{
+	if (nheld == PI_HELD_MAX)
+		return false; /* deeper nesting is not tracked (never seen in practice) */
+	held[nheld] = (struct pi_held){ r, idx, n };
+	/* the entry is complete before a signal handler on this thread can see it counted */
+	atomic_signal_fence(memory_order_seq_cst);
+	nheld++;
+	return true;
+}
+
+static void held_pop(void)
+{
+	nheld--;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static bool held_by_me(struct pi_region *r, uint64_t idx)
+{
+	unsigned i;
+
+	for (i = 0; i < nheld; i++)
+		if (held[i].r == r && idx - held[i].idx < held[i].n)
+			return true;
+	return false;
+}
+
+/* A nested fault on a page this thread is fetching: report it (async-signal-safe) and fail. */
+static int nested_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx)
+{
+	uint64_t gpa = r->gpa + (idx << r->page_shift);
+
+	atomic_store(&s->last_err_gpa, gpa);
+	atomic_store(&s->last_err, -EDEADLK);
+	if (s->cfg.on_fault_error)
+		s->cfg.on_fault_error(s->cfg.cb_arg, gpa, r->page_size, -EDEADLK);
+	return -EDEADLK;
+}
+
 /* Fetch+install+publish a run we claimed; account it. Returns the pages installed from idx on
  * (fewer than n when the run failed and only idx could be had alone), or -errno: idx failed. */
 static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 		       enum pi_why why, uint64_t deadline)
 {
 	uint64_t zeros = 0;
+	bool pushed = held_push(r, idx, n);
 	int ret;
 
 	ret = fetch_install(s, r, idx, n, deadline, &zeros);
@@ -477,6 +494,14 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 		n = 1;
 		ret = fetch_install(s, r, idx, n, deadline, &zeros);
 	}
+	if (pushed)
+		held_pop();
+	if (ret == -ENOENT) {
+		/* not a fetch failure: the program unmapped the page (or mapped something of
+		 * its own there); it keeps our claim and is never installed */
+		pi_mark_unmapped(s, r, idx, 1, true);
+		return ret;
+	}
 	if (ret < 0) {
 		fail_pages(s, r, idx, ret);
 		return ret;
@@ -486,19 +511,19 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
 	case PI_WHY_SELF:
 	case PI_WHY_HANDLER:
 	case PI_WHY_KVM:
-		pagein_stat_add(s, PI_STAT(pages_demand), 1);
+		pi_stat_add(s, PI_STAT(pages_demand), 1);
 		if (n > 1)
-			pagein_stat_add(s, PI_STAT(pages_around), n - 1);
+			pi_stat_add(s, PI_STAT(pages_around), n - 1);
 		break;
 	case PI_WHY_FILL:
-		pagein_stat_add(s, PI_STAT(pages_fill), n);
+		pi_stat_add(s, PI_STAT(pages_fill), n);
 		break;
 	case PI_WHY_ACCESS:
-		pagein_stat_add(s, PI_STAT(pages_accessor), n);
+		pi_stat_add(s, PI_STAT(pages_accessor), n);
 		break;
 	}
 	if (zeros)
-		pagein_stat_add(s, PI_STAT(pages_zero), zeros);
+		pi_stat_add(s, PI_STAT(pages_zero), zeros);
 	publish(s, r, idx, n);
 	return (int)n;
 }
@@ -512,25 +537,15 @@ static int run_claimed(struct pagein_space *s, struct pi_region *r, uint64_t idx
  */
 static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 {
-	uint64_t deadline = deadline_from_now(s);
-	int fd = pi_uffd_of(s, r, idx);
-	uintptr_t dst = (uintptr_t)r->host + (idx << r->page_shift);
-	int64_t done;
+	uint64_t deadline = deadline_from_now(s), existed = 0;
 	int ret;
 
 	for (;;) {
-		ret = do_ioctl(fd, r->backing == PAGEIN_BACKING_ANON ? INST_ZERO : INST_CONTINUE,
-			       dst, NULL, r->page_size, &done);
-		if (ret == 0) {
-			pagein_stat_add(s, PI_STAT(rezero), 1);
-			return 0;
-		}
-		if (ret == -EEXIST) {
-			/* a stale message: installed after the fault was queued */
-			pagein_stat_add(s, PI_STAT(eexist), 1);
-			uffd_wake(fd, dst, r->page_size);
-			return 0;
-		}
+		ret = pi_uffd_install(s, pi_uffd_of(s, r, idx),
+				      r->backing == PAGEIN_BACKING_ANON ? PI_UFFD_ZERO
+									: PI_UFFD_CONTINUE,
+				      (uintptr_t)r->host + (idx << r->page_shift), NULL, r->page_size,
+				      r->page_size, deadline, &existed);
 		if (ret == -EFAULT && r->memfd >= 0) {
 			/* not in the page cache any more (hole punched): a zeroed page */
 			if (fallocate(r->memfd, 0, (off_t)(idx << r->page_shift),
@@ -538,29 +553,45 @@ static int remap(struct pagein_space *s, struct pi_region *r, uint64_t idx)
 				return -errno;
 			continue;
 		}
-		if (ret == -EAGAIN && pagein_now_ns() < deadline) {
-			sched_yield();
-			continue;
-		}
-		return ret == -ESRCH ? -ENOENT : ret;
+		/* existed: a stale message, the page was installed after the fault was queued */
+		if (ret == 0 && !existed)
+			pi_stat_add(s, PI_STAT(rezero), 1);
+		return ret;
 	}
 }
 
-/* A fault on a frozen page: report it, then wait for thaw or fail, as configured. */
+/* A fault on a frozen page: report it, then wait for thaw or fail, as configured. Returns 0
+ * (done: retry the access), 1 (thawed meanwhile: serve the fault), or -errno. */
 static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 			enum pi_why why)
 {
 	uint64_t gpa = r->gpa + (idx << r->page_shift);
 	int ret;
 
-	pagein_stat_add(s, PI_STAT(frozen_faults), 1);
+	pi_stat_add(s, PI_STAT(frozen_faults), 1);
 	if (s->cfg.on_frozen_fault)
 		s->cfg.on_frozen_fault(s->cfg.cb_arg, gpa, r->page_size);
 	if (s->cfg.frozen_policy == PAGEIN_FROZEN_FAIL) {
 		if (why == PI_WHY_HANDLER) {
-			/* SIGBUS for the faulter now; thaw lifts the poison (parked marks it) */
-			pi_test_set(r->parked, idx, memory_order_seq_cst);
-			pagein_poison(s, r, idx, 1);
+			/*
+			 * SIGBUS for the faulter now; thaw lifts the poison (parked marks it).
+			 * Under pin_lock, so that a thaw either comes first (the page is not
+			 * frozen any more: serve it) or sees parked and removes the poison.
+			 * A handler thread may take the lock: this is never a signal handler.
+			 */
+			pthread_mutex_lock(&r->pin_lock);
+			pi_hook_race();
+			if (!pi_test(r->frozen, idx)) {
+				pthread_mutex_unlock(&r->pin_lock);
+				/* thawed meanwhile (and any earlier poison is gone): serve it */
+				return 1;
+			}
+			ret = pi_poison(s, r, idx, 1);
+			if (ret == 0)
+				pi_test_set(r->parked, idx, memory_order_seq_cst);
+			pthread_mutex_unlock(&r->pin_lock);
+			if (ret < 0)
+				pi_poison_or_wake(s, r, idx); /* records the error, wakes the faulter */
 			return 0;
 		}
 		return -EFAULT;
@@ -571,14 +602,14 @@ static int frozen_fault(struct pagein_space *s, struct pi_region *r, uint64_t id
 	return ret == -EAGAIN ? 0 : ret;
 }
 
-int pagein_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why)
+int pi_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why)
 {
-	uint64_t t0 = pagein_now_ns(), deadline = t0 + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	uint64_t t0 = pi_now_ns(), deadline = t0 + (uint64_t)s->cfg.timeout_ms * 1000000ull;
 	uint64_t n;
 	int ret;
 
-	pagein_stat_add(s, why == PI_WHY_SELF ? PI_STAT(faults_self) :
-			   why == PI_WHY_KVM ? PI_STAT(faults_kvm) : PI_STAT(faults_handler), 1);
+	pi_stat_add(s, why == PI_WHY_SELF ? PI_STAT(faults_self) :
+		       why == PI_WHY_KVM ? PI_STAT(faults_kvm) : PI_STAT(faults_handler), 1);
 again:
 	if (pi_test(r->present, idx)) {
 		ret = remap(s, r, idx);
@@ -590,12 +621,16 @@ again:
 	}
 	if (pi_test(r->frozen, idx)) {
 		ret = frozen_fault(s, r, idx, why);
-		if (ret == 0 && why != PI_WHY_HANDLER)
+		if (ret == 1 || (ret == 0 && why != PI_WHY_HANDLER))
 			goto again;
 		goto out;
 	}
 	if (pi_test_set(r->claimed, idx, memory_order_acq_rel)) {
-		pagein_stat_add(s, PI_STAT(races_lost), 1);
+		if (held_by_me(r, idx)) {
+			ret = nested_fault(s, r, idx);
+			goto out;
+		}
+		pi_stat_add(s, PI_STAT(races_lost), 1);
 		/* a handler's faulter is woken by the winner's install; a self-resolving thread
 		 * waits for the page, then retries its access */
 		if (why == PI_WHY_HANDLER) {
@@ -609,8 +644,10 @@ again:
 	}
 	atomic_fetch_add(&s->inflight, 1);
 	if (atomic_load(&s->stopping)) {
+		/* not a source error: no callback, not counted failed; the faulter gets SIGBUS
+		 * (SELF: from our caller; HANDLER: the reader poisons, as stop does) */
+		pi_clear(r->claimed, idx);
 		ret = -ESHUTDOWN;
-		fail_pages(s, r, idx, ret);
 		goto out_inflight;
 	}
 	atomic_fetch_add_explicit(&s->faulting, 1, memory_order_relaxed);
@@ -626,11 +663,11 @@ again:
 out_inflight:
 	atomic_fetch_sub(&s->inflight, 1);
 out:
-	pagein_stat_latency(s, pagein_now_ns() - t0);
+	pi_stat_latency(s, pi_now_ns() - t0);
 	return ret;
 }
 
-int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+int pi_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 			enum pi_why why, uint64_t *bad)
 {
 	uint64_t deadline = deadline_from_now(s), i = idx, end = idx + n, run;
@@ -641,12 +678,12 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 			i++;
 			continue;
 		}
-		if (pi_test(r->failed, i))
+		if (pi_test(r->unmapped, i))
+			ret = -ENOENT;
+		else if (pi_test(r->failed, i))
 			ret = -EIO;
 		else if (pi_test(r->frozen, i))
 			ret = -EFAULT;
-		else if (atomic_load(&r->gone))
-			ret = -ENOENT;
 		if (ret < 0)
 			break;
 		if (!pi_test_set(r->claimed, i, memory_order_acq_rel)) {
@@ -662,13 +699,17 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 			atomic_fetch_sub(&s->inflight, 1);
 			if (ret < 0) {
 				/* the source's own error went to the log and callback */
-				if (ret != -ETIMEDOUT && ret != -ESHUTDOWN)
+				if (ret != -ETIMEDOUT && ret != -ESHUTDOWN && ret != -ENOENT)
 					ret = -EIO;
 				break;
 			}
 			i += (uint64_t)ret;
 			ret = 0;
 			continue;
+		}
+		if (held_by_me(r, i)) {
+			ret = -EDEADLK; /* a nested call on the thread fetching it */
+			break;
 		}
 		ret = wait_page(s, r, i, deadline, false);
 		if (ret == -EAGAIN)
@@ -681,7 +722,7 @@ int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t id
 	return ret;
 }
 
-int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max)
+int pi_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max)
 {
 	uint64_t run;
 	int ret;
@@ -704,14 +745,14 @@ int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, u
 int pagein_supply(struct pagein_space *s, uint64_t gpa, const void *data, uint64_t len,
 		  const uint64_t *zero_mask)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 	uint64_t idx, n, i, run, zeros, done = 0, deadline;
 	const uint8_t *p = data;
 	int ret = 0;
 
 	if (!r || !len || len > r->gpa + r->size - gpa || (gpa - r->gpa) % r->page_size ||
 	    len % r->page_size) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "supply [%#llx, +%#llx): the range must be whole pages inside one region",
 			   (unsigned long long)gpa, (unsigned long long)len);
 		return -EINVAL;
@@ -745,9 +786,9 @@ int pagein_supply(struct pagein_space *s, uint64_t gpa, const void *data, uint64
 			atomic_fetch_sub(&s->inflight, 1);
 			return ret;
 		}
-		pagein_stat_add(s, PI_STAT(pages_fill), run);
+		pi_stat_add(s, PI_STAT(pages_fill), run);
 		if (zeros)
-			pagein_stat_add(s, PI_STAT(pages_zero), zeros);
+			pi_stat_add(s, PI_STAT(pages_zero), zeros);
 		publish(s, r, idx + i, run);
 		atomic_fetch_sub(&s->inflight, 1);
 		done += run;

@@ -12,24 +12,6 @@
 
 #include "internal.h"
 
-/* Next page at or after idx in r that nobody has claimed, or r->npages. */
-static uint64_t next_unclaimed(struct pi_region *r, uint64_t idx)
-{
-	uint64_t w, bits;
-
-	while (idx < r->npages) {
-		w = idx >> 6;
-		bits = ~atomic_load_explicit(&r->claimed[w], memory_order_relaxed) &
-		       (~0ull << (idx & 63));
-		if (bits) {
-			idx = (w << 6) + (uint64_t)__builtin_ctzll(bits);
-			return idx < r->npages ? idx : r->npages;
-		}
-		idx = (w + 1) << 6;
-	}
-	return r->npages;
-}
-
 static void *fill_main(void *arg)
 {
 	struct pagein_space *s = arg;
@@ -40,7 +22,8 @@ static void *fill_main(void *arg)
 	int ret;
 
 	while (!atomic_load(&s->fill_stop) && !atomic_load(&s->stopping)) {
-		if (atomic_load(&s->present_pages) + atomic_load(&s->failed_pages) >= s->total_pages)
+		if (atomic_load(&s->present_pages) + atomic_load(&s->failed_pages) +
+			    atomic_load(&s->gone_pages) >= s->total_pages)
 			break;
 		/* faults first: a fault in service means a thread is stalled right now */
 		if (atomic_load_explicit(&s->faulting, memory_order_relaxed) > 0) {
@@ -55,7 +38,7 @@ static void *fill_main(void *arg)
 				idx = hint & ((1ull << 56) - 1);
 			}
 		}
-		idx = next_unclaimed(&s->regions[ri], idx);
+		idx = pi_bits_next_clear(s->regions[ri].claimed, idx, s->regions[ri].npages);
 		if (idx >= s->regions[ri].npages) {
 			ri = (ri + 1) % nreg;
 			idx = 0;
@@ -71,11 +54,11 @@ static void *fill_main(void *arg)
 			idx++;
 			continue;
 		}
-		ret = pagein_fill_run(s, &s->regions[ri], idx, s->cfg.fill_batch);
+		ret = pi_fill_run(s, &s->regions[ri], idx, s->cfg.fill_batch);
 		if (ret == -ESHUTDOWN)
 			break;
 		if (ret < 0)
-			pagein_log(s, PAGEIN_LOG_ERR, "background fill at gpa %#llx: %s",
+			pi_log(s, PAGEIN_LOG_ERR, "background fill at gpa %#llx: %s",
 				   (unsigned long long)(s->regions[ri].gpa +
 							(idx << s->regions[ri].page_shift)),
 				   strerror(-ret));
@@ -100,7 +83,7 @@ int pagein_fill_start(struct pagein_space *s)
 	ret = -pthread_create(&s->fill_thread, NULL, fill_main, s);
 	if (ret < 0) {
 		atomic_store(&s->fill_running, false);
-		pagein_log(s, PAGEIN_LOG_ERR, "starting the fill thread: %s", strerror(-ret));
+		pi_log(s, PAGEIN_LOG_ERR, "starting the fill thread: %s", strerror(-ret));
 	}
 	return ret;
 }
@@ -118,18 +101,19 @@ void pagein_fill_stop(struct pagein_space *s)
 
 int pagein_wait_complete(struct pagein_space *s, int timeout_ms)
 {
-	uint64_t deadline = timeout_ms < 0 ? 0 : pagein_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline = timeout_ms < 0 ? 0 : pi_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	uint32_t seq;
 
 	for (;;) {
 		seq = atomic_load(&s->progress);
+		if (atomic_load(&s->completed))
+			return 0;
+		/* a page that failed for good before any stop is the answer that says most */
 		if (atomic_load(&s->failed_pages))
 			return -EIO;
-		if (atomic_load(&s->present_pages) >= s->total_pages)
-			return 0;
 		if (atomic_load(&s->stopping))
 			return -ESHUTDOWN;
-		if (pagein_futex_wait(&s->progress, seq, deadline) == -ETIMEDOUT)
+		if (pi_futex_wait(&s->progress, seq, deadline) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
 }

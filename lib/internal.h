@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * internal.h - what the files of lib/ share: the space and region structures, page-state bitmaps,
- * the hashed futex wait table, sharded statistics and the resolve engine's entry points.
- * Nothing here is exported from libpagein.so (the version script lists pagein.h alone).
+ * internal.h - what the files of lib/ share: the space and region structures, sharded
+ * statistics, and the entry points of uffd.c (ioctls), engine.c (the page-state machine over
+ * pagestate.h), the front-ends and the test hooks. Internal names use the pi_ prefix; nothing
+ * here is exported from libpagein.so (the version script lists pagein.h alone).
  */
 #ifndef PAGEIN_INTERNAL_H
 #define PAGEIN_INTERNAL_H
@@ -17,16 +18,19 @@
 
 #include "pagein.h"
 
-#define PAGEIN_MAX_REGIONS 32   /* fixed, so the SIGBUS handler can walk them without locks */
+/* Everything declared from here on is internal: hidden, so that a program or library that links
+ * libpagein.a does not export (or collide with) the library's pi_ names. */
+#pragma GCC visibility push(hidden)
+
+#include "pagestate.h"
+
+/* PAGEIN_MAX_REGIONS (pagein.h): fixed, so the SIGBUS handler can walk them without locks */
 #define PAGEIN_MAX_UFFDS 64     /* userfaultfds one space may stripe its memory over */
 #define PAGEIN_MAX_READERS 256  /* handler threads one space may run */
-#define PAGEIN_WAIT_BUCKETS 256 /* wait-table buckets (power of two) */
 #define PAGEIN_STAT_SHARDS 16   /* statistics shards (power of two) */
 #define PAGEIN_BOUNCE_SLOTS 32  /* bounce buffers for fetches that cannot land in place */
 #define PAGEIN_INSTALL_MAX (PAGEIN_AROUND_MAX * 4096ull) /* largest 4 KiB-page install */
 #define PAGEIN_RECENT_SLOTS 16  /* sequential-fault detector slots */
-
-typedef _Atomic uint64_t pi_bits_t; /* one word of a page bitmap */
 
 /*
  * Threads that stream bulk pages (the server's bulk senders, the destination's bulk receivers)
@@ -57,9 +61,12 @@ struct pi_region {
 	pi_bits_t *claimed;      /* a fetch was started; never cleared once the page is present */
 	pi_bits_t *frozen;       /* accessors fail fast, faults follow the frozen policy */
 	pi_bits_t *failed;       /* fetch failed for good: accessors -EIO, faults get SIGBUS */
-	pi_bits_t *parked;       /* a handler-mode fault waits here for thaw */
-	_Atomic int pins;        /* outstanding pagein_pin()s */
-	_Atomic bool gone;       /* the user unmapped it (EVENT_UNMAP) */
+	pi_bits_t *parked;       /* a FROZEN_FAIL fault poisoned it: thaw removes the poison */
+	pi_bits_t *unmapped;     /* the program unmapped it (EVENT_UNMAP, or an install met
+	                          * ENOENT): never installed, accessed or unmapped by us again */
+	pthread_mutex_t pin_lock; /* makes each pin/unpin/freeze/thaw (and a FROZEN_FAIL fault's
+	                           * park) one step: never taken on the SIGBUS path */
+	int pins;                /* outstanding pagein_pin()s; under pin_lock */
 };
 
 /* One counter shard, padded to its own cache lines so threads do not share lines. */
@@ -69,12 +76,6 @@ struct pi_shard {
 
 /* Index of a counter in struct pagein_stats, for pi_stat_add(). */
 #define PI_STAT(field) (offsetof(struct pagein_stats, field) / sizeof(uint64_t))
-
-/* A wait-table bucket: a futex word bumped on every change to a page hashed here. */
-struct pi_bucket {
-	_Atomic uint32_t seq;     /* futex word */
-	_Atomic uint32_t waiters; /* threads sleeping on seq: skip the wake syscall when 0 */
-} __attribute__((aligned(64)));
 
 /* Why a page is being resolved: selects counters and what a lost race does. */
 enum pi_why {
@@ -125,8 +126,11 @@ struct pagein_space {
 	uint64_t total_pages;
 	_Atomic uint64_t present_pages;
 	_Atomic uint64_t failed_pages;
+	_Atomic uint64_t gone_pages;    /* missing pages the program unmapped: never coming */
 	_Atomic uint32_t progress;      /* futex word: bumped on completion, failure and thaw */
-	_Atomic bool completed;         /* on_complete has been called */
+	_Atomic bool completed;         /* every page is present (on_complete is due) */
+	pthread_t notify_thread;        /* calls on_complete, outside any signal handler */
+	bool notify_running;            /* notify_thread was created and is not joined yet */
 	_Atomic uint64_t fill_hint;     /* (region << 56 | page) just after the latest fault */
 	_Atomic int faulting;           /* faults being served now: the fill yields to them */
 	pthread_t fill_thread;
@@ -148,41 +152,75 @@ struct pagein_source {
 	void *ctx;
 };
 
+/*
+ * Fault injection for the tests (they include this header); the library never sets these.
+ * hide_features: UFFD_FEATURE_* bits treated as not offered by the kernel (e.g. POISON, to act
+ * like Linux before 6.6). inject: the one internal call that fails, with -inject_err.
+ */
+enum pi_inject {
+	PI_INJECT_NONE = 0,
+	PI_INJECT_READER_THREAD, /* pthread_create of the last reader thread of a start */
+	PI_INJECT_EPOLL,         /* epoll_create1 for a reader */
+};
+struct pi_test_hooks {
+	uint64_t hide_features;
+	enum pi_inject inject;
+	int inject_err;          /* positive errno */
+	unsigned race_us;        /* sleep this long between a check and its action in pin,
+	                          * unpin, freeze and frozen faults, to widen their races */
+};
+extern struct pi_test_hooks pi_hooks;
+
+static inline void pi_hook_race(void)
+{
+	if (pi_hooks.race_us)
+		usleep(pi_hooks.race_us);
+}
+
+/* ---- uffd.c: every userfaultfd ioctl and the kernel's race rules ---- */
+enum pi_uffd_op {
+	PI_UFFD_COPY,     /* UFFDIO_COPY: bytes into private anonymous memory */
+	PI_UFFD_ZERO,     /* UFFDIO_ZEROPAGE */
+	PI_UFFD_CONTINUE, /* UFFDIO_CONTINUE: map what the memfd's page cache holds */
+	PI_UFFD_POISON,   /* UFFDIO_POISON: a touch gets SIGBUS */
+};
+/* A userfaultfd: /dev/userfaultfd first, then the syscall. Returns the fd or -errno. */
+int pi_uffd_open(int flags);
+/* UFFDIO_API asking for want; *offered gets what the kernel knows (not what was enabled). */
+int pi_uffd_api(int fd, uint64_t want, uint64_t *offered);
+/* Register [start, start+len) for MISSING faults (and MINOR for memfds). -ENOSYS when the
+ * install ioctl the backing needs (COPY, or CONTINUE) is not offered there. */
+int pi_uffd_register(int fd, uintptr_t start, uint64_t len, bool minor);
+int pi_uffd_unregister(int fd, uintptr_t start, uint64_t len);
+/* Wake the threads the kernel holds on [start, start+len). */
+void pi_uffd_wake(int fd, uintptr_t start, uint64_t len);
+/*
+ * Install len bytes at dst (src for COPY, else NULL) with the race rules: partial progress goes
+ * on; EEXIST wakes that page and skips it (counted in *existed, if not NULL); EAGAIN reads the
+ * queued event (on a reader thread of fd) or yields, until deadline (-ETIMEDOUT); ENOENT/ESRCH
+ * return -ENOENT. Async-signal-safe.
+ */
+int pi_uffd_install(struct pagein_space *s, int fd, enum pi_uffd_op op, uintptr_t dst,
+		    const void *src, uint64_t len, uint64_t page_size, uint64_t deadline,
+		    uint64_t *existed);
+
 /* ---- util.c ---- */
-void pagein_log(struct pagein_space *s, int level, const char *fmt, ...)
+void pi_log(struct pagein_space *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-uint64_t pagein_now_ns(void);
-int pagein_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
-void pagein_futex_wake(_Atomic uint32_t *word);
-bool pagein_is_zero(const void *p, uint64_t len);
+uint64_t pi_now_ns(void);
+int pi_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
+void pi_futex_wake(_Atomic uint32_t *word);
+bool pi_is_zero(const void *p, uint64_t len);
 
 /* ---- stats.c ---- */
-void pagein_stat_add(struct pagein_space *s, unsigned idx, uint64_t v);
-void pagein_stat_latency(struct pagein_space *s, uint64_t ns);
+void pi_stat_add(struct pagein_space *s, unsigned idx, uint64_t v);
+void pi_stat_latency(struct pagein_space *s, uint64_t ns);
 
-/* ---- bitmap helpers (inline: hot path) ---- */
-static inline bool pi_test(pi_bits_t *bm, uint64_t i)
-{
-	return atomic_load_explicit(&bm[i >> 6], memory_order_acquire) & (1ull << (i & 63));
-}
-
-/* Set bit i; return whether it was already set. */
-static inline bool pi_test_set(pi_bits_t *bm, uint64_t i, memory_order mo)
-{
-	return atomic_fetch_or_explicit(&bm[i >> 6], 1ull << (i & 63), mo) & (1ull << (i & 63));
-}
-
-static inline void pi_clear(pi_bits_t *bm, uint64_t i)
-{
-	atomic_fetch_and_explicit(&bm[i >> 6], ~(1ull << (i & 63)), memory_order_release);
-}
-
+/* ---- page state (pagestate.h) of a space's region ---- */
 static inline struct pi_bucket *pi_bucket_of(struct pagein_space *s, struct pi_region *r,
 					     uint64_t idx)
 {
-	uint64_t h = ((uint64_t)(r - s->regions) << 40 ^ idx) * 0x9e3779b97f4a7c15ull;
-
-	return &s->wait[h >> 56 & (PAGEIN_WAIT_BUCKETS - 1)];
+	return pi_bucket_for(s->wait, (uint64_t)(r - s->regions), idx);
 }
 
 static inline int pi_uffd_of(struct pagein_space *s, struct pi_region *r, uint64_t idx)
@@ -191,8 +229,8 @@ static inline int pi_uffd_of(struct pagein_space *s, struct pi_region *r, uint64
 }
 
 /* ---- space.c ---- */
-struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa);
-struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr);
+struct pi_region *pi_region_find(struct pagein_space *s, uint64_t gpa);
+struct pi_region *pi_region_of_host(struct pagein_space *s, uintptr_t addr);
 
 /* ---- engine.c ---- */
 /*
@@ -200,27 +238,41 @@ struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr);
  * retried, or -errno when it must fail (the caller then delivers SIGBUS: SELF forwards the
  * signal, HANDLER poisons the page, which wakes the faulter with SIGBUS).
  */
-int pagein_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why);
+int pi_fault(struct pagein_space *s, struct pi_region *r, uint64_t idx, enum pi_why why);
 /* Make pages [idx, idx+n) of r present for an accessor/fill. *bad gets the failing page. */
-int pagein_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+int pi_make_present(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 			enum pi_why why, uint64_t *bad);
 /* Fill: claim up to max missing pages from idx; fetch and install them. Returns pages done. */
-int pagein_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max);
+int pi_fill_run(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t max);
 /* Poison [idx, idx+n) of r so that touching it gets SIGBUS; wakes faulters. */
-int pagein_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
+int pi_poison(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
 /* Wake everybody waiting on any page (thaw, stop, failure). */
-void pagein_wake_all(struct pagein_space *s);
+void pi_wake_all(struct pagein_space *s);
+/* Wake who waits on [idx, idx+n) of r: the wait table, and (once started) the kernel's queue. */
+void pi_wake_pages(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n);
+/* Poison page idx for a handler-mode faulter; if that fails, wake it anyway (records why). */
+void pi_poison_or_wake(struct pagein_space *s, struct pi_region *r, uint64_t idx);
+/* Mark [idx, idx+n) of r unmapped by the program; count the missing ones gone. */
+void pi_mark_unmapped(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
+		      bool caller_claimed);
+/* Signal completion (once) when every page is present or gone. */
+void pi_maybe_complete(struct pagein_space *s);
 
 /* ---- kvm.c ---- */
 /* A handler thread serves a fault of thread ptid (0: unknown): count it for its vCPU, if bound. */
 void pi_kvm_note_fault(struct pagein_space *s, uint32_t ptid);
 
 /* ---- selfresolve.c ---- */
-int pagein_self_attach(struct pagein_space *s);
-void pagein_self_detach(struct pagein_space *s);
+int pi_self_attach(struct pagein_space *s);
+void pi_self_detach(struct pagein_space *s);
 
 /* ---- handler.c ---- */
-int pagein_readers_start(struct pagein_space *s);
-void pagein_readers_stop(struct pagein_space *s);
+int pi_readers_start(struct pagein_space *s);
+void pi_readers_stop(struct pagein_space *s);
+/* Called by an install that met EAGAIN on uffd: on a reader thread of uffd, read the queued
+ * messages (events handled, faults kept for later); returns false on any other thread. */
+bool pi_reader_read_events(struct pagein_space *s, int uffd);
+
+#pragma GCC visibility pop
 
 #endif /* PAGEIN_INTERNAL_H */

@@ -160,15 +160,15 @@ int pagein_kvm_attach_flags(struct pagein_space *s, int vm_fd, uint32_t first_sl
 	int ret, mfi;
 
 	if (why) {
-		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: %s", why);
+		pi_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: %s", why);
 		return -EINVAL;
 	}
 	if (n == 0) {
-		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space has no regions");
+		pi_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space has no regions");
 		return -EINVAL;
 	}
 	if (atomic_load(&s->kvm.attached)) {
-		pagein_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space is attached already "
+		pi_log(s, PAGEIN_LOG_ERR, "pagein_kvm_attach: the space is attached already "
 			   "(one VM per space; pagein_kvm_detach first)");
 		return -EINVAL;
 	}
@@ -184,13 +184,13 @@ int pagein_kvm_attach_flags(struct pagein_space *s, int vm_fd, uint32_t first_sl
 		ret = set_slot(vm_fd, region2, first_slot + i, sflags, r->gpa, r->size, r->host);
 		if (ret == -EINVAL && i == 0 && sflags) {
 			/* the probe: stock KVM refuses the unknown flag */
-			pagein_log(s, PAGEIN_LOG_INFO, "pagein_kvm_attach: %s", no_eom_why);
+			pi_log(s, PAGEIN_LOG_INFO, "pagein_kvm_attach: %s", no_eom_why);
 			sflags = 0;
 			ret = set_slot(vm_fd, region2, first_slot + i, sflags, r->gpa, r->size,
 				       r->host);
 		}
 		if (ret < 0) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "KVM memslot %u (gpa %#llx size %#llx, host %p): %s", first_slot + i,
 				   (unsigned long long)r->gpa, (unsigned long long)r->size,
 				   (void *)r->host, strerror(-ret));
@@ -201,7 +201,7 @@ int pagein_kvm_attach_flags(struct pagein_space *s, int vm_fd, uint32_t first_sl
 		why = "PAGEIN_KVM_ATTACH_NO_EXIT asked for the handler-thread path";
 	else if (!sflags && mfi <= 0)
 		why = "the kernel lacks KVM_CAP_MEMORY_FAULT_INFO, which exit-on-missing exits need";
-	pagein_log(s, PAGEIN_LOG_INFO,
+	pi_log(s, PAGEIN_LOG_INFO,
 		   "attached %u region(s) as KVM memslots %u..%u with %s; KVM_CAP_MEMORY_FAULT_INFO "
 		   "= %d; %s%s", n, first_slot, first_slot + n - 1,
 		   region2 ? "KVM_SET_USER_MEMORY_REGION2" : "KVM_SET_USER_MEMORY_REGION", mfi,
@@ -209,7 +209,7 @@ int pagein_kvm_attach_flags(struct pagein_space *s, int vm_fd, uint32_t first_sl
 			    "no exit-on-missing: vCPU faults go to the handler threads",
 		   !sflags && why ? (why == no_eom_why ? " (see above)" : "") : "");
 	if (!sflags && why && why != no_eom_why)
-		pagein_log(s, PAGEIN_LOG_INFO, "pagein_kvm_attach: no exit-on-missing: %s", why);
+		pi_log(s, PAGEIN_LOG_INFO, "pagein_kvm_attach: no exit-on-missing: %s", why);
 	s->kvm.vm_fd = vm_fd;
 	s->kvm.first_slot = first_slot;
 	s->kvm.region2 = region2;
@@ -238,7 +238,7 @@ int pagein_kvm_detach(struct pagein_space *s, int vm_fd, uint32_t first_slot)
 		int r = set_slot(vm_fd, region2, first_slot + i, 0, s->regions[i].gpa, 0, NULL);
 
 		if (r < 0 && !ret) {
-			pagein_log(s, PAGEIN_LOG_ERR, "deleting KVM memslot %u: %s", first_slot + i,
+			pi_log(s, PAGEIN_LOG_ERR, "deleting KVM memslot %u: %s", first_slot + i,
 				   strerror(-r));
 			ret = r;
 		}
@@ -270,15 +270,15 @@ int pagein_kvm_set_exit_on_missing(struct pagein_space *s, int on)
 			break;
 	}
 	if (ret == -EINVAL && on && i == 0) {
-		pagein_log(s, PAGEIN_LOG_INFO, "pagein_kvm_set_exit_on_missing: %s", no_eom_why);
+		pi_log(s, PAGEIN_LOG_INFO, "pagein_kvm_set_exit_on_missing: %s", no_eom_why);
 		return -EOPNOTSUPP;
 	}
 	if (ret < 0) {
-		pagein_log(s, PAGEIN_LOG_ERR, "%s KVM_MEM_EXIT_ON_MISSING on memslot %u: %s",
+		pi_log(s, PAGEIN_LOG_ERR, "%s KVM_MEM_EXIT_ON_MISSING on memslot %u: %s",
 			   on ? "setting" : "clearing", s->kvm.first_slot + i, strerror(-ret));
 		/* the slots before i changed: say what they are now */
 		if (i > 0)
-			pagein_log(s, PAGEIN_LOG_ERR, "memslots %u..%u now %s the flag",
+			pi_log(s, PAGEIN_LOG_ERR, "memslots %u..%u now %s the flag",
 				   s->kvm.first_slot, s->kvm.first_slot + i - 1,
 				   on ? "have" : "lack");
 		return ret;
@@ -366,14 +366,14 @@ static int resolve_missing(struct pagein_space *s, const struct pagein_kvm_fault
 
 	*pages = 0;
 	while (gpa < end) {
-		struct pi_region *r = pagein_region_find(s, gpa);
+		struct pi_region *r = pi_region_find(s, gpa);
 		uint64_t idx;
 
 		*bad = gpa;
 		if (!r)
 			return -EINVAL;
 		idx = (gpa - r->gpa) >> r->page_shift;
-		ret = pagein_fault(s, r, idx, PI_WHY_KVM);
+		ret = pi_fault(s, r, idx, PI_WHY_KVM);
 		if (ret == 0 && write)
 			ret = make_writable(s, r, idx);
 		if (ret < 0)
@@ -393,14 +393,14 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 	int ret;
 
 	if (f->err == -EHWPOISON) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "KVM_RUN: EHWPOISON at gpa %#llx size %#llx: the host page is poisoned "
 			   "(a failed fetch or a memory error); the guest cannot use it",
 			   (unsigned long long)f->gpa, (unsigned long long)f->size);
 		return -EHWPOISON;
 	}
 	if (f->flags & KVM_MEMORY_EXIT_FLAG_PRIVATE) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "KVM memory fault on private memory at gpa %#llx size %#llx (flags %#llx): "
 			   "pagein serves shared memory only; convert the range with "
 			   "KVM_SET_MEMORY_ATTRIBUTES", (unsigned long long)f->gpa,
@@ -409,7 +409,7 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 	}
 	if (last_fault.space == s && last_fault.gpa == gpa) {
 		if (++last_fault.repeats >= PI_KVM_SAME_GPA_MAX) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "KVM faulted %u times at gpa %#llx although pagein made it present: "
 				   "the memslot does not map this space's memory (attach it with "
 				   "pagein_kvm_attach) or its host mapping lost access; not retrying",
@@ -434,7 +434,7 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 			}
 			return PAGEIN_KVM_REENTER;
 		}
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "KVM exit-on-missing %s at gpa %#llx size %#llx: gpa %#llx %s; not "
 			   "re-entering", f->flags & PAGEIN_KVM_EXIT_FLAG_WRITE ? "write" : "read",
 			   (unsigned long long)f->gpa, (unsigned long long)f->size,
@@ -449,14 +449,14 @@ static int resolve_annotated(struct pagein_space *s, const struct pagein_kvm_fau
 		return ret;
 	}
 
-	pagein_stat_add(s, PI_STAT(faults_kvm), 1);
+	pi_stat_add(s, PI_STAT(faults_kvm), 1);
 	ret = pagein_resolve(s, gpa, len, &bad);
 	if (ret == 0) {
 		if (v)
 			atomic_fetch_add_explicit(&v->other_exits, 1, memory_order_relaxed);
 		return PAGEIN_KVM_REENTER;
 	}
-	pagein_log(s, PAGEIN_LOG_ERR,
+	pi_log(s, PAGEIN_LOG_ERR,
 		   "KVM memory fault at gpa %#llx size %#llx: resolving failed at gpa %#llx: %s",
 		   (unsigned long long)f->gpa, (unsigned long long)f->size, (unsigned long long)bad,
 		   strerror(-ret));
@@ -483,7 +483,7 @@ static void report_bare(struct pagein_space *s, const struct pagein_kvm_fault *f
 	else
 		mfi = "KVM_CAP_MEMORY_FAULT_INFO not probed (call pagein_kvm_attach or "
 		      "pagein_kvm_memory_fault_info first)";
-	pagein_log(s, PAGEIN_LOG_ERR,
+	pi_log(s, PAGEIN_LOG_ERR,
 		   "KVM_RUN failed %s without a memory-fault annotation (exit_reason %u, rip %#llx; "
 		   "%s): KVM could not fault in guest memory at an unknown gpa. With pagein this "
 		   "means a kernel-mode access could not be served: the space is %s, %llu of %llu "

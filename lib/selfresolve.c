@@ -51,10 +51,10 @@ static void on_sigbus(int sig, siginfo_t *si, void *uctx)
 		s = atomic_load_explicit(&self_spaces[i], memory_order_acquire);
 		if (!s)
 			continue;
-		r = pagein_region_of_host(s, addr);
+		r = pi_region_of_host(s, addr);
 		if (!r)
 			continue;
-		ret = pagein_fault(s, r, (addr - (uintptr_t)r->host) >> r->page_shift, PI_WHY_SELF);
+		ret = pi_fault(s, r, (addr - (uintptr_t)r->host) >> r->page_shift, PI_WHY_SELF);
 		break;
 	}
 	if (ret == 0) {
@@ -66,7 +66,7 @@ not_ours:
 	forward(sig, si, uctx);
 }
 
-int pagein_self_attach(struct pagein_space *s)
+int pi_self_attach(struct pagein_space *s)
 {
 	struct sigaction sa;
 	unsigned i;
@@ -80,7 +80,7 @@ int pagein_self_attach(struct pagein_space *s)
 			break;
 	}
 	if (i == SELF_SLOTS) {
-		pagein_log(s, PAGEIN_LOG_ERR, "at most %d self-resolve spaces per process", SELF_SLOTS);
+		pi_log(s, PAGEIN_LOG_ERR, "at most %d self-resolve spaces per process", SELF_SLOTS);
 		ret = -ENOSPC;
 		goto out;
 	}
@@ -104,7 +104,7 @@ out:
 	return ret;
 }
 
-void pagein_self_detach(struct pagein_space *s)
+void pi_self_detach(struct pagein_space *s)
 {
 	struct sigaction cur;
 

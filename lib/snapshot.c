@@ -107,9 +107,9 @@ int pagein_snapshot_save(const char *path, struct pagein_region_desc *regs,
 						regs[i].flags, regs[i].digest };
 		/* runs of non-zero pages are written; zero pages stay holes */
 		for (j = 0; j < regs[i].size; j = k) {
-			while (j < regs[i].size && pagein_is_zero(p + j, 4096))
+			while (j < regs[i].size && pi_is_zero(p + j, 4096))
 				j += 4096;
-			for (k = j; k < regs[i].size && !pagein_is_zero(p + k, 4096); k += 4096)
+			for (k = j; k < regs[i].size && !pi_is_zero(p + k, 4096); k += 4096)
 				;
 			if (k > j) {
 				ret = write_all(fd, p + j, k - j, (off_t)(off + j));

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -16,37 +17,6 @@
 
 #include "internal.h"
 #include "uapi.h"
-
-/* Open one userfaultfd: /dev/userfaultfd first, then the syscall. */
-static int uffd_open(int flags)
-{
-	int fd, dev, ret;
-
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-		ret = -errno;
-		close(dev);
-		if (fd >= 0)
-			return fd;
-		if (ret != -EPERM && ret != -EACCES && ret != -EINVAL)
-			return ret;
-	}
-	fd = (int)syscall(SYS_userfaultfd, flags);
-	if (fd < 0)
-		return -errno;
-	return fd;
-}
-
-static int uffd_api(int fd, uint64_t want, uint64_t *granted)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = want };
-
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		return -errno;
-	*granted = api.features;
-	return 0;
-}
 
 /* What a failed open means, and what the user can do about it. */
 static void log_perm(struct pagein_space *s, int err)
@@ -60,7 +30,7 @@ static void log_perm(struct pagein_space *s, int err)
 			sysctl = c - '0';
 		close(fd);
 	}
-	pagein_log(s, PAGEIN_LOG_ERR,
+	pi_log(s, PAGEIN_LOG_ERR,
 		   "userfaultfd is not permitted (%s): run as root, or set "
 		   "vm.unprivileged_userfaultfd=1 (now %d), or grant read/write access to "
 		   "/dev/userfaultfd (%s)%s",
@@ -86,16 +56,16 @@ static uint64_t wanted_features(const struct pagein_space *s, uint64_t avail)
 
 static int open_uffds(struct pagein_space *s)
 {
-	uint64_t avail = 0, granted = 0;
+	uint64_t avail = 0, granted;
 	int flags = O_CLOEXEC | O_NONBLOCK;
 	unsigned i;
 	int fd, ret;
 
-	fd = uffd_open(flags);
+	fd = pi_uffd_open(flags);
 	if (fd == -EPERM && s->cfg.frontend == PAGEIN_FRONTEND_SELF) {
 		/* SIGBUS mode only ever sees user-mode faults: this works unprivileged */
 		flags |= UFFD_USER_MODE_ONLY;
-		fd = uffd_open(flags);
+		fd = pi_uffd_open(flags);
 		s->user_mode_only = fd >= 0;
 	}
 	if (fd < 0) {
@@ -103,36 +73,70 @@ static int open_uffds(struct pagein_space *s)
 			log_perm(s, fd);
 			return -EPERM;
 		}
-		pagein_log(s, PAGEIN_LOG_ERR, "userfaultfd: %s (the kernel needs CONFIG_USERFAULTFD)",
+		pi_log(s, PAGEIN_LOG_ERR, "userfaultfd: %s (the kernel needs CONFIG_USERFAULTFD)",
 			   strerror(-fd));
 		return fd;
 	}
 	/* a probe: features=0 reports everything the kernel offers; an fd takes one UFFDIO_API */
-	ret = uffd_api(fd, 0, &avail);
+	ret = pi_uffd_api(fd, 0, &avail);
 	close(fd);
 	if (ret < 0) {
-		pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_API failed: %s", strerror(-ret));
+		pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_API failed: %s", strerror(-ret));
 		return ret;
 	}
+	avail &= ~pi_hooks.hide_features;
 	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF && !(avail & UFFD_FEATURE_SIGBUS)) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "this kernel lacks UFFD_FEATURE_SIGBUS: use the handler front-end");
+		return -ENOSYS;
+	}
+	if (s->cfg.frontend == PAGEIN_FRONTEND_HANDLER && !(avail & UFFD_FEATURE_POISON)) {
+		/* without UFFDIO_POISON a fault that cannot be served could only end on a zero
+		 * page (or never): refuse, rather than hand a thread bytes that were never its */
+		pi_log(s, PAGEIN_LOG_ERR,
+			   "handler threads need UFFD_FEATURE_POISON (Linux 6.6 or later) to fail a "
+			   "fault without handing the thread a zero page; this kernel lacks it: use "
+			   "the self front-end, or a newer kernel");
 		return -ENOSYS;
 	}
 	s->nuffds = s->cfg.frontend == PAGEIN_FRONTEND_HANDLER ? s->cfg.uffds : 1;
 	for (i = 0; i < s->nuffds; i++) {
-		fd = uffd_open(flags);
+		fd = pi_uffd_open(flags);
 		if (fd < 0)
 			return fd;
 		s->uffds[i] = fd;
-		ret = uffd_api(fd, wanted_features(s, avail), &granted);
+		ret = pi_uffd_api(fd, wanted_features(s, avail), &granted);
 		if (ret < 0) {
-			pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_API(features %#llx): %s",
+			pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_API(features %#llx): %s",
 				   (unsigned long long)wanted_features(s, avail), strerror(-ret));
 			return ret;
 		}
-		s->features = granted;
+		/* UFFDIO_API succeeded, so exactly the features asked for are enabled; what it
+		 * writes back is every feature the kernel knows, not what this fd has */
+		s->features = wanted_features(s, avail);
 	}
+	return 0;
+}
+
+/*
+ * Take the caller's configuration: cfg->size bytes of it over our defaults, so a program built
+ * with an older (smaller) struct gets the defaults of the fields it does not know. A newer,
+ * larger one is accepted when the fields this library does not know are all zero.
+ */
+static int config_copy(struct pagein_space *s, const struct pagein_config *cfg)
+{
+	const uint8_t *p = (const uint8_t *)cfg;
+	size_t i, n = cfg->size;
+
+	/* the first versioned layout ends at cb_arg; less is a config never initialised (its log
+	 * sink cannot be trusted either, so this refusal is silent) */
+	if (n < offsetof(struct pagein_config, cb_arg) + sizeof(cfg->cb_arg))
+		return -EINVAL;
+	for (i = sizeof(*cfg); i < n; i++)
+		if (p[i])
+			return -EINVAL;
+	memcpy(&s->cfg, cfg, n < sizeof(*cfg) ? n : sizeof(*cfg));
+	s->cfg.size = sizeof(*cfg);
 	return 0;
 }
 
@@ -146,28 +150,31 @@ int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out)
 	if (!s)
 		return -ENOMEM;
 	memset(s, 0, sizeof(*s));
-	if (cfg)
-		s->cfg = *cfg;
-	else
-		pagein_config_init(&s->cfg);
+	pagein_config_init(&s->cfg);
 	s->stop_efd = -1;
 	s->self_slot = -1;
 	for (i = 0; i < PAGEIN_MAX_UFFDS; i++)
 		s->uffds[i] = -1;
 
 	ret = -EINVAL;
+	if (cfg) {
+		ret = config_copy(s, cfg);
+		if (ret < 0)
+			goto err_free;
+	}
+	ret = -EINVAL;
 	if (s->cfg.frontend != PAGEIN_FRONTEND_SELF && s->cfg.frontend != PAGEIN_FRONTEND_HANDLER) {
-		pagein_log(s, PAGEIN_LOG_ERR, "unknown front-end %d", s->cfg.frontend);
+		pi_log(s, PAGEIN_LOG_ERR, "unknown front-end %d", s->cfg.frontend);
 		goto err_free;
 	}
 	if (!s->cfg.readers || s->cfg.readers > PAGEIN_MAX_READERS || !s->cfg.uffds ||
 	    s->cfg.uffds > PAGEIN_MAX_UFFDS) {
-		pagein_log(s, PAGEIN_LOG_ERR, "readers must be 1..%d and uffds 1..%d (got %u, %u)",
+		pi_log(s, PAGEIN_LOG_ERR, "readers must be 1..%d and uffds 1..%d (got %u, %u)",
 			   PAGEIN_MAX_READERS, PAGEIN_MAX_UFFDS, s->cfg.readers, s->cfg.uffds);
 		goto err_free;
 	}
 	if (s->cfg.fault_around != PAGEIN_AROUND_AUTO && s->cfg.fault_around > PAGEIN_AROUND_MAX) {
-		pagein_log(s, PAGEIN_LOG_ERR, "fault_around %u is over the maximum %u",
+		pi_log(s, PAGEIN_LOG_ERR, "fault_around %u is over the maximum %u",
 			   s->cfg.fault_around, PAGEIN_AROUND_MAX);
 		goto err_free;
 	}
@@ -209,7 +216,7 @@ err_free:
 static int bitmaps_alloc(struct pi_region *r)
 {
 	uint64_t words = (r->npages + 63) / 64;
-	pi_bits_t *all = calloc(words * 5, sizeof(*all));
+	pi_bits_t *all = pi_bits_alloc(r->npages, 6);
 
 	if (!all)
 		return -ENOMEM;
@@ -218,13 +225,23 @@ static int bitmaps_alloc(struct pi_region *r)
 	r->frozen = all + 2 * words;
 	r->failed = all + 3 * words;
 	r->parked = all + 4 * words;
+	r->unmapped = all + 5 * words;
 	return 0;
 }
 
 static void region_unmap(struct pi_region *r)
 {
-	if (r->host)
-		munmap(r->host, r->size);
+	uint64_t i, j;
+
+	/* never what the program unmapped itself: it may have mapped something new there */
+	for (i = 0; r->host && i < r->npages; i = j) {
+		bool gone = r->unmapped && pi_test(r->unmapped, i);
+
+		for (j = i + 1; j < r->npages && (r->unmapped && pi_test(r->unmapped, j)) == gone; j++)
+			;
+		if (!gone)
+			munmap(r->host + (i << r->page_shift), (j - i) << r->page_shift);
+	}
 	if (r->alias)
 		munmap(r->alias, r->size);
 	if (r->memfd >= 0)
@@ -233,6 +250,7 @@ static void region_unmap(struct pi_region *r)
 	r->host = r->alias = NULL;
 	r->memfd = -1;
 	r->present = NULL;
+	pthread_mutex_destroy(&r->pin_lock);
 }
 
 /* Map the region's memory: anonymous, or a memfd mapped twice (registered + alias). */
@@ -262,7 +280,7 @@ static int region_map(struct pagein_space *s, struct pi_region *r)
 		ret = -errno;
 		r->host = NULL;
 		if (r->backing == PAGEIN_BACKING_HUGETLB && ret == -ENOMEM)
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "cannot reserve %llu huge pages of 2 MiB: raise vm.nr_hugepages "
 				   "(echo N > /proc/sys/vm/nr_hugepages as root)",
 				   (unsigned long long)r->npages);
@@ -290,36 +308,36 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	int ret;
 
 	if (atomic_load(&s->started)) {
-		pagein_log(s, PAGEIN_LOG_ERR, "regions can only be added before pagein_space_start");
+		pi_log(s, PAGEIN_LOG_ERR, "regions can only be added before pagein_space_start");
 		return -EBUSY;
 	}
 	if (backing != PAGEIN_BACKING_ANON && backing != PAGEIN_BACKING_SHMEM &&
 	    backing != PAGEIN_BACKING_HUGETLB) {
-		pagein_log(s, PAGEIN_LOG_ERR, "unknown backing %d", backing);
+		pi_log(s, PAGEIN_LOG_ERR, "unknown backing %d", backing);
 		return -EINVAL;
 	}
 	ps = pagein_backing_page_size(backing);
 	if (!size) {
-		pagein_log(s, PAGEIN_LOG_ERR, "region at gpa %#llx has zero size",
+		pi_log(s, PAGEIN_LOG_ERR, "region at gpa %#llx has zero size",
 			   (unsigned long long)gpa);
 		return -EINVAL;
 	}
 	if (gpa % ps || size % ps) {
-		pagein_log(s, PAGEIN_LOG_ERR,
+		pi_log(s, PAGEIN_LOG_ERR,
 			   "region gpa %#llx size %#llx is not aligned to the %s page size %#llx",
 			   (unsigned long long)gpa, (unsigned long long)size,
 			   pagein_backing_name(backing), (unsigned long long)ps);
 		return -EINVAL;
 	}
 	if (gpa + size < gpa) {
-		pagein_log(s, PAGEIN_LOG_ERR, "region gpa %#llx size %#llx wraps the address space",
+		pi_log(s, PAGEIN_LOG_ERR, "region gpa %#llx size %#llx wraps the address space",
 			   (unsigned long long)gpa, (unsigned long long)size);
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
 		r = &s->regions[i];
 		if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "region [%#llx, %#llx) overlaps region %u [%#llx, %#llx)",
 				   (unsigned long long)gpa, (unsigned long long)(gpa + size), i,
 				   (unsigned long long)r->gpa,
@@ -328,7 +346,7 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 		}
 	}
 	if (n == PAGEIN_MAX_REGIONS) {
-		pagein_log(s, PAGEIN_LOG_ERR, "a space holds at most %d regions", PAGEIN_MAX_REGIONS);
+		pi_log(s, PAGEIN_LOG_ERR, "a space holds at most %d regions", PAGEIN_MAX_REGIONS);
 		return -ENOSPC;
 	}
 
@@ -341,13 +359,14 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	r->npages = size / ps;
 	r->backing = backing;
 	r->memfd = -1;
+	pthread_mutex_init(&r->pin_lock, NULL);
 	ret = bitmaps_alloc(r);
 	if (ret < 0)
 		return ret;
 	ret = region_map(s, r);
 	if (ret < 0) {
 		if (ret != -ENOMEM || backing != PAGEIN_BACKING_HUGETLB)
-			pagein_log(s, PAGEIN_LOG_ERR, "mapping %llu bytes of %s memory: %s",
+			pi_log(s, PAGEIN_LOG_ERR, "mapping %llu bytes of %s memory: %s",
 				   (unsigned long long)size, pagein_backing_name(backing),
 				   strerror(-ret));
 		region_unmap(r);
@@ -372,7 +391,7 @@ int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
 	for (i = 0; i < n && src->ops.covers; i++) {
 		r = &s->regions[i];
 		if (!src->ops.covers(src->ctx, r->gpa, r->size)) {
-			pagein_log(s, PAGEIN_LOG_ERR,
+			pi_log(s, PAGEIN_LOG_ERR,
 				   "the source does not hold region %u [%#llx, %#llx) (a truncated "
 				   "snapshot, or one of another machine?)",
 				   i, (unsigned long long)r->gpa, (unsigned long long)(r->gpa + r->size));
@@ -386,43 +405,82 @@ int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
 /* Register region r with its userfaultfd(s), one stripe each. */
 static int region_register(struct pagein_space *s, struct pi_region *r, unsigned base)
 {
-	struct uffdio_register reg;
-	uint64_t need_ioctls, off, len, stripe_bytes;
+	uint64_t off, len, stripe_bytes;
 	unsigned k;
+	int ret;
 
 	r->uffd_base = base;
 	r->stripe_pages = (r->npages + s->nuffds - 1) / s->nuffds;
 	stripe_bytes = r->stripe_pages * r->page_size;
 	for (k = 0, off = 0; off < r->size; k++, off += stripe_bytes) {
 		len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
-		memset(&reg, 0, sizeof(reg));
-		reg.range.start = (uintptr_t)r->host + off;
-		reg.range.len = len;
-		reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-		need_ioctls = 1ull << _UFFDIO_COPY;
-		if (r->backing != PAGEIN_BACKING_ANON) {
-			reg.mode |= UFFDIO_REGISTER_MODE_MINOR;
-			need_ioctls = 1ull << _UFFDIO_CONTINUE;
-		}
-		if (ioctl(s->uffds[base + k], UFFDIO_REGISTER, &reg) < 0) {
-			int ret = -errno;
-
-			pagein_log(s, PAGEIN_LOG_ERR, "UFFDIO_REGISTER of %s region at gpa %#llx: %s%s",
-				   pagein_backing_name(r->backing), (unsigned long long)r->gpa,
-				   strerror(-ret),
-				   r->backing != PAGEIN_BACKING_ANON && ret == -EINVAL
-					   ? " (this kernel lacks MINOR faults on shmem/hugetlb)"
-					   : "");
+		ret = pi_uffd_register(s->uffds[base + k], (uintptr_t)r->host + off, len,
+				       r->backing != PAGEIN_BACKING_ANON);
+		if (ret == -ENOSYS) {
+			pi_log(s, PAGEIN_LOG_ERR, "the kernel offers no %s for %s memory",
+			       r->backing == PAGEIN_BACKING_ANON ? "UFFDIO_COPY" : "UFFDIO_CONTINUE",
+			       pagein_backing_name(r->backing));
 			return ret;
 		}
-		if ((reg.ioctls & need_ioctls) != need_ioctls) {
-			pagein_log(s, PAGEIN_LOG_ERR, "the kernel offers no %s for %s memory",
-				   r->backing == PAGEIN_BACKING_ANON ? "UFFDIO_COPY" : "UFFDIO_CONTINUE",
-				   pagein_backing_name(r->backing));
-			return -ENOSYS;
+		if (ret < 0) {
+			pi_log(s, PAGEIN_LOG_ERR, "UFFDIO_REGISTER of %s region at gpa %#llx: %s%s",
+			       pagein_backing_name(r->backing), (unsigned long long)r->gpa,
+			       strerror(-ret),
+			       r->backing != PAGEIN_BACKING_ANON && ret == -EINVAL
+				       ? " (this kernel lacks MINOR faults on shmem/hugetlb)"
+				       : "");
+			return ret;
 		}
 	}
 	return 0;
+}
+
+/* Undo region_register (whole stripes or none; a range never registered is skipped by the
+ * kernel). Wakes whoever the kernel holds on those pages: they fault again, unserved. */
+static void region_unregister(struct pagein_space *s, struct pi_region *r)
+{
+	uint64_t off, stripe_bytes = r->stripe_pages * r->page_size;
+	unsigned k;
+	int ret;
+
+	for (k = 0, off = 0; stripe_bytes && off < r->size; k++, off += stripe_bytes) {
+		ret = pi_uffd_unregister(s->uffds[r->uffd_base + k], (uintptr_t)r->host + off,
+					 r->size - off < stripe_bytes ? r->size - off : stripe_bytes);
+		if (ret < 0)
+			pi_log(s, PAGEIN_LOG_WARN, "UFFDIO_UNREGISTER of the region at gpa %#llx: %s",
+			       (unsigned long long)r->gpa, strerror(-ret));
+	}
+}
+
+/* Calls on_complete once every page is in: never from the fault path, which may be a SIGBUS
+ * handler. Returns without touching the space after the callback (which may free it). */
+static void *notify_main(void *arg)
+{
+	struct pagein_space *s = arg;
+	uint32_t seq;
+
+	for (;;) {
+		seq = atomic_load(&s->progress);
+		if (atomic_load(&s->completed)) {
+			s->cfg.on_complete(s->cfg.cb_arg);
+			return NULL;
+		}
+		if (atomic_load(&s->stopping))
+			return NULL;
+		pi_futex_wait(&s->progress, seq, 0);
+	}
+}
+
+static void notify_stop(struct pagein_space *s)
+{
+	if (!s->notify_running)
+		return;
+	s->notify_running = false;
+	/* on_complete itself may stop or free the space: do not join ourselves */
+	if (pthread_equal(pthread_self(), s->notify_thread))
+		pthread_detach(s->notify_thread);
+	else
+		pthread_join(s->notify_thread, NULL);
 }
 
 int pagein_space_start(struct pagein_space *s)
@@ -431,47 +489,68 @@ int pagein_space_start(struct pagein_space *s)
 	int ret;
 
 	if (atomic_load(&s->started) || atomic_load(&s->stopping)) {
-		pagein_log(s, PAGEIN_LOG_ERR, "space already started (a stopped space cannot restart)");
+		pi_log(s, PAGEIN_LOG_ERR, "space already started (a stopped space cannot restart)");
 		return -EBUSY;
 	}
 	if (!n || !s->src) {
-		pagein_log(s, PAGEIN_LOG_ERR, "start needs at least one region and a source");
+		pi_log(s, PAGEIN_LOG_ERR, "start needs at least one region and a source");
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
 		ret = region_register(s, &s->regions[i], 0);
-		if (ret < 0)
-			return ret;
+		if (ret < 0) {
+			n = i + 1; /* the failing one may be registered in part */
+			goto err_unregister;
+		}
 	}
 	atomic_store(&s->started, true);
 	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF) {
-		ret = pagein_self_attach(s);
+		ret = pi_self_attach(s);
 		if (ret < 0)
 			goto err_started;
 	}
-	ret = pagein_readers_start(s);
+	ret = pi_readers_start(s);
 	if (ret < 0)
 		goto err_self;
+	if (s->cfg.on_complete) {
+		ret = -pthread_create(&s->notify_thread, NULL, notify_main, s);
+		if (ret < 0) {
+			pi_log(s, PAGEIN_LOG_ERR, "starting the on_complete thread: %s",
+				   strerror(-ret));
+			goto err_readers;
+		}
+		s->notify_running = true;
+	}
 	return 0;
 
+err_readers:
+	pi_readers_stop(s);
 err_self:
-	pagein_self_detach(s);
+	/* unregister before the SIGBUS handler goes: a touch then finds plain memory */
+	for (i = 0; i < n; i++)
+		region_unregister(s, &s->regions[i]);
+	n = 0;
+	pi_self_detach(s);
 err_started:
 	atomic_store(&s->started, false);
+err_unregister:
+	for (i = 0; i < n; i++)
+		region_unregister(s, &s->regions[i]);
 	return ret;
 }
 
 void pagein_space_stop(struct pagein_space *s)
 {
-	uint64_t deadline, i, j, n;
+	uint64_t deadline, i, j, n, unpoisoned = 0;
 	struct pi_region *r;
+	int ret = 0;
 
 	if (!atomic_load(&s->started) || atomic_exchange(&s->stopping, true))
 		return;
 	pagein_fill_stop(s);
 	/* no new claims from here on; let the fetches already running finish (bounded) */
-	deadline = pagein_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
-	while (atomic_load(&s->inflight) > 0 && pagein_now_ns() < deadline)
+	deadline = pi_now_ns() + (uint64_t)s->cfg.timeout_ms * 1000000ull;
+	while (atomic_load(&s->inflight) > 0 && pi_now_ns() < deadline)
 		usleep(100);
 	/* every page still missing becomes poison: a thread blocked on it, or touching it later,
 	 * gets SIGBUS rather than a zero page that was never the guest's */
@@ -481,17 +560,29 @@ void pagein_space_stop(struct pagein_space *s)
 		for (j = 0; j < r->npages;) {
 			uint64_t k = j;
 
-			while (k < r->npages && !pi_test(r->present, k) &&
+			while (k < r->npages && !pi_test(r->present, k) && !pi_test(r->unmapped, k) &&
 			       k / r->stripe_pages == j / r->stripe_pages)
 				k++;
-			if (k > j)
-				pagein_poison(s, r, j, k - j);
+			if (k > j) {
+				int err = pi_poison(s, r, j, k - j);
+
+				if (err < 0 && err != -ENOSYS) {
+					unpoisoned += k - j;
+					ret = err;
+				}
+			}
 			j = k > j ? k : j + 1;
 		}
 	}
-	pagein_wake_all(s);
-	pagein_readers_stop(s);
-	pagein_self_detach(s);
+	if (unpoisoned)
+		pi_log(s, PAGEIN_LOG_WARN,
+			   "stop could not poison %llu missing pages (%s): a thread touching them "
+			   "before pagein_space_free is not failed cleanly",
+			   (unsigned long long)unpoisoned, strerror(-ret));
+	pi_wake_all(s);
+	pi_readers_stop(s);
+	pi_self_detach(s);
+	notify_stop(s);
 	atomic_store(&s->started, false);
 }
 
@@ -518,7 +609,7 @@ void pagein_space_free(struct pagein_space *s)
 	free(s);
 }
 
-struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa)
+struct pi_region *pi_region_find(struct pagein_space *s, uint64_t gpa)
 {
 	unsigned i, n = atomic_load_explicit(&s->nregions, memory_order_acquire);
 
@@ -528,7 +619,7 @@ struct pi_region *pagein_region_find(struct pagein_space *s, uint64_t gpa)
 	return NULL;
 }
 
-struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr)
+struct pi_region *pi_region_of_host(struct pagein_space *s, uintptr_t addr)
 {
 	unsigned i, n = atomic_load_explicit(&s->nregions, memory_order_acquire);
 
@@ -540,14 +631,14 @@ struct pi_region *pagein_region_of_host(struct pagein_space *s, uintptr_t addr)
 
 void *pagein_host_addr(struct pagein_space *s, uint64_t gpa)
 {
-	struct pi_region *r = pagein_region_find(s, gpa);
+	struct pi_region *r = pi_region_find(s, gpa);
 
 	return r ? r->host + (gpa - r->gpa) : NULL;
 }
 
 int pagein_gpa_of(struct pagein_space *s, const void *host, uint64_t *gpa)
 {
-	struct pi_region *r = pagein_region_of_host(s, (uintptr_t)host);
+	struct pi_region *r = pi_region_of_host(s, (uintptr_t)host);
 
 	if (!r)
 		return -EINVAL;

@@ -19,12 +19,12 @@ static struct pi_shard *shard(struct pagein_space *s)
 	return &s->shards[pi_shard_id & (PAGEIN_STAT_SHARDS - 1)];
 }
 
-void pagein_stat_add(struct pagein_space *s, unsigned idx, uint64_t v)
+void pi_stat_add(struct pagein_space *s, unsigned idx, uint64_t v)
 {
 	atomic_fetch_add_explicit(&shard(s)->c[idx], v, memory_order_relaxed);
 }
 
-void pagein_stat_latency(struct pagein_space *s, uint64_t ns)
+void pi_stat_latency(struct pagein_space *s, uint64_t ns)
 {
 	struct pi_shard *sh = shard(s);
 	unsigned b = ns ? 63 - (unsigned)__builtin_clzll(ns) : 0;

@@ -14,9 +14,22 @@
 
 #include "internal.h"
 
+/* The build passes the VERSION file's contents; a bare build of this file still says which. */
+#ifndef PAGEIN_VERSION_STR
+#define PAGEIN_VERSION_STR "0.2.0"
+#endif
+
+struct pi_test_hooks pi_hooks;
+
+const char *pagein_version(void)
+{
+	return PAGEIN_VERSION_STR;
+}
+
 void pagein_config_init(struct pagein_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->size = sizeof(*cfg);
 	cfg->frontend = PAGEIN_FRONTEND_SELF;
 	cfg->readers = 1;
 	cfg->uffds = 1;
@@ -27,7 +40,7 @@ void pagein_config_init(struct pagein_config *cfg)
 }
 
 /* Formats into a stack buffer: never called from a signal handler (vsnprintf is not safe). */
-void pagein_log(struct pagein_space *s, int level, const char *fmt, ...)
+void pi_log(struct pagein_space *s, int level, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -40,7 +53,7 @@ void pagein_log(struct pagein_space *s, int level, const char *fmt, ...)
 	s->cfg.log(s->cfg.log_arg, level, msg);
 }
 
-uint64_t pagein_now_ns(void)
+uint64_t pi_now_ns(void)
 {
 	struct timespec ts;
 
@@ -52,7 +65,7 @@ uint64_t pagein_now_ns(void)
  * Sleep while *word == val, until deadline_ns (CLOCK_MONOTONIC, 0 = forever). Returns 0 when
  * woken or the word changed, -ETIMEDOUT past the deadline. Async-signal-safe.
  */
-int pagein_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns)
+int pi_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns)
 {
 	struct timespec ts, *tsp = NULL;
 
@@ -68,13 +81,13 @@ int pagein_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns
 	return 0;
 }
 
-void pagein_futex_wake(_Atomic uint32_t *word)
+void pi_futex_wake(_Atomic uint32_t *word)
 {
 	syscall(SYS_futex, word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT32_MAX, NULL, NULL, 0);
 }
 
 /* Whole-page zero test; non-zero data usually exits at the first word. */
-bool pagein_is_zero(const void *p, uint64_t len)
+bool pi_is_zero(const void *p, uint64_t len)
 {
 	const uint64_t *w = p;
 	uint64_t i, acc = 0;

@@ -180,6 +180,14 @@ enum pagein_frontend t_frontend(const char *s)
 	exit(1);
 }
 
+uint64_t t_ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 uint64_t t_rand(uint64_t *state, uint64_t n)
 {
 	*state ^= *state << 13;

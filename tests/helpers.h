@@ -77,6 +77,9 @@ extern char t_last_log[512];
 enum pagein_backing t_backing(const char *s);
 enum pagein_frontend t_frontend(const char *s);
 
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t t_ms_now(void);
+
 /* Random number in [0, n) from a per-caller state. */
 uint64_t t_rand(uint64_t *state, uint64_t n);
 

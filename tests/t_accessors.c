@@ -18,14 +18,6 @@
 static struct t_space T;
 static _Atomic int frozen_reports, done;
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void *reader(void *arg)
 {
 	uint64_t w = 0;
@@ -137,12 +129,12 @@ static void frozen(enum pagein_frontend fe)
 	T_EQ(pagein_space_start(T.s), 0);
 	T_EQ(pagein_freeze(T.s, 32 * 4096, 4 * 4096), 0);
 	/* accessors fail fast and name the page */
-	t0 = ms_now();
+	t0 = t_ms_now();
 	T_EQ(pagein_read(T.s, 30 * 4096, &w, 8), 0);
 	T_EQ(pagein_resolve(T.s, 31 * 4096, 3 * 4096, &bad), -EFAULT);
 	T_EQ(bad, 32 * 4096);
 	T_EQ(pagein_read(T.s, 33 * 4096, &w, 8), -EFAULT);
-	T_ASSERT(ms_now() - t0 < 1000);
+	T_ASSERT(t_ms_now() - t0 < 1000);
 	T_EQ(t_src_fetches(&T.ts, 32 * 4096), 0);
 	/* a fault on a frozen page is reported and held until thaw */
 	atomic_store(&done, 0);

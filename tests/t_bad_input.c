@@ -35,7 +35,7 @@ static const char *what; /* the case running, for failure messages */
 struct sp {
 	struct pagein_space *s;
 	struct pagein_source *src;
-	uint64_t gpa[40], size[40];
+	uint64_t gpa[PAGEIN_MAX_REGIONS], size[PAGEIN_MAX_REGIONS];
 	unsigned n;
 };
 
@@ -232,7 +232,7 @@ static void test_regions(void)
 			break;
 		p.gpa[p.n] = i * KB(64);
 		p.size[p.n++] = KB(4);
-		T_ASSERT(i < 40);
+		T_ASSERT(i < PAGEIN_MAX_REGIONS);
 	}
 	T_EQ(ret, -ENOSPC);
 	expect_log("at most");

@@ -18,14 +18,6 @@
 
 static struct t_space T;
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* async-signal-safe report: it may run inside the SIGBUS handler */
 static void on_error(void *arg, uint64_t gpa, uint64_t len, int err)
 {
@@ -64,7 +56,7 @@ static void faulter_dies(enum pagein_frontend fe, bool hang)
 {
 	int pfd[2], status;
 	char out[4096] = "";
-	uint64_t t0 = ms_now(), took;
+	uint64_t t0 = t_ms_now(), took;
 	ssize_t got;
 	pid_t pid;
 
@@ -93,7 +85,7 @@ static void faulter_dies(enum pagein_frontend fe, bool hang)
 	}
 	close(pfd[0]);
 	T_ASSERT(waitpid(pid, &status, 0) == pid);
-	took = ms_now() - t0;
+	took = t_ms_now() - t0;
 	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGBUS) {
 		fprintf(stderr, "FAIL: %s %s: child status %#x, want death by SIGBUS; it said:\n%s\n",
 			pagein_frontend_name(fe), hang ? "hang" : "error", status, out);
@@ -111,13 +103,13 @@ static void faulter_dies(enum pagein_frontend fe, bool hang)
 
 static void accessors(bool hang)
 {
-	uint64_t w, bad = 0, t0 = ms_now();
+	uint64_t w, bad = 0, t0 = t_ms_now();
 	unsigned fetched;
 
 	make(PAGEIN_FRONTEND_HANDLER, hang);
 	T_EQ(pagein_resolve(T.s, BAD_GPA - 4096, 3 * 4096, &bad), hang ? -ETIMEDOUT : -EIO);
 	T_EQ(bad, BAD_GPA);
-	T_ASSERT(ms_now() - t0 < 3000);
+	T_ASSERT(t_ms_now() - t0 < 3000);
 	/* failed for good now: fast -EIO, no more fetches */
 	fetched = t_src_fetches(&T.ts, BAD_GPA);
 	T_EQ(pagein_read(T.s, BAD_GPA + 8, &w, 8), -EIO);

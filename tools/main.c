@@ -12,11 +12,6 @@
 
 #include "tools.h"
 
-/* The release; the library's pagein_version() will replace it once every tree has it. */
-#ifndef PAGEIN_VERSION_STR
-#define PAGEIN_VERSION_STR "0.2.0"
-#endif
-
 bool tool_verbose;
 
 static const struct {
@@ -143,7 +138,7 @@ int main(int argc, char **argv)
 		return argc < 2 ? 2 : 0;
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-		printf("pagein %s\n", PAGEIN_VERSION_STR);
+		printf("pagein %s\n", pagein_version()); /* the library's: one VERSION file */
 		return 0;
 	}
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

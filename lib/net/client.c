@@ -43,7 +43,7 @@ void pagein_net_config_init(struct pagein_net_config *cfg)
 static int silence_wait_ms(struct ns_conn *c)
 {
 	struct netsrc *ns = c->ns;
-	uint64_t end = pi_link_pause_deadline(&ns->link), now = pagein_now_ns();
+	uint64_t end = pi_link_pause_deadline(&ns->link), now = pi_now_ns();
 	int ms = (int)ns->cfg.silence_ms;
 
 	if (end != UINT64_MAX)
@@ -64,7 +64,7 @@ int pi_net_silence(struct ns_conn *c)
 	if (pi_link_pause(&ns->link, why))
 		pi_net_log(ns, PAGEIN_LOG_WARN, "%s: pausing (faults wait; pause limit %u ms)", why,
 			   ns->cfg.pause_limit_ms);
-	if (pi_link_pause_deadline(&ns->link) <= pagein_now_ns()) {
+	if (pi_link_pause_deadline(&ns->link) <= pi_now_ns()) {
 		pi_link_fail(&ns->link);
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s: paused for the pause limit (%u ms): the "
 			   "migration fails", ns->addr, ns->cfg.pause_limit_ms);
@@ -91,7 +91,7 @@ static void *heartbeat_main(void *arg)
 	unsigned i;
 
 	while (!atomic_load(&ns->hb_quit)) {
-		uint64_t now = pagein_now_ns();
+		uint64_t now = pi_now_ns();
 
 		pthread_mutex_lock(&ns->lock);
 		for (i = 0; i <= ns->nbulk; i++) {
@@ -102,7 +102,7 @@ static void *heartbeat_main(void *arg)
 				pi_net_send_frame(c, PN_HEARTBEAT, 0, now + PN_HEARTBEAT_MS * 1000000ull);
 		}
 		pthread_mutex_unlock(&ns->lock);
-		pagein_futex_wait(&ns->hb_quit, 0, pagein_now_ns() + PN_HEARTBEAT_MS * 500000ull);
+		pi_futex_wait(&ns->hb_quit, 0, pi_now_ns() + PN_HEARTBEAT_MS * 500000ull);
 	}
 	return NULL;
 }
@@ -391,11 +391,11 @@ static void *receiver_main(void *arg)
 			 c->replies ? (c->stream ? "single" : "urgent") : "bulk", why);
 		shutdown(c->fd, SHUT_RDWR);
 		atomic_store(&c->dead, true);
-		pagein_futex_wake(&c->send_lock);
+		pi_futex_wake(&c->send_lock);
 		if (pi_link_pause(&ns->link, msg))
 			pi_net_log(ns, PAGEIN_LOG_WARN, "%s: pausing and reconnecting", msg);
 		atomic_fetch_add(&ns->rc_seq, 1);
-		pagein_futex_wake(&ns->rc_seq);
+		pi_futex_wake(&ns->rc_seq);
 		return NULL;
 	}
 	if (!atomic_load(&c->quitting)) {
@@ -433,7 +433,7 @@ static void *receiver_main(void *arg)
 	}
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_store(&c->dead, true);
-	pagein_futex_wake(&c->send_lock);
+	pi_futex_wake(&c->send_lock);
 	if (c->replies)
 		pi_net_slots_fail_all(ns, ret == -EPROTO || ret == -EPIPE ? -EPROTO : -ECONNRESET);
 	return NULL;
@@ -561,7 +561,7 @@ static int connect_fd(struct netsrc *ns, uint64_t deadline)
 
 	for (i = 0; i < ns->naddrs; i++) {
 		k = (first + i) % ns->naddrs;
-		now = pagein_now_ns();
+		now = pi_now_ns();
 		if (now >= deadline)
 			return i ? fd : -ETIMEDOUT;
 		share = (deadline - now) / (ns->naddrs - i);
@@ -584,7 +584,7 @@ static int connect_fd(struct netsrc *ns, uint64_t deadline)
  */
 struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, int *err)
 {
-	uint64_t deadline = pagein_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull;
+	uint64_t deadline = pi_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull;
 	struct pn_region regs[PN_MAX_REGIONS];
 	uint8_t secret[PN_SECRET] = { 0 };
 	struct {
@@ -893,8 +893,8 @@ static bool anything_lost(struct netsrc *ns)
  * from this server), or another -errno (try again). */
 static int recover_once(struct netsrc *ns)
 {
-	uint64_t deadline = pagein_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull,
-		 t0 = pagein_now_ns(), present = 0;
+	uint64_t deadline = pi_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull,
+		 t0 = pi_now_ns(), present = 0;
 	struct ns_conn *old = ns->main, *c;
 	int ret, role = old->stream ? PN_ROLE_BULK : PN_ROLE_URGENT;
 
@@ -951,7 +951,7 @@ static int recover_once(struct netsrc *ns)
 	ret = pi_net_stream_reopen(ns);
 	if (ret < 0)
 		return ret;
-	atomic_store(&ns->last_recover_us, (pagein_now_ns() - t0) / 1000);
+	atomic_store(&ns->last_recover_us, (pi_now_ns() - t0) / 1000);
 	atomic_fetch_add(&ns->resumes, 1);
 	if (pi_link_resumed(&ns->link))
 		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: resumed in session %#llx after %llu ms "
@@ -966,14 +966,14 @@ static int recover_once(struct netsrc *ns)
 /* Reconnect with backoff until resumed, or fail at the pause limit. */
 static void recover(struct netsrc *ns)
 {
-	uint64_t rng = pagein_now_ns() | 1, end, now, wake;
+	uint64_t rng = pi_now_ns() | 1, end, now, wake;
 	unsigned attempt = 0;
 	int ret;
 
 	while (!atomic_load(&ns->rc_quit) &&
 	       (anything_lost(ns) || pi_link_state(&ns->link) != PI_LINK_RUNNING)) {
 		end = pi_link_pause_deadline(&ns->link);
-		now = pagein_now_ns();
+		now = pi_now_ns();
 		if (end != UINT64_MAX && now >= end) {
 			recover_fail(ns, "no resume within the pause limit");
 			return;
@@ -985,7 +985,7 @@ static void recover(struct netsrc *ns)
 			if (wake > end)
 				wake = end;
 			/* a new address (pagein_net_reconnect) or a stop cuts the wait short */
-			pagein_futex_wait(&ns->rc_seq, seq, wake);
+			pi_futex_wait(&ns->rc_seq, seq, wake);
 			if (atomic_load(&ns->rc_quit))
 				return;
 		}
@@ -1011,7 +1011,7 @@ static void *recover_main(void *arg)
 	while (!atomic_load(&ns->rc_quit)) {
 		seq = atomic_load(&ns->rc_seq);
 		if (seq == seen) {
-			pagein_futex_wait(&ns->rc_seq, seq, pagein_now_ns() + 500000000ull);
+			pi_futex_wait(&ns->rc_seq, seq, pi_now_ns() + 500000000ull);
 			continue;
 		}
 		seen = seq;
@@ -1032,7 +1032,7 @@ int pagein_net_reconnect(struct pagein_source *src, const char *addr)
 	ns->addr_new = true;
 	pthread_mutex_unlock(&ns->lock);
 	atomic_fetch_add(&ns->rc_seq, 1);
-	pagein_futex_wake(&ns->rc_seq);
+	pi_futex_wake(&ns->rc_seq);
 	return 0;
 }
 
@@ -1051,12 +1051,12 @@ static void net_destroy(void *ctx)
 	if (ns->rc_started) {
 		atomic_store(&ns->rc_quit, true);
 		atomic_fetch_add(&ns->rc_seq, 1);
-		pagein_futex_wake(&ns->rc_seq);
+		pi_futex_wake(&ns->rc_seq);
 		pthread_join(ns->rc_thread, NULL);
 	}
 	if (ns->hb_started) {
 		atomic_store(&ns->hb_quit, 1);
-		pagein_futex_wake(&ns->hb_quit);
+		pi_futex_wake(&ns->hb_quit);
 		pthread_join(ns->hb_thread, NULL);
 	}
 	for (i = 0; i < ns->nbulk; i++)
@@ -1164,7 +1164,7 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 		{
 			uint64_t present;
 
-			ret = send_have(ns, ns->main, pagein_now_ns() +
+			ret = send_have(ns, ns->main, pi_now_ns() +
 					(uint64_t)ns->cfg.connect_timeout_ms * 1000000ull, &present);
 			if (ret < 0)
 				goto close_main;
@@ -1200,20 +1200,20 @@ stop_hb:
 	if (ns->rc_started) {
 		atomic_store(&ns->rc_quit, true);
 		atomic_fetch_add(&ns->rc_seq, 1);
-		pagein_futex_wake(&ns->rc_seq);
+		pi_futex_wake(&ns->rc_seq);
 		pthread_join(ns->rc_thread, NULL);
 		ns->rc_started = false;
 	}
 	if (ns->hb_started) {
 		atomic_store(&ns->hb_quit, 1);
-		pagein_futex_wake(&ns->hb_quit);
+		pi_futex_wake(&ns->hb_quit);
 		pthread_join(ns->hb_thread, NULL);
 	}
 close_main:
 	if (ns->rc_started) {
 		atomic_store(&ns->rc_quit, true);
 		atomic_fetch_add(&ns->rc_seq, 1);
-		pagein_futex_wake(&ns->rc_seq);
+		pi_futex_wake(&ns->rc_seq);
 		pthread_join(ns->rc_thread, NULL);
 	}
 	pi_net_conn_close(ns->main);

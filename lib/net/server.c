@@ -383,7 +383,7 @@ static uint64_t session_new_id(struct pagein_server *srv)
 
 	for (;;) {
 		if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != sizeof(id))
-			id = (pagein_now_ns() ^ (atomic_fetch_add(&counter, 1) << 48)) *
+			id = (pi_now_ns() ^ (atomic_fetch_add(&counter, 1) << 48)) *
 			     0x9e3779b97f4a7c15ull;
 		if (!id)
 			continue;
@@ -414,7 +414,7 @@ static struct srv_session *session_create(struct pagein_server *srv,
 	pthread_mutex_init(&s->lock, NULL);
 	atomic_init(&s->left, srv->total_pages);
 	s->peer = *addr;
-	s->born_ns = pagein_now_ns();
+	s->born_ns = pi_now_ns();
 	s->id = session_new_id(srv);
 	s->next = srv->sessions;
 	srv->sessions = s;
@@ -565,7 +565,7 @@ static int send_iov(struct srv_conn *c, struct iovec *iov, int n)
 	int ret = pi_conn_sendv(&c->tc, iov, n, &sent, send_stall_ms(c->srv), 0,
 				c->srv->stop_efd);
 
-	c->last_send_ns = pagein_now_ns();
+	c->last_send_ns = pi_now_ns();
 	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
 	if (ret == -ETIMEDOUT)
 		srv_log(c->srv, PAGEIN_LOG_WARN, "%s took no data for %d ms: dropping its "
@@ -600,7 +600,7 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 	if (r->mem) {
 		data = r->mem + (gpa - r->gpa);
 	} else {
-		uint64_t deadline = pagein_now_ns() + c->srv->cfg.timeout_ms * 1000000ull;
+		uint64_t deadline = pi_now_ns() + c->srv->cfg.timeout_ms * 1000000ull;
 
 		for (i = 0; i < n; i += SRV_FETCH_MAX) {
 			uint32_t k = n - i < SRV_FETCH_MAX ? n - i : SRV_FETCH_MAX;
@@ -621,7 +621,7 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 		const void *src = p;
 		uint32_t len = PN_PAGE;
 
-		if (zm[i / 64] >> (i % 64) & 1 || pagein_is_zero(p, PN_PAGE)) {
+		if (zm[i / 64] >> (i % 64) & 1 || pi_is_zero(p, PN_PAGE)) {
 			desc[i] = PN_PG_ZERO;
 			continue;
 		}
@@ -707,7 +707,7 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
 	iov[1] = (struct iovec){ &m, sizeof(m.e) + (unsigned)len };
 	/* a peer that does not read gets no error rather than a stuck thread */
 	pi_conn_sendv(&c->tc, iov, 2, &sent, SRV_DRAIN_MS,
-		      pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
+		      pi_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
 	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
 	return -code;
 }
@@ -1070,7 +1070,7 @@ static int idle_left_ms(struct srv_conn *c)
 
 	if (!limit || atomic_load(&c->sess->active))
 		return -1;
-	age = pagein_now_ns() - c->sess->born_ns;
+	age = pi_now_ns() - c->sess->born_ns;
 	if (age >= limit)
 		return 0;
 	return (int)((limit - age + 999999) / 1000000 > INT_MAX ? INT_MAX
@@ -1131,7 +1131,7 @@ static void conn_serve(struct srv_conn *c)
 			/* an idle connection says it is alive, so the destination can tell a
 			 * silent server (stopped, link stalled) from one with nothing to send */
 			uint64_t due = c->last_send_ns + PN_HEARTBEAT_MS * 1000000ull,
-				 now = pagein_now_ns();
+				 now = pi_now_ns();
 
 			if (now >= due) {
 				if (send_simple(c, PN_HEARTBEAT, NULL, 0) < 0)
@@ -1208,14 +1208,14 @@ static void conn_linger(struct srv_conn *c)
 {
 	struct pollfd pfd[2] = { { .fd = c->fd, .events = POLLIN },
 				 { .fd = c->srv->stop_efd, .events = POLLIN } };
-	uint64_t end = pagein_now_ns() + SRV_DRAIN_MS * 1000000ull, now;
+	uint64_t end = pi_now_ns() + SRV_DRAIN_MS * 1000000ull, now;
 	char junk[4096];
 	unsigned k;
 	ssize_t r;
 
 	shutdown(c->fd, SHUT_WR);
 	for (k = 0; k < 256; k++) {
-		now = pagein_now_ns();
+		now = pi_now_ns();
 		if (now >= end || poll(pfd, 2, (int)((end - now) / 1000000 + 1)) <= 0 ||
 		    pfd[1].revents)
 			return;
@@ -1236,7 +1236,7 @@ static int conn_secure(struct srv_conn *c)
 	if (!srv->tls)
 		return 0;
 	ret = pi_conn_handshake(&c->tc, c->fd, srv->tls, true,
-				pagein_now_ns() + (uint64_t)srv->cfg.timeout_ms * 1000000ull, why,
+				pi_now_ns() + (uint64_t)srv->cfg.timeout_ms * 1000000ull, why,
 				sizeof(why));
 	if (!ret) {
 		srv_log(srv, PAGEIN_LOG_DEBUG, "%s: %s", c->peer, c->tc.desc);

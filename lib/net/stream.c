@@ -16,7 +16,7 @@
 static void stream_changed(struct netsrc *ns)
 {
 	atomic_fetch_add(&ns->stream_seq, 1);
-	pagein_futex_wake(&ns->stream_seq);
+	pi_futex_wake(&ns->stream_seq);
 }
 
 void pi_net_stream_end(struct ns_conn *c)
@@ -45,7 +45,7 @@ void pi_net_stream_fail(struct netsrc *ns, int err)
 void pi_net_wake_parked(struct netsrc *ns)
 {
 	atomic_fetch_add(&ns->attach_seq, 1);
-	pagein_futex_wake(&ns->attach_seq);
+	pi_futex_wake(&ns->attach_seq);
 }
 
 /* Install one run of page_size pages from data (inside one space region). */
@@ -110,7 +110,7 @@ static void install_bulk(struct ns_conn *c, struct pagein_space *sp, const struc
 
 	while (i < pg->npages) {
 		uint64_t gpa = pg->gpa + (uint64_t)i * PN_PAGE, ps, off, room;
-		struct pi_region *r = pagein_region_find(sp, gpa);
+		struct pi_region *r = pi_region_find(sp, gpa);
 
 		if (!r) {
 			i++; /* not a region of this space */
@@ -173,7 +173,7 @@ static struct pagein_space *wait_attach(struct ns_conn *c)
 		if (sp || !atomic_load(&ns->streaming) || atomic_load(&c->quitting) ||
 		    atomic_load(&ns->outstanding))
 			return sp;
-		pagein_futex_wait(&ns->attach_seq, seq, pagein_now_ns() + 50000000ull);
+		pi_futex_wait(&ns->attach_seq, seq, pi_now_ns() + 50000000ull);
 	}
 }
 
@@ -184,7 +184,7 @@ static struct pagein_space *wait_attach(struct ns_conn *c)
  */
 static bool install_direct(struct ns_conn *c, struct pagein_space *sp, const struct pi_wire_pages *pg)
 {
-	struct pi_region *r = pagein_region_find(sp, pg->gpa);
+	struct pi_region *r = pi_region_find(sp, pg->gpa);
 	uint64_t zm[PN_MAX_PAGES / 64];
 	const uint8_t *p = pg->data, *data;
 	uint32_t i, start, d;
@@ -375,7 +375,7 @@ int pagein_net_stream_status(struct pagein_source *src)
 int pagein_net_stream_wait(struct pagein_source *src, int timeout_ms)
 {
 	struct netsrc *ns = pi_net_of(src);
-	uint64_t deadline = timeout_ms < 0 ? 0 : pagein_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t deadline = timeout_ms < 0 ? 0 : pi_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	uint32_t seq;
 	int st;
 
@@ -384,9 +384,9 @@ int pagein_net_stream_wait(struct pagein_source *src, int timeout_ms)
 	for (;;) {
 		seq = atomic_load(&ns->stream_seq);
 		st = pagein_net_stream_status(src);
-		if (st != -EINPROGRESS || (deadline && pagein_now_ns() >= deadline))
+		if (st != -EINPROGRESS || (deadline && pi_now_ns() >= deadline))
 			return st;
-		if (pagein_futex_wait(&ns->stream_seq, seq, deadline) == -ETIMEDOUT)
+		if (pi_futex_wait(&ns->stream_seq, seq, deadline) == -ETIMEDOUT)
 			return pagein_net_stream_status(src);
 	}
 }

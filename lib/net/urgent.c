@@ -33,7 +33,7 @@ static int send_lock(struct ns_conn *c, uint64_t deadline_ns)
 			return 0;
 		if (atomic_load(&c->dead))
 			return -ENOTCONN;
-		if (pagein_futex_wait(&c->send_lock, 2, deadline_ns) == -ETIMEDOUT)
+		if (pi_futex_wait(&c->send_lock, 2, deadline_ns) == -ETIMEDOUT)
 			return -ETIMEDOUT;
 	}
 }
@@ -41,7 +41,7 @@ static int send_lock(struct ns_conn *c, uint64_t deadline_ns)
 static void send_unlock(struct ns_conn *c)
 {
 	if (atomic_exchange(&c->send_lock, 0) == 2)
-		pagein_futex_wake(&c->send_lock);
+		pi_futex_wake(&c->send_lock);
 }
 
 /*
@@ -54,7 +54,7 @@ int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t dea
 	size_t done;
 	int ret = pi_conn_sendv(&c->tc, &iov, 1, &done, -1, deadline_ns, -1);
 
-	atomic_store_explicit(&c->last_send_ns, pagein_now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&c->last_send_ns, pi_now_ns(), memory_order_relaxed);
 	if (!ret)
 		return 0;
 	if (done)
@@ -84,7 +84,7 @@ static void slot_free(struct netsrc *ns, struct ns_slot *sl)
 	atomic_store(&sl->state, SLOT_FREE);
 	atomic_fetch_add(&ns->slot_seq, 1);
 	if (atomic_load(&ns->slot_waiters))
-		pagein_futex_wake(&ns->slot_seq);
+		pi_futex_wake(&ns->slot_seq);
 }
 
 /* Take a free slot (FREE->CLAIMED), waiting for one until the deadline. */
@@ -109,7 +109,7 @@ static struct ns_slot *slot_take(struct netsrc *ns, uint64_t deadline_ns, int *e
 			return NULL;
 		}
 		atomic_fetch_add(&ns->slot_waiters, 1);
-		v = (uint32_t)pagein_futex_wait(&ns->slot_seq, seq, deadline_ns);
+		v = (uint32_t)pi_futex_wait(&ns->slot_seq, seq, deadline_ns);
 		atomic_fetch_sub(&ns->slot_waiters, 1);
 		if ((int)v == -ETIMEDOUT) {
 			*err = -ETIMEDOUT;
@@ -122,7 +122,7 @@ static struct ns_slot *slot_take(struct netsrc *ns, uint64_t deadline_ns, int *e
 static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns,
 		     uint64_t *zero_mask)
 {
-	uint64_t pauses = atomic_load(&ns->link.pauses), now = pagein_now_ns();
+	uint64_t pauses = atomic_load(&ns->link.pauses), now = pi_now_ns();
 	uint64_t span = deadline_ns > now ? deadline_ns - now : 0;
 	uint32_t st, v;
 	int ret;
@@ -133,10 +133,10 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 			break;
 		if (st == SLOT_FILLING) {
 			/* the receiver is copying bytes it already holds: no I/O, it ends soon */
-			pagein_futex_wait(&sl->state, SLOT_FILLING, 0);
+			pi_futex_wait(&sl->state, SLOT_FILLING, 0);
 			continue;
 		}
-		if (pagein_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
+		if (pi_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
 			if (pi_link_state(&ns->link) == PI_LINK_PAUSED ||
 			    pi_link_state(&ns->link) == PI_LINK_RESUMING) {
 				/* paused: wait on, until the reply or the pause limit (the receiver
@@ -149,7 +149,7 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 			if (atomic_load(&ns->link.pauses) != pauses && span) {
 				/* resumed meanwhile: the request went out again, give it its time */
 				pauses = atomic_load(&ns->link.pauses);
-				deadline_ns = pagein_now_ns() + span;
+				deadline_ns = pi_now_ns() + span;
 				continue;
 			}
 			v = SLOT_WAITING;
@@ -196,7 +196,7 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 		if (!ns->resume || idx > 100)
 			return -ENOTCONN;
 		/* lost a moment ago: the pause is about to begin */
-		pagein_futex_wait(&ns->link.state, PI_LINK_RUNNING, pagein_now_ns() + 10000000ull);
+		pi_futex_wait(&ns->link.state, PI_LINK_RUNNING, pi_now_ns() + 10000000ull);
 	}
 	if (!len || len % PN_PAGE || len / PN_PAGE > PN_MAX_PAGES || !page_size ||
 	    page_size % PN_PAGE || len % page_size || len / page_size > 64 ||
@@ -287,8 +287,8 @@ void pi_net_resend(struct netsrc *ns, struct ns_conn *c)
 		frame.r.gpa = htole64(sl->gpa);
 		frame.r.npages = htole32(sl->npages);
 		frame.r.reserved = 0;
-		if (send_lock(c, pagein_now_ns() + 1000000000ull) == 0) {
-			pi_net_send_all(c, &frame, sizeof(frame), pagein_now_ns() + 1000000000ull);
+		if (send_lock(c, pi_now_ns() + 1000000000ull) == 0) {
+			pi_net_send_all(c, &frame, sizeof(frame), pi_now_ns() + 1000000000ull);
 			send_unlock(c);
 		}
 		n++;
@@ -311,7 +311,7 @@ void pi_net_slots_fail_all(struct netsrc *ns, int err)
 		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
 			sl->result = err;
 			atomic_store(&sl->state, SLOT_DONE);
-			pagein_futex_wake(&sl->state);
+			pi_futex_wake(&sl->state);
 			continue;
 		}
 		v = SLOT_ABANDONED;
@@ -319,7 +319,7 @@ void pi_net_slots_fail_all(struct netsrc *ns, int err)
 			slot_free(ns, sl);
 	}
 	atomic_fetch_add(&ns->slot_seq, 1);
-	pagein_futex_wake(&ns->slot_seq);
+	pi_futex_wake(&ns->slot_seq);
 }
 
 int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
@@ -371,7 +371,7 @@ int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pag
 		atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ns->pages_urgent, pg->npages, memory_order_relaxed);
 		atomic_store(&sl->state, SLOT_DONE);
-		pagein_futex_wake(&sl->state);
+		pi_futex_wake(&sl->state);
 		return ret;
 	}
 	if (st == SLOT_WAITING)

@@ -95,7 +95,7 @@ int pi_wire_ms_left(uint64_t deadline_ns)
 
 	if (!deadline_ns)
 		return -1;
-	now = pagein_now_ns();
+	now = pi_now_ns();
 	if (now >= deadline_ns)
 		return 0;
 	return (deadline_ns - now) / 1000000 >= INT_MAX ? INT_MAX
