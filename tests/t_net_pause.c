@@ -144,16 +144,18 @@ static void stall_once(int port, bool touch)
 	pagein_net_stats_get(d.src, &ns);
 	t_proxy_stats(px, &ps);
 	T_EQ(ps.stalls, 1);
-	T_EQ(ns.pauses, 1);
-	T_EQ(paused_cb, 1);
-	T_EQ(resumed_cb, 1);
+	/* the stall is one pause; a loaded machine (sanitizers) may add a short one of its own */
+	T_ASSERT(ns.pauses >= 1);
+	T_EQ(paused_cb, ns.pauses);
+	T_EQ(resumed_cb, ns.pauses);
 	T_EQ(ns.errors, 0);
-	T_ASSERT(paused_len >= 1000000000ull); /* stalled 3 s, noticed after 1 s of silence */
+	T_ASSERT(ns.paused_ms >= 1000); /* stalled 3 s, noticed after 1 s of silence */
 	T_ASSERT(pagein_net_state(d.src) == PAGEIN_NET_RUNNING ||
 		 pagein_net_state(d.src) == PAGEIN_NET_DONE);
-	printf("stall 3 s%s: complete and verified in %" PRIu64 " ms; paused once for %" PRIu64
-	       " ms; %" PRIu64 " requests\n", touch ? " with 3 threads touching" : ", no workload",
-	       ms_now() - t0, paused_len / 1000000, ns.requests);
+	printf("stall 3 s%s: complete and verified in %" PRIu64 " ms; paused %" PRIu64 " time(s) "
+	       "for %" PRIu64 " ms; %" PRIu64 " requests\n",
+	       touch ? " with 3 threads touching" : ", no workload", ms_now() - t0, ns.pauses,
+	       ns.paused_ms, ns.requests);
 	dest_free(&d);
 	t_proxy_stop(px);
 }
