@@ -12,7 +12,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,7 +26,6 @@
 #define SIZE (64ull << 20)
 #define TOUCHES 3000
 
-extern char **environ;
 static uint8_t *img;
 static const char *bin;
 
@@ -176,16 +175,25 @@ static void cut_run(struct pagein_server *srv, int port, unsigned cuts, bool tou
 	       ns.last_recover_us);
 }
 
-/* `pagein serve FILE --listen 127.0.0.1:0 --port-file F`; returns its pid, *port its port. */
+/* `pagein serve FILE --listen 127.0.0.1:0 --port-file F`; returns its pid, *port its port. The
+ * server dies with this test even when the test is killed (PR_SET_PDEATHSIG). */
 static pid_t serve(const char *snap, const char *portfile, int *port)
 {
 	char *argv[] = { (char *)bin, "serve", "--listen", "127.0.0.1:0", "--port-file",
 			 (char *)portfile, (char *)snap, NULL };
-	pid_t pid;
+	pid_t pid, parent = getpid();
 	int i;
 
 	unlink(portfile);
-	T_EQ(posix_spawn(&pid, bin, NULL, NULL, argv, environ), 0);
+	pid = fork();
+	T_ASSERT(pid >= 0);
+	if (pid == 0) {
+		/* only async-signal-safe calls here: the parent may have threads */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
+		execv(bin, argv);
+		_exit(127);
+	}
 	for (i = 0; i < 500; i++) {
 		FILE *f = fopen(portfile, "r");
 

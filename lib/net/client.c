@@ -434,7 +434,9 @@ static void *receiver_main(void *arg)
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_store(&c->dead, true);
 	pi_futex_wake(&c->send_lock);
-	if (c->replies)
+	/* with resume, a main connection retired by the recovery leaves its waiting requests to
+	 * be sent again on the next one; they fail only when the migration does */
+	if (c->replies && (!ns->resume || pi_link_state(&ns->link) == PI_LINK_FAILED))
 		pi_net_slots_fail_all(ns, ret == -EPROTO || ret == -EPIPE ? -EPROTO : -ECONNRESET);
 	return NULL;
 }
@@ -771,12 +773,17 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 			ret = -ESTALE;
 			goto close_fd;
 		}
-		memcpy(ns->regions, regs, n * sizeof(regs[0]));
-		ns->nregions = n;
+		/* under the lock: a stream being started joins with these */
+		pthread_mutex_lock(&ns->lock);
+		if (!ns->reopen) {
+			memcpy(ns->regions, regs, n * sizeof(regs[0]));
+			ns->nregions = n;
+		}
 		ns->session = le64toh(w.session);
 		ns->features = feat;
 		ns->has_secret = feat & PN_FEAT_PROOF;
 		memcpy(ns->secret, secret, sizeof(secret));
+		pthread_mutex_unlock(&ns->lock);
 	}
 	c->features = feat;
 	return c;
@@ -895,15 +902,34 @@ static int recover_once(struct netsrc *ns)
 {
 	uint64_t deadline = pi_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull,
 		 t0 = pi_now_ns(), present = 0;
-	struct ns_conn *old = ns->main, *c;
+	struct ns_conn *old = ns->main, *c, *bulk[NS_MAX_BULK];
 	int ret, role = old->stream ? PN_ROLE_BULK : PN_ROLE_URGENT;
+	unsigned i, n;
+
+	/* first stop every receiver: they are lost or about to be replaced, and once they are
+	 * gone no other thread reads the address, the session or the table we rewrite (the old
+	 * main stays allocated: a fetch may still hold it) */
+	atomic_store(&old->quitting, true);
+	atomic_store(&old->dead, true);
+	shutdown(old->fd, SHUT_RDWR);
+	if (old->thread_started) {
+		pthread_join(old->thread, NULL);
+		old->thread_started = false;
+	}
+	pthread_mutex_lock(&ns->lock);
+	n = ns->nbulk;
+	memcpy(bulk, ns->bulk, sizeof(bulk));
+	ns->nbulk = 0;
+	pthread_mutex_unlock(&ns->lock);
+	for (i = 0; i < n; i++)
+		pi_net_conn_close(bulk[i]);
 
 	pthread_mutex_lock(&ns->lock);
 	if (ns->addr_new) {
 		ns->addr_new = false;
 		snprintf(ns->addr, sizeof(ns->addr), "%s", ns->next_addr);
-		pthread_mutex_unlock(&ns->lock);
 		ret = resolve_addr(ns);
+		pthread_mutex_unlock(&ns->lock);
 		if (ret < 0)
 			return ret;
 		if (!ns->tls && !ns->cfg.insecure && !pi_addr_is_loopback(&ns->sa[0])) {
@@ -933,13 +959,6 @@ static int recover_once(struct netsrc *ns)
 		return ret;
 	}
 	/* switch over: the old main stays allocated (a fetch may still hold it) */
-	atomic_store(&old->quitting, true);
-	atomic_store(&old->dead, true);
-	shutdown(old->fd, SHUT_RDWR);
-	if (old->thread_started) {
-		pthread_join(old->thread, NULL);
-		old->thread_started = false;
-	}
 	old->old_next = ns->graveyard;
 	ns->graveyard = old;
 	atomic_store(&ns->gen, c->gen);
@@ -1058,6 +1077,11 @@ static void net_destroy(void *ctx)
 		atomic_store(&ns->hb_quit, 1);
 		pi_futex_wake(&ns->hb_quit);
 		pthread_join(ns->hb_thread, NULL);
+	}
+	if (ns->resume) {
+		/* nothing will resume now: whatever still waits fails */
+		pi_link_fail(&ns->link);
+		pi_net_slots_fail_all(ns, -ESHUTDOWN);
 	}
 	for (i = 0; i < ns->nbulk; i++)
 		pi_net_conn_close(ns->bulk[i]);
