@@ -29,7 +29,7 @@
 
 static uint8_t *img;
 static char psk[64], psk_bad[64];
-static uint64_t last_session; /* from the server's log */
+static _Atomic uint64_t last_session; /* from the server's log (its threads call it at once) */
 
 static void srv_log(void *arg, int level, const char *msg)
 {
