@@ -269,3 +269,76 @@ void run_bare(const struct bench_opts *o, const struct bench_case *c,
 		close(memfd);
 	vcpus_release(&s);
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * The kernel's install rate: what a restore is measured against
+ */
+
+#define INSTALL_CHUNK ((uint64_t)2 << 20) /* bytes per UFFDIO_COPY */
+
+void run_install(const struct bench_opts *o, const struct bench_case *c, struct bench_result *r)
+{
+	uint64_t size = c->per_vcpu, off, chunk, n = 0, t0, t, prev, c0;
+	struct uffdio_register reg;
+	struct uffdio_api api;
+	struct uffdio_copy copy;
+	uint32_t *lat;
+	uint8_t *m;
+	int uffd;
+
+	(void)o;
+	lat = malloc((size / INSTALL_CHUNK + 1) * sizeof(*lat));
+	if (!lat)
+		die("out of memory");
+	/* the same mapping as a library anon region: private, anonymous, no reserve */
+	m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (m == MAP_FAILED)
+		die("mmap %" PRIu64 " bytes: %s", size, strerror(errno));
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0)
+		die("userfaultfd: %s%s", strerror(errno), uffd_hint(errno));
+	memset(&api, 0, sizeof(api));
+	api.api = UFFD_API;
+	if (ioctl(uffd, UFFDIO_API, &api))
+		die("UFFDIO_API: %s", strerror(errno));
+	memset(&reg, 0, sizeof(reg));
+	reg.range.start = (uintptr_t)m;
+	reg.range.len = size;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		die("UFFDIO_REGISTER anon: %s", strerror(errno));
+
+	c0 = cpu_ns();
+	t0 = prev = now_ns();
+	for (off = 0; off < size; off += chunk) {
+		chunk = size - off < INSTALL_CHUNK ? size - off : INSTALL_CHUNK;
+		copy.dst = (uintptr_t)m + off;
+		copy.src = (uintptr_t)bench_image + off;
+		copy.len = chunk;
+		copy.mode = 0;
+		copy.copy = 0;
+		if (ioctl(uffd, UFFDIO_COPY, &copy))
+			die("UFFDIO_COPY at offset %" PRIu64 ": %s", off, strerror(errno));
+		t = now_ns();
+		lat[n++] = t - prev > UINT32_MAX ? UINT32_MAX : (uint32_t)(t - prev);
+		prev = t;
+	}
+	r->cpu_us = (double)(cpu_ns() - c0) / 1e3;
+	r->pages = size / BENCH_PAGE;
+	r->seconds = (double)(prev - t0 > 0 ? prev - t0 : 1) / 1e9;
+	r->pps = (double)r->pages / r->seconds;
+	r->vcpu_pps = calloc(1, sizeof(double));
+	if (!r->vcpu_pps)
+		die("out of memory");
+	r->vcpu_pps[0] = r->vcpu_min = r->vcpu_max = r->pps;
+	/* latency quantiles here are per ioctl (one 2 MiB chunk), not per page */
+	qsort(lat, n, sizeof(*lat), cmp_u32);
+	r->p50_us = lat[(n - 1) / 2] / 1e3;
+	r->p99_us = lat[(n - 1) * 99 / 100] / 1e3;
+	r->faults = 0;
+	verify(c, m, size);
+	close(uffd);
+	munmap(m, size);
+	free(lat);
+}

@@ -25,6 +25,7 @@ unsigned bench_nrows;
 const uint8_t *bench_image;
 FILE *bench_tab;
 char bench_running[160];
+char bench_snap_path[64];
 
 const char *kind_name(const struct bench_case *c)
 {
@@ -35,6 +36,7 @@ const char *kind_name(const struct bench_case *c)
 	case KIND_KVM_PLAIN: return "kvm-plain";
 	case KIND_KVM_HANDLER: return "kvm-handler";
 	case KIND_KVM_EXIT: return "kvm-exit";
+	case KIND_INSTALL: return "install";
 	case KIND_LIB: break;
 	}
 	return pagein_frontend_name(c->frontend);
@@ -48,6 +50,14 @@ bool is_kvm(const struct bench_case *c)
 const char *backing_name(const struct bench_case *c)
 {
 	return c->kind == KIND_FLOOR ? "anon" : pagein_backing_name(c->backing);
+}
+
+/* Where a row's pages come from: "file" (the snapshot), "mem" (the image), "-" (no source). */
+static const char *source_name(const struct bench_case *c)
+{
+	if (c->kind != KIND_LIB && c->kind != KIND_INSTALL)
+		return "-";
+	return c->from_file ? "file" : "mem";
 }
 
 
@@ -72,7 +82,8 @@ static bool same_config(const struct bench_case *a, const struct bench_case *b)
 {
 	return a->kind == b->kind && a->frontend == b->frontend && a->backing == b->backing &&
 	       a->readers == b->readers && a->uffds == b->uffds && a->around == b->around &&
-	       a->fill == b->fill && a->restore == b->restore && a->per_vcpu == b->per_vcpu;
+	       a->fill == b->fill && a->restore == b->restore && a->per_vcpu == b->per_vcpu &&
+	       a->from_file == b->from_file;
 }
 
 static const struct bench_result *find_row(const struct bench_case *c, enum bench_kind kind,
@@ -98,7 +109,7 @@ static const struct bench_result *find_row(const struct bench_case *c, enum benc
 
 void print_header(void)
 {
-	fprintf(bench_tab, "%-12s %-7s %5s %3s %3s %6s %4s %10s %10s %10s %8s %8s %8s %9s %6s %6s\n",
+	fprintf(bench_tab, "%-13s %-7s %5s %3s %3s %6s %4s %10s %10s %10s %8s %8s %8s %9s %6s %6s\n",
 		"frontend", "backing", "vcpus", "rd", "uf", "around", "fill", "pages/s", "vcpu-min",
 		"vcpu-max", "p50us", "p99us", "cpuus/f", "faults", "x1vcpu", "xfloor");
 	fflush(bench_tab);
@@ -106,9 +117,10 @@ void print_header(void)
 
 static void print_row(const struct bench_result *r, double speedup, double vs_floor)
 {
-	char around[16], rd[8], uf[8], su[16], vf[16], p50[16], p99[16];
+	char around[16], rd[8], uf[8], su[16], vf[16], p50[16], p99[16], name[24];
 
-	if (r->c.kind == KIND_FLOOR || r->c.kind == KIND_KVM_PLAIN)
+	snprintf(name, sizeof(name), "%s%s", kind_name(&r->c), r->c.from_file ? "+file" : "");
+	if (r->c.kind == KIND_FLOOR || r->c.kind == KIND_KVM_PLAIN || r->c.kind == KIND_INSTALL)
 		snprintf(around, sizeof(around), "-");
 	else if (r->c.around)
 		snprintf(around, sizeof(around), "%u", r->c.around);
@@ -121,8 +133,8 @@ static void print_row(const struct bench_result *r, double speedup, double vs_fl
 	/* negative: not measured (kvm-plain has no per-page latency) */
 	snprintf(p50, sizeof(p50), r->p50_us >= 0 ? "%.1f" : "-", r->p50_us);
 	snprintf(p99, sizeof(p99), r->p99_us >= 0 ? "%.1f" : "-", r->p99_us);
-	fprintf(bench_tab, "%-12s %-7s %5u %3s %3s %6s %4s %10.0f %10.0f %10.0f %8s %8s %8.2f %9"
-		PRIu64 " %6s %6s\n", kind_name(&r->c), backing_name(&r->c), r->c.vcpus, rd, uf,
+	fprintf(bench_tab, "%-13s %-7s %5u %3s %3s %6s %4s %10.0f %10.0f %10.0f %8s %8s %8.2f %9"
+		PRIu64 " %6s %6s\n", name, backing_name(&r->c), r->c.vcpus, rd, uf,
 		around, r->c.fill ? "on" : "off", r->pps, r->vcpu_min, r->vcpu_max, p50, p99,
 		r->cpu_us_per_fault, r->faults, su, vf);
 	if (r->kvs)
@@ -141,18 +153,33 @@ static void json_vcpu_array(const struct bench_result *r, const char *key, size_
 	printf("]");
 }
 
+/* The bare install row of this size (--vs-install), or NULL. */
+static const struct bench_result *find_install(uint64_t size)
+{
+	unsigned i;
+
+	for (i = 0; i < bench_nrows; i++)
+		if (bench_rows[i].c.kind == KIND_INSTALL && bench_rows[i].c.per_vcpu == size)
+			return &bench_rows[i];
+	return NULL;
+}
+
 static void print_json(const struct bench_opts *o, const struct bench_result *r, double speedup,
 		       double vs_floor)
 {
+	const struct bench_result *in = r->c.kind == KIND_LIB && r->c.restore ?
+					find_install(r->c.per_vcpu) : NULL;
 	unsigned i;
 
 	printf("{\"frontend\":\"%s\",\"backing\":\"%s\",\"mode\":\"%s\",\"vcpus\":%u,"
 	       "\"readers\":%u,\"uffds\":%u,", kind_name(&r->c), backing_name(&r->c),
-	       is_kvm(&r->c) ? "kvm" : r->c.restore ? "restore" : "touch", r->c.vcpus, r->c.readers,
-	       r->c.uffds);
+	       is_kvm(&r->c) ? "kvm" : r->c.kind == KIND_INSTALL ? "install" :
+	       r->c.restore ? "restore" : "touch", r->c.vcpus, r->c.readers, r->c.uffds);
+	printf("\"source\":\"%s\",\"runs\":%u,\"pps_min\":%.1f,\"pps_max\":%.1f,",
+	       source_name(&r->c), r->nruns, r->pps_min, r->pps_max);
 	if (r->c.around)
-		printf("\"around\":%u,", r->c.kind == KIND_FLOOR || r->c.kind == KIND_KVM_PLAIN ? 1 :
-		       r->c.around);
+		printf("\"around\":%u,", r->c.kind == KIND_FLOOR || r->c.kind == KIND_KVM_PLAIN ||
+		       r->c.kind == KIND_INSTALL ? 1 : r->c.around);
 	else
 		printf("\"around\":\"auto\",");
 	printf("\"fill\":%s,\"pattern\":\"%s\",\"overlap\":%s,\"delay_us\":%u,"
@@ -178,6 +205,8 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
 		printf("\"vs_floor\":%.3f", vs_floor);
 	else
 		printf("\"vs_floor\":null");
+	if (in)
+		printf(",\"vs_install\":%.3f", r->pps / in->pps);
 	if (r->have_stats) {
 		const struct pagein_stats *st = &r->st;
 
@@ -236,6 +265,9 @@ void run_once(const struct bench_opts *o, const struct bench_case *c,
 	case KIND_LIB:
 		run_lib(o, c, r);
 		break;
+	case KIND_INSTALL:
+		run_install(o, c, r);
+		break;
 	case KIND_KVM_PLAIN:
 	case KIND_KVM_HANDLER:
 	case KIND_KVM_EXIT:
@@ -270,6 +302,13 @@ void run_group(const struct bench_opts *o, const struct bench_case *cases, unsig
 		for (i = 0; i < n; i++)
 			run_once(o, &cases[i], &runs[i][k]);
 	for (i = 0; i < n; i++) {
+		double rp[BENCH_MAX_REPEAT], lo = 1e300, hi = 0;
+
+		for (k = 0; k < o->repeat; k++) {
+			rp[k] = runs[i][k].pps;
+			lo = rp[k] < lo ? rp[k] : lo;
+			hi = rp[k] > hi ? rp[k] : hi;
+		}
 		qsort(runs[i], o->repeat, sizeof(runs[i][0]), cmp_seconds);
 		for (k = 0; k < o->repeat; k++)
 			if (k != o->repeat / 2) {
@@ -280,6 +319,10 @@ void run_group(const struct bench_opts *o, const struct bench_case *cases, unsig
 			die("too many rows (at most %u)", BENCH_MAX_ROWS);
 		r = &bench_rows[bench_nrows++];
 		*r = runs[i][o->repeat / 2];
+		r->nruns = o->repeat;
+		memcpy(r->run_pps, rp, sizeof(rp));
+		r->pps_min = lo;
+		r->pps_max = hi;
 		/* with one reader (uffd) per vCPU, the 1-vCPU row has one of each */
 		key = r->c;
 		if ((key.kind == KIND_LIB && key.frontend == PAGEIN_FRONTEND_HANDLER) ||
@@ -441,6 +484,9 @@ static void usage(FILE *f)
 "  --matrix        1,2,4,8 vCPUs x self,handler with floor and bare rows, and headlines\n"
 "  --restore [SIZE] sequential restore of SIZE (default 1G), one thread, fault-around auto,\n"
 "                  fill on, against first touch of plain memory; prints the ratio\n"
+"  --vs-install    with --restore: against the kernel's bare install rate instead (UFFDIO_COPY\n"
+"                  of the image in 2 MiB chunks, no faults), both front-ends, from memory and\n"
+"                  from a warm snapshot file, timed to full residency; -n 5 for the target\n"
 "  --baseline      floor and bare rows only (no library)\n"
 "  -n N            runs per row, the median is kept (default 1)\n"
 "  --json          one JSON object per row on stdout (the table goes to stderr)\n"
@@ -458,7 +504,7 @@ static void usage(FILE *f)
 static void parse_opts(int argc, char **argv, struct bench_opts *o)
 {
 	enum { OPT_AROUND = 256, OPT_FILL, OPT_JSON, OPT_MATRIX, OPT_RESTORE, OPT_BASELINE,
-	       OPT_TIMEOUT, OPT_SEED, OPT_SPIN, OPT_KVM, OPT_VCPUS };
+	       OPT_TIMEOUT, OPT_SEED, OPT_SPIN, OPT_KVM, OPT_VCPUS, OPT_VS_INSTALL };
 	static const struct option lopts[] = {
 		{ "around", required_argument, NULL, OPT_AROUND },
 		{ "fill", no_argument, NULL, OPT_FILL },
@@ -471,6 +517,7 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 		{ "spin", no_argument, NULL, OPT_SPIN },
 		{ "kvm", no_argument, NULL, OPT_KVM },
 		{ "vcpus", required_argument, NULL, OPT_VCPUS },
+		{ "vs-install", no_argument, NULL, OPT_VS_INSTALL },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -543,6 +590,7 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 		case OPT_SEED: o->seed = bench_uint(optarg, "--seed", 1, UINT32_MAX); break;
 		case OPT_SPIN: o->spin = true; break;
 		case OPT_KVM: o->kvm = true; break;
+		case OPT_VS_INSTALL: o->vs_install = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
 		}
@@ -596,6 +644,110 @@ static void warm_up(const struct bench_opts *o, unsigned vcpus, uint64_t per_vcp
 	free(r.vcpu_pps);
 }
 
+/*
+ * --vs-install: the snapshot file the file-source rows restore from, written from the image
+ * and read once, so that it is warm in the page cache (what a restore right after a save
+ * meets). The file is unlinked at once and reached through /proc/self/fd, so no way out of
+ * the bench leaves it behind.
+ */
+static void snap_make(uint64_t size)
+{
+	struct pagein_region_desc d = { .gpa = 0, .size = size, .backing = PAGEIN_BACKING_ANON };
+	const void *data = bench_image;
+	const char *dir = getenv("TMPDIR");
+	char path[4096];
+	uint8_t *buf;
+	uint64_t off;
+	ssize_t got;
+	int fd, ret;
+
+	snprintf(path, sizeof(path), "%s/pagein-bench-XXXXXX", dir && *dir ? dir : "/tmp");
+	fd = mkstemp(path);
+	if (fd < 0)
+		die("creating the snapshot file %s: %s", path, strerror(errno));
+	ret = pagein_snapshot_save(path, &d, &data, 1);
+	unlink(path);
+	if (ret < 0)
+		die("writing the snapshot (%" PRIu64 " bytes) to %s: %s", size, path,
+		    strerror(-ret));
+	buf = malloc(BENCH_HUGE);
+	if (!buf)
+		die("out of memory");
+	/* mkstemp's fd still names the inode save wrote (save truncates, not replaces) */
+	for (off = 0; off < size + 4096; off += (uint64_t)got) {
+		got = pread(fd, buf, BENCH_HUGE, (off_t)off);
+		if (got <= 0)
+			break;
+	}
+	free(buf);
+	snprintf(bench_snap_path, sizeof(bench_snap_path), "/proc/self/fd/%d", fd);
+}
+
+/* One row's name and spread for the headline: "1.02M [0.98-1.05M]". */
+static void headline_row(const struct bench_result *r, const struct bench_result *in)
+{
+	double lo = 1e300, hi = 0, q;
+	unsigned k;
+
+	/* per round: the restore run divided by the install run of the same round */
+	for (k = 0; k < r->nruns && k < in->nruns; k++) {
+		q = r->run_pps[k] / in->run_pps[k];
+		lo = q < lo ? q : lo;
+		hi = q > hi ? q : hi;
+	}
+	fprintf(bench_tab, "  %-7s %-4s %8.0f pages/s [%.0f-%.0f] = %.2fx install (per round "
+		"%.2f-%.2fx)\n", kind_name(&r->c), source_name(&r->c), r->pps, r->pps_min,
+		r->pps_max, r->pps / in->pps, lo, hi);
+}
+
+/*
+ * --restore SIZE --vs-install: in one run, interleaved round by round, the kernel's bare
+ * install rate (UFFDIO_COPY of the image in 2 MiB chunks, no faults) and lazy restore to full
+ * residency (one vCPU touching every page in order, fault-around auto, fill on) with each
+ * front-end, from the memory source and from a warm snapshot file.
+ */
+static int bench_restore_vs_install(const struct bench_opts *o)
+{
+	struct bench_case lib = {
+		.kind = KIND_LIB, .backing = PAGEIN_BACKING_ANON, .vcpus = 1,
+		.around = AROUND_AUTO_ARG, .fill = true, .restore = true, .per_vcpu = o->restore,
+	};
+	struct bench_case cases[5];
+	struct bench_opts ro = *o;
+	const struct bench_result *in;
+	unsigned i, first = bench_nrows;
+
+	if (o->backing != PAGEIN_BACKING_ANON)
+		die("--vs-install measures anonymous memory (UFFDIO_COPY): drop -s");
+	ro.vcpus = 1;
+	ro.rand = false;
+	ro.overlap = false;
+	check_sizes(&ro, o->restore);
+	image_make(o->restore, o->seed);
+	snap_make(o->restore);
+	warm_up(&ro, 1, o->restore);
+	cases[0] = (struct bench_case){ .kind = KIND_INSTALL, .backing = PAGEIN_BACKING_ANON,
+					.vcpus = 1, .around = 1, .restore = true,
+					.per_vcpu = o->restore };
+	for (i = 1; i < 5; i++) {
+		cases[i] = lib;
+		cases[i].frontend = i & 1 ? PAGEIN_FRONTEND_SELF : PAGEIN_FRONTEND_HANDLER;
+		cases[i].readers = cases[i].uffds = i & 1 ? 0 : 1;
+		cases[i].from_file = i > 2;
+	}
+	print_header();
+	run_group(&ro, cases, 5);
+	in = &bench_rows[first];
+	fprintf(bench_tab, "\nheadline: restore %" PRIu64 " MiB to full residency vs the bare "
+		"install rate (UFFDIO_COPY, 2 MiB chunks, no faults) %.0f pages/s [%.0f-%.0f], "
+		"median of %u (target >= 0.90x):\n", o->restore >> 20, in->pps, in->pps_min,
+		in->pps_max, ro.repeat);
+	for (i = 1; i < 5; i++)
+		headline_row(&bench_rows[first + i], in);
+	fflush(bench_tab);
+	return 0;
+}
+
 static int bench_restore(const struct bench_opts *o)
 {
 	struct bench_case cases[2] = {
@@ -639,8 +791,10 @@ int cmd_bench(int argc, char **argv)
 	signal(SIGALRM, watchdog);
 	if (o.kvm)
 		return bench_kvm(&o);
+	if (o.vs_install && !o.restore)
+		die("--vs-install goes with --restore SIZE");
 	if (o.restore)
-		return bench_restore(&o);
+		return o.vs_install ? bench_restore_vs_install(&o) : bench_restore(&o);
 
 	check_sizes(&o, o.per_vcpu);
 	maxv = o.matrix ? 8 : o.vcpus;

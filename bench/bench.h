@@ -35,6 +35,8 @@ enum bench_kind {
 	                    * handler threads (pagein_kvm_attach_flags(PAGEIN_KVM_ATTACH_NO_EXIT)) */
 	KIND_KVM_EXIT,     /* --kvm: the same space with exit-on-missing: vCPU faults are exits
 	                    * resolved on the vCPU thread (needs pagein's KVM patch) */
+	KIND_INSTALL,      /* --vs-install: the kernel's bare install rate, UFFDIO_COPY of the
+	                    * image in 2 MiB chunks into a registered region, no faults at all */
 };
 
 /* Command-line options. */
@@ -56,6 +58,8 @@ struct bench_opts {
 	bool matrix;                    /* --matrix: 1,2,4,8 vCPUs x both front-ends */
 	bool baseline;                  /* --baseline: floor and bare rows only, no library */
 	uint64_t restore;               /* --restore: bytes to restore, 0 = not asked */
+	bool vs_install;                /* --vs-install: restore (both front-ends, memory and
+	                                 * snapshot-file sources) against the bare install rate */
 	unsigned repeat;                /* -n: runs per row, the median (by time) is kept */
 	unsigned timeout_s;             /* --timeout: longest one run may take */
 	uint64_t seed;                  /* --seed: image pattern and random order */
@@ -74,6 +78,8 @@ struct bench_case {
 	unsigned around;               /* pages per install; 0 = auto */
 	bool fill;                     /* background fill on */
 	bool restore;                  /* part of the --restore comparison */
+	bool from_file;                /* restore from the snapshot file (bench_snap_path), not
+	                                * from the image in memory */
 	uint64_t per_vcpu;             /* bytes each vCPU touches */
 };
 
@@ -85,6 +91,9 @@ struct bench_result {
 	                             * library fault counters (lib) */
 	double seconds;             /* wall time of the slowest vCPU */
 	double pps;                 /* pages / seconds */
+	unsigned nruns;             /* runs of this row (-n); the row is the median one */
+	double run_pps[BENCH_MAX_REPEAT]; /* pages/s of each run, in the order they ran */
+	double pps_min, pps_max;    /* the spread of those runs */
 	double vcpu_min, vcpu_max;  /* per-vCPU pages/s, slowest and fastest */
 	double *vcpu_pps;           /* per-vCPU pages/s, c.vcpus entries */
 	double p50_us, p99_us;      /* per-touch latency quantiles */
@@ -146,6 +155,8 @@ extern unsigned bench_nrows;
 extern const uint8_t *bench_image; /* the source image, shared by every run of the process */
 extern FILE *bench_tab;            /* where the table goes: stdout, or stderr with --json */
 extern char bench_running[160];    /* name of the run in progress, for the watchdog */
+extern char bench_snap_path[64];   /* --vs-install: the warm snapshot of the image (a
+                                    * /proc/self/fd path: the file itself is unlinked) */
 extern __thread uint64_t bare_self_faults; /* bare.c: SIGBUS served on the current thread */
 
 /* bench.c: names, the run driver and the table. */
@@ -192,6 +203,8 @@ void run_lib(const struct bench_opts *o, const struct bench_case *c, struct benc
 
 /* bare.c: the front-ends' kernel work without the library. */
 void run_bare(const struct bench_opts *o, const struct bench_case *c, struct bench_result *r);
+/* --vs-install: UFFDIO_COPY of the whole image in 2 MiB chunks, no faults. */
+void run_install(const struct bench_opts *o, const struct bench_case *c, struct bench_result *r);
 /* What to do about a userfaultfd error, or "". */
 const char *uffd_hint(int err);
 

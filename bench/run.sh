@@ -4,7 +4,8 @@
 # the floor and bare-loop rows) with fault-around off and on, shmem too, and the 1 GiB restore.
 # Writes bench/results/bench.txt, bench.jsonl and bench.png, then prints the headline ratios.
 # Env: B (build dir), BENCH_SIZE (memory per vCPU; BENCH_HSIZE for the handler-shape sections),
-# BENCH_REPEAT (runs per row, the median is kept), BENCH_RESTORE (restore size).
+# BENCH_REPEAT (runs per row, the median is kept), BENCH_RESTORE (restore size),
+# BENCH_INSTALL_REPEAT (runs per row of the restore-vs-install section, default 5).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,6 +55,9 @@ section readers --matrix -b "$HSIZE" -n "$REPEAT" --around 1 -r v
 section uffds --matrix -b "$HSIZE" -n "$REPEAT" --around 1 -r v -u v
 section restore --restore "$RESTORE" -n "$REPEAT"
 section restore-handler --restore "$RESTORE" -n "$REPEAT" -f handler
+# issue 11: restore to full residency against the bare install rate, measured in the same run,
+# both front-ends, from memory and from a warm snapshot file; the target wants a median of 5
+section restore-install --restore "$RESTORE" --vs-install -n "${BENCH_INSTALL_REPEAT:-5}"
 # issue 3: migration over TCP against the raw TCP baseline, loopback and 100 us each way (BENCH_NET_SIZE)
 section net --net --size "${BENCH_NET_SIZE:-256M}"
 
@@ -107,6 +111,9 @@ fi
 	grep -m1 '^seeds: .*self-resolve speed-up' "$heads" | sed 's/^/  1. /'
 	grep -m1 '^seeds: .*1 vCPU\] library / bare' "$heads" | sed 's/^/  2. /'
 	grep '^restore: ' "$heads" | sed 's/^/  3. /'
+	echo "== restore to full residency vs the bare install rate (issue 11), from this run"
+	sed -n '/^headline: restore .* vs the bare install rate/,$p' "$out/restore-install.txt" |
+		sed 's/^headline: /  /'
 	echo "== every headline"
 	sed 's/^/  /' "$heads"
 	echo "total time $(($(date +%s) - start)) s; written: $txt $jsonl $out/bench.png"

@@ -138,6 +138,53 @@ void pagein_space_free(struct pagein_space *space);
 int pagein_region_add(struct pagein_space *space, uint64_t gpa, uint64_t size,
 		      enum pagein_backing backing, void **host);
 
+/* A mapping the program already made, to serve as a region (pagein_region_adopt). */
+struct pagein_region_adopt {
+	uint32_t size;               /* sizeof(struct pagein_region_adopt) */
+	uint32_t flags;              /* reserved, 0 */
+	uint64_t gpa;                /* guest address of the region */
+	uint64_t len;                /* bytes, a multiple of the backing's page size */
+	enum pagein_backing backing; /* ANON: private anonymous memory; SHMEM / HUGETLB: a
+	                              * MAP_SHARED mapping of fd (memfd, or hugetlbfs) */
+	void *host;                  /* the mapping's first byte, aligned to the page size */
+	int fd;                      /* SHMEM / HUGETLB: the file host maps (pagein keeps a dup);
+	                              * ANON: -1 */
+	uint64_t fd_offset;          /* offset in fd where host's mapping starts */
+};
+
+/*
+ * Make memory the program mapped itself a region (a VMM's guest RAM), instead of letting
+ * pagein map it: the same rules as pagein_region_add, plus a page-aligned host and, for SHMEM
+ * and HUGETLB, the fd of the memfd/hugetlbfs file it maps (pagein maps that file a second time
+ * to write pages, then CONTINUEs them). Its pages must not have been touched yet (a page
+ * already there keeps its bytes). pagein registers it at start and never unmaps it: after
+ * pagein_space_free it is the program's again, holding whatever pages arrived. Returns 0,
+ * -EINVAL (logged: alignment, wrong kind of fd, size/flags), -EBUSY, -ENOSPC, -errno of mmap.
+ */
+int pagein_region_adopt(struct pagein_space *space, const struct pagein_region_adopt *a);
+
+/* Another process's userfaultfd, to be served by this space (pagein_space_adopt_uffd). */
+struct pagein_uffd_adopt {
+	uint32_t size;  /* sizeof(struct pagein_uffd_adopt) */
+	uint32_t flags; /* reserved, 0 */
+	int uffd;       /* a userfaultfd the peer created, set up (UFFDIO_API) and registered its
+	                 * memory with for missing faults; pagein keeps a dup (made non-blocking) */
+	int pidfd;      /* the peer's pidfd (pidfd_open), or -1: its exit ends the serving */
+};
+
+/*
+ * Serve a userfaultfd that another process created and registered (received over SCM_RIGHTS,
+ * as a Firecracker-style VMM hands it to its page-fault handler). Call on a new HANDLER space
+ * with readers = 1 and uffds = 1 (one reader sees a REMOVE before the faults after it), before
+ * regions: then describe the peer's memory with pagein_region_adopt
+ * (host = the address in the peer, ANON backing, fd -1), set the source and start. Faults are
+ * served through the uffd (COPY, ZEROPAGE; REMOVE events as for local memory); the accessors,
+ * freeze/thaw and KVM attach answer -EOPNOTSUPP/-EINVAL (the memory is not ours to touch). When
+ * the peer exits, pagein_wait_complete returns -ESRCH; free the space then. Returns 0, -EINVAL,
+ * -EBUSY (regions added or started), -EBADF (not a userfaultfd), -errno.
+ */
+int pagein_space_adopt_uffd(struct pagein_space *space, const struct pagein_uffd_adopt *u);
+
 /*
  * Use src for missing pages. The space does not own src; it must outlive the space's use.
  * Returns -EINVAL when the source does not hold a region (e.g. a snapshot of a smaller VM: the

@@ -36,17 +36,8 @@ done
 base=${kver%-amd64}     # 6.12.95+deb12
 major=${kver%%.*}.$(echo "$kver" | cut -d. -f2)   # 6.12
 
-private_apt() {
-	local tool=$1; shift
-	"$tool" -o Dir::Etc::sourcelist="$apt_dir/etc/sources.list" \
-		-o Dir::Etc::sourceparts="$apt_dir/etc/parts" \
-		-o Dir::State::Lists="$apt_dir/lists" \
-		-o Dir::State::status="$apt_dir/status" \
-		-o Dir::Cache="$apt_dir" \
-		-o Dir::Cache::archives="$apt_dir/archives" \
-		-o APT::Architecture=amd64 -o APT::Architectures=amd64 \
-		-o Acquire::Languages=none -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
-}
+# shellcheck source=kvm/apt.sh
+. "$root/kvm/apt.sh" # private_apt: the lists fetch-kernel.sh left in $apt_dir
 
 # 1. Packages, at the version of the image fetch-kernel.sh unpacked (its lists are still there).
 mkdir -p "$src/debs"

@@ -42,17 +42,8 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 # apt with nothing of the system's own state: sources, lists, cache and status are private.
 touch "$apt_dir/status"
-private_apt() {
-	local tool=$1; shift
-	"$tool" -o Dir::Etc::sourcelist="$apt_dir/etc/sources.list" \
-		-o Dir::Etc::sourceparts="$apt_dir/etc/parts" \
-		-o Dir::State::Lists="$apt_dir/lists" \
-		-o Dir::State::status="$apt_dir/status" \
-		-o Dir::Cache="$apt_dir" \
-		-o Dir::Cache::archives="$apt_dir/archives" \
-		-o APT::Architecture=amd64 -o APT::Architectures=amd64 \
-		-o Acquire::Languages=none -o Debug::NoLocking=1 -o APT::Sandbox::User=root "$@"
-}
+# shellcheck source=kvm/apt.sh
+. "$root/kvm/apt.sh" # private_apt
 
 # Try one suite; on success set $pkg to the newest linux-image-<want>*-amd64 it offers.
 try_suite() {

@@ -115,6 +115,8 @@ static int copy_part(struct pagein_space *s, struct pi_region *r, uint64_t gpa, 
 /* All or nothing: the whole range is made present before a byte is copied. */
 static int access_range(struct pagein_space *s, uint64_t gpa, void *buf, size_t len, bool write)
 {
+	if (s->remote)
+		return -EOPNOTSUPP; /* the memory is another process's: pagein cannot copy it */
 	struct present_arg pa = { NULL };
 	struct copy_arg a = { buf, write, NULL };
 	int ret;
@@ -160,6 +162,9 @@ int pagein_pin(struct pagein_space *s, uint64_t gpa, uint64_t len, void **host)
 	struct present_arg a = { NULL };
 	uint64_t first, last;
 	int ret;
+
+	if (s->remote)
+		return -EOPNOTSUPP; /* another process's memory */
 
 	pi_stat_add(s, PI_STAT(accessor_calls), 1);
 	if (!r || !len || len > r->gpa + r->size - gpa) {
@@ -226,6 +231,9 @@ int pagein_freeze(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	uint64_t i, first;
 	int ret;
 
+	if (s->remote)
+		return -EOPNOTSUPP; /* another process's memory */
+
 	ret = check_pages(s, gpa, len, "freeze");
 	if (ret < 0)
 		return ret;
@@ -252,6 +260,9 @@ int pagein_thaw(struct pagein_space *s, uint64_t gpa, uint64_t len)
 	unsigned tries;
 	bool parked;
 	int ret;
+
+	if (s->remote)
+		return -EOPNOTSUPP; /* another process's memory */
 
 	ret = check_pages(s, gpa, len, "thaw");
 	if (ret < 0)

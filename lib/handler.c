@@ -106,6 +106,11 @@ static void on_mm_event(struct pagein_space *s, const struct uffd_msg *m)
 		/* nothing to undo: a later fault on a discarded present page is re-mapped the
 		 * way the kernel would (engine.c remap), never fetched again */
 		pi_stat_add(s, PI_STAT(events_remove), 1);
+		/* another process's balloon: pages it gives up read zeros from then on, even
+		 * those never fetched (Firecracker's contract with its page-fault handler) */
+		if (s->remote)
+			pi_mark_discarded(s, (uintptr_t)m->arg.remove.start,
+					  (uintptr_t)m->arg.remove.end);
 		break;
 	case UFFD_EVENT_UNMAP:
 		pi_stat_add(s, PI_STAT(events_unmap), 1);
@@ -184,9 +189,21 @@ static void *reader_main(void *arg)
 			pi_log(s, PAGEIN_LOG_ERR, "epoll_wait: %s", strerror(errno));
 			break;
 		}
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
 			if (evs[i].data.fd == s->stop_efd)
 				goto out;
+			if (evs[i].data.fd == s->peer_pidfd && s->peer_pidfd >= 0) {
+				/* the peer exited: its faults are over; say so once, wake the
+				 * waiters (pagein_wait_complete answers -ESRCH), stop watching */
+				epoll_ctl(rd->epfd, EPOLL_CTL_DEL, s->peer_pidfd, NULL);
+				if (!atomic_exchange(&s->peer_gone, true)) {
+					pi_log(s, PAGEIN_LOG_INFO, "the process whose memory this "
+					       "space serves has exited");
+					atomic_fetch_add(&s->progress, 1);
+					pi_futex_wake(&s->progress);
+				}
+			}
+		}
 		for (;;) {
 			got = read(rd->uffd, msgs, sizeof(msgs));
 			if (got < 0 && errno == EINTR)
@@ -226,6 +243,12 @@ static int reader_epoll(struct pagein_space *s, struct pi_reader *rd)
 	ev.data.fd = s->stop_efd;
 	if (epoll_ctl(rd->epfd, EPOLL_CTL_ADD, s->stop_efd, &ev) < 0)
 		goto err;
+	if (s->peer_pidfd >= 0) {
+		/* a remote space: the peer's exit ends it */
+		ev.data.fd = s->peer_pidfd;
+		if (epoll_ctl(rd->epfd, EPOLL_CTL_ADD, s->peer_pidfd, &ev) < 0)
+			goto err;
+	}
 	return 0;
 err:
 	ret = -errno;

@@ -55,6 +55,7 @@ struct pi_region {
 	uint8_t *host;           /* the mapping threads touch (registered with userfaultfd) */
 	uint8_t *alias;          /* second mapping of the memfd (NULL for anon): the library writes here */
 	int memfd;               /* -1 for anon */
+	uint64_t memfd_off;      /* file offset of the region's first byte (0 unless adopted) */
 	uint64_t stripe_pages;   /* pages per userfaultfd stripe */
 	unsigned uffd_base;      /* index in space->uffds of stripe 0 */
 	pi_bits_t *present;      /* installed and visible; set with release order after the install */
@@ -67,6 +68,7 @@ struct pi_region {
 	pthread_mutex_t pin_lock; /* makes each pin/unpin/freeze/thaw (and a FROZEN_FAIL fault's
 	                           * park) one step: never taken on the SIGBUS path */
 	int pins;                /* outstanding pagein_pin()s; under pin_lock */
+	bool adopted;            /* host is the program's own mapping: never unmapped by us */
 };
 
 /* One counter shard, padded to its own cache lines so threads do not share lines. */
@@ -145,7 +147,32 @@ struct pagein_space {
 	_Atomic uint64_t last_err_gpa;  /* latest fault error, logged later from a normal thread */
 	_Atomic int last_err;
 	struct pi_kvm kvm;              /* lib/kvm.c; zeroed with the space */
+	struct pi_ws_rec *_Atomic ws_rec; /* working-set recorder (wsfile.c), NULL when off */
+	bool remote;                    /* the memory and its userfaultfd are another process's
+	                                 * (pagein_space_adopt_uffd): install by ioctl only */
+	int peer_pidfd;                 /* remote: the peer's pidfd (its exit), or -1 */
+	_Atomic bool peer_gone;         /* remote: the peer exited */
 };
+
+/* The working-set recorder: pages made present for a touch, in order. Appending is one atomic
+ * add and a store, so it is allowed on the SIGBUS path; pages past cap are dropped (counted). */
+struct pi_ws_rec {
+	_Atomic uint64_t n;  /* appends so far (may exceed cap) */
+	_Atomic uint64_t cap; /* appends kept: room in gpa[], lowered by pagein_ws_record_stop */
+	_Atomic uint64_t gpa[]; /* page addresses, first touch first; UINT64_MAX: not written yet */
+};
+
+static inline void pi_ws_note(struct pagein_space *s, uint64_t gpa, uint64_t n, uint64_t ps)
+{
+	struct pi_ws_rec *rec = atomic_load_explicit(&s->ws_rec, memory_order_acquire);
+	uint64_t k, i;
+
+	if (!rec)
+		return;
+	k = atomic_fetch_add_explicit(&rec->n, n, memory_order_relaxed);
+	for (i = 0; i < n && k + i < atomic_load_explicit(&rec->cap, memory_order_relaxed); i++)
+		atomic_store_explicit(&rec->gpa[k + i], gpa + i * ps, memory_order_relaxed);
+}
 
 struct pagein_source {
 	struct pagein_source_ops ops;
@@ -230,6 +257,9 @@ static inline int pi_uffd_of(struct pagein_space *s, struct pi_region *r, uint64
 
 /* ---- space.c ---- */
 struct pi_region *pi_region_find(struct pagein_space *s, uint64_t gpa);
+/* A remote space's peer discarded host range [start, end) (balloon): its missing whole pages
+ * become present zeros (engine.c). */
+void pi_mark_discarded(struct pagein_space *s, uintptr_t start, uintptr_t end);
 struct pi_region *pi_region_of_host(struct pagein_space *s, uintptr_t addr);
 
 /* ---- engine.c ---- */

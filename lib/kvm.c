@@ -127,6 +127,8 @@ static int set_slot(int vm_fd, bool region2, uint32_t slot, uint32_t flags, uint
 /* Why this space cannot back KVM memory, or NULL when it can. */
 static const char *unfit_for_kvm(struct pagein_space *s)
 {
+	if (s->remote)
+		return "the space serves another process's memory: that process attaches it to KVM";
 	if (s->cfg.frontend == PAGEIN_FRONTEND_SELF)
 		return "a SELF (SIGBUS self-resolve) space cannot back KVM memory: KVM reaches guest "
 		       "memory from kernel mode (GUP), where a missing page fails KVM_RUN with EFAULT "

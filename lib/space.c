@@ -12,10 +12,12 @@
 #include <sys/eventfd.h>
 #include <linux/memfd.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "vmm.h"
 #include "uapi.h"
 
 /* What a failed open means, and what the user can do about it. */
@@ -153,6 +155,7 @@ int pagein_space_new(const struct pagein_config *cfg, struct pagein_space **out)
 	pagein_config_init(&s->cfg);
 	s->stop_efd = -1;
 	s->self_slot = -1;
+	s->peer_pidfd = -1;
 	for (i = 0; i < PAGEIN_MAX_UFFDS; i++)
 		s->uffds[i] = -1;
 
@@ -233,8 +236,9 @@ static void region_unmap(struct pi_region *r)
 {
 	uint64_t i, j;
 
-	/* never what the program unmapped itself: it may have mapped something new there */
-	for (i = 0; r->host && i < r->npages; i = j) {
+	/* never what the program unmapped itself: it may have mapped something new there; and
+	 * never a mapping the program made itself (adopted): it stays the program's */
+	for (i = 0; r->host && !r->adopted && i < r->npages; i = j) {
 		bool gone = r->unmapped && pi_test(r->unmapped, i);
 
 		for (j = i + 1; j < r->npages && (r->unmapped && pi_test(r->unmapped, j)) == gone; j++)
@@ -299,13 +303,13 @@ dontfork:
 	return 0;
 }
 
-int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
-		      enum pagein_backing backing, void **host)
+/* The checks every new region passes, added or adopted. Returns 0 or -errno (logged). */
+static int region_check(struct pagein_space *s, uint64_t gpa, uint64_t size,
+			enum pagein_backing backing)
 {
 	unsigned n = atomic_load(&s->nregions), i;
 	struct pi_region *r;
 	uint64_t ps;
-	int ret;
 
 	if (atomic_load(&s->started)) {
 		pi_log(s, PAGEIN_LOG_ERR, "regions can only be added before pagein_space_start");
@@ -349,8 +353,15 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 		pi_log(s, PAGEIN_LOG_ERR, "a space holds at most %d regions", PAGEIN_MAX_REGIONS);
 		return -ENOSPC;
 	}
+	return 0;
+}
 
-	r = &s->regions[n];
+/* The next region slot, initialised (bitmaps allocated) for [gpa, gpa+size). */
+static int region_init(struct pagein_space *s, struct pi_region *r, uint64_t gpa, uint64_t size,
+		       enum pagein_backing backing)
+{
+	uint64_t ps = pagein_backing_page_size(backing);
+
 	memset(r, 0, sizeof(*r));
 	r->gpa = gpa;
 	r->size = size;
@@ -360,7 +371,25 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	r->backing = backing;
 	r->memfd = -1;
 	pthread_mutex_init(&r->pin_lock, NULL);
-	ret = bitmaps_alloc(r);
+	return bitmaps_alloc(r);
+}
+
+int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
+		      enum pagein_backing backing, void **host)
+{
+	unsigned n = atomic_load(&s->nregions);
+	struct pi_region *r = &s->regions[n];
+	int ret;
+
+	if (s->remote) {
+		pi_log(s, PAGEIN_LOG_ERR, "a space serving another process's userfaultfd holds that "
+		       "process's memory: describe it with pagein_region_adopt");
+		return -EINVAL;
+	}
+	ret = region_check(s, gpa, size, backing);
+	if (ret < 0)
+		return ret;
+	ret = region_init(s, r, gpa, size, backing);
 	if (ret < 0)
 		return ret;
 	ret = region_map(s, r);
@@ -377,6 +406,136 @@ int pagein_region_add(struct pagein_space *s, uint64_t gpa, uint64_t size,
 	if (host)
 		*host = r->host;
 	return 0;
+}
+
+int pagein_region_adopt(struct pagein_space *s, const struct pagein_region_adopt *a)
+{
+	unsigned n = atomic_load(&s->nregions);
+	struct pi_region *r = &s->regions[n];
+	struct statfs fs;
+	uint64_t ps;
+	int ret;
+
+	if (!a || a->size < sizeof(*a) || a->flags)
+		return -EINVAL;
+	ret = region_check(s, a->gpa, a->len, a->backing);
+	if (ret < 0)
+		return ret;
+	ps = pagein_backing_page_size(a->backing);
+	if (s->remote && (a->backing != PAGEIN_BACKING_ANON || a->fd >= 0)) {
+		/* the peer's pages are installed with COPY/ZEROPAGE through its uffd, which
+		 * serves private anonymous memory; the rest is the Firecracker handler's
+		 * (pagein-vmm.h) for now */
+		pi_log(s, PAGEIN_LOG_ERR, "another process's memory is adopted as anonymous 4 KiB "
+		       "memory without an fd (got %s, fd %d)", pagein_backing_name(a->backing),
+		       a->fd);
+		return -EOPNOTSUPP;
+	}
+	if (!a->host || (uintptr_t)a->host % ps) {
+		pi_log(s, PAGEIN_LOG_ERR, "adopted memory at %p is not aligned to its page size "
+		       "%#llx", a->host, (unsigned long long)ps);
+		return -EINVAL;
+	}
+	if (a->backing == PAGEIN_BACKING_ANON && a->fd >= 0) {
+		pi_log(s, PAGEIN_LOG_ERR, "anonymous memory is adopted without an fd (fd %d given): "
+		       "for a memfd use the shmem or hugetlb backing", a->fd);
+		return -EINVAL;
+	}
+	if (a->backing != PAGEIN_BACKING_ANON) {
+		/* the library writes pages through its own mapping of the file, then maps them
+		 * in the program's with CONTINUE: it needs the file, and it must be one whose
+		 * page cache CONTINUE can use */
+		long want = a->backing == PAGEIN_BACKING_HUGETLB ? 0x958458f6 /* HUGETLBFS_MAGIC */
+								  : 0x01021994; /* TMPFS_MAGIC */
+
+		if (a->fd < 0 || fstatfs(a->fd, &fs) < 0 || fs.f_type != want || a->fd_offset % ps) {
+			pi_log(s, PAGEIN_LOG_ERR, "adopted %s memory needs the %s fd it maps (fd %d, "
+			       "offset %#llx, page-aligned)", pagein_backing_name(a->backing),
+			       a->backing == PAGEIN_BACKING_HUGETLB ? "hugetlbfs (memfd MFD_HUGETLB)"
+								    : "memfd/shmem",
+			       a->fd, (unsigned long long)a->fd_offset);
+			return -EINVAL;
+		}
+	}
+	ret = region_init(s, r, a->gpa, a->len, a->backing);
+	if (ret < 0)
+		return ret;
+	r->host = a->host;
+	r->adopted = true;
+	r->memfd_off = a->fd_offset;
+	if (a->backing != PAGEIN_BACKING_ANON) {
+		r->memfd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
+		if (r->memfd < 0) {
+			ret = -errno;
+			goto err;
+		}
+		r->alias = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd,
+				(off_t)a->fd_offset);
+		if (r->alias == MAP_FAILED) {
+			ret = -errno;
+			r->alias = NULL;
+			pi_log(s, PAGEIN_LOG_ERR, "mapping the adopted fd a second time: %s",
+			       strerror(-ret));
+			goto err;
+		}
+		madvise(r->alias, r->size, MADV_DONTFORK);
+	}
+	s->total_pages += r->npages;
+	atomic_store(&s->nregions, n + 1);
+	return 0;
+
+err:
+	region_unmap(r);
+	return ret;
+}
+
+int pagein_space_adopt_uffd(struct pagein_space *s, const struct pagein_uffd_adopt *u)
+{
+	int fd, pidfd = -1, fl;
+
+	if (!u || u->size < sizeof(*u) || u->flags || u->uffd < 0)
+		return -EINVAL;
+	if (atomic_load(&s->started) || atomic_load(&s->nregions) || s->remote) {
+		pi_log(s, PAGEIN_LOG_ERR, "adopt a userfaultfd before adding regions or starting");
+		return -EBUSY;
+	}
+	if (s->cfg.frontend != PAGEIN_FRONTEND_HANDLER || s->nuffds != 1 ||
+	    s->cfg.readers != 1) {
+		/* one reader: the peer's madvise returns once its REMOVE is read, and the fault
+		 * that follows on the discarded page must not be served (from the source) by a
+		 * second reader before the first has marked the page */
+		pi_log(s, PAGEIN_LOG_ERR, "another process's faults are served by one handler "
+		       "thread on its one userfaultfd: create the space with "
+		       "PAGEIN_FRONTEND_HANDLER, readers = 1 and uffds = 1");
+		return -EINVAL;
+	}
+	if (pi_uffd_check(u->uffd) < 0) {
+		pi_log(s, PAGEIN_LOG_ERR, "fd %d is not a userfaultfd", u->uffd);
+		return -EBADF;
+	}
+	fd = fcntl(u->uffd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/* the readers drain it until EAGAIN: it must not block (the file description is shared
+	 * with the peer, which does not read it) */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		goto err_errno;
+	if (u->pidfd >= 0) {
+		pidfd = fcntl(u->pidfd, F_DUPFD_CLOEXEC, 0);
+		if (pidfd < 0)
+			goto err_errno;
+	}
+	close(s->uffds[0]);
+	s->uffds[0] = fd;
+	s->peer_pidfd = pidfd;
+	s->remote = true;
+	return 0;
+
+err_errno:
+	fl = -errno;
+	close(fd);
+	return fl;
 }
 
 int pagein_space_set_source(struct pagein_space *s, struct pagein_source *src)
@@ -412,6 +571,8 @@ static int region_register(struct pagein_space *s, struct pi_region *r, unsigned
 	r->uffd_base = base;
 	r->stripe_pages = (r->npages + s->nuffds - 1) / s->nuffds;
 	stripe_bytes = r->stripe_pages * r->page_size;
+	if (s->remote)
+		return 0; /* the peer registered its memory itself */
 	for (k = 0, off = 0; off < r->size; k++, off += stripe_bytes) {
 		len = r->size - off < stripe_bytes ? r->size - off : stripe_bytes;
 		ret = pi_uffd_register(s->uffds[base + k], (uintptr_t)r->host + off, len,
@@ -442,6 +603,9 @@ static void region_unregister(struct pagein_space *s, struct pi_region *r)
 	uint64_t off, stripe_bytes = r->stripe_pages * r->page_size;
 	unsigned k;
 	int ret;
+
+	if (s->remote)
+		return; /* the peer's registration: it goes with its process */
 
 	for (k = 0, off = 0; stripe_bytes && off < r->size; k++, off += stripe_bytes) {
 		ret = pi_uffd_unregister(s->uffds[r->uffd_base + k], (uintptr_t)r->host + off,
@@ -553,8 +717,9 @@ void pagein_space_stop(struct pagein_space *s)
 	while (atomic_load(&s->inflight) > 0 && pi_now_ns() < deadline)
 		usleep(100);
 	/* every page still missing becomes poison: a thread blocked on it, or touching it later,
-	 * gets SIGBUS rather than a zero page that was never the guest's */
-	n = atomic_load(&s->nregions);
+	 * gets SIGBUS rather than a zero page that was never the guest's (not when the peer whose
+	 * memory it is has exited: nobody is left to touch it) */
+	n = atomic_load(&s->peer_gone) ? 0 : atomic_load(&s->nregions);
 	for (i = 0; i < n; i++) {
 		r = &s->regions[i];
 		for (j = 0; j < r->npages;) {
@@ -606,6 +771,9 @@ void pagein_space_free(struct pagein_space *s)
 		close(s->stop_efd);
 	if (s->bounce)
 		munmap(s->bounce, PAGEIN_BOUNCE_SLOTS * PAGEIN_INSTALL_MAX);
+	free(atomic_load(&s->ws_rec));
+	if (s->peer_pidfd >= 0)
+		close(s->peer_pidfd);
 	free(s);
 }
 

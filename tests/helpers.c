@@ -683,3 +683,17 @@ int t_exit_code(int status)
 	}
 	return WEXITSTATUS(status);
 }
+
+const char *t_json_next(struct t_json_lines *it, struct t_json_object *o, const char *what)
+{
+	char *line;
+
+	while ((line = strtok_r(it->rest, "\n", &it->save)) != NULL) {
+		it->rest = NULL; /* strtok_r goes on from save */
+		it->lines++;
+		if (t_json_parse_line(line, o))
+			return line;
+		T_CHECK(0, "%s: line %u is not a JSON object: %s", what, it->lines, line);
+	}
+	return NULL;
+}

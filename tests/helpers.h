@@ -168,6 +168,16 @@ const struct t_json_member *t_json_get(const struct t_json_object *o, const char
 /* The number under key, or -1 when it is missing or not a number. */
 double t_json_num(const struct t_json_object *o, const char *key);
 
+/* Walks the lines of a command's output (cut in place, as strtok_r does) as JSON objects. Start
+ * with { .rest = out }; lines counts every line read so far. */
+struct t_json_lines {
+	char *rest, *save;
+	unsigned lines;
+};
+/* The next line that parses as a JSON object, parsed into o; a line that does not fails a
+ * T_CHECK ("<what>: line N is not a JSON object") and is passed over. NULL after the last. */
+const char *t_json_next(struct t_json_lines *it, struct t_json_object *o, const char *what);
+
 #endif
 
 /* The pagein command's tests (t_cli_*): a child running bin with args (args[0] included), its

@@ -849,3 +849,93 @@ int h_report_run(struct h_vm *vm, const char *label, int ret)
 			fprintf(out(), "%s: FAIL: %s\n", label, vm->vcpu[i].why);
 	return 1;
 }
+
+int h_test_open(struct h_vm *vm, struct h_space *hs, const char *label, unsigned nvcpus,
+		enum pagein_backing b, uint64_t size, uint64_t seed, const struct pagein_config *cfg,
+		unsigned attach_flags)
+{
+	char msg[256];
+	int ret;
+
+	ret = h_vm_new(vm, nvcpus, msg);
+	if (ret < 0) {
+		fprintf(out(), "%s: %s: %s\n", label, ret == -ENODEV ? "SKIP" : "FAIL", msg);
+		return ret == -ENODEV ? 77 : 1;
+	}
+	ret = h_space_new_flags(hs, vm, b, size, seed, cfg, NULL, msg, attach_flags);
+	if (ret < 0) {
+		h_vm_free(vm);
+		if (b == PAGEIN_BACKING_HUGETLB && (ret == -ENOMEM || ret == -ENOSPC)) {
+			fprintf(out(), "%s: SKIP: %s (no 2 MiB huge pages reserved: "
+				"echo 64 > /proc/sys/vm/nr_hugepages)\n", label, msg);
+			return 77;
+		}
+		fprintf(out(), "%s: FAIL: %s\n", label, msg);
+		return 1;
+	}
+	return 0;
+}
+
+int h_test_walks(struct h_vm *vm, struct h_space *hs, const char *label, uint64_t slice,
+		 bool shared)
+{
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		uint64_t start = shared ? hs->gpa + (i % 2) * (hs->size / 2) : hs->gpa + i * slice;
+		uint64_t lo = shared ? hs->gpa : start;
+		uint64_t hi = shared ? hs->gpa + hs->size : start + slice;
+
+		if (h_vcpu_setup(vm, i, start, (hi - lo) / H_PAGE, lo, hi) < 0) {
+			fprintf(out(), "%s: FAIL: h_vcpu_setup %u: %s\n", label, i, strerror(errno));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int h_test_report(struct h_vm *vm, struct h_space *hs, const char *label, int ret)
+{
+	if (h_report_run(vm, label, ret))
+		return 1;
+	h_print_vcpus(vm, label);
+	h_space_print_stats(hs, label);
+	return 0;
+}
+
+int h_test_verify(struct h_vm *vm, struct h_space *hs, const char *label, uint64_t seed,
+		  const uint8_t *host_marks)
+{
+	int fail = h_check_sums(vm, label, seed) != 0;
+
+	fail |= h_verify(label, hs->host, hs->gpa, hs->size, seed, host_marks) != 0;
+	return fail;
+}
+
+int h_test_close(struct h_vm *vm, struct h_space *hs, const char *label, int fail)
+{
+	h_space_free(hs, vm);
+	h_vm_free(vm);
+	fprintf(out(), "%s: %s\n", label, fail ? "FAIL" : "PASS");
+	return fail;
+}
+
+int h_test_anon_shmem(const char *name, int (*run)(enum pagein_backing b))
+{
+	int r1, r2;
+
+	r1 = run(PAGEIN_BACKING_ANON);
+	if (r1 == 77)
+		return 77;
+	r2 = run(PAGEIN_BACKING_SHMEM);
+	fprintf(out(), "%s: %s\n", name, r1 || r2 ? "FAIL" : "PASS");
+	return r1 || r2;
+}
+
+int h_test_summary(const char *name, int fails, int skips, const char *what)
+{
+	if (fails) {
+		fprintf(out(), "%s: FAIL (%d run(s) failed)\n", name, fails);
+		return 1;
+	}
+	fprintf(out(), "%s: PASS (%d %s skipped)\n", name, skips, what);
+	return 0;
+}

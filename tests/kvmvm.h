@@ -203,4 +203,47 @@ void h_space_print_stats(struct h_space *hs, const char *label);
 /* Print the vCPUs' errors and return 1 if h_vm_run failed, else 0. */
 int h_report_run(struct h_vm *vm, const char *label, int ret);
 
+/* ---------------------------------------------------------------------------------------------
+ * One test run, the steps every walk test of tests/kvm takes: h_test_open, h_test_walks, (the
+ * test's own work around) h_vm_run, h_test_report, the test's checks, h_test_verify, h_test_close.
+ * Each prints its "<label>: FAIL: ..." line itself.
+ */
+
+/*
+ * h_vm_new with nvcpus vCPUs and h_space_new_flags(b, size, seed, cfg, attach_flags) on it.
+ * Returns 0 (close with h_test_close), 77 with a SKIP line (no /dev/kvm; hugetlb with no huge
+ * pages reserved), or 1 with a FAIL line; on 77 and 1 nothing is left to free.
+ */
+int h_test_open(struct h_vm *vm, struct h_space *hs, const char *label, unsigned nvcpus,
+		enum pagein_backing b, uint64_t size, uint64_t seed, const struct pagein_config *cfg,
+		unsigned attach_flags);
+
+/*
+ * Give every vCPU its walk of hs. shared false: vCPU i walks its own slice, [i * slice, (i + 1)
+ * * slice) of the space. shared true: every vCPU walks the whole space, the even ones from its
+ * start and the odd ones from its middle, so their faults meet on the same pages. 0, or 1 (FAIL).
+ */
+int h_test_walks(struct h_vm *vm, struct h_space *hs, const char *label, uint64_t slice,
+		 bool shared);
+
+/* After h_vm_run returned ret: its errors (1, FAIL lines), else the per-vCPU lines and the
+ * space's counters (0). */
+int h_test_report(struct h_vm *vm, struct h_space *hs, const char *label, int ret);
+
+/* The guest's read sums (h_check_sums) and every byte of the space (h_verify with host_marks):
+ * 0, or 1 when either is wrong (its lines printed). */
+int h_test_verify(struct h_vm *vm, struct h_space *hs, const char *label, uint64_t seed,
+		  const uint8_t *host_marks);
+
+/* Free hs and vm, print "<label>: PASS|FAIL" and return fail. */
+int h_test_close(struct h_vm *vm, struct h_space *hs, const char *label, int fail);
+
+/* A test's main: run(anon), then run(shmem), each 0 (pass), 1 (fail) or 77 (skip). Returns 77
+ * when the first skips (no /dev/kvm), else 0 or 1 with the last line "<name>: PASS|FAIL". */
+int h_test_anon_shmem(const char *name, int (*run)(enum pagein_backing b));
+
+/* A test's last line: "<name>: FAIL (<fails> run(s) failed)" and 1, or "<name>: PASS (<skips>
+ * <what> skipped)" and 0. */
+int h_test_summary(const char *name, int fails, int skips, const char *what);
+
 #endif /* PAGEIN_KVMVM_H */

@@ -24,22 +24,17 @@ static const char *const num_keys[] = {
 static void check_output(const char *what, char *out, const char *const want[], unsigned nwant)
 {
 	static struct t_json_object o;
-	unsigned lines = 0, i, seen = 0;
+	struct t_json_lines it = { .rest = out };
+	unsigned i, seen = 0;
 	const struct t_json_member *fe, *ar;
-	char *line, *save = NULL;
 	double pages, faults;
 	bool restore, lib;
 
-	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		lines++;
-		if (!t_json_parse_line(line, &o)) {
-			T_CHECK(0, "%s: line %u is not a JSON object: %s", what, lines, line);
-			continue;
-		}
+	while (t_json_next(&it, &o, what)) {
 		fe = t_json_get(&o, "frontend");
-		T_CHECK(fe && fe->type == 's', "%s: line %u has no frontend", what, lines);
+		T_CHECK(fe && fe->type == 's', "%s: line %u has no frontend", what, it.lines);
 		T_CHECK(t_json_get(&o, "backing") && t_json_get(&o, "backing")->type == 's',
-			"%s: line %u has no backing", what, lines);
+			"%s: line %u has no backing", what, it.lines);
 		if (!fe || fe->type != 's')
 			continue;
 		for (i = 0; i < sizeof(num_keys) / sizeof(num_keys[0]); i++)
@@ -78,7 +73,7 @@ static void check_output(const char *what, char *out, const char *const want[], 
 			if (!strcmp(fe->str, want[i]))
 				seen |= 1u << i;
 	}
-	T_CHECK(lines > 0, "%s: no JSON lines", what);
+	T_CHECK(it.lines > 0, "%s: no JSON lines", what);
 	for (i = 0; i < nwant; i++)
 		T_CHECK(seen & (1u << i), "%s: no row for frontend %s", what, want[i]);
 }

@@ -385,6 +385,16 @@ static int net_new(struct fake *f, struct pagein_source **src)
 	return net_new_bulk(f, src, 0);
 }
 
+/* The log mentions keyword: else FAIL, naming the case and quoting the log. */
+static void want_logged(const char *name, const char *keyword)
+{
+	if (!log_has(keyword)) {
+		fprintf(stderr, "FAIL %s: the log says '%s', want it to mention '%s'\n", name,
+			logged, keyword);
+		exit(1);
+	}
+}
+
 static void handshake(enum scen sc, const char *name, const char *keyword)
 {
 	struct pagein_source *src = NULL;
@@ -395,11 +405,7 @@ static void handshake(enum scen sc, const char *name, const char *keyword)
 	log_reset();
 	T_EQ(net_new(&f, &src), -EPROTO);
 	fake_stop(&f);
-	if (!log_has(keyword)) {
-		fprintf(stderr, "FAIL %s: the log says '%s', want it to mention '%s'\n", name,
-			logged, keyword);
-		exit(1);
-	}
+	want_logged(name, keyword);
 	T_ASSERT(ms_now() - t0 < 3000);
 	printf("  handshake %-20s -EPROTO: %s\n", name, t_last_log);
 }
@@ -440,10 +446,25 @@ static void client_free(struct client *c)
 
 #define PAGE_GPA (5 * 4096ull)
 
+/* A broken frame is counted (one error) and logged (keyword) by the receiver, which may do so
+ * just after the fetch it broke has failed: wait for both, 2 s at most, then require both. */
+static void want_error(struct client *c, const char *name, const char *keyword)
+{
+	struct pagein_net_stats ns;
+
+	for (int k = 0; k < 200; k++) {
+		pagein_net_stats_get(c->src, &ns);
+		if (ns.errors && log_has(keyword))
+			break;
+		usleep(10000);
+	}
+	T_EQ(ns.errors, 1);
+	want_logged(name, keyword);
+}
+
 /* A broken reply: the read fails in bounded time, the page is not installed, the log says why. */
 static void bad_reply(enum scen sc, const char *name, const char *keyword)
 {
-	struct pagein_net_stats ns;
 	uint8_t buf[4096];
 	struct client c;
 	uint64_t t0, took;
@@ -470,18 +491,7 @@ static void bad_reply(enum scen sc, const char *name, const char *keyword)
 	} else {
 		/* a reply that fails to decode wakes its fetch before the receiver closes the
 		 * connection: the count and the reason follow right behind */
-		for (int k = 0; k < 100; k++) {
-			pagein_net_stats_get(c.src, &ns);
-			if (ns.errors && log_has(keyword))
-				break;
-			usleep(10000);
-		}
-		T_EQ(ns.errors, 1);
-		if (!log_has(keyword)) {
-			fprintf(stderr, "FAIL %s: the log says '%s', want it to mention '%s'\n", name,
-				logged, keyword);
-			exit(1);
-		}
+		want_error(&c, name, keyword);
 	}
 	printf("  reply %-24s %s after %llu ms, page not installed%s%s\n", name, strerror(-ret),
 	       (unsigned long long)took, *keyword ? "; logged: " : "", *keyword ? keyword : "");
@@ -507,26 +517,13 @@ static void wrong_bytes(void)
 /* A broken bulk frame closes that bulk connection only: nothing installed, faults go on. */
 static void bad_bulk(enum scen sc, const char *name, const char *keyword)
 {
-	struct pagein_net_stats ns;
 	uint64_t present, total;
 	uint8_t buf[4096];
 	struct client c;
-	int k;
 
 	log_reset();
 	client_make(&c, sc);
-	for (k = 0; k < 200; k++) {
-		pagein_net_stats_get(c.src, &ns);
-		if (ns.errors)
-			break;
-		usleep(10000);
-	}
-	T_EQ(ns.errors, 1);
-	if (!log_has(keyword)) {
-		fprintf(stderr, "FAIL %s: the log says '%s', want it to mention '%s'\n", name,
-			logged, keyword);
-		exit(1);
-	}
+	want_error(&c, name, keyword);
 	pagein_residency(c.s, &present, &total);
 	T_EQ(present, 0);
 	T_EQ(pagein_read(c.s, PAGE_GPA, buf, 4096), 0);

@@ -482,6 +482,19 @@ static void garbage(void)
 	good_client();
 }
 
+/* A started server from cfg serving the test's memory; *p is its port. */
+static struct pagein_server *serve_mem(const struct pagein_server_config *cfg, int *p)
+{
+	struct pagein_server *s;
+
+	T_EQ(pagein_server_new(cfg, &s), 0);
+	T_EQ(pagein_server_add_memory(s, GPA, SIZE, mem), 0);
+	T_EQ(pagein_server_start(s), 0);
+	*p = pagein_server_port(s);
+	T_ASSERT(*p > 0);
+	return s;
+}
+
 /* A second server with max_sessions = 1: a second session is refused, a join is not. */
 static void max_sessions(void)
 {
@@ -496,11 +509,7 @@ static void max_sessions(void)
 	cfg.max_sessions = 1;
 	cfg.timeout_ms = 5000; /* the silent connections below must outlive the loop */
 	cfg.log = quiet_log;
-	T_EQ(pagein_server_new(&cfg, &s2), 0);
-	T_EQ(pagein_server_add_memory(s2, GPA, SIZE, mem), 0);
-	T_EQ(pagein_server_start(s2), 0);
-	p = pagein_server_port(s2);
-	T_ASSERT(p > 0);
+	s2 = serve_mem(&cfg, &p);
 	a = t_connect_loopback(p, 0);
 	sess = handshake(a, PN_ROLE_URGENT, 0);
 	b = t_connect_loopback(p, 0);
@@ -621,11 +630,7 @@ int main(void)
 	pagein_server_config_init(&cfg);
 	cfg.timeout_ms = TIMEOUT_MS;
 	cfg.log = quiet_log;
-	T_EQ(pagein_server_new(&cfg, &srv), 0);
-	T_EQ(pagein_server_add_memory(srv, GPA, SIZE, mem), 0);
-	T_EQ(pagein_server_start(srv), 0);
-	port = pagein_server_port(srv);
-	T_ASSERT(port > 0);
+	srv = serve_mem(&cfg, &port);
 	api_rejections();
 	begin("good client first");
 	good_client();

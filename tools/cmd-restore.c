@@ -14,9 +14,15 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pagein restore --from HOST:PORT | --from-file PATH [options]\n"
+		"usage: pagein restore --from HOST:PORT | --from-file PATH |\n"
+		"                      --raw FILE --layout GPA+SIZE[@OFFSET],... [options]\n"
 		"  --from HOST:PORT   page server to migrate from (post-copy over TCP)\n"
 		"  --from-file PATH   snapshot to restore (pagein mksnap makes one)\n"
+		"  --raw FILE         a raw memory file (Firecracker's, a QEMU memory backend)\n"
+		"  --layout SPEC      its regions: GPA+SIZE[@OFFSET],... (without @OFFSET a region\n"
+		"                     follows the previous one in the file)\n"
+		"  --record-ws WS     write the pages the restore touched, in order, to WS\n"
+		"  --prefetch-ws WS   prefetch the working set WS (recorded from this image)\n"
 		"  -f, --frontend F   self (SIGBUS self-resolve, default) | handler\n"
 		"  -s, --backing B    anon (default) | shmem | hugetlb\n"
 		"  -r, --readers N    handler threads (handler front-end; default 1)\n"
@@ -133,6 +139,10 @@ int cmd_restore(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "from", required_argument, NULL, 'o' },
 		{ "from-file", required_argument, NULL, 'i' },
+		{ "raw", required_argument, NULL, 'R' },
+		{ "layout", required_argument, NULL, 'L' },
+		{ "record-ws", required_argument, NULL, 'W' },
+		{ "prefetch-ws", required_argument, NULL, 'P' },
 		{ "no-urgent", no_argument, NULL, 'U' },
 		{ "bulk", required_argument, NULL, 'B' },
 		{ "no-compress", no_argument, NULL, 'Z' },
@@ -166,6 +176,14 @@ int cmd_restore(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "f:s:r:t:w:qvh", longopts, NULL)) != -1) {
 		if (c == 'i') {
 			o.from_file = optarg;
+		} else if (c == 'R') {
+			o.from_raw = optarg;
+		} else if (c == 'L') {
+			o.layout = optarg;
+		} else if (c == 'W') {
+			o.record_ws = optarg;
+		} else if (c == 'P') {
+			o.prefetch_ws = optarg;
 		} else if (c == 'o') {
 			opt_hostport("--from", optarg, false);
 			o.from_addr = optarg;
@@ -198,10 +216,15 @@ int cmd_restore(int argc, char **argv)
 	if (optind < argc)
 		die_code(EXIT_USAGE, "restore takes no operand ('%s'): give the source with --from or "
 			 "--from-file", argv[optind]);
-	if (o.from_file && o.from_addr)
-		die_code(EXIT_USAGE, "--from and --from-file: give only one");
-	if (!o.from_file && !o.from_addr) {
-		pr_err("restore needs one of --from HOST:PORT and --from-file PATH");
+	if (!!o.from_file + !!o.from_addr + !!o.from_raw > 1)
+		die_code(EXIT_USAGE, "--from, --from-file and --raw: give only one");
+	if (!o.from_raw != !o.layout)
+		die_code(EXIT_USAGE, "--raw and --layout go together: the file and its regions");
+	if (o.record_ws && o.prefetch_ws)
+		die_code(EXIT_USAGE, "--record-ws and --prefetch-ws: give only one (prefetched pages "
+			 "are never touched through a fault, so they could not be recorded)");
+	if (!o.from_file && !o.from_addr && !o.from_raw) {
+		pr_err("restore needs one of --from HOST:PORT, --from-file PATH and --raw FILE");
 		usage(stderr);
 		return EXIT_USAGE;
 	}

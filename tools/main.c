@@ -24,6 +24,7 @@ static const struct {
 	{ "restore", cmd_restore, "restore guest memory lazily from a snapshot and run a workload" },
 	{ "mksnap", cmd_mksnap, "write a snapshot file filled with a seeded pattern" },
 	{ "serve", cmd_serve, "serve guest memory (a snapshot) to migration destinations" },
+	{ "handler", cmd_handler, "serve a Firecracker-style VMM's page faults (UFFD hand-off)" },
 	{ "bench", cmd_bench, "the demand-paging benchmark (demand_paging_test's shape)" },
 };
 

@@ -8,6 +8,7 @@
  * still ends in a summary. Also generates the images the demo serves and snapshots hold.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -17,11 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "pagein-net.h"
+#include "pagein-vmm.h"
 #include "pattern.h"
 #include "tools.h"
 
@@ -373,8 +376,66 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 	return src;
 }
 
+/* The raw file's region table from --layout (digests filled in at the end, for the check). */
+static int raw_regions(const struct restore_opts *o, struct pagein_region_desc *regs,
+		       struct pagein_raw_region *l)
+{
+	char err[256];
+	int n, i;
+
+	n = pagein_raw_layout_parse(o->layout, l, MAX_REGIONS, err, sizeof(err));
+	if (n < 0)
+		die_code(EXIT_USAGE, "--layout: %s", err);
+	for (i = 0; i < n; i++)
+		regs[i] = (struct pagein_region_desc){ l[i].gpa, l[i].size, o->backing, 0, 0 };
+	return n;
+}
+
+/* What the raw file holds for region i: the digest the restored memory must have. Read after
+ * the restore (mapped, not copied), so it never warms the page cache for the restore itself. */
+static uint64_t raw_digest(const char *path, const struct pagein_raw_region *l)
+{
+	uint64_t d = 0;
+	void *m;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	m = mmap(NULL, l->size, PROT_READ, MAP_PRIVATE, fd, (off_t)l->offset);
+	if (m != MAP_FAILED) {
+		d = pagein_digest(m, l->size);
+		munmap(m, l->size);
+	}
+	close(fd);
+	return d;
+}
+
+/* The working-set prefetch, on a thread of its own beside the workload. */
+struct prefetch_arg {
+	struct pagein_space *s;
+	const char *path;
+	uint64_t image_id;
+	struct pagein_ws_stats st;
+	int ret;
+	char err[256];
+};
+
+static void *prefetch_main(void *arg)
+{
+	struct prefetch_arg *a = arg;
+
+	a->st.size = sizeof(a->st);
+	a->ret = pagein_ws_prefetch(a->s, a->path, a->image_id, &a->st, a->err, sizeof(a->err));
+	return NULL;
+}
+
 int run_restore(const struct restore_opts *ro)
 {
+	struct pagein_raw_region layout[MAX_REGIONS];
+	struct prefetch_arg pf = { 0 };
+	pthread_t pf_thread;
+	uint64_t image_id = 0;
 	struct pagein_region_desc regs[MAX_REGIONS + 1];
 	struct workload_arg *args = NULL;
 	struct pagein_source *src = NULL;
@@ -409,6 +470,8 @@ int run_restore(const struct restore_opts *ro)
 		if (n < 0)
 			die_code(EXIT_SOURCE_LOST, "%s: cannot read the region table: %s", o->from_addr,
 				 strerror(-n));
+	} else if (o->from_raw) {
+		n = raw_regions(o, regs, layout);
 	} else {
 		n = pagein_snapshot_regions(o->from_file, regs, MAX_REGIONS + 1);
 		if (n == -ENODATA)
@@ -448,8 +511,22 @@ int run_restore(const struct restore_opts *ro)
 		pages[i] = regs[i].size / 4096;
 		bytes += regs[i].size;
 	}
+	if (o->from_raw) {
+		char err[256];
+
+		ret = pagein_source_raw_new(o->from_raw, layout, (unsigned)n, err, sizeof(err), &src);
+		if (ret < 0)
+			die_code(ret == -ENODATA || ret == -EINVAL ? EXIT_USAGE :
+				 exit_for_errno(ret, EXIT_SOURCE_LOST), "%s", err);
+		image_id = pagein_source_raw_image_id(src);
+	} else {
+		/* snapshots and servers: the region table with its content digests */
+		image_id = pagein_digest(regs, sizeof(regs[0]) * (unsigned)n);
+	}
 	if (!src && (ret = pagein_source_file_new(o->from_file, &src)) < 0)
 		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST), "%s: %s", o->from_file, strerror(-ret));
+	if (o->record_ws && (ret = pagein_ws_record_start(s, 0)) < 0)
+		die_code(exit_for_errno(ret, EXIT_ERROR), "--record-ws: %s", strerror(-ret));
 	ret = pagein_space_set_source(s, src);
 	if (ret < 0)
 		die_code(EXIT_SOURCE_LOST, "the source does not cover the regions: %s", strerror(-ret));
@@ -465,7 +542,8 @@ int run_restore(const struct restore_opts *ro)
 			snprintf(how, sizeof(how), "background fill %s", o->fill ? "on" : "off");
 		fprintf(stderr, "restoring %.1f MiB in %d regions lazily from %s: front-end %s, %s "
 			"memory, %u workload threads (%s), %s\n",
-			(double)bytes / (1 << 20), n, o->from_addr ? o->from_addr : o->from_file,
+			(double)bytes / (1 << 20), n, o->from_addr ? o->from_addr :
+			o->from_raw ? o->from_raw : o->from_file,
 			pagein_frontend_name(o->frontend), pagein_backing_name(o->backing), o->threads,
 			o->workload == WL_SEQ ? "sequential" : o->workload == WL_RAND ? "random"
 				: o->workload == WL_HOTCOLD ? "hot/cold" : "none", how);
@@ -482,6 +560,12 @@ int run_restore(const struct restore_opts *ro)
 			 "cannot open the bulk connection to %s: %s", o->from_addr, strerror(-ret));
 	else if (!o->from_addr && o->fill && (ret = pagein_fill_start(s)) < 0)
 		die_code(exit_for_errno(ret, EXIT_ERROR), "fill: %s", strerror(-ret));
+	if (o->prefetch_ws) {
+		pf = (struct prefetch_arg){ .s = s, .path = o->prefetch_ws, .image_id = image_id };
+		ret = pthread_create(&pf_thread, NULL, prefetch_main, &pf);
+		if (ret)
+			die_code(EXIT_LOCAL, "pthread_create: %s", strerror(ret));
+	}
 
 	if (o->workload != WL_NONE && o->threads) {
 		th = calloc(o->threads, sizeof(*th));
@@ -531,6 +615,14 @@ int run_restore(const struct restore_opts *ro)
 		pthread_join(th[t], NULL);
 		lost |= args[t].lost;
 	}
+	/* the workload's touches are the working set; the accessors below are not */
+	if (o->record_ws)
+		pagein_ws_record_stop(s);
+	if (o->prefetch_ws) {
+		pthread_join(pf_thread, NULL);
+		if (pf.ret < 0)
+			pr_err("working set not prefetched: %s", pf.err);
+	}
 	if (!t_work)
 		t_work = now_ns();
 	if (ret == -EIO)
@@ -549,6 +641,8 @@ int run_restore(const struct restore_opts *ro)
 	if (!ro->quiet)
 		progress(s, t0, &lp, &lf, &lt, true);
 
+	for (i = 0; o->from_raw && i < n; i++)
+		regs[i].digest = raw_digest(o->from_raw, &layout[i]);
 	/* a lost source leaves failed (poisoned) pages: reading them for a digest would fault */
 	for (i = 0; i < n; i++) {
 		uint64_t d = lost ? 0 : pagein_digest(host[i], regs[i].size);
@@ -561,7 +655,8 @@ int run_restore(const struct restore_opts *ro)
 			fprintf(out, "not verified: the source was lost\n");
 		else
 			fprintf(out, "digest %016" PRIx64 " %s %s%s\n", d, ok ? "==" : "!=",
-				o->from_addr ? "server" : "snapshot", ok ? ": verified" : ": WRONG BYTES");
+				o->from_addr ? "server" : o->from_raw ? "file" : "snapshot",
+				ok ? ": verified" : ": WRONG BYTES");
 	}
 	pagein_stats_get(s, &st);
 	fprintf(out, "summary: %.1f MiB in %.3f s (%.0f MiB/s); workload done at %.3f s; faults %"
@@ -573,6 +668,20 @@ int run_restore(const struct restore_opts *ro)
 		st.faults_self + st.faults_handler, st.faults_self, st.faults_handler, st.pages_demand,
 		st.pages_around, st.pages_fill, st.pages_accessor, st.pages_zero, fault_us(&st, 0.5),
 		fault_us(&st, 0.99), (double)st.blocked_ns / 1e9);
+	if (o->prefetch_ws && pf.ret == 0)
+		fprintf(out, "working set: %" PRIu64 " pages, %" PRIu64 " prefetched (%" PRIu64
+			" were there first), %.1f MiB in one read of %.1f ms\n", pf.st.pages,
+			pf.st.installed, pf.st.skipped, (double)pf.st.bytes_read / (1 << 20),
+			(double)pf.st.read_ns / 1e6);
+	if (o->record_ws) {
+		char err[256];
+
+		ret = pagein_ws_record_save(s, o->record_ws, image_id, err, sizeof(err));
+		if (ret < 0)
+			pr_err("--record-ws: %s", err);
+		else
+			fprintf(out, "working set recorded to %s\n", o->record_ws);
+	}
 	state = lost ? "source_lost" : bad ? "wrong_bytes" : "verified";
 	code = lost ? EXIT_SOURCE_LOST : bad ? EXIT_WRONG_BYTES : EXIT_OK;
 	if (o->json) {
@@ -580,7 +689,8 @@ int run_restore(const struct restore_opts *ro)
 
 		pagein_residency(s, &present, &total);
 		json_begin("summary", state);
-		json_str("source", o->from_addr ? o->from_addr : o->from_file);
+		json_str("source", o->from_addr ? o->from_addr : o->from_raw ? o->from_raw :
+				   o->from_file);
 		json_str("frontend", pagein_frontend_name(o->frontend));
 		json_str("backing", pagein_backing_name(o->backing));
 		json_u64("regions", (uint64_t)n);
@@ -596,6 +706,10 @@ int run_restore(const struct restore_opts *ro)
 		json_u64("pages_accessor", st.pages_accessor);
 		json_u64("pages_zero", st.pages_zero);
 		json_u64_array("fault_hist_ns", st.lat_hist, PAGEIN_HIST_BUCKETS);
+		if (o->prefetch_ws) {
+			json_bool("ws_used", pf.ret == 0);
+			json_u64("ws_pages_prefetched", pf.st.installed);
+		}
 	}
 	if (o->from_addr) {
 		struct pagein_net_stats ns;

@@ -80,6 +80,7 @@ extern bool tool_verbose;
 /* Subcommands: one file each (tools/cmd-NAME.c); the benchmark has its own folder (bench/). */
 int cmd_bench(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_handler(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
@@ -105,6 +106,10 @@ struct restore_opts {
 	bool urgent;                     /* network: faults on their own connection */
 	unsigned bulk;                   /* network: bulk connections (0: faults only) */
 	bool compress;                   /* network: accept LZ4 pages */
+	const char *from_raw;            /* a raw memory file (instead of from_file/from_addr) */
+	const char *layout;              /* its layout, "GPA+SIZE[@OFFSET],..." */
+	const char *record_ws;           /* record the working set to this file */
+	const char *prefetch_ws;         /* prefetch this working set */
 	const char *psk_file;            /* network: TLS with a pre-shared key */
 	const char *tls_cert, *tls_key, *tls_ca, *tls_name; /* network: TLS with certificates */
 	bool insecure;                   /* network: plain TCP off loopback */

@@ -77,66 +77,38 @@ static int run_backing(enum pagein_backing b)
 	struct h_space hs;
 	struct h_vm vm;
 	pthread_t t;
-	char msg[256], label[64];
-	int ret, fail = 0;
+	char label[64];
+	int ret, fail;
 
 	snprintf(label, sizeof(label), "accessors %s", pagein_backing_name(b));
-	ret = h_vm_new(&vm, NVCPUS, msg);
-	if (ret < 0) {
-		printf("%s: %s: %s\n", label, ret == -ENODEV ? "SKIP" : "FAIL", msg);
-		return ret == -ENODEV ? 77 : 1;
-	}
-	ret = h_space_new(&hs, &vm, b, size, SEED, NULL, NULL, msg);
-	if (ret < 0) {
-		printf("%s: FAIL: %s\n", label, msg);
-		h_vm_free(&vm);
-		return 1;
-	}
+	ret = h_test_open(&vm, &hs, label, NVCPUS, b, size, SEED, NULL, 0);
+	if (ret)
+		return ret;
 	memset(&a, 0, sizeof(a));
 	a.hs = &hs;
 	a.marks = calloc(size / H_PAGE, 1);
 	H_ASSERT(a.marks != NULL);
-	for (unsigned i = 0; i < NVCPUS; i++)
-		H_ASSERT(h_vcpu_setup(&vm, i, hs.gpa + i * SLICE, SLICE / H_PAGE, hs.gpa + i * SLICE,
-				      hs.gpa + (i + 1) * SLICE) == 0);
+	H_ASSERT(h_test_walks(&vm, &hs, label, SLICE, false) == 0);
 	H_ASSERT(pthread_create(&t, NULL, host_thread, &a) == 0);
 	ret = h_vm_run(&vm);
 	atomic_store(&a.stop, true);
 	pthread_join(t, NULL);
-	if (h_report_run(&vm, label, ret)) {
-		fail = 1;
+	fail = h_test_report(&vm, &hs, label, ret);
+	if (fail)
 		goto out;
-	}
-	h_print_vcpus(&vm, label);
-	h_space_print_stats(&hs, label);
 	printf("%s host thread: %" PRIu64 " pagein_read (saw the guest's word %" PRIu64 ", the "
 	       "source's %" PRIu64 "), %" PRIu64 " pagein_write, %" PRIu64 " errors%s%s\n", label,
 	       a.reads, a.saw_guest, a.saw_source, a.writes, a.errors, a.errors ? ": " : "",
 	       a.err);
 	fail |= a.errors != 0 || a.reads + a.writes == 0;
-	fail |= h_check_sums(&vm, label, SEED) != 0;
-	fail |= h_verify(label, hs.host, hs.gpa, size, SEED, a.marks) != 0;
+	fail |= h_test_verify(&vm, &hs, label, SEED, a.marks);
 out:
 	free(a.marks);
-	h_space_free(&hs, &vm);
-	h_vm_free(&vm);
-	printf("%s: %s\n", label, fail ? "FAIL" : "PASS");
-	return fail;
+	return h_test_close(&vm, &hs, label, fail);
 }
 
 int main(void)
 {
-	int r1, r2;
-
 	h_watchdog("t_kvm_accessors", 45);
-	r1 = run_backing(PAGEIN_BACKING_ANON);
-	if (r1 == 77)
-		return 77;
-	r2 = run_backing(PAGEIN_BACKING_SHMEM);
-	if (r1 || r2) {
-		printf("t_kvm_accessors: FAIL\n");
-		return 1;
-	}
-	printf("t_kvm_accessors: PASS\n");
-	return 0;
+	return h_test_anon_shmem("t_kvm_accessors", run_backing);
 }

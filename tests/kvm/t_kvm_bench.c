@@ -39,23 +39,18 @@ static void check_kvm(const char *what, char *out, unsigned vcpus, double per_vc
 {
 	static struct t_json_object o;
 	const struct t_json_member *fe, *m;
-	char *line, *save = NULL;
-	unsigned lines = 0, seen = 0;
+	struct t_json_lines it = { .rest = out };
+	unsigned seen = 0;
 	double pages = vcpus * per_vcpu / PAGE, faults;
 	bool handler, exit_row, stats;
 
-	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		lines++;
-		if (!t_json_parse_line(line, &o)) {
-			T_CHECK(0, "%s: line %u is not a JSON object: %s", what, lines, line);
-			continue;
-		}
+	while (t_json_next(&it, &o, what)) {
 		fe = t_json_get(&o, "frontend");
 		if (!fe || fe->type != 's' ||
 		    (strcmp(fe->str, "kvm-plain") && strcmp(fe->str, "kvm-handler") &&
 		     strcmp(fe->str, "kvm-exit"))) {
 			T_CHECK(0, "%s: line %u: frontend is not kvm-plain, kvm-handler or kvm-exit",
-				what, lines);
+				what, it.lines);
 			continue;
 		}
 		exit_row = !strcmp(fe->str, "kvm-exit");
@@ -152,7 +147,7 @@ static void check_kvm(const char *what, char *out, unsigned vcpus, double per_vc
 			T_CHECK(faults > 0 && faults <= 2 * pages, "%s: kvm-handler: %.0f faults",
 				what, faults);
 	}
-	T_CHECK(lines == (want_exit_row ? 3u : 2u), "%s: %u JSON lines, want %s", what, lines,
+	T_CHECK(it.lines == (want_exit_row ? 3u : 2u), "%s: %u JSON lines, want %s", what, it.lines,
 		want_exit_row ? "3 (kvm-plain, kvm-handler, kvm-exit)" : "2 (kvm-plain, kvm-handler)");
 	T_CHECK(seen == (want_exit_row ? 7u : 3u), "%s: a row is missing", what);
 }

@@ -24,11 +24,10 @@ static int run_backing(enum pagein_backing b, bool striped)
 {
 	const char *name = pagein_backing_name(b);
 	struct pagein_config cfg;
-	uint64_t size = NVCPUS * SLICE, bad;
 	struct h_space hs;
 	struct h_vm vm;
-	char msg[256], label[64];
-	int ret, fail = 0;
+	char label[64];
+	int ret, fail;
 
 	snprintf(label, sizeof(label), "demand %s%s", name, striped ? " striped" : "");
 	pagein_config_init(&cfg);
@@ -39,47 +38,17 @@ static int run_backing(enum pagein_backing b, bool striped)
 		cfg.readers = 2;
 		cfg.fault_around = 0;
 	}
-	ret = h_vm_new(&vm, NVCPUS, msg);
-	if (ret < 0) {
-		printf("%s: FAIL: %s\n", label, msg);
-		return 1;
-	}
 	/* striped runs keep vCPU faults on the handler threads even where KVM has exit-on-missing
 	 * (the plain runs use the exits then): both paths stay covered */
-	ret = h_space_new_flags(&hs, &vm, b, size, SEED, &cfg, NULL, msg,
-				striped ? PAGEIN_KVM_ATTACH_NO_EXIT : 0);
-	if (ret < 0) {
-		h_vm_free(&vm);
-		if (b == PAGEIN_BACKING_HUGETLB && (ret == -ENOMEM || ret == -ENOSPC)) {
-			printf("%s: SKIP: %s (no 2 MiB huge pages reserved: "
-			       "echo 64 > /proc/sys/vm/nr_hugepages)\n", label, msg);
-			return 77;
-		}
-		printf("%s: FAIL: %s\n", label, msg);
-		return 1;
-	}
-	for (unsigned i = 0; i < NVCPUS; i++)
-		if (h_vcpu_setup(&vm, i, hs.gpa + i * SLICE, SLICE / H_PAGE, hs.gpa + i * SLICE,
-				 hs.gpa + (i + 1) * SLICE) < 0) {
-			printf("%s: FAIL: h_vcpu_setup %u: %s\n", label, i, strerror(errno));
-			fail = 1;
-			goto out;
-		}
-	ret = h_vm_run(&vm);
-	if (h_report_run(&vm, label, ret)) {
-		fail = 1;
-		goto out;
-	}
-	h_print_vcpus(&vm, label);
-	h_space_print_stats(&hs, label);
-	fail |= h_check_sums(&vm, label, SEED) != 0;
-	bad = h_verify(label, hs.host, hs.gpa, size, SEED, NULL);
-	fail |= bad != 0;
-out:
-	h_space_free(&hs, &vm);
-	h_vm_free(&vm);
-	printf("%s: %s\n", label, fail ? "FAIL" : "PASS");
-	return fail;
+	ret = h_test_open(&vm, &hs, label, NVCPUS, b, NVCPUS * SLICE, SEED, &cfg,
+			  striped ? PAGEIN_KVM_ATTACH_NO_EXIT : 0);
+	if (ret)
+		return ret;
+	/* each step runs only when the ones before passed */
+	fail = h_test_walks(&vm, &hs, label, SLICE, false) ||
+	       h_test_report(&vm, &hs, label, h_vm_run(&vm)) ||
+	       h_test_verify(&vm, &hs, label, SEED, NULL);
+	return h_test_close(&vm, &hs, label, fail);
 }
 
 int main(void)
@@ -108,10 +77,5 @@ int main(void)
 		fails += ret == 1;
 		skips += ret == 77;
 	}
-	if (fails) {
-		printf("t_kvm_demand: FAIL (%d run(s) failed)\n", fails);
-		return 1;
-	}
-	printf("t_kvm_demand: PASS (%d run(s) skipped)\n", skips);
-	return 0;
+	return h_test_summary("t_kvm_demand", fails, skips, "run(s)");
 }

@@ -19,49 +19,22 @@ static int run(enum pagein_backing b, unsigned nvcpus, bool shared)
 	uint64_t size = shared ? slice * 2 : slice * nvcpus;
 	struct h_space hs;
 	struct h_vm vm;
-	char msg[256], label[64];
+	char label[64];
 	int ret, fail = 0;
 
 	snprintf(label, sizeof(label), "eom %s %u vCPU%s%s", pagein_backing_name(b), nvcpus,
 		 nvcpus > 1 ? "s" : "", shared ? " shared" : "");
-	ret = h_vm_new(&vm, nvcpus, msg);
-	if (ret < 0) {
-		printf("%s: FAIL: %s\n", label, msg);
-		return 1;
-	}
-	ret = h_space_new(&hs, &vm, b, size, SEED, NULL, NULL, msg);
-	if (ret < 0) {
-		h_vm_free(&vm);
-		if (b == PAGEIN_BACKING_HUGETLB && (ret == -ENOMEM || ret == -ENOSPC)) {
-			printf("%s: SKIP: %s (no 2 MiB huge pages reserved)\n", label, msg);
-			return 77;
-		}
-		printf("%s: FAIL: %s\n", label, msg);
-		return 1;
-	}
+	ret = h_test_open(&vm, &hs, label, nvcpus, b, size, SEED, NULL, 0);
+	if (ret)
+		return ret;
 	if (!pagein_kvm_exit_on_missing(hs.space)) {
 		printf("%s: FAIL: the probe found exit-on-missing, this attach did not\n", label);
-		fail = 1;
-		goto out;
+		return h_test_close(&vm, &hs, label, 1);
 	}
-	for (unsigned i = 0; i < nvcpus; i++) {
-		/* shared: every vCPU walks all pages, half of them from the middle */
-		uint64_t start = shared ? hs.gpa + (i % 2) * (size / 2) : hs.gpa + i * slice;
-		uint64_t lo = shared ? hs.gpa : start, hi = shared ? hs.gpa + size : start + slice;
-
-		if (h_vcpu_setup(&vm, i, start, (hi - lo) / H_PAGE, lo, hi) < 0) {
-			printf("%s: FAIL: h_vcpu_setup %u: %s\n", label, i, strerror(errno));
-			fail = 1;
-			goto out;
-		}
-	}
-	ret = h_vm_run(&vm);
-	if (h_report_run(&vm, label, ret)) {
-		fail = 1;
-		goto out;
-	}
-	h_print_vcpus(&vm, label);
-	h_space_print_stats(&hs, label);
+	/* shared: every vCPU walks all pages, half of them from the middle */
+	if (h_test_walks(&vm, &hs, label, slice, shared) ||
+	    h_test_report(&vm, &hs, label, h_vm_run(&vm)))
+		return h_test_close(&vm, &hs, label, 1);
 	fail |= eom_check_vcpus(&hs, &vm, label, !shared) != 0;
 	printf("%s: exit sizes seen %#" PRIx64 ", flags seen %#" PRIx64 "\n", label, hs.exit_sizes,
 	       hs.exit_flags);
@@ -74,13 +47,8 @@ static int run(enum pagein_backing b, unsigned nvcpus, bool shared)
 		printf("%s: exits should carry MISSING and READ (the guest reads first)\n", label);
 		fail = 1;
 	}
-	fail |= h_check_sums(&vm, label, SEED) != 0;
-	fail |= h_verify(label, hs.host, hs.gpa, size, SEED, NULL) != 0;
-out:
-	h_space_free(&hs, &vm);
-	h_vm_free(&vm);
-	printf("%s: %s\n", label, fail ? "FAIL" : "PASS");
-	return fail;
+	fail |= h_test_verify(&vm, &hs, label, SEED, NULL);
+	return h_test_close(&vm, &hs, label, fail);
 }
 
 int main(void)
@@ -104,10 +72,5 @@ int main(void)
 		ret = run(backs[i], 4, true);
 		fails += ret == 1;
 	}
-	if (fails) {
-		printf("t_kvm_eom_exits: FAIL (%d run(s) failed)\n", fails);
-		return 1;
-	}
-	printf("t_kvm_eom_exits: PASS (%d backing(s) skipped)\n", skips);
-	return 0;
+	return h_test_summary("t_kvm_eom_exits", fails, skips, "backing(s)");
 }

@@ -49,7 +49,6 @@ static int run(enum pagein_frozen_policy policy)
 	struct h_space hs;
 	struct h_vm vm;
 	pthread_t th;
-	char msg[256];
 	int ret, fail = 0;
 
 	frozen_reports = 0;
@@ -58,11 +57,11 @@ static int run(enum pagein_frozen_policy policy)
 	cfg.frozen_policy = policy;
 	cfg.on_frozen_fault = on_frozen;
 	cfg.log = h_log;
-	if (h_vm_new(&vm, 1, msg) < 0 ||
-	    h_space_new(&hs, &vm, PAGEIN_BACKING_ANON, size, SEED, &cfg, NULL, msg) < 0) {
-		printf("%s: FAIL: setup: %s\n", label, msg);
-		return 1;
-	}
+	ret = h_test_open(&vm, &hs, label, 1, PAGEIN_BACKING_ANON, size, SEED, &cfg, 0);
+	if (ret)
+		return ret;
+	if (h_test_walks(&vm, &hs, label, size, false))
+		return h_test_close(&vm, &hs, label, 1);
 	ret = pagein_freeze(hs.space, fgpa, FROZEN_PAGES * H_PAGE);
 	if (ret < 0) {
 		printf("%s: FAIL: pagein_freeze: %s\n", label, strerror(-ret));
@@ -74,7 +73,6 @@ static int run(enum pagein_frozen_policy policy)
 		fail = 1;
 		goto out;
 	}
-	h_vcpu_setup(&vm, 0, hs.gpa, PAGES, hs.gpa, hs.gpa + size);
 	ret = h_vm_run(&vm);
 	if (policy == PAGEIN_FROZEN_WAIT)
 		pthread_join(th, NULL);
@@ -95,15 +93,11 @@ static int run(enum pagein_frozen_policy policy)
 			fail = 1;
 		} else {
 			fail |= eom_check_vcpus(&hs, &vm, label, true) != 0;
-			fail |= h_check_sums(&vm, label, SEED) != 0;
-			fail |= h_verify(label, hs.host, hs.gpa, size, SEED, NULL) != 0;
+			fail |= h_test_verify(&vm, &hs, label, SEED, NULL);
 		}
 	}
 out:
-	h_space_free(&hs, &vm);
-	h_vm_free(&vm);
-	printf("%s: %s\n", label, fail ? "FAIL" : "PASS");
-	return fail;
+	return h_test_close(&vm, &hs, label, fail);
 }
 
 int main(void)

@@ -19,7 +19,6 @@ int main(void)
 	struct pagein_config cfg;
 	struct h_space hs;
 	struct h_vm vm;
-	char msg[256];
 	int ret, fail = 0;
 
 	h_watchdog("t_kvm_eom_toggle", 60);
@@ -30,11 +29,9 @@ int main(void)
 	cfg.frontend = PAGEIN_FRONTEND_HANDLER;
 	cfg.fault_around = 0;
 	cfg.log = h_log;
-	if (h_vm_new(&vm, 1, msg) < 0 ||
-	    h_space_new(&hs, &vm, PAGEIN_BACKING_ANON, size, SEED, &cfg, NULL, msg) < 0) {
-		printf("%s: FAIL: %s\n", label, msg);
-		return 1;
-	}
+	ret = h_test_open(&vm, &hs, label, 1, PAGEIN_BACKING_ANON, size, SEED, &cfg, 0);
+	if (ret)
+		return ret;
 	for (unsigned p = 0; p < 3; p++) {
 		uint64_t lo = hs.gpa + p * PHASE_PAGES * H_PAGE, hi = lo + PHASE_PAGES * H_PAGE;
 		struct pagein_kvm_vcpu_stats sum;
