@@ -39,7 +39,7 @@ endif
 CFLAGS  ?= -O2 -g
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Ilib -DPAGEIN_VERSION_STR=\"$(VERSION)\"
 ALLCFLAGS = -std=c11 $(WFLAGS) $(CFLAGS) $(SANFLAGS) -pthread -MMD -MP
-LIBS := -lxxhash -llz4 -lpthread -lm
+LIBS := -lxxhash -llz4 -lssl -lcrypto -lpthread -lm
 
 LIB_SRC     := $(sort $(wildcard lib/*.c lib/net/*.c))
 PUB_HDR     := $(sort $(wildcard include/pagein*.h))
@@ -47,7 +47,7 @@ TOOL_SRC    := $(sort $(wildcard tools/*.c))
 BENCH_SRC   := $(sort $(wildcard bench/*.c))
 TEST_SRC    := $(sort $(wildcard tests/t_*.c))
 EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
-THELP_SRC   := tests/helpers.c
+THELP_SRC   := tests/helpers.c tests/proxy.c
 HARNESS_SRC := tests/kvmvm.c
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
@@ -133,7 +133,7 @@ $(shell mkdir -p $(B) && { [ "$$(cat $(PREFIX_STAMP) 2>/dev/null)" = '$(PREFIX)'
 $(B)/pagein.pc: $(PREFIX_STAMP) VERSION Makefile
 	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: pagein' 'Description: demand paging of VM and process memory' \
-	  'Version: $(VERSION)' 'Requires.private: libxxhash liblz4' \
+	  'Version: $(VERSION)' 'Requires.private: libxxhash liblz4 libssl libcrypto' \
 	  'Libs: -L$${libdir} -lpagein' 'Libs.private: -lpthread -lm' \
 	  'Cflags: -I$${includedir}' > $@
 
@@ -193,3 +193,4 @@ clean:
 -include kvm/kvm.mk
 -include $(LIB_OBJ:.o=.d) $(PIC_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(THELP_OBJ:.o=.d) $(TESTS:=.d) \
 	$(EXAMPLES:=.d)
+-include fuzz/fuzz.mk

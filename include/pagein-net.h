@@ -43,6 +43,13 @@ struct pagein_server_config {
 	unsigned max_conns_per_peer; /* connections one peer address may hold at once, handshakes
 	                              * included (default 40: two destinations with 16 bulk
 	                              * connections each; 0 = only the server-wide limit) */
+	/* TLS 1.3 on every connection: a pre-shared key (PSK with (EC)DHE; a file holding
+	 * IDENTITY:HEXKEY, 16..64 bytes, readable by its owner only) or certificates verified both
+	 * ways (all three of cert, key, CA). Kernel TLS offload is used where the kernel has it.
+	 * Without either, the server listens on loopback only unless insecure is set. */
+	const char *psk_file;
+	const char *tls_cert, *tls_key, *tls_ca;
+	bool insecure;           /* allow plain TCP off loopback */
 };
 
 /* Fill cfg with the defaults above. */
@@ -110,9 +117,49 @@ struct pagein_net_config {
 	unsigned connect_timeout_ms; /* connect + handshake (default 5000) */
 	void (*log)(void *arg, int level, const char *msg); /* NULL = silent; never from a fetch */
 	void *log_arg;
+	/* Pause, don't fail (DESIGN.md §6). With pause on, both ends send heartbeats (when the
+	 * server grants them); a server that sends nothing for silence_ms pauses the migration:
+	 * faults and accessors wait instead of failing, until data flows again (RUNNING) or the
+	 * pause has lasted pause_limit_ms (FAILED: pages then fail as with pause off). A lost
+	 * connection (error, reset, closed) pauses too: the source reconnects with backoff (20 ms
+	 * doubling to 5 s) to the same address, or to one given by pagein_net_reconnect, opens a
+	 * session that resumes from the pages the destination has, sends its waiting requests
+	 * again, and goes back to RUNNING. Works against a restarted server or a replica serving
+	 * the same image (same region table and digests). Off by default for now. */
+	bool pause;              /* default false */
+	unsigned silence_ms;     /* default 2000 */
+	unsigned pause_limit_ms; /* default 600000 (10 min); 0 = wait for ever */
+	void (*on_paused)(void *arg, const char *why);     /* NULL = none; not from a fetch */
+	void (*on_resumed)(void *arg, uint64_t paused_ns); /* NULL = none */
+	void *cb_arg;
+	/* TLS, as for the server (the same PSK file, or this side's certificate, key and the CA
+	 * the server's certificate must chain to); tls_name: the name the server's certificate
+	 * must carry (NULL: any the CA signed). Without TLS only a loopback server is accepted
+	 * unless insecure is set. Under user-space TLS a fault's request takes a lock: use the
+	 * HANDLER front-end (SELF mode needs kernel TLS). */
+	const char *psk_file;
+	const char *tls_cert, *tls_key, *tls_ca, *tls_name;
+	bool insecure;
 };
 
 void pagein_net_config_init(struct pagein_net_config *cfg);
+
+/* A destination's migration state (pagein_net_state). */
+enum pagein_net_state {
+	PAGEIN_NET_RUNNING = 0,
+	PAGEIN_NET_PAUSED,   /* the server is silent: faults wait */
+	PAGEIN_NET_RESUMING, /* reconnected, resuming (not used yet) */
+	PAGEIN_NET_DONE,     /* the stream is complete */
+	PAGEIN_NET_FAILED,   /* the pause limit passed: pages fail */
+};
+
+/* The migration's state now; -EINVAL for a source that is not a network source. Any thread. */
+int pagein_net_state(struct pagein_source *src);
+
+/* Reconnect to addr ("HOST:PORT") from now on (pause on): a migration paused by a lost
+ * connection tries it at its next attempt, at once. Returns 0, -EINVAL. Any thread but a fault
+ * path. */
+int pagein_net_reconnect(struct pagein_source *src, const char *addr);
 
 /*
  * Connect to a page server (the urgent connection, or the single one when urgent is off),
@@ -175,7 +222,11 @@ struct pagein_net_stats {
 	uint64_t errors;          /* connections closed for a malformed message, an I/O error, a
 	                           * silent server, or a bulk connection closed before its END */
 	bool stream_done;         /* the server said every page has been sent */
-	uint64_t reserved[8];     /* room for counters added later (the size never changes); 0 */
+	uint64_t pauses;          /* times the migration paused (pause on) */
+	uint64_t paused_ms;       /* time spent paused, ended pauses */
+	uint64_t resumes;         /* reconnected and resumed after a lost connection */
+	uint64_t last_recover_us; /* the last resume: from its first connect to RUNNING */
+	uint64_t reserved[4];     /* room for counters added later (the size never changes); 0 */
 };
 void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
 

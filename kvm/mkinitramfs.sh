@@ -47,14 +47,16 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,sbin,proc,sys,dev,tmp,modules,tests,mnt/huge}
 cp "$busybox" "$stage/bin/busybox"
 for applet in sh mount umount insmod cat echo ls mkdir sleep poweroff reboot dmesg grep timeout \
-	      uname head tail date sync; do
+	      uname head tail date sync ifconfig; do
 	ln -s busybox "$stage/bin/$applet"
 done
 
 # Modules in load order, decompressed (busybox insmod reads plain .ko only).
 : > "$stage/modules/order"
 seen=" "
-for m in irqbypass kvm ccp kvm-amd; do
+# tls and the AEAD it takes for TLS_AES_128_GCM_SHA256 (gcm, ghash; aes and ctr are built in):
+# the kernel asks for crypto templates by request_module, which this initramfs cannot answer
+for m in irqbypass kvm ccp kvm-amd tls gcm ghash-generic; do
 	while read -r verb path _; do
 		[ "$verb" = insmod ] || continue
 		name=$(basename "$path")
@@ -111,6 +113,8 @@ else
 	echo "KVMTIER-INFO /dev/kvm missing: the tests will skip; module messages follow"
 	dmesg | grep -iE 'kvm|svm|ccp' | tail -n 20
 fi
+# Loopback for the network tests (t_kvm_ktls: kernel TLS over 127.0.0.1).
+ifconfig lo 127.0.0.1 up 2>/dev/null || echo "KVMTIER-INFO loopback could not be brought up"
 # Huge pages for the hugetlb backing; the tests skip it when none could be reserved.
 echo 64 > /proc/sys/vm/nr_hugepages 2>/dev/null
 echo "KVMTIER-INFO hugepages $(cat /proc/sys/vm/nr_hugepages)"

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs (as root, with apt-get) the Debian packages a build target needs, or says exactly
-# what is missing. Usage: scripts/deps.sh build|bench|kvm
+# what is missing. Usage: scripts/deps.sh build|bench|kvm|fuzz
 set -euo pipefail
 
 want=()
 case "${1:-build}" in
-build) want=(gcc make pkg-config libxxhash-dev liblz4-dev) ;;
-bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev gnuplot-nox) ;;
+build) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev) ;;
+bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev gnuplot-nox) ;;
 kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils pahole) ;;
-*) echo "deps.sh: unknown set '$1' (build|bench|kvm)" >&2; exit 2 ;;
+fuzz)  want=(clang libclang-rt-14-dev bc) ;;
+*) echo "deps.sh: unknown set '$1' (build|bench|kvm|fuzz)" >&2; exit 2 ;;
 esac
 
 missing=()

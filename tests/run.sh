@@ -81,6 +81,16 @@ rm -rf "$snapdir"
 # static), and the installed archive's symbols.
 run "install (PREFIX, pkg-config, shared and static, public symbols only)" bash tests/install.sh
 
+# The libFuzzer targets (fuzz/), 3 s each from the committed seeds; `make fuzz` runs them longer.
+# They are ASan/UBSan builds of their own: run once, from the plain pass.
+if [ -n "${SANITIZE_BUILD:-}" ]; then
+	skip=$((skip + 1)); echo "  skip  fuzz smoke: run from the plain pass (its targets carry ASan/UBSan)"
+elif command -v clang >/dev/null && bash scripts/deps.sh fuzz >/dev/null 2>&1; then
+	run "fuzz smoke (fuzz/, 3 s per target)" make -s --no-print-directory fuzz-smoke
+else
+	skip=$((skip + 1)); echo "  skip  fuzz smoke: no clang (scripts/deps.sh fuzz installs it)"
+fi
+
 # The KVM tier: a real /dev/kvm in a guest kernel under QEMU's emulation (kvm/, docs/kvm.md).
 if [ -n "${SANITIZE_BUILD:-}" ]; then
 	skip=$((skip + 1)); echo "  skip  kvm tier: static guest programs cannot link sanitizer runtimes"

@@ -35,6 +35,14 @@ static void usage(FILE *f)
 		"      --no-compress  network: do not accept LZ4-compressed pages\n"
 		"      --around N     fault-around window, 1..64 pages (default: adaptive)\n"
 		"      --timeout MS   longest a fault waits for its page (default 10000)\n"
+		"      --psk-file F   network: TLS 1.3 with this pre-shared key\n"
+		"      --tls-cert F --tls-key F --tls-ca F [--tls-name NAME]\n"
+		"                     network: TLS 1.3 with certificates (the server's verified)\n"
+		"      --insecure     network: allow plain TCP to a server off loopback\n"
+		"      --pause-limit MS  network: on a lost or silent link, pause (faults wait),\n"
+		"                     reconnect and resume; fail after MS (0 = wait for ever)\n"
+		"      --reconnect HOST:PORT  network: on a lost link, resume from this server\n"
+		"                     (a restarted one, or a replica of the same image)\n"
 		"      --json         print one JSON summary on stdout (the human report goes\n"
 		"                     to stderr)\n"
 		"      --json-interval SEC  with --json: a JSON progress line every SEC seconds\n"
@@ -122,6 +130,10 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 	return -1;
 }
 
+/* long options without a letter (letters are taken) */
+enum { OPT_PSK = 0x100, OPT_CERT, OPT_KEY, OPT_CA, OPT_NAME, OPT_INSECURE, OPT_PAUSE,
+       OPT_RECONNECT };
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -147,6 +159,14 @@ int cmd_restore(int argc, char **argv)
 		{ "json", no_argument, NULL, 'J' },
 		{ "json-interval", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "psk-file", required_argument, NULL, OPT_PSK },
+		{ "tls-cert", required_argument, NULL, OPT_CERT },
+		{ "tls-key", required_argument, NULL, OPT_KEY },
+		{ "tls-ca", required_argument, NULL, OPT_CA },
+		{ "tls-name", required_argument, NULL, OPT_NAME },
+		{ "insecure", no_argument, NULL, OPT_INSECURE },
+		{ "pause-limit", required_argument, NULL, OPT_PAUSE },
+		{ "reconnect", required_argument, NULL, OPT_RECONNECT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct restore_opts o;
@@ -170,6 +190,24 @@ int cmd_restore(int argc, char **argv)
 		} else if (c == 'h') {
 			usage(stdout);
 			return EXIT_OK;
+		} else if (c == OPT_PSK) {
+			o.psk_file = optarg;
+		} else if (c == OPT_CERT) {
+			o.tls_cert = optarg;
+		} else if (c == OPT_KEY) {
+			o.tls_key = optarg;
+		} else if (c == OPT_CA) {
+			o.tls_ca = optarg;
+		} else if (c == OPT_NAME) {
+			o.tls_name = optarg;
+		} else if (c == OPT_INSECURE) {
+			o.insecure = true;
+		} else if (c == OPT_PAUSE) {
+			o.pause = true;
+			o.pause_limit_ms = (unsigned)strtoul(optarg, NULL, 0);
+		} else if (c == OPT_RECONNECT) {
+			o.pause = true;
+			o.reconnect = optarg;
 		} else if (parse_restore_opt(&o, c, optarg) < 0) {
 			usage(stderr);
 			return EXIT_USAGE;

@@ -82,7 +82,8 @@ static void usage(void)
 	printf("usage: pagein serve [OPTIONS] FILE          serve a snapshot\n"
 	       "       pagein serve [OPTIONS] --generate SIZE  serve generated memory\n"
 	       "  --listen ADDR:PORT  where to listen (default 127.0.0.1:0, a free port;\n"
-	       "                      [::1]:PORT for IPv6, 0.0.0.0:PORT for every interface)\n"
+	       "                      [::1]:PORT for IPv6, 0.0.0.0:PORT for every interface;\n"
+	       "                      off loopback: --psk-file, certificates or --insecure)\n"
 	       "  --port-file PATH    write the port number to PATH once listening\n"
 	       "  --max-sessions N    destinations served at once (default 16)\n"
 	       "  --timeout MS        drop a peer silent this long mid-frame (default 10000)\n"
@@ -91,6 +92,10 @@ static void usage(void)
 	       "                      layout and pattern of `pagein mksnap`\n"
 	       "  --seed N            pattern seed for --generate (default 1, as mksnap)\n"
 	       "  --zero-every N      every N-th page zero for --generate (default 16, 0 = none)\n"
+	       "  --psk-file FILE     TLS 1.3 with this pre-shared key (IDENTITY:HEXKEY, mode 600)\n"
+	       "  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"
+	       "                      TLS 1.3 with certificates, the client's verified against CA\n"
+	       "  --insecure          allow plain TCP off loopback (otherwise refused)\n"
 	       "  --json              JSON on stdout: a \"listening\" line, then one summary\n"
 	       "  --json-interval SEC with --json: a JSON progress line every SEC seconds\n"
 	       "  -v, --verbose       log every connection\n"
@@ -98,6 +103,9 @@ static void usage(void)
 	       "Exit: 0 served and stopped, 2 usage, 69 the snapshot cannot be read,\n"
 	       "      71 local resources (memory, the address is in use), 1 anything else.\n");
 }
+
+/* long options without a letter (letters are taken) */
+enum { OPT_PSK = 0x100, OPT_CERT, OPT_KEY, OPT_CA, OPT_INSECURE };
 
 int cmd_serve(int argc, char **argv)
 {
@@ -114,6 +122,11 @@ int cmd_serve(int argc, char **argv)
 		{ "json", no_argument, NULL, 'J' },
 		{ "json-interval", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "psk-file", required_argument, NULL, OPT_PSK },
+		{ "tls-cert", required_argument, NULL, OPT_CERT },
+		{ "tls-key", required_argument, NULL, OPT_KEY },
+		{ "tls-ca", required_argument, NULL, OPT_CA },
+		{ "insecure", no_argument, NULL, OPT_INSECURE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct pagein_server_config cfg;
@@ -142,6 +155,11 @@ int cmd_serve(int argc, char **argv)
 		case 'S': seed = opt_u64("--seed", optarg, 0, UINT64_MAX); break;
 		case 'z': zero_every = opt_uint("--zero-every", optarg, 0, UINT32_MAX); break;
 		case 'v': tool_verbose = true; break;
+		case OPT_PSK: cfg.psk_file = optarg; break;
+		case OPT_CERT: cfg.tls_cert = optarg; break;
+		case OPT_KEY: cfg.tls_key = optarg; break;
+		case OPT_CA: cfg.tls_ca = optarg; break;
+		case OPT_INSECURE: cfg.insecure = true; break;
 		case 'J': json = true; break;
 		case 'I': interval = opt_seconds("--json-interval", optarg, 0.01, 86400); break;
 		case 'h': usage(); return EXIT_OK;

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -45,6 +46,7 @@ void restore_opts_init(struct restore_opts *o)
 	o->urgent = true;
 	o->bulk = 1;
 	o->compress = true;
+	o->pause_limit_ms = UINT_MAX; /* the library's default */
 }
 
 
@@ -351,11 +353,26 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 	nc.compress = o->compress;
 	nc.batch_pages = o->backing == PAGEIN_BACKING_HUGETLB ? 512 : 64;
 	nc.log = tool_log;
+	if ((o->psk_file || o->tls_cert) && o->frontend == PAGEIN_FRONTEND_SELF)
+		pr_info("note: with TLS in user space, a SELF-mode fault sends its request under a "
+			"lock from its SIGBUS handler; --frontend handler avoids that (kernel TLS "
+			"does not need it)");
+	nc.psk_file = o->psk_file;
+	nc.tls_cert = o->tls_cert;
+	nc.tls_key = o->tls_key;
+	nc.tls_ca = o->tls_ca;
+	nc.tls_name = o->tls_name;
+	nc.insecure = o->insecure;
+	nc.pause = o->pause;
+	if (o->pause && o->pause_limit_ms != UINT_MAX)
+		nc.pause_limit_ms = o->pause_limit_ms;
 	ret = pagein_source_net_new(&nc, &src);
 	if (ret < 0)
 		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST), "cannot migrate from %s: %s%s",
 			 o->from_addr, strerror(-ret),
 			 ret == -EPROTO ? " (the server speaks another protocol: see above)" : "");
+	if (o->reconnect && pagein_net_reconnect(src, o->reconnect) < 0)
+		die_code(EXIT_USAGE, "--reconnect %s: not HOST:PORT", o->reconnect);
 	return src;
 }
 

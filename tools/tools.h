@@ -112,6 +112,12 @@ struct restore_opts {
 	const char *layout;              /* its layout, "GPA+SIZE[@OFFSET],..." */
 	const char *record_ws;           /* record the working set to this file */
 	const char *prefetch_ws;         /* prefetch this working set */
+	const char *psk_file;            /* network: TLS with a pre-shared key */
+	const char *tls_cert, *tls_key, *tls_ca, *tls_name; /* network: TLS with certificates */
+	bool insecure;                   /* network: plain TCP off loopback */
+	bool pause;                      /* network: pause on a lost link, reconnect and resume */
+	unsigned pause_limit_ms;         /* network: then fail after this (0 = never) */
+	const char *reconnect;           /* network: reconnect to this address instead */
 };
 
 /* The generated guest image the demo and the snapshots use: *size (rounded up to 4 MiB) bytes

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "net/client.h"
+#include "net/auth.h"
+#include "net/have.h"
 
 void pagein_net_config_init(struct pagein_net_config *cfg)
 {
@@ -29,6 +31,96 @@ void pagein_net_config_init(struct pagein_net_config *cfg)
 	cfg->compress = true;
 	cfg->batch_pages = 64;
 	cfg->connect_timeout_ms = 5000;
+	cfg->silence_ms = 2000;
+	cfg->pause_limit_ms = 600000;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* pause on silence                                                                           */
+
+/* How long c's next read may wait: the silence limit, or less when a pause under way ends in
+ * failure sooner. */
+static int silence_wait_ms(struct ns_conn *c)
+{
+	struct netsrc *ns = c->ns;
+	uint64_t end = pi_link_pause_deadline(&ns->link), now = pi_now_ns();
+	int ms = (int)ns->cfg.silence_ms;
+
+	if (end != UINT64_MAX)
+		ms = end <= now ? 1 : (end - now) / 1000000 + 1 < (uint64_t)ms
+						  ? (int)((end - now) / 1000000 + 1) : ms;
+	return ms;
+}
+
+int pi_net_silence(struct ns_conn *c)
+{
+	struct netsrc *ns = c->ns;
+	char why[400];
+
+	if (pi_link_state(&ns->link) == PI_LINK_FAILED)
+		return -ETIMEDOUT;
+	snprintf(why, sizeof(why), "server %s sent nothing for %u ms on the %s connection",
+		 ns->addr, ns->cfg.silence_ms, c->replies ? "urgent" : "bulk");
+	if (pi_link_pause(&ns->link, why))
+		pi_net_log(ns, PAGEIN_LOG_WARN, "%s: pausing (faults wait; pause limit %u ms)", why,
+			   ns->cfg.pause_limit_ms);
+	if (pi_link_pause_deadline(&ns->link) <= pi_now_ns()) {
+		pi_link_fail(&ns->link);
+		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s: paused for the pause limit (%u ms): the "
+			   "migration fails", ns->addr, ns->cfg.pause_limit_ms);
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* Data arrived on c: a pause caused by silence is over. */
+static void heard(struct ns_conn *c)
+{
+	struct netsrc *ns = c->ns;
+
+	if (pi_link_state(&ns->link) == PI_LINK_PAUSED && pi_link_resumed(&ns->link))
+		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s is heard again: resumed after %llu ms",
+			   ns->addr, (unsigned long long)(atomic_load(&ns->link.last_pause_ns) /
+							 1000000));
+}
+
+/* Send HEARTBEAT on every connection that has sent nothing for PN_HEARTBEAT_MS. */
+static void *heartbeat_main(void *arg)
+{
+	struct netsrc *ns = arg;
+	unsigned i;
+
+	while (!atomic_load(&ns->hb_quit)) {
+		uint64_t now = pi_now_ns();
+
+		pthread_mutex_lock(&ns->lock);
+		for (i = 0; i <= ns->nbulk; i++) {
+			struct ns_conn *c = i < ns->nbulk ? ns->bulk[i] : ns->main;
+
+			if (c && (c->features & PN_FEAT_HEARTBEAT) && !atomic_load(&c->dead) &&
+			    now - atomic_load(&c->last_send_ns) >= PN_HEARTBEAT_MS * 1000000ull)
+				pi_net_send_frame(c, PN_HEARTBEAT, 0, now + PN_HEARTBEAT_MS * 1000000ull);
+		}
+		pthread_mutex_unlock(&ns->lock);
+		pi_futex_wait(&ns->hb_quit, 0, pi_now_ns() + PN_HEARTBEAT_MS * 500000ull);
+	}
+	return NULL;
+}
+
+void pi_net_have_mark(struct netsrc *ns, uint64_t gpa, uint64_t npages)
+{
+	const struct pn_region *r;
+	uint64_t i, idx;
+
+	if (!ns->have || !npages)
+		return;
+	r = pi_net_region_of(ns, gpa, npages * PN_PAGE);
+	if (!r)
+		return;
+	idx = ns->first_page[r - ns->regions] + (gpa - r->gpa) / PN_PAGE;
+	for (i = idx; i < idx + npages; i++)
+		atomic_fetch_or_explicit(&ns->have[i / 64], 1ull << (i % 64),
+					 memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -89,13 +181,20 @@ static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
 			got += k;
 			continue;
 		}
+		/* with heartbeats, silence pauses the migration instead of ending the read */
+		if (c->features & PN_FEAT_HEARTBEAT)
+			idle_ms = silence_wait_ms(c);
 		/* large remainders go straight to dst, small ones through the buffer */
 		if (n - got >= NS_RBUF / 2)
-			r = pi_wire_recv_some(c->fd, p + got, n - got, idle_ms, -1);
+			r = pi_conn_recv_some(&c->tc, p + got, n - got, idle_ms, -1);
 		else
-			r = pi_wire_recv_some(c->fd, c->rbuf, NS_RBUF, idle_ms, -1);
+			r = pi_conn_recv_some(&c->tc, c->rbuf, NS_RBUF, idle_ms, -1);
+		if (r == -ETIMEDOUT && (c->features & PN_FEAT_HEARTBEAT) && !pi_net_silence(c))
+			continue;
 		if (r < 0)
 			return (int)r;
+		if (r > 0 && (c->features & PN_FEAT_HEARTBEAT))
+			heard(c);
 		if (r == 0)
 			return got ? -EPIPE : 1;
 		atomic_fetch_add_explicit(&c->ns->bytes_received, (uint64_t)r, memory_order_relaxed);
@@ -223,6 +322,13 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 		}
 		pi_net_handle_bulk(c, &pg, why, whylen, &ret);
 		return ret;
+	case PN_HEARTBEAT:
+		if (!(c->features & PN_FEAT_HEARTBEAT) || len || id) {
+			snprintf(why, whylen, "a HEARTBEAT frame %s",
+				 len || id ? "with a body or an id" : "that was not negotiated");
+			return -EPROTO;
+		}
+		return 0;
 	case PN_END:
 		if (!c->stream || len || id) {
 			snprintf(why, whylen, "an END frame %s",
@@ -266,6 +372,32 @@ static void *receiver_main(void *arg)
 	do
 		ret = recv_frame(c, why, sizeof(why));
 	while (ret == 0);
+	if (!atomic_load(&c->quitting) && ns->resume &&
+	    pi_link_state(&ns->link) != PI_LINK_FAILED) {
+		/* pause, don't fail: the recovery thread reconnects and resumes; waiting requests
+		 * stay waiting and go out again on the new connection */
+		char msg[480];
+
+		if (ret == 1)
+			snprintf(why, sizeof(why), "the server closed it");
+		else if (ret == -EBADMSG)
+			snprintf(why, sizeof(why), "a TLS record failed authentication (changed in "
+				 "flight)");
+		else if (ret == -EPIPE)
+			snprintf(why, sizeof(why), "it closed in the middle of a frame");
+		else if (!why[0])
+			snprintf(why, sizeof(why), "%s", strerror(-ret));
+		snprintf(msg, sizeof(msg), "server %s, %s connection lost: %s", ns->addr,
+			 c->replies ? (c->stream ? "single" : "urgent") : "bulk", why);
+		shutdown(c->fd, SHUT_RDWR);
+		atomic_store(&c->dead, true);
+		pi_futex_wake(&c->send_lock);
+		if (pi_link_pause(&ns->link, msg))
+			pi_net_log(ns, PAGEIN_LOG_WARN, "%s: pausing and reconnecting", msg);
+		atomic_fetch_add(&ns->rc_seq, 1);
+		pi_futex_wake(&ns->rc_seq);
+		return NULL;
+	}
 	if (!atomic_load(&c->quitting)) {
 		/* the stream this connection carries is not over: its end is a failure */
 		bool early = c->stream && !c->ended && atomic_load(&ns->streaming);
@@ -281,6 +413,10 @@ static void *receiver_main(void *arg)
 			else if (ret == -EPIPE)
 				snprintf(why, sizeof(why), "a truncated frame (the connection closed "
 					 "in the middle of it)");
+			else if (ret == -ETIMEDOUT && !why[0] &&
+				 pi_link_state(&ns->link) == PI_LINK_FAILED)
+				snprintf(why, sizeof(why), "paused for the pause limit (%u ms) without "
+					 "hearing from the server", ns->cfg.pause_limit_ms);
 			else if (ret == -ETIMEDOUT && !why[0])
 				snprintf(why, sizeof(why), "the server sent nothing for %d ms (the "
 					 "space's timeout_ms) before the end of the stream",
@@ -298,7 +434,9 @@ static void *receiver_main(void *arg)
 	shutdown(c->fd, SHUT_RDWR);
 	atomic_store(&c->dead, true);
 	pi_futex_wake(&c->send_lock);
-	if (c->replies)
+	/* with resume, a main connection retired by the recovery leaves its waiting requests to
+	 * be sent again on the next one; they fail only when the migration does */
+	if (c->replies && (!ns->resume || pi_link_state(&ns->link) == PI_LINK_FAILED))
 		pi_net_slots_fail_all(ns, ret == -EPROTO || ret == -EPIPE ? -EPROTO : -ECONNRESET);
 	return NULL;
 }
@@ -366,11 +504,11 @@ static int resolve_addr(struct netsrc *ns)
 }
 
 /* Read n bytes before the deadline (the handshake). */
-static int recv_deadline(int fd, void *buf, size_t n, uint64_t deadline)
+static int recv_deadline(struct ns_conn *c, void *buf, size_t n, uint64_t deadline)
 {
 	size_t got;
 
-	return pi_wire_recv(fd, buf, n, &got, -1, deadline, -1);
+	return pi_conn_recv_full(&c->tc, buf, n, &got, -1, deadline, -1);
 }
 
 /* Connect to address k of the server before the deadline; the fd (blocking) or -errno. */
@@ -450,6 +588,7 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 {
 	uint64_t deadline = pi_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull;
 	struct pn_region regs[PN_MAX_REGIONS];
+	uint8_t secret[PN_SECRET] = { 0 };
 	struct {
 		struct pn_hdr h;
 		struct pn_hello b;
@@ -482,13 +621,26 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		pi_net_log(ns, PAGEIN_LOG_ERR, "cannot connect to %s: %s", ns->addr, strerror(-ret));
 		goto free_conn;
 	}
+	if (ns->tls) {
+		char why[256];
+
+		ret = pi_conn_handshake(&c->tc, c->fd, ns->tls, false, deadline, why, sizeof(why));
+		if (ret < 0) {
+			pi_net_log(ns, PAGEIN_LOG_ERR, "server %s: %s", ns->addr, why);
+			goto close_fd;
+		}
+	} else {
+		pi_conn_plain(&c->tc, c->fd);
+	}
 	memset(&hello, 0, sizeof(hello));
 	pi_wire_hdr(&hello.h, sizeof(hello.b), PN_HELLO, 0);
 	memcpy(hello.b.magic, PN_MAGIC, 8);
 	hello.b.version = htole32(PN_VERSION);
 	hello.b.page_size = htole32(PN_PAGE);
 	hello.b.role = htole32((uint32_t)role);
-	hello.b.features = htole32(ns->cfg.compress ? PN_FEAT_LZ4 : 0);
+	hello.b.features = htole32((ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF |
+				   (ns->cfg.pause ? PN_FEAT_HEARTBEAT : 0) |
+				   (ns->cfg.pause && !session ? PN_FEAT_RESUME : 0));
 	hello.b.batch_pages = htole32(ns->cfg.batch_pages);
 	hello.b.session = htole64(session);
 	ret = pi_net_send_all(c, &hello, sizeof(hello), deadline);
@@ -496,18 +648,43 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s: sending HELLO: %s", ns->addr, strerror(-ret));
 		goto close_fd;
 	}
-	ret = recv_deadline(c->fd, &h, sizeof(h), deadline);
+	ret = recv_deadline(c, &h, sizeof(h), deadline);
 	if (ret < 0)
 		goto io_err;
 	len = le32toh(h.len);
+	if (le16toh(h.type) == PN_CHALLENGE && session && ns->has_secret && len == PN_NONCE &&
+	    !h.flags && !h.id) {
+		/* joining: prove the session is ours, bound to this connection's TLS channel */
+		struct {
+			struct pn_hdr h;
+			uint8_t mac[PN_MAC];
+		} __attribute__((packed)) proof;
+		uint8_t nonce[PN_NONCE], binding[PN_BINDING];
+
+		ret = recv_deadline(c, nonce, sizeof(nonce), deadline);
+		if (ret < 0)
+			goto io_err;
+		ret = pi_conn_binding(&c->tc, binding);
+		if (ret < 0)
+			goto close_fd;
+		pi_wire_hdr(&proof.h, PN_MAC, PN_PROOF, 0);
+		pi_session_proof(ns->secret, nonce, session, (uint32_t)role, binding, proof.mac);
+		ret = pi_net_send_all(c, &proof, sizeof(proof), deadline);
+		if (ret < 0)
+			goto io_err;
+		ret = recv_deadline(c, &h, sizeof(h), deadline);
+		if (ret < 0)
+			goto io_err;
+		len = le32toh(h.len);
+	}
 	if (le16toh(h.type) == PN_ERROR && len >= sizeof(struct pn_error) &&
 	    len <= sizeof(struct pn_error) + PN_MAX_TEXT) {
 		char text[PN_MAX_TEXT + 1] = "";
 		struct pn_error e;
 
-		ret = recv_deadline(c->fd, &e, sizeof(e), deadline);
+		ret = recv_deadline(c, &e, sizeof(e), deadline);
 		if (!ret)
-			ret = recv_deadline(c->fd, text, len - sizeof(e), deadline);
+			ret = recv_deadline(c, text, len - sizeof(e), deadline);
 		if (ret < 0)
 			goto io_err;
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s refused the connection: %s (error %u)",
@@ -517,14 +694,14 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		goto close_fd;
 	}
 	if (le16toh(h.type) != PN_WELCOME || len < sizeof(w) || h.flags || h.id ||
-	    len > sizeof(w) + PN_MAX_REGIONS * sizeof(struct pn_region)) {
+	    len > sizeof(w) + PN_MAX_REGIONS * sizeof(struct pn_region) + PN_SECRET) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s: the answer to HELLO is not a WELCOME (type %u, "
 		       "%u bytes, flags %#x, id %#llx): not a pagein page server?", ns->addr,
 		       le16toh(h.type), len, le16toh(h.flags), (unsigned long long)le64toh(h.id));
 		ret = -EPROTO;
 		goto close_fd;
 	}
-	ret = recv_deadline(c->fd, &w, sizeof(w), deadline);
+	ret = recv_deadline(c, &w, sizeof(w), deadline);
 	if (ret < 0)
 		goto io_err;
 	if (memcmp(w.magic, PN_MAGIC, 8)) {
@@ -541,21 +718,30 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 	}
 	n = le32toh(w.nregions);
 	feat = le32toh(w.features);
-	if (!n || n > PN_MAX_REGIONS || len != sizeof(w) + n * sizeof(struct pn_region)) {
+	/* the opening connection of a session with a secret gets it after the table */
+	if (!n || n > PN_MAX_REGIONS ||
+	    len != sizeof(w) + n * sizeof(struct pn_region) +
+			   (!session && (feat & PN_FEAT_PROOF) ? PN_SECRET : 0)) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s: WELCOME with %u regions (1..%u) in %u bytes",
 		       ns->addr, n, PN_MAX_REGIONS, len);
 		ret = -EPROTO;
 		goto close_fd;
 	}
-	if (feat & ~(ns->cfg.compress ? PN_FEAT_LZ4 : 0u)) {
+	if (feat & ~((ns->cfg.compress ? PN_FEAT_LZ4 : 0u) | PN_FEAT_PROOF |
+		     (ns->cfg.pause ? PN_FEAT_HEARTBEAT | (session ? 0 : PN_FEAT_RESUME) : 0u))) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s granted features %#x it was not asked for",
 		       ns->addr, feat);
 		ret = -EPROTO;
 		goto close_fd;
 	}
-	ret = recv_deadline(c->fd, regs, n * sizeof(struct pn_region), deadline);
+	ret = recv_deadline(c, regs, n * sizeof(struct pn_region), deadline);
 	if (ret < 0)
 		goto io_err;
+	if (!session && (feat & PN_FEAT_PROOF)) {
+		ret = recv_deadline(c, secret, sizeof(secret), deadline);
+		if (ret < 0)
+			goto io_err;
+	}
 	for (i = 0; i < n; i++) {
 		regs[i].gpa = le64toh(regs[i].gpa);
 		regs[i].size = le64toh(regs[i].size);
@@ -578,10 +764,26 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 			ret = -EPROTO;
 			goto close_fd;
 		}
-		memcpy(ns->regions, regs, n * sizeof(regs[0]));
-		ns->nregions = n;
+		if (ns->reopen && (n != ns->nregions ||
+				   memcmp(regs, ns->regions, n * sizeof(regs[0])))) {
+			/* resuming: only the same image (regions and digests) will do */
+			pi_net_log(ns, PAGEIN_LOG_ERR, "server %s serves another image (its region "
+				   "table or digests differ from the migration's): cannot resume "
+				   "from it", ns->addr);
+			ret = -ESTALE;
+			goto close_fd;
+		}
+		/* under the lock: a stream being started joins with these */
+		pthread_mutex_lock(&ns->lock);
+		if (!ns->reopen) {
+			memcpy(ns->regions, regs, n * sizeof(regs[0]));
+			ns->nregions = n;
+		}
 		ns->session = le64toh(w.session);
 		ns->features = feat;
+		ns->has_secret = feat & PN_FEAT_PROOF;
+		memcpy(ns->secret, secret, sizeof(secret));
+		pthread_mutex_unlock(&ns->lock);
 	}
 	c->features = feat;
 	return c;
@@ -592,7 +794,7 @@ io_err:
 	if (ret == -ECONNRESET)
 		ret = -EPROTO;
 close_fd:
-	close(c->fd);
+	pi_conn_close(&c->tc); /* closes fd */
 free_conn:
 	free(c->rbuf);
 	free(c->body);
@@ -623,7 +825,7 @@ void pi_net_conn_close(struct ns_conn *c)
 	pi_net_wake_parked(c->ns);
 	if (c->thread_started)
 		pthread_join(c->thread, NULL);
-	close(c->fd);
+	pi_conn_close(&c->tc); /* closes fd */
 	free(c->rbuf);
 	free(c->body);
 	free(c->stage);
@@ -633,6 +835,225 @@ void pi_net_conn_close(struct ns_conn *c)
 
 /* ------------------------------------------------------------------------------------------- */
 /* the source                                                                                 */
+
+/* ------------------------------------------------------------------------------------------- */
+/* reconnect and resume                                                                       */
+
+/* Send the destination's present pages on a resuming connection (HAVE frames, the last marked). */
+static int send_have(struct netsrc *ns, struct ns_conn *c, uint64_t deadline, uint64_t *present)
+{
+	uint64_t words = (ns->total_pages + 63) / 64, win = pi_have_window(PN_HAVE_MAX_BODY), first,
+		 i, *snap = malloc(words * 8);
+	uint8_t *buf = malloc(sizeof(struct pn_hdr) + PN_HAVE_MAX_BODY);
+	int ret = 0;
+
+	*present = 0;
+	if (!snap || !buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < words; i++) {
+		snap[i] = atomic_load_explicit(&ns->have[i], memory_order_relaxed);
+		*present += (uint64_t)__builtin_popcountll(snap[i]);
+	}
+	for (first = 0; first < ns->total_pages && !ret; first += win) {
+		uint64_t n = ns->total_pages - first < win ? ns->total_pages - first : win;
+		ssize_t len = pi_have_encode(snap, first, n, first + n == ns->total_pages,
+					     buf + sizeof(struct pn_hdr), PN_HAVE_MAX_BODY);
+
+		if (len < 0) {
+			ret = (int)len;
+			break;
+		}
+		pi_wire_hdr((struct pn_hdr *)buf, (uint32_t)len, PN_HAVE, 0);
+		ret = pi_net_send_all(c, buf, sizeof(struct pn_hdr) + (size_t)len, deadline);
+	}
+out:
+	free(snap);
+	free(buf);
+	return ret;
+}
+
+/* The pause limit passed, or resuming is impossible: fail what waits, as a dead source does. */
+static void recover_fail(struct netsrc *ns, const char *why)
+{
+	pi_link_fail(&ns->link);
+	pi_net_log(ns, PAGEIN_LOG_ERR, "server %s: %s: the migration fails", ns->addr, why);
+	pi_net_slots_fail_all(ns, -ECONNRESET);
+	pi_net_stream_fail(ns, -ECONNRESET);
+}
+
+/* Is any connection of the source lost? */
+static bool anything_lost(struct netsrc *ns)
+{
+	bool lost = atomic_load(&ns->main->dead);
+	unsigned i;
+
+	pthread_mutex_lock(&ns->lock);
+	for (i = 0; i < ns->nbulk; i++)
+		lost |= atomic_load(&ns->bulk[i]->dead);
+	pthread_mutex_unlock(&ns->lock);
+	return lost;
+}
+
+/* One attempt: connect, resume a new session from what we have, switch over. 0, -ESTALE (never
+ * from this server), or another -errno (try again). */
+static int recover_once(struct netsrc *ns)
+{
+	uint64_t deadline = pi_now_ns() + (uint64_t)ns->cfg.connect_timeout_ms * 1000000ull,
+		 t0 = pi_now_ns(), present = 0;
+	struct ns_conn *old = ns->main, *c, *bulk[NS_MAX_BULK];
+	int ret, role = old->stream ? PN_ROLE_BULK : PN_ROLE_URGENT;
+	unsigned i, n;
+
+	/* first stop every receiver: they are lost or about to be replaced, and once they are
+	 * gone no other thread reads the address, the session or the table we rewrite (the old
+	 * main stays allocated: a fetch may still hold it) */
+	atomic_store(&old->quitting, true);
+	atomic_store(&old->dead, true);
+	shutdown(old->fd, SHUT_RDWR);
+	if (old->thread_started) {
+		pthread_join(old->thread, NULL);
+		old->thread_started = false;
+	}
+	pthread_mutex_lock(&ns->lock);
+	n = ns->nbulk;
+	memcpy(bulk, ns->bulk, sizeof(bulk));
+	ns->nbulk = 0;
+	pthread_mutex_unlock(&ns->lock);
+	for (i = 0; i < n; i++)
+		pi_net_conn_close(bulk[i]);
+
+	pthread_mutex_lock(&ns->lock);
+	if (ns->addr_new) {
+		ns->addr_new = false;
+		snprintf(ns->addr, sizeof(ns->addr), "%s", ns->next_addr);
+		ret = resolve_addr(ns);
+		pthread_mutex_unlock(&ns->lock);
+		if (ret < 0)
+			return ret;
+		if (!ns->tls && !ns->cfg.insecure && !pi_addr_is_loopback(&ns->sa[0])) {
+			pi_net_log(ns, PAGEIN_LOG_ERR, "refusing to resume from %s without "
+				   "authentication (TLS), unless insecure", ns->addr);
+			return -EACCES;
+		}
+	} else {
+		pthread_mutex_unlock(&ns->lock);
+	}
+	pi_link_resuming(&ns->link);
+	ns->reopen = true;
+	c = pi_net_conn_open(ns, role, 0, &ret);
+	ns->reopen = false;
+	if (!c)
+		return ret;
+	if (!(c->features & PN_FEAT_RESUME)) {
+		pi_net_conn_close(c);
+		return -ESTALE;
+	}
+	c->replies = true;
+	c->stream = old->stream;
+	c->gen = atomic_load(&ns->gen) + 1;
+	ret = send_have(ns, c, deadline, &present);
+	if (ret < 0) {
+		pi_net_conn_close(c);
+		return ret;
+	}
+	/* switch over: the old main stays allocated (a fetch may still hold it) */
+	old->old_next = ns->graveyard;
+	ns->graveyard = old;
+	atomic_store(&ns->gen, c->gen);
+	atomic_store(&ns->main, c);
+	ret = pi_net_conn_start(c);
+	if (ret < 0)
+		return ret;
+	pi_net_resend(ns, c);
+	ret = pi_net_stream_reopen(ns);
+	if (ret < 0)
+		return ret;
+	atomic_store(&ns->last_recover_us, (pi_now_ns() - t0) / 1000);
+	atomic_fetch_add(&ns->resumes, 1);
+	if (pi_link_resumed(&ns->link))
+		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: resumed in session %#llx after %llu ms "
+			   "paused (%llu pages were here already; recovery %llu us)", ns->addr,
+			   (unsigned long long)ns->session,
+			   (unsigned long long)(atomic_load(&ns->link.last_pause_ns) / 1000000),
+			   (unsigned long long)present,
+			   (unsigned long long)atomic_load(&ns->last_recover_us));
+	return 0;
+}
+
+/* Reconnect with backoff until resumed, or fail at the pause limit. */
+static void recover(struct netsrc *ns)
+{
+	uint64_t rng = pi_now_ns() | 1, end, now, wake;
+	unsigned attempt = 0;
+	int ret;
+
+	while (!atomic_load(&ns->rc_quit) &&
+	       (anything_lost(ns) || pi_link_state(&ns->link) != PI_LINK_RUNNING)) {
+		end = pi_link_pause_deadline(&ns->link);
+		now = pi_now_ns();
+		if (end != UINT64_MAX && now >= end) {
+			recover_fail(ns, "no resume within the pause limit");
+			return;
+		}
+		if (attempt) {
+			uint32_t seq = atomic_load(&ns->rc_seq);
+
+			wake = now + pi_link_backoff_ns(attempt - 1, &rng);
+			if (wake > end)
+				wake = end;
+			/* a new address (pagein_net_reconnect) or a stop cuts the wait short */
+			pi_futex_wait(&ns->rc_seq, seq, wake);
+			if (atomic_load(&ns->rc_quit))
+				return;
+		}
+		attempt++;
+		ret = recover_once(ns);
+		if (ret == 0)
+			return;
+		pi_link_pause(&ns->link, "reconnecting");
+		if (ret == -ESTALE) {
+			recover_fail(ns, "the server cannot resume this migration");
+			return;
+		}
+		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: reconnect attempt %u: %s", ns->addr,
+			   attempt, strerror(-ret));
+	}
+}
+
+static void *recover_main(void *arg)
+{
+	struct netsrc *ns = arg;
+	uint32_t seen = 0, seq;
+
+	while (!atomic_load(&ns->rc_quit)) {
+		seq = atomic_load(&ns->rc_seq);
+		if (seq == seen) {
+			pi_futex_wait(&ns->rc_seq, seq, pi_now_ns() + 500000000ull);
+			continue;
+		}
+		seen = seq;
+		if (pi_link_state(&ns->link) != PI_LINK_FAILED)
+			recover(ns);
+	}
+	return NULL;
+}
+
+int pagein_net_reconnect(struct pagein_source *src, const char *addr)
+{
+	struct netsrc *ns = pi_net_of(src);
+
+	if (!ns || !addr || strlen(addr) >= sizeof(ns->next_addr) || !strchr(addr, ':'))
+		return -EINVAL;
+	pthread_mutex_lock(&ns->lock);
+	snprintf(ns->next_addr, sizeof(ns->next_addr), "%s", addr);
+	ns->addr_new = true;
+	pthread_mutex_unlock(&ns->lock);
+	atomic_fetch_add(&ns->rc_seq, 1);
+	pi_futex_wake(&ns->rc_seq);
+	return 0;
+}
 
 static bool net_covers(void *ctx, uint64_t gpa, uint64_t len)
 {
@@ -644,9 +1065,34 @@ static void net_destroy(void *ctx)
 	struct netsrc *ns = ctx;
 	unsigned i;
 
+	struct ns_conn *old;
+
+	if (ns->rc_started) {
+		atomic_store(&ns->rc_quit, true);
+		atomic_fetch_add(&ns->rc_seq, 1);
+		pi_futex_wake(&ns->rc_seq);
+		pthread_join(ns->rc_thread, NULL);
+	}
+	if (ns->hb_started) {
+		atomic_store(&ns->hb_quit, 1);
+		pi_futex_wake(&ns->hb_quit);
+		pthread_join(ns->hb_thread, NULL);
+	}
+	if (ns->resume) {
+		/* nothing will resume now: whatever still waits fails */
+		pi_link_fail(&ns->link);
+		pi_net_slots_fail_all(ns, -ESHUTDOWN);
+	}
 	for (i = 0; i < ns->nbulk; i++)
 		pi_net_conn_close(ns->bulk[i]);
 	pi_net_conn_close(ns->main);
+	while ((old = ns->graveyard)) {
+		ns->graveyard = old->old_next;
+		pi_net_conn_close(old);
+	}
+	free(ns->have);
+	pi_tls_ctx_free(ns->tls);
+	pi_link_destroy(&ns->link);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);
 }
@@ -688,9 +1134,32 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 	snprintf(ns->addr, sizeof(ns->addr), "%s", cfg->addr);
 	ns->cfg.addr = ns->addr;
 	pthread_mutex_init(&ns->lock, NULL);
+	pi_link_init(&ns->link, (uint64_t)cfg->pause_limit_ms * 1000000ull, cfg->on_paused,
+		     cfg->on_resumed, cfg->cb_arg);
 	ret = resolve_addr(ns);
 	if (ret < 0)
 		goto free_ns;
+	{
+		char why[320];
+		unsigned k;
+
+		ret = pi_tls_ctx_from(cfg->psk_file, cfg->tls_cert, cfg->tls_key, cfg->tls_ca,
+				      cfg->tls_name, false, &ns->tls, why, sizeof(why));
+		if (ret < 0) {
+			pi_net_log(ns, PAGEIN_LOG_ERR, "TLS: %s", why);
+			goto free_ns;
+		}
+		for (k = 0; !ns->tls && !cfg->insecure && k < ns->naddrs; k++)
+			if (!pi_addr_is_loopback(&ns->sa[k])) {
+				/* secure by default: guest memory does not cross a network in the
+				 * clear, nor from a server nobody authenticated */
+				pi_net_log(ns, PAGEIN_LOG_ERR, "refusing to migrate from %s without "
+					   "authentication: give a PSK file or certificates (TLS), or "
+					   "allow it expressly (insecure; --insecure)", ns->addr);
+				ret = -EACCES;
+				goto free_ns;
+			}
+	}
 	/* urgent off: one bulk connection carries faults and the stream (none: faults only) */
 	role = cfg->urgent || !cfg->bulk ? PN_ROLE_URGENT : PN_ROLE_BULK;
 	ns->main = pi_net_conn_open(ns, role, 0, &ret);
@@ -699,20 +1168,83 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 	ns->main->replies = true;
 	ns->main->stream = role == PN_ROLE_BULK;
 	atomic_store(&ns->streaming, ns->main->stream);
+	ns->main->gen = 1;
+	atomic_store(&ns->gen, 1);
+	if (ns->main->features & PN_FEAT_RESUME) {
+		unsigned i;
+
+		for (i = 0; i < ns->nregions; i++) {
+			ns->first_page[i] = ns->total_pages;
+			ns->total_pages += ns->regions[i].size / PN_PAGE;
+		}
+		ns->have = calloc((ns->total_pages + 63) / 64, 8);
+		if (!ns->have) {
+			ret = -ENOMEM;
+			goto close_main;
+		}
+		ns->resume = true;
+		/* a resumable session streams nothing before it hears what the destination has:
+		 * nothing yet */
+		{
+			uint64_t present;
+
+			ret = send_have(ns, ns->main, pi_now_ns() +
+					(uint64_t)ns->cfg.connect_timeout_ms * 1000000ull, &present);
+			if (ret < 0)
+				goto close_main;
+		}
+	}
 	ret = pi_net_conn_start(ns->main);
 	if (ret < 0)
 		goto close_main;
+	if (ns->resume) {
+		ret = -pthread_create(&ns->rc_thread, NULL, recover_main, ns);
+		if (ret < 0)
+			goto close_main;
+		ns->rc_started = true;
+	}
+	if (ns->main->features & PN_FEAT_HEARTBEAT) {
+		ret = -pthread_create(&ns->hb_thread, NULL, heartbeat_main, ns);
+		if (ret < 0)
+			goto close_main;
+		ns->hb_started = true;
+	} else if (cfg->pause) {
+		pi_net_log(ns, PAGEIN_LOG_WARN, "server %s sends no heartbeats (an older server): "
+			   "a silent server is not noticed before the fault time-out", ns->addr);
+	}
 	ret = pagein_source_new(&net_ops, ns, out);
 	if (ret < 0)
-		goto close_main;
+		goto stop_hb;
 	pi_net_log(ns, PAGEIN_LOG_INFO, "connected to %s: session %#llx, %u regions, %s%s", ns->addr,
 	       (unsigned long long)ns->session, ns->nregions,
 	       role == PN_ROLE_URGENT ? "urgent connection" : "one connection for faults and stream",
 	       ns->features & PN_FEAT_LZ4 ? ", LZ4" : "");
 	return 0;
+stop_hb:
+	if (ns->rc_started) {
+		atomic_store(&ns->rc_quit, true);
+		atomic_fetch_add(&ns->rc_seq, 1);
+		pi_futex_wake(&ns->rc_seq);
+		pthread_join(ns->rc_thread, NULL);
+		ns->rc_started = false;
+	}
+	if (ns->hb_started) {
+		atomic_store(&ns->hb_quit, 1);
+		pi_futex_wake(&ns->hb_quit);
+		pthread_join(ns->hb_thread, NULL);
+	}
 close_main:
+	if (ns->rc_started) {
+		atomic_store(&ns->rc_quit, true);
+		atomic_fetch_add(&ns->rc_seq, 1);
+		pi_futex_wake(&ns->rc_seq);
+		pthread_join(ns->rc_thread, NULL);
+	}
 	pi_net_conn_close(ns->main);
+	free(ns->have);
 free_ns:
+	pi_tls_ctx_free(ns->tls);
+	pi_link_destroy(&ns->link);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);
 	return ret;
@@ -757,4 +1289,22 @@ void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st
 	st->bytes_received = atomic_load(&ns->bytes_received);
 	st->errors = atomic_load(&ns->errors);
 	st->stream_done = atomic_load(&ns->stream_done);
+	st->pauses = atomic_load(&ns->link.pauses);
+	st->paused_ms = atomic_load(&ns->link.paused_ns) / 1000000;
+	st->resumes = atomic_load(&ns->resumes);
+	st->last_recover_us = atomic_load(&ns->last_recover_us);
+}
+
+int pagein_net_state(struct pagein_source *src)
+{
+	struct netsrc *ns = pi_net_of(src);
+	enum pi_link_state st;
+
+	if (!ns)
+		return -EINVAL;
+	st = pi_link_state(&ns->link);
+	if (st == PI_LINK_RUNNING && atomic_load(&ns->stream_done))
+		return PAGEIN_NET_DONE;
+	return st == PI_LINK_PAUSED ? PAGEIN_NET_PAUSED : st == PI_LINK_RESUMING
+		? PAGEIN_NET_RESUMING : st == PI_LINK_FAILED ? PAGEIN_NET_FAILED : PAGEIN_NET_RUNNING;
 }

@@ -16,6 +16,8 @@
 
 #include "internal.h"
 #include "pagein-net.h"
+#include "net/link.h"
+#include "net/tls.h"
 #include "net/wire.h"
 
 #define NS_SLOTS 256          /* requests in flight at once (one per faulting thread) */
@@ -47,6 +49,8 @@ struct ns_slot {
 	uint8_t *dst;            /* where the reply's bytes go (valid while WAITING/FILLING) */
 	uint64_t zmask;          /* zero pages of page_size, set by the receiver */
 	int result;              /* 0 or -errno, set by the receiver */
+	_Atomic unsigned gen;    /* generation of the main connection its REQ went out on: one
+				  * older than the current main's is sent again after a resume */
 } __attribute__((aligned(64)));
 
 struct netsrc;
@@ -55,6 +59,7 @@ struct netsrc;
 struct ns_conn {
 	struct netsrc *ns;
 	int fd;
+	struct pi_conn tc;         /* the transport on fd: plain TCP or TLS (owns fd) */
 	uint32_t features;         /* PN_FEAT_* this connection's WELCOME granted */
 	bool replies;              /* carries the replies to fetches (the main connection) */
 	bool stream;               /* carries bulk pages (id 0) */
@@ -64,6 +69,7 @@ struct ns_conn {
 	_Atomic bool dead;         /* closed: fetches fail at once */
 	_Atomic bool quitting;     /* we are closing it: EOF is not an error */
 	_Atomic uint32_t send_lock; /* futex lock: 0 free, 1 held, 2 held with waiters */
+	_Atomic uint64_t last_send_ns; /* when a frame last went out (heartbeats) */
 	uint8_t *rbuf;             /* NS_RBUF bytes of received, unparsed data */
 	size_t rpos, rlen;         /* unread bytes are rbuf[rpos, rlen) */
 	uint8_t *body;             /* the frame being handled (PN_MAX_BODY bytes) */
@@ -72,6 +78,9 @@ struct ns_conn {
 	uint64_t huge_gpa;         /* its guest address, or UINT64_MAX */
 	uint64_t huge_have[NS_HUGE_PAGES / 64]; /* its protocol pages received so far */
 	uint64_t huge_zero[NS_HUGE_PAGES / 64]; /* of those, zero */
+	unsigned gen;              /* main connections: its generation (1, 2, ... per resume) */
+	struct ns_conn *old_next;  /* replaced main connections, freed with the source (a fetch
+				    * may still hold one) */
 };
 
 /* The network source's context. */
@@ -86,7 +95,8 @@ struct netsrc {
 	uint32_t features;              /* PN_FEAT_* granted */
 	unsigned nregions;
 	struct pn_region regions[PN_MAX_REGIONS]; /* host byte order */
-	struct ns_conn *main;           /* urgent connection (or the single bulk one) */
+	struct ns_conn *_Atomic main;   /* urgent connection (or the single bulk one); replaced by a
+					 * resume */
 	struct ns_conn *bulk[NS_MAX_BULK];
 	unsigned nbulk;
 	pthread_mutex_t lock;           /* stream start/stop; attach of the main connection */
@@ -106,6 +116,29 @@ struct netsrc {
 	_Atomic int stream_err;         /* 0, or why the stream failed before its END (first wins) */
 	_Atomic uint32_t stream_seq;    /* futex word: bumped when the stream ends, fails or stops */
 	_Atomic int read_ms;            /* bulk read time-out: the space's timeout_ms (0 = none) */
+	struct pi_link link;            /* RUNNING / PAUSED / FAILED (pause on) */
+	pthread_t hb_thread;            /* sends heartbeats on idle connections */
+	bool hb_started;
+	_Atomic uint32_t hb_quit;       /* futex word: 1 stops the heartbeat thread */
+	/* reconnect and resume (pause on, and a server that grants PN_FEAT_RESUME) */
+	struct pi_tls_ctx *tls;         /* TLS credentials, NULL: plain TCP */
+	uint8_t secret[32];             /* the session's secret (PN_FEAT_PROOF): joins prove it */
+	bool has_secret;
+	bool resume;
+	bool reopen;                    /* the recovery thread's conn_open: compare the table */
+	_Atomic uint64_t *have;         /* pages the destination has (table page index) */
+	uint64_t total_pages;
+	uint64_t first_page[PN_MAX_REGIONS]; /* table page index of each region's first page */
+	pthread_t rc_thread;
+	bool rc_started;
+	_Atomic uint32_t rc_seq;        /* futex word: bumped when a connection is lost */
+	_Atomic bool rc_quit;
+	_Atomic unsigned gen;           /* the current main connection's generation */
+	struct ns_conn *graveyard;      /* replaced main connections */
+	char next_addr[256];            /* pagein_net_reconnect's address (lock) */
+	bool addr_new;                  /* (lock) */
+	_Atomic uint64_t resumes;       /* successful resumes */
+	_Atomic uint64_t last_recover_us; /* from the first attempt that connected to resumed */
 };
 
 /* Log through the source's callback (never from a fetch). */
@@ -122,13 +155,23 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 int pi_net_conn_start(struct ns_conn *c);
 void pi_net_conn_close(struct ns_conn *c);
 
+/* client.c: pause on silence (pause on): whether c's silence is waited out (0) or ends it */
+int pi_net_silence(struct ns_conn *c);
+/* The destination has pages [gpa, gpa + npages pages) (a reply delivered, bulk installed). */
+void pi_net_have_mark(struct netsrc *ns, uint64_t gpa, uint64_t npages);
+
 /* urgent.c: requests (async-signal-safe) and their replies */
 int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t deadline_ns);
+/* Send a frame with an empty body (HEARTBEAT) under the send lock; gives up at the deadline. */
+int pi_net_send_frame(struct ns_conn *c, uint16_t type, uint64_t id, uint64_t deadline_ns);
 int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page_size,
 		 uint64_t *zero_mask, uint64_t deadline_ns);
 int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
 			size_t whylen);
 void pi_net_slots_fail_all(struct netsrc *ns, int err);
+/* After a resume on main connection c: send again every waiting request that went out on an
+ * older one, free the abandoned ones. */
+void pi_net_resend(struct netsrc *ns, struct ns_conn *c);
 
 /* stream.c: the bulk stream */
 void pi_net_wake_parked(struct netsrc *ns);
@@ -138,5 +181,7 @@ void pi_net_handle_bulk(struct ns_conn *c, const struct pi_wire_pages *pg, char 
 void pi_net_stream_end(struct ns_conn *c);
 /* The stream failed with err before every page was sent (the first failure is kept). */
 void pi_net_stream_fail(struct netsrc *ns, int err);
+/* After a resume: replace the bulk connections by ones joining the new session (lock not held). */
+int pi_net_stream_reopen(struct netsrc *ns);
 
 #endif /* PAGEIN_NET_CLIENT_H */

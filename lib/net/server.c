@@ -24,6 +24,9 @@
 
 #include "internal.h"
 #include "pagein-net.h"
+#include "net/auth.h"
+#include "net/have.h"
+#include "net/tls.h"
 #include "net/wire.h"
 
 #define SRV_LZ4_MAX (PN_PAGE * 3 / 4 - 1) /* an LZ4 page is sent only when smaller than 3/4 page */
@@ -58,6 +61,9 @@ struct srv_session {
 	struct sockaddr_storage peer; /* the address that opened it (per-peer limit), port 0 */
 	uint64_t born_ns;       /* when it was opened (idle limit) */
 	_Atomic bool active;    /* a bulk connection joined or a request came: never idle-closed */
+	_Atomic bool resuming;  /* opened to resume: no bulk frame before its last HAVE */
+	bool has_secret;        /* opened with PN_FEAT_PROOF: joins must prove secret */
+	uint8_t secret[PN_SECRET];
 	struct srv_session *next;
 };
 
@@ -74,6 +80,11 @@ struct srv_conn {
 	uint32_t batch;           /* bulk pages per frame */
 	uint32_t features;        /* PN_FEAT_* granted */
 	bool end_sent;            /* PN_END went out (bulk) */
+	uint64_t last_send_ns;    /* when this thread last sent a frame (heartbeats) */
+	struct pi_conn tc;        /* the transport on fd: plain TCP or TLS */
+	uint8_t *have;            /* a HAVE body being read (PN_HAVE_MAX_BODY; resuming conns) */
+	uint64_t have_next;       /* the end of the last HAVE window */
+	uint64_t have_present;    /* pages the destination said it has */
 	bool rejected;            /* we sent PN_ERROR: linger before closing */
 	unsigned lz4_skip;        /* bulk batches still to send without trying LZ4 */
 	unsigned lz4_backoff;     /* the next skip after a batch that did not compress */
@@ -95,6 +106,7 @@ struct pagein_server {
 	char listen_str[128];         /* the address asked for, for logs */
 	struct sockaddr_storage addr; /* parsed listen address */
 	socklen_t addrlen;            /* its length */
+	struct pi_tls_ctx *tls;       /* TLS credentials, NULL: plain TCP */
 	struct srv_region regions[PN_MAX_REGIONS]; /* in the order added: page numbering */
 	struct pn_region table[PN_MAX_REGIONS]; /* the same as WELCOME sends them (lookups) */
 	unsigned nregions;            /* used entries of regions */
@@ -239,10 +251,30 @@ int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_serv
 		ret = -EINVAL;
 		goto err;
 	}
+	{
+		char why[320];
+
+		ret = pi_tls_ctx_from(srv->cfg.psk_file, srv->cfg.tls_cert, srv->cfg.tls_key,
+				      srv->cfg.tls_ca, NULL,
+				      true, &srv->tls, why, sizeof(why));
+		if (ret < 0) {
+			srv_log(srv, PAGEIN_LOG_ERR, "TLS: %s", why);
+			goto err;
+		}
+	}
+	if (!srv->tls && !srv->cfg.insecure && !pi_addr_is_loopback(&srv->addr)) {
+		/* secure by default: guest memory is not served to whoever reaches the port */
+		srv_log(srv, PAGEIN_LOG_ERR, "refusing to serve memory on %s without "
+			"authentication: give a PSK file or certificates (TLS), or allow it "
+			"expressly (insecure; --insecure)", srv->listen_str);
+		ret = -EACCES;
+		goto err;
+	}
 	pthread_mutex_init(&srv->lock, NULL);
 	*out = srv;
 	return 0;
 err:
+	pi_tls_ctx_free(srv->tls);
 	free(srv);
 	return ret;
 }
@@ -530,8 +562,10 @@ static int send_stall_ms(const struct pagein_server *srv)
 static int send_iov(struct srv_conn *c, struct iovec *iov, int n)
 {
 	size_t sent;
-	int ret = pi_wire_send(c->fd, iov, n, &sent, send_stall_ms(c->srv), 0, c->srv->stop_efd);
+	int ret = pi_conn_sendv(&c->tc, iov, n, &sent, send_stall_ms(c->srv), 0,
+				c->srv->stop_efd);
 
+	c->last_send_ns = pi_now_ns();
 	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
 	if (ret == -ETIMEDOUT)
 		srv_log(c->srv, PAGEIN_LOG_WARN, "%s took no data for %d ms: dropping its "
@@ -672,8 +706,8 @@ static int conn_reject(struct srv_conn *c, int code, bool malformed, const char 
 	iov[0] = (struct iovec){ &h, sizeof(h) };
 	iov[1] = (struct iovec){ &m, sizeof(m.e) + (unsigned)len };
 	/* a peer that does not read gets no error rather than a stuck thread */
-	pi_wire_send(c->fd, iov, 2, &sent, SRV_DRAIN_MS,
-		     pi_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
+	pi_conn_sendv(&c->tc, iov, 2, &sent, SRV_DRAIN_MS,
+		      pi_now_ns() + SRV_DRAIN_MS * 1000000ull, -1);
 	STAT_ADD(c->srv, bytes_sent, (uint64_t)sent);
 	return -code;
 }
@@ -689,14 +723,14 @@ static int recv_full(struct srv_conn *c, void *buf, size_t len, size_t *got)
 {
 	unsigned ms = c->srv->cfg.timeout_ms;
 
-	return pi_wire_recv(c->fd, buf, len, got, ms > INT_MAX ? INT_MAX : (int)ms, 0,
-			    c->srv->stop_efd);
+	return pi_conn_recv_full(&c->tc, buf, len, got, ms > INT_MAX ? INT_MAX : (int)ms, 0,
+				 c->srv->stop_efd);
 }
 
 static const char *type_name(unsigned t)
 {
 	static const char *const names[] = { "?", "HELLO", "WELCOME", "REQ", "PAGES", "END",
-					     "ERROR" };
+					     "ERROR", "?", "?", "?", "HEARTBEAT" };
 
 	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
 }
@@ -724,6 +758,9 @@ static int read_frame(struct srv_conn *c, struct pn_hdr *h, uint8_t *body)
 				   "16 header bytes", got);
 	if (ret < 0)
 		return ret;
+	if (!c->sess && !c->tc.ssl && pi_tls_looks_like_tls((const uint8_t *)h, sizeof(*h)))
+		return conn_reject(c, EPROTONOSUPPORT, false, "the client speaks TLS: this server "
+				   "does not use TLS (give it a PSK file or certificates)");
 	if (h->len > PN_MAX_BODY)
 		return conn_reject(c, EMSGSIZE, true, "frame body of %u bytes is over the limit of "
 				   "%zu", h->len, (size_t)PN_MAX_BODY);
@@ -736,6 +773,20 @@ static int read_frame(struct srv_conn *c, struct pn_hdr *h, uint8_t *body)
 		break;
 	case PN_REQ:
 		want = sizeof(struct pn_req);
+		break;
+	case PN_HEARTBEAT:
+		want = 0;
+		break;
+	case PN_PROOF:
+		want = PN_MAC;
+		break;
+	case PN_HAVE:
+		if (!c->have || h->len < sizeof(struct pn_have) || h->len > PN_HAVE_MAX_BODY)
+			return conn_reject(c, EPROTO, true, "HAVE frame of %u bytes%s", h->len,
+					   c->have ? " (24 .. 65536)" : " on a connection that does not "
+					   "resume");
+		want = h->len;
+		body = c->have;
 		break;
 	case PN_ERROR:
 		want = h->len;
@@ -787,8 +838,9 @@ static int conn_handshake(struct srv_conn *c)
 	struct pn_welcome w = { .magic = PN_MAGIC };
 	struct srv_session *s;
 	struct pn_hdr h;
-	struct iovec iov[3];
+	struct iovec iov[4];
 	unsigned i;
+	bool opened;
 	int ret;
 
 	ret = read_frame(c, &h, body);
@@ -817,16 +869,35 @@ static int conn_handshake(struct srv_conn *c)
 				   hi->reserved);
 	c->role = hi->role;
 	c->batch = hi->batch_pages;
-	c->features = hi->features & (srv->cfg.compress ? PN_FEAT_LZ4 : 0);
+	opened = !hi->session;
+	c->features = hi->features & ((srv->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_HEARTBEAT |
+				      PN_FEAT_PROOF | (hi->session ? 0 : PN_FEAT_RESUME));
+	if (c->features & PN_FEAT_RESUME) {
+		c->have = malloc(PN_HAVE_MAX_BODY);
+		if (!c->have)
+			return conn_reject(c, ENOMEM, false, "out of memory for a resume");
+	}
 
 	pthread_mutex_lock(&srv->lock);
 	if (hi->session) {
 		for (s = srv->sessions; s && s->id != hi->session; s = s->next)
 			;
+		if (!s && (c->features & PN_FEAT_PROOF)) {
+			/* the same answer as for a bad proof: no telling which ids exist */
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, EACCES, false, "session %#llx: unknown, ended, or not "
+					   "yours", (unsigned long long)hi->session);
+		}
 		if (!s) {
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, ENOENT, false, "session %#llx does not exist (it ended, "
 					   "or was never opened here): send session 0 to open one",
+					   (unsigned long long)hi->session);
+		}
+		if (s->has_secret && !(c->features & PN_FEAT_PROOF)) {
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, EACCES, false, "session %#llx: unknown, ended, or not "
+					   "yours (it takes a proof of its secret to join)",
 					   (unsigned long long)hi->session);
 		}
 	} else {
@@ -850,10 +921,38 @@ static int conn_handshake(struct srv_conn *c)
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, ENOMEM, false, "out of memory for a new session");
 		}
+		if ((c->features & PN_FEAT_PROOF) && pi_random(s->secret, sizeof(s->secret)) == 0)
+			s->has_secret = true;
+		else
+			c->features &= ~PN_FEAT_PROOF;
 	}
 	s->conns++;
 	c->sess = s;
+	if (c->features & PN_FEAT_RESUME)
+		atomic_store(&s->resuming, true); /* before WELCOME: no bulk joins ahead of it */
 	pthread_mutex_unlock(&srv->lock);
+	if (hi->session && s->has_secret) {
+		/* prove it: HMAC of a fresh challenge under the session's secret, bound to this
+		 * TLS channel (a PROOF seen on one connection is worth nothing on another) */
+		uint8_t nonce[PN_NONCE], binding[PN_BINDING];
+		uint64_t sid = hi->session;
+		uint32_t role = hi->role;
+
+		if (pi_random(nonce, sizeof(nonce)) < 0 || pi_conn_binding(&c->tc, binding) < 0)
+			return conn_reject(c, EIO, false, "no randomness or channel binding");
+		ret = send_simple(c, PN_CHALLENGE, nonce, sizeof(nonce));
+		if (ret < 0)
+			return ret;
+		ret = read_frame(c, &h, body);
+		if (ret <= 0)
+			return ret < 0 ? ret : -ECONNRESET;
+		if (h.type != PN_PROOF)
+			return conn_reject(c, EPROTO, true, "expected PROOF after CHALLENGE, not %s",
+					   type_name(h.type));
+		if (!pi_session_proof_ok(s->secret, nonce, sid, role, binding, body))
+			return conn_reject(c, EACCES, false, "session %#llx: unknown, ended, or not "
+					   "yours", (unsigned long long)sid);
+	}
 	if (c->role == PN_ROLE_BULK)
 		atomic_store(&s->active, true);
 
@@ -880,14 +979,18 @@ static int conn_handshake(struct srv_conn *c)
 	w.nregions = srv->nregions;
 	for (i = 0; i < srv->nregions; i++)
 		regs[i] = srv->table[i];
-	pi_wire_hdr(&h, (uint32_t)(sizeof(w) + i * sizeof(regs[0])), PN_WELCOME, 0);
+	/* the session's secret goes to the connection that opened it, after the table */
+	opened = opened && (c->features & PN_FEAT_PROOF);
+	pi_wire_hdr(&h, (uint32_t)(sizeof(w) + i * sizeof(regs[0]) + (opened ? PN_SECRET : 0)),
+		    PN_WELCOME, 0);
 	iov[0] = (struct iovec){ &h, sizeof(h) };
 	iov[1] = (struct iovec){ &w, sizeof(w) };
 	iov[2] = (struct iovec){ regs, i * sizeof(regs[0]) };
-	srv_log(srv, PAGEIN_LOG_INFO, "%s: %s connection, session %#llx%s", c->peer,
+	iov[3] = (struct iovec){ s->secret, PN_SECRET };
+	srv_log(srv, PAGEIN_LOG_INFO, "%s: %s connection, session %#llx%s%s", c->peer,
 		c->role == PN_ROLE_BULK ? "bulk" : "urgent", (unsigned long long)s->id,
-		c->features & PN_FEAT_LZ4 ? ", lz4" : "");
-	return send_iov(c, iov, 3);
+		c->features & PN_FEAT_LZ4 ? ", lz4" : "", c->tc.ssl ? ", TLS" : "");
+	return send_iov(c, iov, opened ? 4 : 3);
 }
 
 /* Check a REQ, reply with its pages, and point the bulk stream just past them. */
@@ -974,6 +1077,41 @@ static int idle_left_ms(struct srv_conn *c)
 								 : (limit - age + 999999) / 1000000);
 }
 
+/* A HAVE run: the destination has these pages (present) or not. The session is new: only the
+ * present ones need marking; they are never streamed. */
+static void have_apply(void *arg, uint64_t start, uint64_t n, bool present)
+{
+	struct srv_conn *c = arg;
+
+	if (present) {
+		session_mark(c->sess, start, n);
+		c->have_present += n;
+	}
+}
+
+/* One HAVE frame on a resuming connection. 0, or -errno after rejecting the connection. */
+static int conn_have(struct srv_conn *c, const struct pn_hdr *h)
+{
+	struct srv_session *s = c->sess;
+	char why[256];
+	bool last = false;
+
+	if (!atomic_load(&s->resuming))
+		return conn_reject(c, EPROTO, true, "HAVE after the last one");
+	if (pi_have_decode(c->have, h->len, c->srv->total_pages, &c->have_next, &last, have_apply,
+			   c, why, sizeof(why)) < 0)
+		return conn_reject(c, EINVAL, true, "%s", why);
+	if (last) {
+		atomic_store(&s->active, true);
+		atomic_store(&s->resuming, false);
+		srv_log(c->srv, PAGEIN_LOG_INFO, "%s: session %#llx resumes a migration: the "
+			"destination has %llu pages, %llu are left to send", c->peer,
+			(unsigned long long)s->id, (unsigned long long)c->have_present,
+			(unsigned long long)atomic_load(&s->left));
+	}
+	return 0;
+}
+
 /* Serve a connection after its handshake: requests first, then bulk batches while pages are
  * left. Returns when the peer leaves, breaks a rule, or the server stops. */
 static void conn_serve(struct srv_conn *c)
@@ -984,20 +1122,47 @@ static void conn_serve(struct srv_conn *c)
 	int ret, n;
 
 	for (;;) {
-		bool bulk = c->role == PN_ROLE_BULK && !c->end_sent;
-		int ms = bulk ? send_stall_ms(c->srv) : idle_left_ms(c);
+		/* a resuming session streams nothing before its destination said what it has */
+		bool held = atomic_load(&c->sess->resuming);
+		bool bulk = c->role == PN_ROLE_BULK && !c->end_sent && !held;
+		int ms = bulk ? send_stall_ms(c->srv) : held ? 20 : idle_left_ms(c), hb = -1;
+
+		if (!bulk && (c->features & PN_FEAT_HEARTBEAT)) {
+			/* an idle connection says it is alive, so the destination can tell a
+			 * silent server (stopped, link stalled) from one with nothing to send */
+			uint64_t due = c->last_send_ns + PN_HEARTBEAT_MS * 1000000ull,
+				 now = pi_now_ns();
+
+			if (now >= due) {
+				if (send_simple(c, PN_HEARTBEAT, NULL, 0) < 0)
+					return;
+				continue;
+			}
+			hb = (int)((due - now + 999999) / 1000000);
+			if (ms < 0 || hb < ms)
+				ms = hb;
+		}
 
 		pfd[0].events = POLLIN | (bulk ? POLLOUT : 0);
 		/* with stream left to send, a peer that takes none of it for the stall limit is
 		 * gone or stuck: drop it rather than hold its session for ever. An idle connection
 		 * is watched by keepalive, and one of a session that never did anything by the
 		 * idle limit, so that idle peers cannot hold every session slot. */
-		n = poll(pfd, 2, ms);
+		if (pi_conn_pending(&c->tc)) {
+			/* records TLS read ahead: poll would not see them */
+			pfd[0].revents = POLLIN;
+			pfd[1].revents = 0;
+			n = 1;
+		} else {
+			n = poll(pfd, 2, ms);
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 || pfd[1].revents)
 			return;
 		if (n == 0 && !bulk) {
+			if (held || (hb >= 0 && idle_left_ms(c) != 0))
+				continue; /* time for a heartbeat, or to look at the HAVE again */
 			if (idle_left_ms(c) == 0) {
 				conn_reject(c, ETIMEDOUT, false, "idle for %u ms: no request and no "
 					    "bulk connection (the server's idle_ms)",
@@ -1016,6 +1181,13 @@ static void conn_serve(struct srv_conn *c)
 			ret = read_frame(c, &h, body);
 			if (ret <= 0)
 				return;
+			if (h.type == PN_HEARTBEAT && (c->features & PN_FEAT_HEARTBEAT))
+				continue;
+			if (h.type == PN_HAVE) {
+				if (conn_have(c, &h) < 0)
+					return;
+				continue;
+			}
 			if (h.type != PN_REQ) {
 				conn_reject(c, EPROTO, true, "unexpected %s frame after the handshake",
 					    type_name(h.type));
@@ -1053,12 +1225,37 @@ static void conn_linger(struct srv_conn *c)
 	}
 }
 
+/* TLS first, when the server has credentials. 0, or -errno (refused; a plain client is told in
+ * a plain ERROR why). */
+static int conn_secure(struct srv_conn *c)
+{
+	struct pagein_server *srv = c->srv;
+	char why[256];
+	int ret;
+
+	if (!srv->tls)
+		return 0;
+	ret = pi_conn_handshake(&c->tc, c->fd, srv->tls, true,
+				pi_now_ns() + (uint64_t)srv->cfg.timeout_ms * 1000000ull, why,
+				sizeof(why));
+	if (!ret) {
+		srv_log(srv, PAGEIN_LOG_DEBUG, "%s: %s", c->peer, c->tc.desc);
+		return 0;
+	}
+	pi_conn_drop_tls(&c->tc);
+	if (c->tc.peer_plain || ret == -EPROTO)
+		return conn_reject(c, EACCES, false, "%s", why);
+	srv_log(srv, PAGEIN_LOG_WARN, "%s: refused: %s", c->peer, why);
+	STAT_ADD(srv, refused, 1);
+	return ret;
+}
+
 static void *conn_main(void *arg)
 {
 	struct srv_conn *c = arg;
 	struct pagein_server *srv = c->srv;
 
-	if (conn_handshake(c) == 0)
+	if (conn_secure(c) == 0 && conn_handshake(c) == 0)
 		conn_serve(c);
 	if (c->rejected)
 		conn_linger(c);
@@ -1066,7 +1263,7 @@ static void *conn_main(void *arg)
 	if (c->sess)
 		session_put(srv, c->sess);
 	c->sess = NULL;
-	close(c->fd);
+	pi_conn_close(&c->tc); /* closes fd */
 	c->fd = -1;
 	srv->nconns--;
 	pthread_mutex_unlock(&srv->lock);
@@ -1083,6 +1280,7 @@ static void conn_free(struct srv_conn *c)
 {
 	free(c->buf);
 	free(c->cbuf);
+	free(c->have);
 	free(c);
 }
 
@@ -1153,6 +1351,7 @@ static void conn_spawn(struct pagein_server *srv, int fd, const struct sockaddr_
 	}
 	c->srv = srv;
 	c->fd = fd;
+	pi_conn_plain(&c->tc, fd);
 	peer_name(sa, c->peer, sizeof(c->peer));
 	host_of(sa, &c->addr);
 	/* the thread is listed before it can finish (it takes the lock to leave) */
@@ -1327,6 +1526,7 @@ void pagein_server_free(struct pagein_server *srv)
 	if (!srv)
 		return;
 	pagein_server_stop(srv);
+	pi_tls_ctx_free(srv->tls);
 	for (i = 0; i < srv->nsrcs; i++)
 		pagein_source_free(srv->srcs[i]);
 	pthread_mutex_destroy(&srv->lock);

@@ -55,6 +55,9 @@ static void supply_run(struct ns_conn *c, struct pagein_space *sp, uint64_t gpa,
 	struct netsrc *ns = c->ns;
 	int n = pagein_supply(sp, gpa, data, len, zmask);
 
+	if (n >= 0)
+		pi_net_have_mark(ns, gpa, len / PN_PAGE); /* installed, or there already */
+
 	if (n > 0)
 		atomic_fetch_add_explicit(&ns->pages_installed, (uint64_t)n * (page_size / PN_PAGE),
 					  memory_order_relaxed);
@@ -292,6 +295,43 @@ close_bulk:
 		pi_net_conn_close(ns->bulk[--ns->nbulk]);
 unlock:
 	pthread_mutex_unlock(&ns->lock);
+	return ret;
+}
+
+int pi_net_stream_reopen(struct netsrc *ns)
+{
+	struct ns_conn *old[NS_MAX_BULK];
+	unsigned i, n, want;
+	int ret = 0;
+
+	pthread_mutex_lock(&ns->lock);
+	n = ns->nbulk;
+	memcpy(old, ns->bulk, sizeof(old));
+	ns->nbulk = 0;
+	if (!atomic_load(&ns->streaming) || !atomic_load(&ns->space) ||
+	    atomic_load(&ns->stream_done)) {
+		/* no stream, or every page came already: nothing to reopen */
+		pthread_mutex_unlock(&ns->lock);
+		goto close_old;
+	}
+	want = ns->main->stream ? ns->cfg.bulk - 1 : ns->cfg.bulk;
+	for (i = 0; i < want; i++) {
+		struct ns_conn *c = pi_net_conn_open(ns, PN_ROLE_BULK, ns->session, &ret);
+
+		if (!c)
+			break;
+		c->stream = true;
+		ns->bulk[ns->nbulk++] = c;
+	}
+	atomic_store(&ns->streams, ns->nbulk + (ns->main->stream ? 1u : 0u));
+	atomic_store(&ns->ends, 0);
+	for (i = 0; i < ns->nbulk && !ret; i++)
+		ret = pi_net_conn_start(ns->bulk[i]);
+	pthread_mutex_unlock(&ns->lock);
+	pi_net_wake_parked(ns);
+close_old:
+	for (i = 0; i < n; i++)
+		pi_net_conn_close(old[i]);
 	return ret;
 }
 

@@ -52,13 +52,28 @@ int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t dea
 {
 	struct iovec iov = { (void *)buf, len };
 	size_t done;
-	int ret = pi_wire_send(c->fd, &iov, 1, &done, -1, deadline_ns, -1);
+	int ret = pi_conn_sendv(&c->tc, &iov, 1, &done, -1, deadline_ns, -1);
 
+	atomic_store_explicit(&c->last_send_ns, pi_now_ns(), memory_order_relaxed);
 	if (!ret)
 		return 0;
 	if (done)
 		shutdown(c->fd, SHUT_RDWR);
 	return done || ret != -ETIMEDOUT ? -ECONNRESET : -ETIMEDOUT;
+}
+
+int pi_net_send_frame(struct ns_conn *c, uint16_t type, uint64_t id, uint64_t deadline_ns)
+{
+	struct pn_hdr h;
+	int ret;
+
+	pi_wire_hdr(&h, 0, type, id);
+	ret = send_lock(c, deadline_ns);
+	if (ret)
+		return ret;
+	ret = pi_net_send_all(c, &h, sizeof(h), deadline_ns);
+	send_unlock(c);
+	return ret;
 }
 
 /* ------------------------------------------------------------------------------------------- */
@@ -107,6 +122,8 @@ static struct ns_slot *slot_take(struct netsrc *ns, uint64_t deadline_ns, int *e
 static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns,
 		     uint64_t *zero_mask)
 {
+	uint64_t pauses = atomic_load(&ns->link.pauses), now = pi_now_ns();
+	uint64_t span = deadline_ns > now ? deadline_ns - now : 0;
 	uint32_t st, v;
 	int ret;
 
@@ -120,6 +137,21 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 			continue;
 		}
 		if (pi_futex_wait(&sl->state, SLOT_WAITING, deadline_ns) == -ETIMEDOUT) {
+			if (pi_link_state(&ns->link) == PI_LINK_PAUSED ||
+			    pi_link_state(&ns->link) == PI_LINK_RESUMING) {
+				/* paused: wait on, until the reply or the pause limit (the receiver
+				 * then fails the request) */
+				uint64_t end = pi_link_pause_deadline(&ns->link);
+
+				deadline_ns = end == UINT64_MAX ? 0 : end + 1000000000ull;
+				continue;
+			}
+			if (atomic_load(&ns->link.pauses) != pauses && span) {
+				/* resumed meanwhile: the request went out again, give it its time */
+				pauses = atomic_load(&ns->link.pauses);
+				deadline_ns = pi_now_ns() + span;
+				continue;
+			}
 			v = SLOT_WAITING;
 			if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_ABANDONED))
 				return -ETIMEDOUT; /* the receiver frees it when (if) the reply comes */
@@ -137,7 +169,7 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 		     uint64_t *zero_mask, uint64_t deadline_ns)
 {
 	struct netsrc *ns = ctx;
-	struct ns_conn *c = ns->main;
+	struct ns_conn *c;
 	struct ns_slot *sl;
 	struct {
 		struct pn_hdr h;
@@ -147,8 +179,25 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 	uint32_t v;
 	int ret = 0, idx;
 
-	if (atomic_load(&c->dead))
-		return -ENOTCONN;
+	for (idx = 0;; idx++) {
+		c = ns->main;
+		if (pi_link_state(&ns->link) == PI_LINK_FAILED)
+			return -ECONNRESET;
+		if (pi_link_state(&ns->link) != PI_LINK_RUNNING &&
+		    pi_link_state(&ns->link) != PI_LINK_DONE) {
+			/* paused: wait (bounded by the pause limit) rather than fail */
+			ret = pi_link_wait(&ns->link, 0);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
+		if (!atomic_load(&c->dead))
+			break;
+		if (!ns->resume || idx > 100)
+			return -ENOTCONN;
+		/* lost a moment ago: the pause is about to begin */
+		pi_futex_wait(&ns->link.state, PI_LINK_RUNNING, pi_now_ns() + 10000000ull);
+	}
 	if (!len || len % PN_PAGE || len / PN_PAGE > PN_MAX_PAGES || !page_size ||
 	    page_size % PN_PAGE || len % page_size || len / page_size > 64 ||
 	    !pi_net_region_of(ns, gpa, len))
@@ -164,10 +213,13 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 	sl->dst = dst;
 	sl->zmask = 0;
 	sl->result = 0;
+	atomic_store(&sl->gen, c->gen);
 	atomic_store(&sl->id, id);
 	atomic_fetch_add(&ns->outstanding, 1);
 	/* WAITING before the REQ leaves: the reply may come back before send() returns */
 	atomic_store(&sl->state, SLOT_WAITING);
+	if (atomic_load(&c->dead) && ns->resume)
+		goto wait; /* the resume sends it again */
 	if (atomic_load(&c->dead)) {
 		/* the receiver's sweep may not have seen WAITING: take it back ourselves */
 		v = SLOT_WAITING;
@@ -186,6 +238,8 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 		ret = pi_net_send_all(c, &frame, sizeof(frame), deadline_ns);
 		send_unlock(c);
 	}
+	if (ret < 0 && ns->resume)
+		goto wait; /* the connection is lost: the resume sends it again */
 	if (ret < 0) {
 		v = SLOT_WAITING;
 		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
@@ -204,6 +258,44 @@ out_free:
 	atomic_fetch_sub(&ns->outstanding, 1);
 	slot_free(ns, sl);
 	return ret;
+}
+
+void pi_net_resend(struct netsrc *ns, struct ns_conn *c)
+{
+	struct {
+		struct pn_hdr h;
+		struct pn_req r;
+	} __attribute__((packed)) frame;
+	unsigned i, g, n = 0;
+	uint32_t v;
+
+	for (i = 0; i < NS_SLOTS; i++) {
+		struct ns_slot *sl = &ns->slots[i];
+
+		g = atomic_load(&sl->gen);
+		if (g == c->gen)
+			continue;
+		v = SLOT_ABANDONED;
+		if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED)) {
+			slot_free(ns, sl); /* its reply would have come on the lost connection */
+			continue;
+		}
+		if (atomic_load(&sl->state) != SLOT_WAITING ||
+		    !atomic_compare_exchange_strong(&sl->gen, &g, c->gen))
+			continue;
+		pi_wire_hdr(&frame.h, sizeof(frame.r), PN_REQ, atomic_load(&sl->id));
+		frame.r.gpa = htole64(sl->gpa);
+		frame.r.npages = htole32(sl->npages);
+		frame.r.reserved = 0;
+		if (send_lock(c, pi_now_ns() + 1000000000ull) == 0) {
+			pi_net_send_all(c, &frame, sizeof(frame), pi_now_ns() + 1000000000ull);
+			send_unlock(c);
+		}
+		n++;
+	}
+	if (n)
+		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: %u requests in flight sent again", ns->addr,
+			   n);
 }
 
 /* Fail every waiting request (the connection carrying replies is gone). */
@@ -271,8 +363,10 @@ int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pag
 	v = SLOT_WAITING;
 	if (st == SLOT_WAITING && atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
 		ret = pi_net_decode_pages(pg, sl->dst, zero, why, whylen);
-		if (!ret)
+		if (!ret) {
 			sl->zmask = pi_net_zero_fold(zero, pg->npages, sl->page_size, sl->dst);
+			pi_net_have_mark(ns, pg->gpa, pg->npages);
+		}
 		sl->result = ret;
 		atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ns->pages_urgent, pg->npages, memory_order_relaxed);

@@ -41,6 +41,9 @@ enum pn_type {
 	PN_PAGES = 4,   /* server -> client: pages (id = the REQ's, or 0 for the bulk stream) */
 	PN_END = 5,     /* server -> client on a bulk connection: every page has been sent */
 	PN_ERROR = 6,   /* either way: why the sender is closing the connection */
+	PN_CHALLENGE = 7,  /* server -> client: a joining HELLO must prove the session (32 bytes) */
+	PN_PROOF = 8,      /* client -> server: HMAC of the challenge under the session secret */
+	PN_HEARTBEAT = 10, /* either way, empty, when PN_FEAT_HEARTBEAT was granted: "still here" */
 };
 
 /* Connection roles (HELLO.role). */
@@ -52,6 +55,20 @@ enum pn_role {
 
 /* Feature bits (HELLO.features asks, WELCOME.features grants). */
 #define PN_FEAT_LZ4 (1u << 0) /* PAGES may carry LZ4-compressed pages */
+/* Both ends send HEARTBEAT on a connection where they have sent nothing for PN_HEARTBEAT_MS, so
+ * that a silent peer is told from an idle one within seconds (docs/protocol.md, version 2; until
+ * version 2 is complete, version 1 peers negotiate it as this feature bit). */
+#define PN_FEAT_HEARTBEAT (1u << 1)
+#define PN_HEARTBEAT_MS 500u
+/* This connection opens a session that resumes a migration: HAVE frames (net/have.h) follow the
+ * WELCOME, the session streams nothing before the last of them, then exactly the pages the
+ * destination lacks (docs/protocol.md, version 2, negotiated as this bit until then). */
+#define PN_FEAT_RESUME (1u << 2)
+#define PN_HAVE_MAX_BODY (64u << 10) /* HAVE bodies are at most this (a window of 512 Ki pages) */
+/* Session ids stop being capabilities: a session opened with this bit gets a 32-byte secret after
+ * WELCOME's region table, and a connection joins it only by answering a CHALLENGE with a PROOF
+ * made with that secret and bound to its own TLS channel (net/auth.h). */
+#define PN_FEAT_PROOF (1u << 3)
 
 /* Every frame starts with this. */
 struct pn_hdr {

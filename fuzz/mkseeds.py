@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Writes the committed seed corpus fuzz/corpus/<target>/ : small valid (and nearly valid) inputs
+# for each target, so a few seconds of fuzzing start past the first checks. Rerun after a format
+# change: python3 fuzz/mkseeds.py
+import os, struct
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+def put(target, name, data):
+    d = os.path.join(root, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+def hdr(length, typ, ident=0, flags=0):
+    return struct.pack("<IHHQ", length, typ, flags, ident)
+
+def hello(role, session=0, lz4=1, batch=64, version=1, flags=0):
+    b = b"PAGEINET" + struct.pack("<IIIIIIQ", version, 4096, role, lz4, batch, flags, session)
+    return hdr(len(b), 1) + b
+
+def req(ident, gpa, n):
+    return hdr(16, 3, ident) + struct.pack("<QII", gpa, n, 0)
+
+def error(code, text):
+    b = struct.pack("<I", code) + text
+    return hdr(len(b), 6) + b
+
+# an LZ4 block that decompresses to 4096 bytes of 0x07 (one literal, a long match, 5 literals)
+LZ4_PAGE = bytes([0x1F, 0x07, 0x01, 0x00]) + b"\xff" * 15 + bytes([246]) + bytes([0x50]) + b"\x07" * 5
+
+def pages(ident, gpa, descs, payload):
+    b = struct.pack("<QII", gpa, len(descs), 0) + b"".join(struct.pack("<I", d) for d in descs) + payload
+    return hdr(len(b), 4, ident) + b
+
+# --- server connection: what a client sends
+put("fuzz_server_conn", "urgent_req", hello(1) + req(1, 0, 1) + req(2, 4096, 16) + req(3, 1 << 20, 4))
+put("fuzz_server_conn", "bulk", hello(2, batch=16))
+put("fuzz_server_conn", "bulk_nolz4", hello(2, lz4=0, batch=512) + req(9, 8192, 2))
+put("fuzz_server_conn", "error", hello(1) + error(5, b"bye"))
+put("fuzz_server_conn", "join", hello(2, session=0x1234))
+put("fuzz_server_conn", "req_outside", hello(1) + req(1, 60 << 10, 8))
+put("fuzz_server_conn", "v2", hello(1, version=2, flags=1))
+
+# --- client frames: flags, waiting request (gpa, npages-1), then the server's bytes
+RID = (1 << 16) | 1
+def client(flags, gpa, n, stream):
+    return bytes([flags]) + struct.pack("<QI", gpa, n - 1) + stream
+put("fuzz_client_frames", "reply", client(2 | 4, 0, 2, pages(RID, 0, [0, 1], b"\xab" * 4096)))
+put("fuzz_client_frames", "reply_abandoned", client(2 | 4 | 16, 0, 1, pages(RID, 0, [0], b"\x01" * 4096)))
+put("fuzz_client_frames", "bulk_lz4", client(1 | 8, 0, 1,
+    pages(0, 4 << 20, [0, 1, 2 | (len(LZ4_PAGE) << 8)], b"\x02" * 4096 + LZ4_PAGE) + hdr(0, 5)))
+put("fuzz_client_frames", "bulk_raw", client(8, 0, 1, pages(0, 0, [0] * 4, b"\x05" * 4 * 4096) + hdr(0, 5)))
+put("fuzz_client_frames", "error", client(2, 0, 1, error(22, b"bad request")))
+put("fuzz_client_frames", "single", client(1 | 2 | 4 | 8, 4 << 20, 3,
+    pages(0, 4 << 20, [1] * 8, b"") + pages(RID, 4 << 20, [1, 0, 1], b"\x09" * 4096) + hdr(0, 5)))
+
+# --- HAVE bodies: mode byte (odd: decode), total pages, body
+def have(enc, last, first, count, payload):
+    return struct.pack("<IIQQ", enc, last, first, count) + payload
+put("fuzz_have", "ranges", b"\x01" + struct.pack("<I", 1000) + have(1, 1, 0, 1000, struct.pack("<QQQQ", 0, 10, 20, 30)))
+put("fuzz_have", "bitmap", b"\x01" + struct.pack("<I", 1000) + have(2, 0, 100, 12, b"\xff\x0a"))
+put("fuzz_have", "empty", b"\x01" + struct.pack("<I", 64) + have(1, 1, 0, 64, b""))
+put("fuzz_have", "roundtrip", b"\x00" + bytes(range(256)))
+put("fuzz_have", "roundtrip_sparse", b"\x00" + b"\x00" * 100 + b"\x80" + b"\x00" * 50 + b"\xff" * 30)
+
+# --- snapshot files: flag byte (1: fix the header digest), then the file
+def snapshot(regions, data_pages):
+    h = b"PAGEINSN" + struct.pack("<IIQQ", 1, len(regions), 4096 + data_pages * 4096, 0)
+    for (gpa, size, off) in regions:
+        h += struct.pack("<QQQIIQ", gpa, size, off, 0, 0, 0)
+    h = h.ljust(4096, b"\0")
+    return h + b"\x11" * (data_pages * 4096)
+put("fuzz_snapshot", "one_region", b"\x01" + snapshot([(0, 4096, 4096)], 1))
+put("fuzz_snapshot", "two_regions", b"\x01" + snapshot([(0, 4096, 4096), (1 << 20, 8192, 8192)], 3))
+put("fuzz_snapshot", "truncated", b"\x01" + snapshot([(0, 8192, 4096)], 1))
+put("fuzz_snapshot", "bad_digest", b"\x00" + snapshot([(0, 4096, 4096)], 1))
