@@ -85,10 +85,10 @@ run "install (PREFIX, pkg-config, shared and static, public symbols only)" bash 
 # They are ASan/UBSan builds of their own: run once, from the plain pass.
 if [ -n "${SANITIZE_BUILD:-}" ]; then
 	skip=$((skip + 1)); echo "  skip  fuzz smoke: run from the plain pass (its targets carry ASan/UBSan)"
-elif command -v clang >/dev/null && bash scripts/deps.sh fuzz >/dev/null 2>&1; then
+elif bash scripts/deps.sh fuzz >/dev/null 2>&1 && command -v clang >/dev/null; then
 	run "fuzz smoke (fuzz/, 3 s per target)" make -s --no-print-directory fuzz-smoke
 else
-	skip=$((skip + 1)); echo "  skip  fuzz smoke: no clang (scripts/deps.sh fuzz installs it)"
+	skip=$((skip + 1)); echo "  skip  fuzz smoke: clang and libclang-rt-14-dev are missing and could not be installed (run as root: bash scripts/deps.sh fuzz)"
 fi
 
 # The KVM tier: a real /dev/kvm in a guest kernel under QEMU's emulation (kvm/, docs/kvm.md).
