@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "vmm.h"
 
 #ifndef SYS_pidfd_open
@@ -27,20 +28,6 @@
 #endif
 
 #define MAX_FDS (1 + PI_FC_MAX_REGIONS) /* the uffd and one memfd per region */
-
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 static uint64_t now_ms(void)
 {
@@ -67,24 +54,24 @@ int pi_fc_listen(const char *path, char *err, size_t errlen)
 	int fd, ret;
 
 	if (strlen(path) >= sizeof(a.sun_path))
-		return say(err, errlen, -ENAMETOOLONG, "socket path %s is longer than %zu bytes",
+		return pi_say(err, errlen, -ENAMETOOLONG, "socket path %s is longer than %zu bytes",
 			   path, sizeof(a.sun_path) - 1);
 	strcpy(a.sun_path, path);
 	/* a stale socket from an earlier handler is replaced; any other file is left alone */
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			return say(err, errlen, -EEXIST, "%s exists and is not a socket", path);
+			return pi_say(err, errlen, -EEXIST, "%s exists and is not a socket", path);
 		if (unlink(path) < 0)
-			return say(err, errlen, -errno, "cannot replace %s: %s", path,
+			return pi_say(err, errlen, -errno, "cannot replace %s: %s", path,
 				   strerror(errno));
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return say(err, errlen, -errno, "socket: %s", strerror(errno));
+		return pi_say(err, errlen, -errno, "socket: %s", strerror(errno));
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4) < 0) {
 		ret = -errno;
 		close(fd);
-		return say(err, errlen, ret, "cannot listen on %s: %s", path, strerror(-ret));
+		return pi_say(err, errlen, ret, "cannot listen on %s: %s", path, strerror(-ret));
 	}
 	return fd;
 }
@@ -166,33 +153,33 @@ static int receive(struct pi_fc_handoff *h, uint64_t deadline, int *fds, unsigne
 				      .msg_controllen = sizeof(cm.buf) };
 
 		if (h->json_len == PI_FC_MAX_JSON)
-			return say(err, errlen, -EMSGSIZE, "the region list is longer than %d bytes",
+			return pi_say(err, errlen, -EMSGSIZE, "the region list is longer than %d bytes",
 				   PI_FC_MAX_JSON);
 		ret = poll(&pfd, 1, left_ms(deadline));
 		if (ret < 0 && errno == EINTR)
 			continue;
 		if (ret < 0)
-			return say(err, errlen, -errno, "poll: %s", strerror(errno));
+			return pi_say(err, errlen, -errno, "poll: %s", strerror(errno));
 		if (ret == 0)
-			return say(err, errlen, -ETIMEDOUT, "the VMM connected but sent %s within the "
+			return pi_say(err, errlen, -ETIMEDOUT, "the VMM connected but sent %s within the "
 				   "time limit", h->json_len ? "only part of its region list" :
 				   "nothing");
 		got = recvmsg(h->conn, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 		if (got < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (got < 0)
-			return say(err, errlen, -errno, "recvmsg: %s", strerror(errno));
+			return pi_say(err, errlen, -errno, "recvmsg: %s", strerror(errno));
 		take_fds(&msg, fds, nfds);
 		if (msg.msg_flags & MSG_CTRUNC)
-			return say(err, errlen, -EMSGSIZE, "the VMM sent more than %d fds", MAX_FDS);
+			return pi_say(err, errlen, -EMSGSIZE, "the VMM sent more than %d fds", MAX_FDS);
 		if (got == 0)
-			return say(err, errlen, -ECONNRESET, "the VMM closed the connection after %zu "
+			return pi_say(err, errlen, -ECONNRESET, "the VMM closed the connection after %zu "
 				   "bytes, before a complete region list", h->json_len);
 		h->json_len += (size_t)got;
 		h->json[h->json_len] = 0;
 		end = pi_fc_json_end(h->json, h->json_len);
 		if (end < 0)
-			return say(err, errlen, -EINVAL, "the VMM's message is not a JSON array "
+			return pi_say(err, errlen, -EINVAL, "the VMM's message is not a JSON array "
 				   "(starts with '%.16s')", h->json);
 		if (end > 0)
 			return 0;
@@ -219,14 +206,14 @@ int pi_fc_accept(int listen_fd, int timeout_ms, struct pi_fc_handoff *h, char *e
 		if (ret < 0 && errno == EINTR)
 			continue;
 		if (ret < 0)
-			return say(err, errlen, -errno, "poll: %s", strerror(errno));
+			return pi_say(err, errlen, -errno, "poll: %s", strerror(errno));
 		if (ret == 0)
-			return say(err, errlen, -ETIMEDOUT, "no VMM connected within the time limit");
+			return pi_say(err, errlen, -ETIMEDOUT, "no VMM connected within the time limit");
 		h->conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (h->conn >= 0)
 			break;
 		if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
-			return say(err, errlen, -errno, "accept: %s", strerror(errno));
+			return pi_say(err, errlen, -errno, "accept: %s", strerror(errno));
 	}
 	if (getsockopt(h->conn, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 && cred.pid > 0) {
 		h->pid = cred.pid;
@@ -235,7 +222,7 @@ int pi_fc_accept(int listen_fd, int timeout_ms, struct pi_fc_handoff *h, char *e
 	}
 	ret = receive(h, deadline, fds, &nfds, err, errlen);
 	if (ret == 0 && !nfds)
-		ret = say(err, errlen, -ENOMSG, "the VMM sent its region list without a "
+		ret = pi_say(err, errlen, -ENOMSG, "the VMM sent its region list without a "
 			  "userfaultfd (SCM_RIGHTS)");
 	if (ret == 0) {
 		ret = pi_uffd_check(fds[0]);
@@ -246,11 +233,11 @@ int pi_fc_accept(int listen_fd, int timeout_ms, struct pi_fc_handoff *h, char *e
 			snprintf(link, sizeof(link), "/proc/self/fd/%d", fds[0]);
 			k = readlink(link, what, sizeof(what) - 1);
 			what[k > 0 ? k : 1] = 0;
-			say(err, errlen, ret, "the fd the VMM sent is not a userfaultfd (it is %s)",
+			pi_say(err, errlen, ret, "the fd the VMM sent is not a userfaultfd (it is %s)",
 			    what);
 		}
 		else if (ret < 0)
-			say(err, errlen, ret, "cannot tell whether the fd the VMM sent is a "
+			pi_say(err, errlen, ret, "cannot tell whether the fd the VMM sent is a "
 			    "userfaultfd (is /proc mounted?): %s", strerror(-ret));
 	}
 	if (ret < 0) {
@@ -346,21 +333,21 @@ static int check_one(unsigned idx, const struct pi_fc_region *r, const struct vm
 		if (v[i].start > at)
 			break; /* a gap */
 		if (!v[i].um)
-			return say(err, errlen, -EINVAL, "region %u: the VMM's memory at 0x%llx is "
+			return pi_say(err, errlen, -EINVAL, "region %u: the VMM's memory at 0x%llx is "
 				   "not registered with a userfaultfd for missing pages", idx,
 				   (unsigned long long)at);
 		if (v[i].kpage != r->page_size)
-			return say(err, errlen, -EINVAL, "region %u says page size %llu but the VMM "
+			return pi_say(err, errlen, -EINVAL, "region %u says page size %llu but the VMM "
 				   "maps 0x%llx with %llu-byte pages", idx,
 				   (unsigned long long)r->page_size, (unsigned long long)at,
 				   (unsigned long long)v[i].kpage);
 		if (first && (first->ht != v[i].ht || first->sh != v[i].sh))
-			return say(err, errlen, -EINVAL, "region %u mixes kinds of memory", idx);
+			return pi_say(err, errlen, -EINVAL, "region %u mixes kinds of memory", idx);
 		first = first ? first : &v[i];
 		at = v[i].end;
 	}
 	if (at < end)
-		return say(err, errlen, -EINVAL, "region %u (0x%llx, %llu bytes): the VMM has no "
+		return pi_say(err, errlen, -EINVAL, "region %u (0x%llx, %llu bytes): the VMM has no "
 			   "mapping at 0x%llx", idx, (unsigned long long)r->base,
 			   (unsigned long long)r->size, (unsigned long long)at);
 	out->shared = first->sh;
@@ -381,7 +368,7 @@ int pi_fc_check_regions(pid_t pid, const struct pi_fc_region *r, unsigned n,
 	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
-		return say(err, errlen, -errno, "cannot read %s to check the VMM's registrations: "
+		return pi_say(err, errlen, -errno, "cannot read %s to check the VMM's registrations: "
 			   "%s", path, strerror(errno));
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long a, b, kb;
@@ -391,7 +378,7 @@ int pi_fc_check_regions(pid_t pid, const struct pi_fc_region *r, unsigned n,
 				cap = cap ? cap * 2 : 64;
 				nvp = realloc(v, sizeof(*v) * cap);
 				if (!nvp) {
-					ret = say(err, errlen, -ENOMEM, "out of memory");
+					ret = pi_say(err, errlen, -ENOMEM, "out of memory");
 					goto out;
 				}
 				v = nvp;
@@ -406,7 +393,7 @@ int pi_fc_check_regions(pid_t pid, const struct pi_fc_region *r, unsigned n,
 		}
 	}
 	if (ferror(f)) {
-		ret = say(err, errlen, -EIO, "error reading %s", path);
+		ret = pi_say(err, errlen, -EIO, "error reading %s", path);
 		goto out;
 	}
 	/* smaps lists mappings in address order, which check_one relies on */

@@ -231,6 +231,12 @@ int pi_uffd_install(struct pagein_space *s, int fd, enum pi_uffd_op op, uintptr_
 		    const void *src, uint64_t len, uint64_t page_size, uint64_t deadline,
 		    uint64_t *existed);
 
+/* Format a message into err[errlen] (when err is non-NULL) and return ret: the error helper of
+ * the parsers and checkers that report to a caller's buffer instead of a log (fcsock, rawsrc,
+ * wsfile). */
+int pi_say(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* ---- util.c ---- */
 void pi_log(struct pagein_space *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -18,20 +18,6 @@
 #include "internal.h"
 #include "vmm.h"
 
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 /* A number with an optional binary suffix; *end gets the first byte after it. */
 static int parse_num(const char *s, const char **end, uint64_t *v)
 {
@@ -82,34 +68,34 @@ int pagein_raw_layout_parse(const char *spec, struct pagein_raw_region *out, uns
 	unsigned n = 0;
 
 	if (!*p)
-		return say(err, errlen, -EINVAL, "empty layout: expected GPA+SIZE[@OFFSET],...");
+		return pi_say(err, errlen, -EINVAL, "empty layout: expected GPA+SIZE[@OFFSET],...");
 	for (;;) {
 		struct pagein_raw_region r = { 0, 0, 0, 0 };
 
 		if (n == max)
-			return say(err, errlen, -E2BIG, "layout: more than %u regions", max);
+			return pi_say(err, errlen, -E2BIG, "layout: more than %u regions", max);
 		if (parse_num(p, &q, &r.gpa) || *q != '+')
-			return say(err, errlen, -EINVAL, "layout, at \"%s\": expected GPA+SIZE", p);
+			return pi_say(err, errlen, -EINVAL, "layout, at \"%s\": expected GPA+SIZE", p);
 		p = q + 1;
 		if (parse_num(p, &q, &r.size))
-			return say(err, errlen, -EINVAL, "layout, at \"%s\": expected a size", p);
+			return pi_say(err, errlen, -EINVAL, "layout, at \"%s\": expected a size", p);
 		p = q;
 		r.offset = next_off;
 		if (*p == '@') {
 			p++;
 			if (parse_num(p, &q, &r.offset))
-				return say(err, errlen, -EINVAL, "layout, at \"%s\": expected a file "
+				return pi_say(err, errlen, -EINVAL, "layout, at \"%s\": expected a file "
 					   "offset after '@'", p);
 			p = q;
 		}
 		if (r.offset + r.size < r.offset || r.gpa + r.size < r.gpa)
-			return say(err, errlen, -EINVAL, "layout region %u wraps around", n);
+			return pi_say(err, errlen, -EINVAL, "layout region %u wraps around", n);
 		next_off = r.offset + r.size;
 		out[n++] = r;
 		if (!*p)
 			return (int)n;
 		if (*p != ',')
-			return say(err, errlen, -EINVAL, "layout, at \"%s\": expected ',' or the end",
+			return pi_say(err, errlen, -EINVAL, "layout, at \"%s\": expected ',' or the end",
 				   p);
 		p++;
 	}
@@ -226,44 +212,44 @@ int pagein_source_raw_new(const char *path, const struct pagein_raw_region *l, u
 	int ret;
 
 	if (!n)
-		return say(err, errlen, -EINVAL, "the layout has no region");
+		return pi_say(err, errlen, -EINVAL, "the layout has no region");
 	if (n > PAGEIN_RAW_MAX_REGIONS)
-		return say(err, errlen, -E2BIG, "the layout has %u regions, at most %d are allowed",
+		return pi_say(err, errlen, -E2BIG, "the layout has %u regions, at most %d are allowed",
 			   n, PAGEIN_RAW_MAX_REGIONS);
 	for (i = 0; i < n; i++) {
 		if (!l[i].size || l[i].gpa % 4096 || l[i].size % 4096 || l[i].offset % 4096)
-			return say(err, errlen, -EINVAL, "layout region %u (gpa 0x%llx, size %llu, "
+			return pi_say(err, errlen, -EINVAL, "layout region %u (gpa 0x%llx, size %llu, "
 				   "offset %llu): size must be > 0 and all three multiples of 4096",
 				   i, (unsigned long long)l[i].gpa, (unsigned long long)l[i].size,
 				   (unsigned long long)l[i].offset);
 		if (l[i].flags)
-			return say(err, errlen, -EINVAL, "layout region %u: flags must be 0", i);
+			return pi_say(err, errlen, -EINVAL, "layout region %u: flags must be 0", i);
 		if (l[i].gpa + l[i].size < l[i].gpa || l[i].offset + l[i].size < l[i].offset)
-			return say(err, errlen, -EINVAL, "layout region %u wraps around", i);
+			return pi_say(err, errlen, -EINVAL, "layout region %u wraps around", i);
 		for (j = 0; j < i; j++)
 			if (l[i].gpa < l[j].gpa + l[j].size && l[j].gpa < l[i].gpa + l[i].size)
-				return say(err, errlen, -EINVAL, "layout regions %u and %u overlap "
+				return pi_say(err, errlen, -EINVAL, "layout regions %u and %u overlap "
 					   "in guest addresses", j, i);
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return say(err, errlen, -ENOMEM, "out of memory");
+		return pi_say(err, errlen, -ENOMEM, "out of memory");
 	s->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (s->fd < 0) {
-		ret = say(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
+		ret = pi_say(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
 		goto err_free;
 	}
 	if (fstat(s->fd, &st) < 0) {
-		ret = say(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
+		ret = pi_say(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
 		goto err_close;
 	}
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-		ret = say(err, errlen, -EINVAL, "%s is not a regular file", path);
+		ret = pi_say(err, errlen, -EINVAL, "%s is not a regular file", path);
 		goto err_close;
 	}
 	for (i = 0; i < n; i++)
 		if (l[i].offset + l[i].size > (uint64_t)st.st_size) {
-			ret = say(err, errlen, -ENODATA, "%s is %llu bytes, shorter than its layout: "
+			ret = pi_say(err, errlen, -ENODATA, "%s is %llu bytes, shorter than its layout: "
 				  "region %u (gpa 0x%llx, size %llu) needs bytes up to offset %llu",
 				  path, (unsigned long long)st.st_size, i,
 				  (unsigned long long)l[i].gpa, (unsigned long long)l[i].size,
@@ -280,7 +266,7 @@ int pagein_source_raw_new(const char *path, const struct pagein_raw_region *l, u
 	s->image_id = XXH3_64bits_withSeed(s->r, n * sizeof(*l), XXH3_64bits(&id, sizeof(id)));
 	ret = pagein_source_new(&raw_ops, s, out);
 	if (ret < 0) {
-		say(err, errlen, ret, "out of memory");
+		pi_say(err, errlen, ret, "out of memory");
 		goto err_close;
 	}
 	return 0;

@@ -130,3 +130,15 @@ uint64_t pagein_backing_page_size(enum pagein_backing b)
 {
 	return b == PAGEIN_BACKING_HUGETLB ? 2ull << 20 : 4096;
 }
+
+int pi_say(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
+}

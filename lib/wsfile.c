@@ -54,20 +54,6 @@ _Static_assert(sizeof(struct ws_hdr) == 80, "working-set header is 80 bytes");
 _Static_assert(sizeof(struct ws_run_disk) == 16, "working-set run is 16 bytes");
 _Static_assert(sizeof(struct ws_run_disk) == sizeof(struct pi_ws_run), "same layout in memory");
 
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-static int say(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
-
 static uint64_t hdr_digest(const struct ws_hdr *h, const void *runs, uint32_t nruns)
 {
 	struct ws_hdr c = *h;
@@ -220,23 +206,23 @@ int pi_ws_write(const char *path, const uint64_t *gpas, uint64_t n, uint64_t pag
 	int ret;
 
 	if (page_size != 4096 && page_size != 2ull << 20)
-		return say(err, errlen, -EINVAL, "working set: page size %llu is not 4096 or 2 MiB",
+		return pi_say(err, errlen, -EINVAL, "working set: page size %llu is not 4096 or 2 MiB",
 			   (unsigned long long)page_size);
 	if (snprintf(tmp_path, sizeof(tmp_path), "%s.tmp", path) >= (int)sizeof(tmp_path))
-		return say(err, errlen, -ENAMETOOLONG, "working set: path too long");
+		return pi_say(err, errlen, -ENAMETOOLONG, "working set: path too long");
 	g = malloc((n ? n : 1) * sizeof(*g));
 	w.runs = malloc(sizeof(*w.runs) * w.cap);
 	w.buf = malloc(WS_WBUF > page_size ? WS_WBUF : page_size);
 	tmp = malloc(WS_CHUNK * page_size);
 	w.xx = XXH3_createState();
 	if (!g || !w.runs || !w.buf || !tmp || !w.xx) {
-		ret = say(err, errlen, -ENOMEM, "working set: out of memory");
+		ret = pi_say(err, errlen, -ENOMEM, "working set: out of memory");
 		goto out;
 	}
 	XXH3_64bits_reset(w.xx);
 	for (i = 0; i < n; i++) {
 		if (gpas[i] % page_size) {
-			ret = say(err, errlen, -EINVAL, "working set: page 0x%llx is not aligned to "
+			ret = pi_say(err, errlen, -EINVAL, "working set: page 0x%llx is not aligned to "
 				  "%llu", (unsigned long long)gpas[i], (unsigned long long)page_size);
 			goto out;
 		}
@@ -244,12 +230,12 @@ int pi_ws_write(const char *path, const uint64_t *gpas, uint64_t n, uint64_t pag
 	}
 	n = dedup(g, n);
 	if (n == UINT64_MAX) {
-		ret = say(err, errlen, -ENOMEM, "working set: out of memory");
+		ret = pi_say(err, errlen, -ENOMEM, "working set: out of memory");
 		goto out;
 	}
 	w.fd = open(tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (w.fd < 0) {
-		ret = say(err, errlen, -errno, "cannot create %s: %s", tmp_path, strerror(errno));
+		ret = pi_say(err, errlen, -errno, "cannot create %s: %s", tmp_path, strerror(errno));
 		goto out;
 	}
 	/* the run table's size is known only at the end (zero pages split runs), so the data is
@@ -260,7 +246,7 @@ int pi_ws_write(const char *path, const uint64_t *gpas, uint64_t n, uint64_t pag
 			;
 		ret = add_chunk(&w, src, g[i], j - i, tmp);
 		if (ret < 0) {
-			say(err, errlen, ret, "working set: cannot read page 0x%llx from the image: "
+			pi_say(err, errlen, ret, "working set: cannot read page 0x%llx from the image: "
 			    "%s", (unsigned long long)g[i], strerror(-ret));
 			goto out_unlink;
 		}
@@ -315,7 +301,7 @@ int pi_ws_write(const char *path, const uint64_t *gpas, uint64_t n, uint64_t pag
 	if (ret < 0)
 		goto out_write;
 	if (rename(tmp_path, path) < 0) {
-		ret = say(err, errlen, -errno, "cannot rename %s to %s: %s", tmp_path, path,
+		ret = pi_say(err, errlen, -errno, "cannot rename %s to %s: %s", tmp_path, path,
 			  strerror(errno));
 		goto out_unlink;
 	}
@@ -323,7 +309,7 @@ int pi_ws_write(const char *path, const uint64_t *gpas, uint64_t n, uint64_t pag
 	goto out;
 
 out_write:
-	say(err, errlen, ret, "cannot write %s: %s", tmp_path, strerror(-ret));
+	pi_say(err, errlen, ret, "cannot write %s: %s", tmp_path, strerror(-ret));
 out_unlink:
 	unlink(tmp_path);
 out:
@@ -349,36 +335,36 @@ int pi_ws_open(const char *path, struct pi_ws *ws, char *err, size_t errlen)
 	memset(ws, 0, sizeof(*ws));
 	ws->fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (ws->fd < 0)
-		return say(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
+		return pi_say(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
 	got = pread(ws->fd, &h, sizeof(h), 0);
 	if (got < 0) {
-		ret = say(err, errlen, -errno, "cannot read %s: %s", path, strerror(errno));
+		ret = pi_say(err, errlen, -errno, "cannot read %s: %s", path, strerror(errno));
 		goto err;
 	}
 	if ((size_t)got < sizeof(h) || memcmp(h.magic, WS_MAGIC, 8)) {
-		ret = say(err, errlen, -EINVAL, "%s is not a pagein working-set file", path);
+		ret = pi_say(err, errlen, -EINVAL, "%s is not a pagein working-set file", path);
 		goto err;
 	}
 	if (h.version != WS_VERSION || (h.page_size != 4096 && h.page_size != 2u << 20) ||
 	    h.nruns > WS_MAX_RUNS || h.data_off % WS_ALIGN ||
 	    h.data_off < sizeof(h) + (uint64_t)h.nruns * sizeof(struct ws_run_disk) ||
 	    h.data_off + h.data_len < h.data_off) {
-		ret = say(err, errlen, -EINVAL, "%s: unsupported version %u or corrupt header", path,
+		ret = pi_say(err, errlen, -EINVAL, "%s: unsupported version %u or corrupt header", path,
 			  h.version);
 		goto err;
 	}
 	ws->runs = malloc(((size_t)h.nruns ? h.nruns : 1) * sizeof(*ws->runs));
 	if (!ws->runs) {
-		ret = say(err, errlen, -ENOMEM, "out of memory");
+		ret = pi_say(err, errlen, -ENOMEM, "out of memory");
 		goto err;
 	}
 	got = pread(ws->fd, ws->runs, (size_t)h.nruns * sizeof(*ws->runs), sizeof(h));
 	if (got != (ssize_t)((size_t)h.nruns * sizeof(*ws->runs))) {
-		ret = say(err, errlen, -ENODATA, "%s is truncated inside its run table", path);
+		ret = pi_say(err, errlen, -ENODATA, "%s is truncated inside its run table", path);
 		goto err;
 	}
 	if (hdr_digest(&h, ws->runs, h.nruns) != h.hdr_digest) {
-		ret = say(err, errlen, -EINVAL, "%s: header or run table damaged (digest mismatch)",
+		ret = pi_say(err, errlen, -EINVAL, "%s: header or run table damaged (digest mismatch)",
 			  path);
 		goto err;
 	}
@@ -387,7 +373,7 @@ int pi_ws_open(const char *path, struct pi_ws *ws, char *err, size_t errlen)
 
 		if (!r->npages || r->gpa % h.page_size || (r->flags & ~PI_WS_ZERO) ||
 		    r->gpa + (uint64_t)r->npages * h.page_size < r->gpa) {
-			ret = say(err, errlen, -EINVAL, "%s: run %u is malformed", path, i);
+			ret = pi_say(err, errlen, -EINVAL, "%s: run %u is malformed", path, i);
 			goto err;
 		}
 		pages += r->npages;
@@ -395,15 +381,15 @@ int pi_ws_open(const char *path, struct pi_ws *ws, char *err, size_t errlen)
 			data_pages += r->npages;
 	}
 	if (pages != h.npages || data_pages * h.page_size != h.data_len) {
-		ret = say(err, errlen, -EINVAL, "%s: run table and header disagree", path);
+		ret = pi_say(err, errlen, -EINVAL, "%s: run table and header disagree", path);
 		goto err;
 	}
 	if (fstat(ws->fd, &st) < 0) {
-		ret = say(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
+		ret = pi_say(err, errlen, -errno, "cannot stat %s: %s", path, strerror(errno));
 		goto err;
 	}
 	if ((uint64_t)st.st_size < h.data_off + h.data_len) {
-		ret = say(err, errlen, -ENODATA, "%s is truncated: %llu bytes, its header says %llu",
+		ret = pi_say(err, errlen, -ENODATA, "%s is truncated: %llu bytes, its header says %llu",
 			  path, (unsigned long long)st.st_size,
 			  (unsigned long long)(h.data_off + h.data_len));
 		goto err;
@@ -434,13 +420,13 @@ int pi_ws_read_data(struct pi_ws *ws, void *buf, char *err, size_t errlen)
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0)
-			return say(err, errlen, -errno, "working set read: %s", strerror(errno));
+			return pi_say(err, errlen, -errno, "working set read: %s", strerror(errno));
 		if (got == 0)
-			return say(err, errlen, -EIO, "working set shrank while being read");
+			return pi_say(err, errlen, -EIO, "working set shrank while being read");
 		done += (uint64_t)got;
 	}
 	if (XXH3_64bits(buf, ws->data_len) != ws->data_digest)
-		return say(err, errlen, -EIO, "working set page data damaged (digest mismatch)");
+		return pi_say(err, errlen, -EIO, "working set page data damaged (digest mismatch)");
 	return 0;
 }
 
@@ -512,14 +498,14 @@ int pagein_ws_prefetch(struct pagein_space *space, const char *path, uint64_t im
 		return ret;
 	s.pages = ws.npages;
 	if (ws.image_id != image_id) {
-		ret = say(err, errlen, -ESTALE, "%s was recorded from another image: not used",
+		ret = pi_say(err, errlen, -ESTALE, "%s was recorded from another image: not used",
 			  path);
 		goto out;
 	}
 	/* at least one page, so zero runs have a valid pointer to pass */
 	data = malloc(ws.data_len ? ws.data_len : ws.page_size);
 	if (!data) {
-		ret = say(err, errlen, -ENOMEM, "out of memory for %llu bytes of working set",
+		ret = pi_say(err, errlen, -ENOMEM, "out of memory for %llu bytes of working set",
 			  (unsigned long long)ws.data_len);
 		goto out;
 	}
@@ -542,7 +528,7 @@ int pagein_ws_prefetch(struct pagein_space *space, const char *path, uint64_t im
 				     zero ? data : data + off + k * ws.page_size, n, ws.page_size,
 				     zero);
 			if (ret < 0) {
-				say(err, errlen, ret, "installing the working set at 0x%llx: %s",
+				pi_say(err, errlen, ret, "installing the working set at 0x%llx: %s",
 				    (unsigned long long)(run->gpa + k * ws.page_size),
 				    strerror(-ret));
 				goto out;
@@ -616,13 +602,13 @@ int pagein_ws_record_save(struct pagein_space *space, const char *path, uint64_t
 	int ret;
 
 	if (!rec)
-		return say(err, errlen, -ENOENT, "this space is not recording a working set");
+		return pi_say(err, errlen, -ENOENT, "this space is not recording a working set");
 	if (!nr || !space->src)
-		return say(err, errlen, -EINVAL, "the space has no region or no source");
+		return pi_say(err, errlen, -EINVAL, "the space has no region or no source");
 	ps = space->regions[0].page_size;
 	for (i = 1; i < nr; i++)
 		if (space->regions[i].page_size != ps)
-			return say(err, errlen, -EINVAL, "a working set has one page size; this "
+			return pi_say(err, errlen, -EINVAL, "a working set has one page size; this "
 				   "space mixes %llu and %llu", (unsigned long long)ps,
 				   (unsigned long long)space->regions[i].page_size);
 	n = atomic_load(&rec->n);
@@ -630,7 +616,7 @@ int pagein_ws_record_save(struct pagein_space *space, const char *path, uint64_t
 	n = n < k ? n : k;
 	gpas = malloc((n ? n : 1) * sizeof(*gpas));
 	if (!gpas)
-		return say(err, errlen, -ENOMEM, "out of memory");
+		return pi_say(err, errlen, -ENOMEM, "out of memory");
 	for (k = 0; k < n; k++) {
 		uint64_t g = atomic_load_explicit(&rec->gpa[k], memory_order_relaxed);
 
