@@ -27,6 +27,9 @@ enum tool_exit {
 				 * reached or read, or failed or went away during the restore */
 	EXIT_LOCAL = 71,        /* EX_OSERR: a local resource failed: memory, userfaultfd
 				 * permission, huge pages, threads, disk space */
+	EXIT_CUT = 75,          /* EX_TEMPFAIL: serve stopped by a second signal with sessions
+				 * under way (named on stderr); their destinations may resume
+				 * from another server */
 };
 
 /* Print "pagein: msg" on stderr and exit 1 (die) or with code (die_code). */
@@ -81,6 +84,7 @@ extern bool tool_verbose;
 
 /* Subcommands: one file each (tools/cmd-NAME.c); the benchmark has its own folder (bench/). */
 int cmd_bench(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_handler(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
