@@ -180,6 +180,7 @@ static void ctl_client(struct ctl *c, int fd)
 		int ret;
 
 		jb_begin(j);
+		jb_bool(j, "ok", true);
 		ret = c->command ? c->command(c->arg, line, arg ? arg : "", j, err, sizeof(err))
 				 : -ENOTSUP;
 		if (ret == -ENOTSUP && !err[0])
@@ -189,8 +190,6 @@ static void ctl_client(struct ctl *c, int fd)
 			jb_begin(j); /* nothing half-written goes out */
 			jb_bool(j, "ok", false);
 			jb_str(j, "error", err);
-		} else {
-			jb_bool(j, "ok", true);
 		}
 		jb_end(j);
 	}

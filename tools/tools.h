@@ -122,6 +122,9 @@ struct restore_opts {
 	bool pause;                      /* network: pause on a lost link, reconnect and resume */
 	unsigned pause_limit_ms;         /* network: then fail after this (0 = never) */
 	const char *reconnect;           /* network: reconnect to this address instead */
+	const char *control;             /* --control: a control socket (tools/ctl.c) */
+	const char *status_file;         /* --status-file: the status JSON, rewritten */
+	unsigned status_ms;              /* --status-interval (0: 1000) */
 };
 
 /* The generated guest image the demo and the snapshots use: *size (rounded up to 4 MiB) bytes
