@@ -372,8 +372,10 @@ static void restore_status(void *arg, struct jbuf *j)
 	pagein_stats_get(cs.s, &st);
 	faults = st.faults_self + st.faults_handler;
 	jb_str(j, "role", "destination");
-	jb_str(j, "state", cs.src ? net_state_name(pagein_net_state(cs.src))
-			       : present == total ? "DONE" : "RUNNING");
+	/* every page present is DONE whatever the link says (a stream-less migration never gets
+	 * the stream's END) */
+	jb_str(j, "state", present == total ? "DONE" : cs.src ?
+			   net_state_name(pagein_net_state(cs.src)) : "RUNNING");
 	if (res)
 		jb_str(j, "result", res);
 	jb_str(j, "source", cs.o->from_addr ? cs.o->from_addr : cs.o->from_raw ? cs.o->from_raw
