@@ -50,6 +50,10 @@ struct pagein_server_config {
 	const char *psk_file;
 	const char *tls_cert, *tls_key, *tls_ca;
 	bool insecure;           /* allow plain TCP off loopback */
+	uint64_t max_bandwidth;  /* bytes per second for the bulk stream, all sessions together
+	                          * (a token bucket); replies to requests are never held back.
+	                          * 0 = no limit (default). Changed live by
+	                          * pagein_server_set_bandwidth */
 };
 
 /* Fill cfg with the defaults above. */
@@ -94,9 +98,50 @@ struct pagein_server_stats {
 	uint64_t pages_bulk;      /* pages sent by the bulk stream */
 	uint64_t pages_lz4;       /* of those, sent LZ4-compressed */
 	uint64_t bytes_sent;      /* on the wire, headers included */
-	uint64_t reserved[8];     /* room for counters added later (the size never changes); 0 */
+	uint64_t pages_twice;     /* pages a request asked for that the session had sent already
+	                          * (in flight on the stream, or asked twice) */
+	uint64_t sessions_completed; /* sessions that ended with every page sent */
+	uint64_t bulk_throttled_ns; /* time bulk connections waited for the bandwidth limit */
+	uint64_t reserved[5];     /* room for counters added later (the size never changes); 0 */
 };
 void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_stats *st);
+
+/*
+ * Drain: from now on refuse new destinations (a HELLO that opens a session gets an ERROR saying
+ * the server is draining), while the sessions open now go on, and their destinations may still
+ * join them with more connections. The server stops nothing by itself: wait for
+ * sessions_active (pagein_server_stats_get) to reach 0, then pagein_server_stop. Idempotent.
+ * Returns 0, or -ENOTCONN when the server is not running. Any thread.
+ */
+int pagein_server_drain(struct pagein_server *srv);
+
+/* The bulk stream's limit in bytes per second from now on, all sessions together (0 = none);
+ * replies to requests are never held back. Returns 0. Any thread. */
+int pagein_server_set_bandwidth(struct pagein_server *srv, uint64_t bytes_per_s);
+
+/* Where one session stands (pagein_server_sessions). */
+enum pagein_session_state {
+	PAGEIN_SESSION_IDLE = 0,  /* open, no bulk connection and no request yet */
+	PAGEIN_SESSION_RESUMING,  /* opened to resume: reading what the destination has */
+	PAGEIN_SESSION_STREAMING, /* pages left to send */
+	PAGEIN_SESSION_SENT,      /* every page sent; ends when the destination leaves */
+};
+
+struct pagein_server_session {
+	uint64_t id;          /* the session id (as in the server's log) */
+	char peer[64];        /* the destination's address, without port */
+	uint32_t state;       /* enum pagein_session_state */
+	uint32_t conns;       /* connections attached */
+	uint64_t pages_left;  /* pages not sent yet */
+	uint64_t pages_total; /* pages served */
+	uint64_t age_ms;      /* since it was opened */
+	uint64_t reserved[4]; /* 0 */
+};
+
+/* The sessions open now into out[0..max). Returns how many are open (possibly more than max:
+ * only max are written). Any thread. */
+int pagein_server_sessions(struct pagein_server *srv, struct pagein_server_session *out,
+			   unsigned max);
 
 /* ---------------------------------------------------------------------------------------------
  * The network source (the destination)

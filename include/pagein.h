@@ -393,6 +393,21 @@ struct pagein_stats {
 /* Copy the space's counters (summed over threads) into *st. Any thread. */
 void pagein_stats_get(struct pagein_space *space, struct pagein_stats *st);
 
+/* Time one thread was blocked on faults (pagein_blocktime_get), like QEMU's postcopy-blocktime
+ * per vCPU: SELF front-end, from the thread's fault to its page; HANDLER front-end, the time a
+ * handler thread served the thread's fault (the kernel's queueing before it is not seen). */
+struct pagein_thread_blocked {
+	int32_t tid;          /* the thread (gettid); 0: handler faults whose thread the kernel did
+	                       * not name (no UFFD_FEATURE_THREAD_ID) */
+	uint32_t faults;      /* faults it took */
+	uint64_t blocked_ns;  /* time it was blocked on them */
+};
+
+/* The faulting threads seen so far into out[0..max). Returns how many there are (possibly more
+ * than max: only max are written; at most 256 threads are kept). Any thread. */
+int pagein_blocktime_get(struct pagein_space *space, struct pagein_thread_blocked *out,
+			 unsigned max);
+
 /* Latency in ns at quantile q (0..1) of the histogram (the upper edge of its bucket). */
 uint64_t pagein_stats_quantile(const struct pagein_stats *st, double q);
 

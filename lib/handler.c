@@ -54,7 +54,7 @@ static void on_pagefault(struct pagein_space *s, const struct uffd_msg *m)
 {
 	uintptr_t addr = (uintptr_t)m->arg.pagefault.address;
 	struct pi_region *r = pi_region_of_host(s, addr);
-	uint64_t idx;
+	uint64_t idx, t0;
 	int ret;
 
 	if (!r) {
@@ -63,7 +63,9 @@ static void on_pagefault(struct pagein_space *s, const struct uffd_msg *m)
 	}
 	idx = (addr - (uintptr_t)r->host) >> r->page_shift;
 	pi_kvm_note_fault(s, m->arg.pagefault.feat.ptid);
+	t0 = pi_now_ns(); /* blocktime.c: the faulting thread waits while we serve it */
 	ret = pi_fault(s, r, idx, PI_WHY_HANDLER);
+	pi_blocktime_add(s, m->arg.pagefault.feat.ptid, pi_now_ns() - t0);
 	if (ret < 0) {
 		/* the faulter must not hang: poison wakes it with SIGBUS */
 		pi_poison_or_wake(s, r, idx);

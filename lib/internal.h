@@ -109,6 +109,14 @@ struct pi_kvm {
 
 struct pi_reader; /* handler.c */
 
+/* Blocked time of one faulting thread (lib/blocktime.c); key 0 = a free slot. */
+#define PI_BT_SLOTS 256
+struct pi_bt_slot {
+	_Atomic uint32_t key;  /* the thread id + 1 (0 + 1: handler faults of unknown threads) */
+	_Atomic uint32_t faults;
+	_Atomic uint64_t ns;   /* time it was blocked on faults */
+};
+
 struct pagein_space {
 	struct pagein_config cfg;
 	struct pi_region regions[PAGEIN_MAX_REGIONS];
@@ -152,7 +160,12 @@ struct pagein_space {
 	                                 * (pagein_space_adopt_uffd): install by ioctl only */
 	int peer_pidfd;                 /* remote: the peer's pidfd (its exit), or -1 */
 	_Atomic bool peer_gone;         /* remote: the peer exited */
+	struct pi_bt_slot blocktime[PI_BT_SLOTS]; /* per faulting thread (blocktime.c) */
+	_Atomic uint64_t blocktime_lost; /* faults of threads past PI_BT_SLOTS, not counted */
 };
+
+/* Add ns of blocked time to thread tid (0: unknown). Async-signal-safe (a SIGBUS handler). */
+void pi_blocktime_add(struct pagein_space *s, uint32_t tid, uint64_t ns);
 
 /* The working-set recorder: pages made present for a touch, in order. Appending is one atomic
  * add and a store, so it is allowed on the SIGBUS path; pages past cap are dropped (counted). */

@@ -54,7 +54,9 @@ static void on_sigbus(int sig, siginfo_t *si, void *uctx)
 		r = pi_region_of_host(s, addr);
 		if (!r)
 			continue;
+		uint64_t t0 = pi_now_ns(); /* blocktime.c: this thread is blocked from here */
 		ret = pi_fault(s, r, (addr - (uintptr_t)r->host) >> r->page_shift, PI_WHY_SELF);
+		pi_blocktime_add(s, (uint32_t)gettid(), pi_now_ns() - t0);
 		break;
 	}
 	if (ret == 0) {

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -696,4 +697,86 @@ const char *t_json_next(struct t_json_lines *it, struct t_json_object *o, const 
 		T_CHECK(0, "%s: line %u is not a JSON object: %s", what, it->lines, line);
 	}
 	return NULL;
+}
+
+int t_read_port_file(const char *path, unsigned ms)
+{
+	uint64_t end = t_ms_now() + ms;
+	int port = 0;
+	FILE *f;
+
+	while (!port && t_ms_now() < end) {
+		f = fopen(path, "r");
+		if (!f || fscanf(f, "%d", &port) != 1) {
+			port = 0;
+			usleep(10000);
+		}
+		if (f)
+			fclose(f);
+	}
+	return port;
+}
+
+bool t_wait_text(int fd, char *buf, size_t size, size_t *len, const char *want, unsigned ms)
+{
+	uint64_t end = t_ms_now() + ms, now;
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	buf[*len] = 0;
+	while (!strstr(buf, want) && *len < size - 1) {
+		now = t_ms_now();
+		if (now >= end || poll(&pfd, 1, (int)(end - now)) <= 0)
+			return false;
+		n = read(fd, buf + *len, size - 1 - *len);
+		if (n <= 0)
+			return false;
+		*len += (size_t)n;
+		buf[*len] = 0;
+	}
+	return strstr(buf, want) != NULL;
+}
+
+int t_ctl_query(const char *path, const char *cmd, char *reply, size_t size, unsigned ms)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t end = t_ms_now() + ms, now;
+	struct pollfd pfd;
+	size_t len = 0;
+	ssize_t n;
+	int fd, ret = 0;
+	char *nl;
+
+	reply[0] = 0;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    dprintf(fd, "%s\n", cmd) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	while (!(nl = memchr(reply, '\n', len)) && len < size - 1) {
+		now = t_ms_now();
+		if (now >= end || poll(&pfd, 1, (int)(end - now)) <= 0) {
+			ret = -ETIMEDOUT;
+			goto out;
+		}
+		n = read(fd, reply + len, size - 1 - len);
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -ECONNRESET;
+			goto out;
+		}
+		len += (size_t)n;
+		reply[len] = 0;
+	}
+	if (nl)
+		*nl = 0;
+out:
+	close(fd);
+	return ret;
 }

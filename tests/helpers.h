@@ -196,3 +196,13 @@ int t_run_status(const char *bin, char *const args[], char *out, size_t outsz, c
 		 size_t errsz, unsigned timeout_ms, void (*setup)(void));
 /* The exit code of a wait status, or -1 (printing the signal) when the child did not exit. */
 int t_exit_code(int status);
+
+/* The port a `pagein serve --port-file PATH` wrote, waiting up to ms for it; 0 if none came. */
+int t_read_port_file(const char *path, unsigned ms);
+/* Read fd (a child's pipe) into buf (NUL-terminated; *len bytes so far, kept across calls) until
+ * want appears, the pipe ends, or ms pass. Returns whether want is in buf. */
+bool t_wait_text(int fd, char *buf, size_t size, size_t *len, const char *want, unsigned ms);
+/* One command on a `pagein --control PATH` socket: send cmd and a newline, read the one reply
+ * line into reply (NUL-terminated, newline cut) within ms. Returns 0, or -errno (the socket
+ * is not there yet: -ENOENT / -ECONNREFUSED). */
+int t_ctl_query(const char *path, const char *cmd, char *reply, size_t size, unsigned ms);

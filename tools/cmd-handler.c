@@ -35,6 +35,10 @@ static void usage(FILE *f)
 		"  --accept-timeout MS how long to wait for the VMM (default: forever)\n"
 		"  --timeout MS        longest one page read may take (default 10000)\n"
 		"  --no-check          do not check the regions against the VMM's mappings\n"
+		"  --psk-file F        --from: TLS 1.3 with this pre-shared key\n"
+		"  --tls-cert F --tls-key F --tls-ca F [--tls-name NAME]\n"
+		"                      --from: TLS 1.3 with certificates (the server's verified)\n"
+		"  --insecure          --from: allow plain TCP to a server off loopback\n"
 		"  --json              print the summary as one JSON line\n"
 		"  -v, --verbose       log everything\n");
 }
@@ -64,6 +68,8 @@ static int remap_new(struct pagein_source *inner, const struct pagein_region_des
 /* What the handler was asked to do, besides the library's config. */
 struct hopts {
 	const char *raw, *snap, *addr;
+	const char *psk_file, *tls_cert, *tls_key, *tls_ca, *tls_name; /* --from: TLS */
+	bool insecure;                                                 /* --from: plain off lo */
 	int accept_timeout_ms;
 	bool json;
 };
@@ -177,12 +183,22 @@ static int run_handler(const struct hopts *o, const struct pagein_handler_config
 			pagein_net_config_init(&nc);
 			nc.addr = o->addr;
 			nc.log = tool_log;
+			nc.psk_file = o->psk_file;
+			nc.tls_cert = o->tls_cert;
+			nc.tls_key = o->tls_key;
+			nc.tls_ca = o->tls_ca;
+			nc.tls_name = o->tls_name;
+			nc.insecure = o->insecure;
 			ret = pagein_source_net_new(&nc, &inner);
 			nd = ret < 0 ? ret : pagein_net_regions(inner, d, PAGEIN_RAW_MAX_REGIONS);
 		}
 		if (ret < 0 || nd < 0) {
 			pr_err("cannot open %s: %s", o->snap ? o->snap : o->addr,
 			       strerror(-(ret < 0 ? ret : nd)));
+			/* the source failed or refused us (TLS included), as restore says it */
+			rc = exit_for_errno(ret < 0 ? ret : nd, EXIT_SOURCE_LOST);
+			if (ret == -EACCES)
+				rc = EXIT_SOURCE_LOST;
 			goto out;
 		}
 		if (remap_new(inner, d, nd, r, (unsigned)n, &src) < 0)
@@ -203,6 +219,9 @@ out:
 	return rc;
 }
 
+/* long options without a letter (letters are taken) */
+enum { OPT_PSK = 0x100, OPT_CERT, OPT_KEY, OPT_CA, OPT_NAME, OPT_INSECURE };
+
 int cmd_handler(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -219,6 +238,12 @@ int cmd_handler(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "psk-file", required_argument, NULL, OPT_PSK },
+		{ "tls-cert", required_argument, NULL, OPT_CERT },
+		{ "tls-key", required_argument, NULL, OPT_KEY },
+		{ "tls-ca", required_argument, NULL, OPT_CA },
+		{ "tls-name", required_argument, NULL, OPT_NAME },
+		{ "insecure", no_argument, NULL, OPT_INSECURE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct hopts o = { .accept_timeout_ms = -1 };
@@ -247,6 +272,12 @@ int cmd_handler(int argc, char **argv)
 		case 'N': cfg.check_regions = false; break;
 		case 'j': o.json = true; break;
 		case 'v': tool_verbose = true; break;
+		case OPT_PSK: o.psk_file = optarg; break;
+		case OPT_CERT: o.tls_cert = optarg; break;
+		case OPT_KEY: o.tls_key = optarg; break;
+		case OPT_CA: o.tls_ca = optarg; break;
+		case OPT_NAME: o.tls_name = optarg; break;
+		case OPT_INSECURE: o.insecure = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -257,6 +288,11 @@ int cmd_handler(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (!o.addr && (o.psk_file || o.tls_cert || o.tls_key || o.tls_ca || o.tls_name ||
+			o.insecure))
+		die_code(EXIT_USAGE, "--psk-file, --tls-* and --insecure are for --from HOST:PORT");
+	if (o.addr)
+		opt_hostport("--from", o.addr, false);
 	if (cfg.record_ws && cfg.prefetch_ws)
 		die_code(EXIT_USAGE, "--record-ws and --prefetch-ws cannot go together: "
 			 "prefetched pages never fault, so their touches cannot be recorded");

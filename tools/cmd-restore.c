@@ -43,6 +43,11 @@ static void usage(FILE *f)
 		"                     reconnect and resume; fail after MS (0 = wait for ever)\n"
 		"      --reconnect HOST:PORT  network: on a lost link, resume from this server\n"
 		"                     (a restarted one, or a replica of the same image)\n"
+		"      --control PATH a control socket: `pagein ctl PATH status` (state, pages,\n"
+		"                     MiB/s, faults, latency, blocked time per thread) or\n"
+		"                     `reconnect HOST:PORT` (with --pause-limit or --reconnect)\n"
+		"      --status-file PATH  the status JSON, rewritten atomically every interval\n"
+		"      --status-interval MS  for --status-file (default 1000)\n"
 		"      --json         print one JSON summary on stdout (the human report goes\n"
 		"                     to stderr)\n"
 		"      --json-interval SEC  with --json: a JSON progress line every SEC seconds\n"
@@ -132,7 +137,7 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 
 /* long options without a letter (letters are taken) */
 enum { OPT_PSK = 0x100, OPT_CERT, OPT_KEY, OPT_CA, OPT_NAME, OPT_INSECURE, OPT_PAUSE,
-       OPT_RECONNECT };
+       OPT_RECONNECT, OPT_CONTROL, OPT_STATUS, OPT_STATUS_MS };
 
 int cmd_restore(int argc, char **argv)
 {
@@ -167,6 +172,9 @@ int cmd_restore(int argc, char **argv)
 		{ "insecure", no_argument, NULL, OPT_INSECURE },
 		{ "pause-limit", required_argument, NULL, OPT_PAUSE },
 		{ "reconnect", required_argument, NULL, OPT_RECONNECT },
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "status-file", required_argument, NULL, OPT_STATUS },
+		{ "status-interval", required_argument, NULL, OPT_STATUS_MS },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct restore_opts o;
@@ -204,10 +212,17 @@ int cmd_restore(int argc, char **argv)
 			o.insecure = true;
 		} else if (c == OPT_PAUSE) {
 			o.pause = true;
-			o.pause_limit_ms = (unsigned)strtoul(optarg, NULL, 0);
+			o.pause_limit_ms = opt_uint("--pause-limit", optarg, 0, UINT32_MAX - 1);
 		} else if (c == OPT_RECONNECT) {
+			opt_hostport("--reconnect", optarg, false);
 			o.pause = true;
 			o.reconnect = optarg;
+		} else if (c == OPT_CONTROL) {
+			o.control = optarg;
+		} else if (c == OPT_STATUS) {
+			o.status_file = optarg;
+		} else if (c == OPT_STATUS_MS) {
+			o.status_ms = opt_uint("--status-interval", optarg, 10, 3600000);
 		} else if (parse_restore_opt(&o, c, optarg) < 0) {
 			usage(stderr);
 			return EXIT_USAGE;
@@ -230,5 +245,7 @@ int cmd_restore(int argc, char **argv)
 	}
 	if (o.json_interval > 0 && !o.json)
 		die_code(EXIT_USAGE, "--json-interval needs --json");
+	if (o.status_ms && !o.status_file)
+		die_code(EXIT_USAGE, "--status-interval needs --status-file");
 	return run_restore(&o);
 }

@@ -26,6 +26,8 @@ static const struct {
 	{ "serve", cmd_serve, "serve guest memory (a snapshot) to migration destinations" },
 	{ "handler", cmd_handler, "serve a Firecracker-style VMM's page faults (UFFD hand-off)" },
 	{ "bench", cmd_bench, "the demand-paging benchmark (demand_paging_test's shape)" },
+	{ "ctl", cmd_ctl, "ask a running serve or restore (--control socket): status, bandwidth,\n"
+	  "           drain, reconnect" },
 };
 
 static void __attribute__((noreturn)) vdie(int code, const char *fmt, va_list ap)
@@ -127,7 +129,8 @@ static void usage(FILE *f)
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-8s %s\n", cmds[i].name, cmds[i].help);
 	fprintf(f, "\nexit codes: 0 done (restore: every region verified), 1 other failure, 2 usage,\n"
-		   "  65 wrong bytes, 69 source unreachable or lost, 71 local resources (see pagein(1))\n");
+		   "  65 wrong bytes, 69 source unreachable or lost, 71 local resources,\n"
+		   "  75 serve stopped with sessions cut (see pagein(1))\n");
 }
 
 int main(int argc, char **argv)

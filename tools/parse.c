@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tools.h"
+#include "ctl.h"
 
 int parse_u64(const char *s, uint64_t *out)
 {
@@ -218,4 +219,18 @@ void opt_hostport(const char *opt, const char *arg, bool zero_ok)
 uint64_t parse_size(const char *s)
 {
 	return opt_size("size", s, 0, UINT64_MAX);
+}
+
+int parse_rate(const char *s, uint64_t *out)
+{
+	size_t n = strlen(s);
+	char buf[64];
+
+	/* "100M/s" reads as "100M" */
+	if (n >= 2 && n < sizeof(buf) && !strcmp(s + n - 2, "/s")) {
+		memcpy(buf, s, n - 2);
+		buf[n - 2] = 0;
+		s = buf;
+	}
+	return parse_size_bytes(s, out);
 }

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -27,6 +28,7 @@
 #include "pagein-vmm.h"
 #include "pattern.h"
 #include "tools.h"
+#include "ctl.h"
 
 /* The most regions the snapshot format and the protocol hold (the library's PAGEIN_MAX_REGIONS
  * once every tree has it). A source with more is refused, never restored in part. */
@@ -339,6 +341,140 @@ static void on_fault_error(void *arg, uint64_t gpa, uint64_t len, int err)
 		return;
 }
 
+/* What the control thread reads (tools/ctl.c): set before ctl_start, result at the end. */
+static struct {
+	const struct restore_opts *o;
+	struct pagein_space *s;
+	struct pagein_source *src;   /* network source (from_addr), else NULL */
+	uint64_t t0, page_size;
+	uint64_t last_ns, last_present; /* the previous status (control thread only) */
+	_Atomic(const char *) result;   /* "verified", "wrong_bytes", "source_lost" at the end */
+} cs;
+
+static const char *net_state_name(int st)
+{
+	static const char *const names[] = { "RUNNING", "PAUSED", "RESUMING", "DONE", "FAILED" };
+
+	return st >= 0 && st < 5 ? names[st] : "?";
+}
+
+/* The destination's status object (control thread). */
+static void restore_status(void *arg, struct jbuf *j)
+{
+	static struct pagein_thread_blocked bt[256];
+	struct pagein_stats st;
+	uint64_t present, total, t = now_ns(), faults;
+	const char *res = atomic_load(&cs.result);
+	int n, i;
+
+	(void)arg;
+	pagein_residency(cs.s, &present, &total);
+	pagein_stats_get(cs.s, &st);
+	faults = st.faults_self + st.faults_handler;
+	jb_str(j, "role", "destination");
+	/* every page present is DONE whatever the link says (a stream-less migration never gets
+	 * the stream's END) */
+	jb_str(j, "state", present == total ? "DONE" : cs.src ?
+			   net_state_name(pagein_net_state(cs.src)) : "RUNNING");
+	if (res)
+		jb_str(j, "result", res);
+	jb_str(j, "source", cs.o->from_addr ? cs.o->from_addr : cs.o->from_raw ? cs.o->from_raw
+			    : cs.o->from_file);
+	jb_num(j, "elapsed_s", (double)(t - cs.t0) / 1e9);
+	jb_u64(j, "page_size", cs.page_size);
+	jb_u64(j, "pages_total", total);
+	jb_u64(j, "pages_present", present);
+	jb_u64(j, "pages_remaining", total - present);
+	jb_num(j, "mib_per_s", t > cs.last_ns ? (double)((present - cs.last_present) *
+						 cs.page_size) / ((double)(t - cs.last_ns) / 1e9) /
+						 (1 << 20) : 0.0);
+	jb_u64(j, "faults", faults);
+	jb_num(j, "fault_p50_us", fault_us(&st, 0.5));
+	jb_num(j, "fault_p90_us", fault_us(&st, 0.9));
+	jb_num(j, "fault_p99_us", fault_us(&st, 0.99));
+	jb_num(j, "fault_p999_us", fault_us(&st, 0.999));
+	jb_num(j, "blocked_s", (double)st.blocked_ns / 1e9);
+	jb_u64(j, "fetch_errors", st.fetch_errors);
+	n = pagein_blocktime_get(cs.s, bt, 256);
+	jb_open(j, "threads", '[');
+	for (i = 0; i < n && i < 256; i++) {
+		jb_open(j, NULL, '{');
+		jb_u64(j, "tid", (uint64_t)bt[i].tid);
+		jb_u64(j, "faults", bt[i].faults);
+		jb_num(j, "blocked_ms", (double)bt[i].blocked_ns / 1e6);
+		jb_close(j, '}');
+	}
+	jb_close(j, ']');
+	if (cs.src) {
+		struct pagein_net_stats ns;
+
+		pagein_net_stats_get(cs.src, &ns);
+		jb_u64(j, "net_requests", ns.requests);
+		jb_u64(j, "net_pages_urgent", ns.pages_urgent);
+		jb_u64(j, "net_pages_bulk", ns.pages_bulk);
+		jb_u64(j, "net_bytes_received", ns.bytes_received);
+		jb_u64(j, "net_errors", ns.errors);
+		jb_u64(j, "net_pauses", ns.pauses);
+		jb_u64(j, "net_resumes", ns.resumes);
+		jb_bool(j, "net_stream_done", ns.stream_done);
+	}
+	cs.last_ns = t;
+	cs.last_present = present;
+}
+
+/* reconnect HOST:PORT (control thread). */
+static int restore_command(void *arg, const char *cmd, const char *a, struct jbuf *j, char *err,
+			   size_t errlen)
+{
+	unsigned port;
+
+	(void)arg;
+	if (strcmp(cmd, "reconnect"))
+		return -ENOTSUP;
+	if (!cs.src) {
+		snprintf(err, errlen, "this restore is not from a page server");
+		return -EINVAL;
+	}
+	if (!cs.o->pause) {
+		snprintf(err, errlen, "this restore runs without pause (no --pause-limit or "
+			 "--reconnect): a lost source fails it, it never reconnects");
+		return -EINVAL;
+	}
+	if (parse_hostport(a, false, &port) < 0 || pagein_net_reconnect(cs.src, a) < 0) {
+		snprintf(err, errlen, "reconnect '%s': not HOST:PORT", a);
+		return -EINVAL;
+	}
+	jb_str(j, "reconnect", a);
+	jb_str(j, "state", net_state_name(pagein_net_state(cs.src)));
+	return 0;
+}
+
+/* Does HOST of "HOST:PORT" resolve to loopback addresses only? (A name that does not resolve
+ * counts as loopback here: the library then says it does not resolve.) */
+static bool loopback_only(const char *hostport)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
+	const char *colon = strrchr(hostport, ':');
+	char host[256];
+	bool lo = true;
+
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hostport), hostport);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return true;
+	for (ai = res; ai; ai = ai->ai_next) {
+		if (ai->ai_family == AF_INET)
+			lo &= (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+		else if (ai->ai_family == AF_INET6)
+			lo &= IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+	}
+	freeaddrinfo(res);
+	return lo;
+}
+
 /* Connect to the page server o->from_addr (dies with the reason when it cannot). */
 static struct pagein_source *net_source(const struct restore_opts *o)
 {
@@ -366,9 +502,20 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 	nc.pause = o->pause;
 	if (o->pause && o->pause_limit_ms != UINT_MAX)
 		nc.pause_limit_ms = o->pause_limit_ms;
+	/* refusing plain TCP off loopback is the user's choice to make: a usage error, not a
+	 * source failure */
+	if (!o->psk_file && !o->tls_cert && !o->tls_key && !o->tls_ca && !o->insecure &&
+	    !loopback_only(o->from_addr))
+		die_code(EXIT_USAGE, "refusing to migrate from %s without authentication: give "
+			 "--psk-file or --tls-cert/--tls-key/--tls-ca, or --insecure to allow plain "
+			 "TCP off loopback", o->from_addr);
 	ret = pagein_source_net_new(&nc, &src);
+	/* a peer that refused us (a wrong PSK or CA, TLS against plain) is the source failing,
+	 * like any other: EACCES is not a local permission here */
 	if (ret < 0)
-		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST), "cannot migrate from %s: %s%s",
+		die_code(ret == -EACCES ? EXIT_SOURCE_LOST : ret == -EPERM && o->psk_file ?
+			 EXIT_USAGE /* a PSK file others can read: the log says so */
+			 : exit_for_errno(ret, EXIT_SOURCE_LOST), "cannot migrate from %s: %s%s",
 			 o->from_addr, strerror(-ret),
 			 ret == -EPROTO ? " (the server speaks another protocol: see above)" : "");
 	if (o->reconnect && pagein_net_reconnect(src, o->reconnect) < 0)
@@ -464,6 +611,7 @@ int run_restore(const struct restore_opts *ro)
 	bool lost = false;
 	const char *state;
 	FILE *out = o->json ? stderr : stdout; /* the human results; stdout is JSON's with --json */
+	struct ctl *ctl_p = NULL;
 
 	/* the wait loop below calls progress() while !o->quiet: with periodic JSON lines asked
 	 * for, it must call it even when the human progress line is off */
@@ -563,6 +711,20 @@ int run_restore(const struct restore_opts *ro)
 	ret = pagein_space_start(s);
 	if (ret < 0)
 		die_code(exit_for_errno(ret, EXIT_ERROR), "start: %s", strerror(-ret));
+	if (o->control || o->status_file) {
+		static struct ctl ctl;
+
+		cs.o = o;
+		cs.s = s;
+		cs.src = o->from_addr ? src : NULL;
+		cs.t0 = cs.last_ns = t0;
+		cs.page_size = ps;
+		ctl = (struct ctl){ .path = o->control, .status_file = o->status_file,
+				    .interval_ms = o->status_ms, .status = restore_status,
+				    .command = restore_command, .commands = "reconnect HOST:PORT" };
+		ctl_start(&ctl);
+		ctl_p = &ctl;
+	}
 	if (stream && (ret = pagein_net_stream_start(src, s)) < 0)
 		die_code(exit_for_errno(ret, EXIT_SOURCE_LOST),
 			 "cannot open the bulk connection to %s: %s", o->from_addr, strerror(-ret));
@@ -690,6 +852,7 @@ int run_restore(const struct restore_opts *ro)
 			fprintf(out, "working set recorded to %s\n", o->record_ws);
 	}
 	state = lost ? "source_lost" : bad ? "wrong_bytes" : "verified";
+	atomic_store(&cs.result, state);
 	code = lost ? EXIT_SOURCE_LOST : bad ? EXIT_WRONG_BYTES : EXIT_OK;
 	if (o->json) {
 		uint64_t present, total;
@@ -743,6 +906,8 @@ int run_restore(const struct restore_opts *ro)
 	fprintf(out, "RESULT: %s\n", lost ? "SOURCE LOST: memory not fully restored, not verified"
 				    : bad ? "FAILED verification" : "every region verified");
 	fflush(out);
+	if (ctl_p)
+		ctl_stop(ctl_p); /* the status file's last version has the result */
 	pagein_space_free(s);
 	pagein_source_free(src);
 	free(th);

@@ -27,6 +27,9 @@ enum tool_exit {
 				 * reached or read, or failed or went away during the restore */
 	EXIT_LOCAL = 71,        /* EX_OSERR: a local resource failed: memory, userfaultfd
 				 * permission, huge pages, threads, disk space */
+	EXIT_CUT = 75,          /* EX_TEMPFAIL: serve stopped by a second signal with sessions
+				 * under way (named on stderr); their destinations may resume
+				 * from another server */
 };
 
 /* Print "pagein: msg" on stderr and exit 1 (die) or with code (die_code). */
@@ -81,6 +84,7 @@ extern bool tool_verbose;
 
 /* Subcommands: one file each (tools/cmd-NAME.c); the benchmark has its own folder (bench/). */
 int cmd_bench(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_handler(int argc, char **argv);
 int cmd_mksnap(int argc, char **argv);
@@ -118,6 +122,9 @@ struct restore_opts {
 	bool pause;                      /* network: pause on a lost link, reconnect and resume */
 	unsigned pause_limit_ms;         /* network: then fail after this (0 = never) */
 	const char *reconnect;           /* network: reconnect to this address instead */
+	const char *control;             /* --control: a control socket (tools/ctl.c) */
+	const char *status_file;         /* --status-file: the status JSON, rewritten */
+	unsigned status_ms;              /* --status-interval (0: 1000) */
 };
 
 /* The generated guest image the demo and the snapshots use: *size (rounded up to 4 MiB) bytes

@@ -98,7 +98,16 @@ struct srv_conn {
 /* The counters of struct pagein_server_stats, as atomics (same names, same meanings). */
 struct srv_counters {
 	_Atomic uint64_t sessions, sessions_active, connections, refused, malformed, requests,
-		pages_urgent, pages_bulk, pages_lz4, bytes_sent;
+		pages_urgent, pages_bulk, pages_lz4, bytes_sent, pages_twice, sessions_completed,
+		bulk_throttled_ns;
+};
+
+/* The bulk stream's bandwidth limit: a token bucket shared by every bulk connection. */
+struct srv_bw {
+	pthread_mutex_t lock; /* the fields below */
+	uint64_t rate;        /* bytes per second; 0 = no limit */
+	int64_t tokens;       /* bytes that may go now; negative: a debt to wait out */
+	uint64_t last_ns;     /* when tokens were last refilled */
 };
 
 struct pagein_server {
@@ -126,6 +135,8 @@ struct pagein_server {
 	struct srv_conn *conns;       /* every connection thread not joined yet */
 	unsigned nconns;              /* live (not done) connections */
 	struct srv_counters st;       /* pagein_server_stats_get reads these */
+	_Atomic bool draining;        /* pagein_server_drain: no new session from now on */
+	struct srv_bw bw;             /* the bulk stream's bandwidth limit */
 };
 
 #define STAT_ADD(srv, f, v) atomic_fetch_add_explicit(&(srv)->st.f, (v), memory_order_relaxed)
@@ -271,6 +282,8 @@ int pagein_server_new(const struct pagein_server_config *cfg, struct pagein_serv
 		goto err;
 	}
 	pthread_mutex_init(&srv->lock, NULL);
+	pthread_mutex_init(&srv->bw.lock, NULL);
+	srv->bw.rate = srv->cfg.max_bandwidth;
 	*out = srv;
 	return 0;
 err:
@@ -435,6 +448,8 @@ static void session_put(struct pagein_server *srv, struct srv_session *s)
 		;
 	*pp = s->next;
 	srv->nsessions--;
+	if (!atomic_load(&s->left))
+		STAT_ADD(srv, sessions_completed, 1);
 	atomic_fetch_sub(&srv->st.sessions_active, 1);
 	srv_log(srv, PAGEIN_LOG_INFO, "session %#llx ended: %llu of %llu pages sent",
 		(unsigned long long)s->id,
@@ -538,6 +553,68 @@ static uint32_t bulk_pick(struct srv_conn *c, const struct srv_region **rp, uint
 	}
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+/* ---- the bandwidth limit (bulk stream only) ---- */
+
+/* Refill the bucket up to now (bw lock held). It holds at most 50 ms of rate, at least 1 MiB
+ * (a few frames), so a limit is kept over any window longer than that. */
+static void bw_refill(struct srv_bw *b, uint64_t now)
+{
+	int64_t cap = (int64_t)(b->rate / 20 > (1u << 20) ? b->rate / 20 : (1u << 20));
+	uint64_t add = (uint64_t)((unsigned __int128)(now - b->last_ns) * b->rate / 1000000000u);
+
+	b->last_ns = now;
+	b->tokens = add > (uint64_t)INT64_MAX / 2 ? cap : b->tokens + (int64_t)add;
+	if (b->tokens > cap)
+		b->tokens = cap;
+}
+
+/* How long a bulk connection must wait before its next batch, in ms (0: send now). The wait
+ * is counted in bulk_throttled_ns. */
+static int bw_wait_ms(struct pagein_server *srv)
+{
+	struct srv_bw *b = &srv->bw;
+	uint64_t now = pi_now_ns(), ms = 0;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->rate) {
+		bw_refill(b, now);
+		if (b->tokens < 0)
+			ms = ((uint64_t)-b->tokens * 1000u + b->rate - 1) / b->rate;
+		if (ms > 1000)
+			ms = 1000; /* look again at least every second: the limit may change */
+		if (b->tokens < 0 && !ms)
+			ms = 1;
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (ms)
+		STAT_ADD(srv, bulk_throttled_ns, ms * 1000000u);
+	return (int)ms;
+}
+
+/* Charge the bulk frame c just sent (its header is in c->head) to the bucket. */
+static void bw_charge(struct srv_conn *c)
+{
+	const struct pn_hdr *h = (const struct pn_hdr *)c->head;
+	struct srv_bw *b = &c->srv->bw;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->rate) {
+		bw_refill(b, pi_now_ns());
+		b->tokens -= (int64_t)(sizeof(*h) + le32toh(h->len));
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
+int pagein_server_set_bandwidth(struct pagein_server *srv, uint64_t bytes_per_s)
+{
+	pthread_mutex_lock(&srv->bw.lock);
+	srv->bw.rate = bytes_per_s;
+	srv->bw.tokens = 0;
+	srv->bw.last_ns = pi_now_ns();
+	pthread_mutex_unlock(&srv->bw.lock);
+	return 0;
 }
 
 /* ---- sending ---- */
@@ -901,6 +978,11 @@ static int conn_handshake(struct srv_conn *c)
 					   (unsigned long long)hi->session);
 		}
 	} else {
+		if (atomic_load(&srv->draining)) { /* pagein_server_drain */
+			pthread_mutex_unlock(&srv->lock);
+			return conn_reject(c, ESHUTDOWN, false, "this server is draining: it finishes "
+					   "the migrations under way and takes no new one");
+		}
 		if (srv->nsessions >= srv->cfg.max_sessions) {
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, EBUSY, false, "this server already serves %u sessions, "
@@ -1021,7 +1103,7 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	p = r->first + (q->gpa - r->gpa) / PN_PAGE;
 	if (!atomic_load_explicit(&s->active, memory_order_relaxed))
 		atomic_store(&s->active, true);
-	session_mark(s, p, q->npages);
+	STAT_ADD(srv, pages_twice, q->npages - session_mark(s, p, q->npages));
 	pthread_mutex_lock(&s->lock);
 	s->hint = (p + q->npages + PN_JUMP_LEAD) % srv->total_pages + 1;
 	pthread_mutex_unlock(&s->lock);
@@ -1058,6 +1140,7 @@ static int conn_bulk(struct srv_conn *c)
 	ret = send_pages(c, r, gpa, n, 0, lz4);
 	if (ret < 0)
 		return ret;
+	bw_charge(c);
 	STAT_ADD(c->srv, pages_bulk, n);
 	return 0;
 }
@@ -1125,7 +1208,12 @@ static void conn_serve(struct srv_conn *c)
 		/* a resuming session streams nothing before its destination said what it has */
 		bool held = atomic_load(&c->sess->resuming);
 		bool bulk = c->role == PN_ROLE_BULK && !c->end_sent && !held;
-		int ms = bulk ? send_stall_ms(c->srv) : held ? 20 : idle_left_ms(c), hb = -1;
+		/* over the bandwidth limit: wait for it like an idle connection (requests and
+		 * heartbeats go on), not in a send */
+		int bw = bulk ? bw_wait_ms(c->srv) : 0;
+		int ms = bw ? bw : bulk ? send_stall_ms(c->srv) : held ? 20 : idle_left_ms(c), hb = -1;
+
+		bulk = bulk && !bw;
 
 		if (!bulk && (c->features & PN_FEAT_HEARTBEAT)) {
 			/* an idle connection says it is alive, so the destination can tell a
@@ -1161,7 +1249,7 @@ static void conn_serve(struct srv_conn *c)
 		if (n < 0 || pfd[1].revents)
 			return;
 		if (n == 0 && !bulk) {
-			if (held || (hb >= 0 && idle_left_ms(c) != 0))
+			if (held || bw || (hb >= 0 && idle_left_ms(c) != 0))
 				continue; /* time for a heartbeat, or to look at the HAVE again */
 			if (idle_left_ms(c) == 0) {
 				conn_reject(c, ETIMEDOUT, false, "idle for %u ms: no request and no "
@@ -1486,6 +1574,51 @@ err_efd:
 	return ret;
 }
 
+int pagein_server_drain(struct pagein_server *srv)
+{
+	if (!srv->started || srv->stopped)
+		return -ENOTCONN;
+	if (!atomic_exchange(&srv->draining, true))
+		srv_log(srv, PAGEIN_LOG_INFO, "draining: no new destination; %llu sessions go on",
+			(unsigned long long)atomic_load(&srv->st.sessions_active));
+	return 0;
+}
+
+int pagein_server_sessions(struct pagein_server *srv, struct pagein_server_session *out,
+			   unsigned max)
+{
+	struct srv_session *s;
+	struct srv_conn *c;
+	uint64_t now = pi_now_ns();
+	unsigned n = 0;
+
+	pthread_mutex_lock(&srv->lock);
+	for (s = srv->sessions; s; s = s->next, n++) {
+		struct pagein_server_session *o = &out[n];
+		uint64_t left = atomic_load(&s->left);
+		char *colon;
+
+		if (n >= max)
+			continue;
+		memset(o, 0, sizeof(*o));
+		o->id = s->id;
+		peer_name(&s->peer, o->peer, sizeof(o->peer));
+		colon = strrchr(o->peer, ':'); /* the port is 0: the session is the host's */
+		if (colon)
+			*colon = 0;
+		for (c = srv->conns; c; c = c->next)
+			o->conns += c->sess == s;
+		o->state = atomic_load(&s->resuming) ? PAGEIN_SESSION_RESUMING
+			   : !left ? PAGEIN_SESSION_SENT
+			   : atomic_load(&s->active) ? PAGEIN_SESSION_STREAMING : PAGEIN_SESSION_IDLE;
+		o->pages_left = left;
+		o->pages_total = srv->total_pages;
+		o->age_ms = (now - s->born_ns) / 1000000u;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return (int)n;
+}
+
 int pagein_server_port(struct pagein_server *srv)
 {
 	return srv->started && !srv->stopped ? srv->port : -ENOTCONN;
@@ -1530,6 +1663,7 @@ void pagein_server_free(struct pagein_server *srv)
 	for (i = 0; i < srv->nsrcs; i++)
 		pagein_source_free(srv->srcs[i]);
 	pthread_mutex_destroy(&srv->lock);
+	pthread_mutex_destroy(&srv->bw.lock);
 	free(srv);
 }
 
@@ -1546,4 +1680,7 @@ void pagein_server_stats_get(struct pagein_server *srv, struct pagein_server_sta
 	st->pages_bulk = atomic_load(&srv->st.pages_bulk);
 	st->pages_lz4 = atomic_load(&srv->st.pages_lz4);
 	st->bytes_sent = atomic_load(&srv->st.bytes_sent);
+	st->pages_twice = atomic_load(&srv->st.pages_twice);
+	st->sessions_completed = atomic_load(&srv->st.sessions_completed);
+	st->bulk_throttled_ns = atomic_load(&srv->st.bulk_throttled_ns);
 }
