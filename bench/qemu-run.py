@@ -128,6 +128,8 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--timeout", type=float, default=300.0)
     a = ap.parse_args()
+    # a TERM (bench/qemu.sh's trap, timeout) unwinds through the finally that kills QEMU
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     deadline = time.monotonic() + a.timeout
     os.makedirs(a.workdir, exist_ok=True)

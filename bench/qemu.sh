@@ -50,8 +50,26 @@ cleanup() {
 		rm -f "$f"
 	done
 }
+# The current run goes in the background and is waited for, so that a signal reaches the trap
+# at once (bash runs traps only between foreground commands); the trap passes it on.
+child=""
+run_bg() { # OUTFILE CMD...: run CMD with its stdout in OUTFILE, and wait for it
+	local o=$1
+	shift
+	"$@" >"$o" &
+	child=$!
+	wait "$child"
+	local rc=$?
+	child=""
+	return "$rc"
+}
+# shellcheck disable=SC2317 # called by the trap
+on_signal() {
+	[ -n "$child" ] && kill -TERM "$child" 2>/dev/null && wait "$child" 2>/dev/null
+	exit 130
+}
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap on_signal INT TERM
 
 [[ "$PAIRS" =~ ^[1-9][0-9]?$ ]] || { echo "bench/qemu.sh: BENCH_QEMU_PAIRS must be 1..99" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "bench/qemu.sh: $BIN is not built: run make first (or set B / PAGEIN_BIN)" >&2; exit 1; }
@@ -92,8 +110,9 @@ mkdir -p "$out"
 failed=0
 pagein_run() { # pair variant
 	local j
-	j=$(timeout -k 5 300 "$BIN" demo --size 1G --json 2>"$work/demo-$1-$2.log" |
-		grep '"event":"summary"' | tail -n 1)
+	run_bg "$work/demo-$1-$2.json" timeout -k 5 300 "$BIN" demo --size 1G --json \
+		2>"$work/demo-$1-$2.log"
+	j=$(grep '"event":"summary"' "$work/demo-$1-$2.json" | tail -n 1)
 	if [ -z "$j" ] || ! grep -q '"state":"verified"' <<<"$j"; then
 		echo "  pair $1 $2: pagein demo failed (log: $work/demo-$1-$2.log)" >&2
 		tail -n 5 "$work/demo-$1-$2.log" >&2
@@ -104,10 +123,12 @@ pagein_run() { # pair variant
 }
 qemu_run() { # pair variant
 	local j d=$work/run-$1-$2
-	j=$(timeout -k 10 500 python3 bench/qemu-run.py --qemu "$qemu" \
+	mkdir -p "$d"
+	run_bg "$d/result.json" timeout -k 10 500 python3 bench/qemu-run.py --qemu "$qemu" \
 		--datadir "$qtree/usr/share/qemu" --datadir "$qtree/usr/share/seabios" \
 		--kernel "$vmlinuz" --initrd "$work/initrd.gz" --mem "$MEM" --variant "$2" \
-		--workdir "$d" --timeout 480 | tail -n 1)
+		--workdir "$d" --timeout 480
+	j=$(tail -n 1 "$d/result.json")
 	if [ -z "$j" ] || grep -q '"error"' <<<"$j"; then
 		echo "  pair $1 $2: the QEMU run failed (logs in $d)" >&2
 		failed=1
