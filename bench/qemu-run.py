@@ -127,6 +127,8 @@ def main():
     ap.add_argument("--variant", choices=["plain", "preempt"], default="plain")
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--guest", choices=["busy", "idle"], default="busy",
+                    help="busy: the guest reads its memory without pause; idle: every 10 s")
     a = ap.parse_args()
     # a TERM (bench/qemu.sh's trap, timeout) unwinds through the finally that kills QEMU
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -145,9 +147,10 @@ def main():
     base += ["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "1", "-m", a.mem,
              "-nodefaults", "-display", "none", "-no-reboot",
              "-kernel", a.kernel, "-initrd", a.initrd,
-             "-append", "console=ttyS0 quiet panic=-1"]
+             "-append", "console=ttyS0 quiet panic=-1" +
+             (" PAGEIN_QEMU_IDLE=1" if a.guest == "idle" else "")]
     procs = []
-    out = {"variant": a.variant}
+    out = {"variant": a.variant, "guest_mode": a.guest}
     log = open(w("qemu.log"), "w")
     try:
         for side in ("dst", "src"):
@@ -216,7 +219,7 @@ def main():
         out["mbps"] = ram.get("mbps")
         out["blocktime_ms"] = di.get("postcopy-blocktime")
         # the destination guest keeps reading and checking every page: wait for its next line
-        t_ver = time.monotonic() + 15
+        t_ver = time.monotonic() + (15 if a.guest == "busy" else 30)
         verified = None
         while time.monotonic() < min(t_ver, deadline):
             try:

@@ -17,8 +17,9 @@
 # `ratio_vs_qemu_preempt:`, each the median over the pairs of pagein's time / QEMU's) and
 # bench/results/qemu.jsonl (every run). Exit 0, 1 when a run failed, 77 when it cannot run here
 # (reason printed). Env: B (build dir), PAGEIN_BIN, BENCH_QEMU_PAIRS (default 3),
-# BENCH_QEMU_MEM (guest RAM, default 1280M), KVM_CACHE and QEMU10_CACHE (where the kernel and
-# QEMU 10 are kept).
+# BENCH_QEMU_MEM (guest RAM, default 1280M), BENCH_QEMU_GUEST (busy: the guest reads without
+# pause, the default; idle: one checking pass every 10 s), KVM_CACHE and QEMU10_CACHE (where the
+# kernel and QEMU 10 are kept).
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -26,6 +27,7 @@ B=${B:-build}
 BIN=${PAGEIN_BIN:-$B/pagein}
 PAIRS=${BENCH_QEMU_PAIRS:-3}
 MEM=${BENCH_QEMU_MEM:-1280M}
+GUEST=${BENCH_QEMU_GUEST:-busy}
 out=bench/results
 txt=$out/qemu.txt
 jsonl=$out/qemu.jsonl
@@ -72,6 +74,7 @@ trap cleanup EXIT
 trap on_signal INT TERM
 
 [[ "$PAIRS" =~ ^[1-9][0-9]?$ ]] || { echo "bench/qemu.sh: BENCH_QEMU_PAIRS must be 1..99" >&2; exit 2; }
+[[ "$GUEST" =~ ^(busy|idle)$ ]] || { echo "bench/qemu.sh: BENCH_QEMU_GUEST must be busy or idle" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "bench/qemu.sh: $BIN is not built: run make first (or set B / PAGEIN_BIN)" >&2; exit 1; }
 for t in python3 gcc cpio gzip timeout; do
 	command -v "$t" >/dev/null || skip "$t missing"
@@ -119,14 +122,14 @@ pagein_run() { # pair variant
 		failed=1
 		j='{"error":"pagein demo failed"}'
 	fi
-	echo "{\"pair\":$1,\"variant\":\"$2\",\"side\":\"pagein\",\"run\":$j}" >>"$jsonl"
+	echo "{\"pair\":$1,\"variant\":\"$2\",\"side\":\"pagein\",\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\",\"run\":$j}" >>"$jsonl"
 }
 qemu_run() { # pair variant
 	local j d=$work/run-$1-$2
 	mkdir -p "$d"
 	run_bg "$d/result.json" timeout -k 10 500 python3 bench/qemu-run.py --qemu "$qemu" \
 		--datadir "$qtree/usr/share/qemu" --datadir "$qtree/usr/share/seabios" \
-		--kernel "$vmlinuz" --initrd "$work/initrd.gz" --mem "$MEM" --variant "$2" \
+		--kernel "$vmlinuz" --initrd "$work/initrd.gz" --mem "$MEM" --variant "$2" --guest "$GUEST" \
 		--workdir "$d" --timeout 480
 	j=$(tail -n 1 "$d/result.json")
 	if [ -z "$j" ] || grep -q '"error"' <<<"$j"; then
@@ -134,13 +137,14 @@ qemu_run() { # pair variant
 		failed=1
 		[ -n "$j" ] || j='{"error":"qemu-run.py gave no result"}'
 	fi
-	echo "{\"pair\":$1,\"variant\":\"$2\",\"side\":\"qemu\",\"run\":$j}" >>"$jsonl"
+	echo "{\"pair\":$1,\"variant\":\"$2\",\"side\":\"qemu\",\"load\":\"$(cut -d' ' -f1 /proc/loadavg)\",\"run\":$j}" >>"$jsonl"
 }
 
 {
 	echo "pagein demo vs QEMU post-copy, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs," \
 		"load average $(cut -d' ' -f1-3 /proc/loadavg) (other tenants skew both halves of a pair alike)"
-	echo "$qver, TCG, 1 vCPU, $MEM; guest fills 1 GiB (the demo's image), then reads every page in order"
+	echo "$qver, TCG, 1 vCPU, $MEM; guest fills 1 GiB (the demo's image), then reads every page" \
+		"in order ($GUEST: $([ "$GUEST" = busy ] && echo "without pause" || echo "one pass every 10 s"))"
 	echo "$PAIRS pairs per variant; each pair back to back, the first half alternating"
 } | tee "$txt"
 for ((p = 1; p <= PAIRS; p++)); do
@@ -154,14 +158,16 @@ done
 python3 - "$jsonl" "$PAIRS" <<'EOF' | tee -a "$txt"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def get(p, v, side):
+def rec(p, v, side):
     for r in runs:
         if r["pair"] == p and r["variant"] == v and r["side"] == side:
-            return r["run"]
+            return r
     return {}
+def get(p, v, side):
+    return rec(p, v, side).get("run", {})
 print()
-print("%-4s %-8s %9s %9s %7s %9s %9s %8s %9s %9s" % ("pair", "QEMU", "pagein s", "QEMU s", "ratio",
-      "pg MiB rx", "Q MiB tx", "Q reqs", "Q block", "switch ms"))
+print("%-4s %-8s %9s %9s %7s %9s %9s %8s %9s %9s %5s" % ("pair", "QEMU", "pagein s", "QEMU s", "ratio",
+      "pg MiB rx", "Q MiB tx", "Q reqs", "Q block", "switch ms", "load"))
 ratios = {"plain": [], "preempt": []}
 for v in ("plain", "preempt"):
     for p in range(1, int(sys.argv[2]) + 1):
@@ -171,10 +177,10 @@ for v in ("plain", "preempt"):
             continue
         r = pg["elapsed_s"] / q["postcopy_s"]
         ratios[v].append(r)
-        print("%-4d %-8s %9.3f %9.3f %7.3f %9.1f %9.1f %8s %7s ms %9.1f" % (
+        print("%-4d %-8s %9.3f %9.3f %7.3f %9.1f %9.1f %8s %7s ms %9.1f %5s" % (
             p, v, pg["elapsed_s"], q["postcopy_s"], r, pg.get("net_bytes_received", 0) / 2**20,
             q["ram_transferred_mib"], q["postcopy_requests"], q["blocktime_ms"],
-            (q["switchover_s"] or 0) * 1e3))
+            (q["switchover_s"] or 0) * 1e3, rec(p, v, "qemu").get("load", "?")))
 print()
 print("raw_pagein_s_plain: " + " ".join("%.3f" % get(p, "plain", "pagein").get("elapsed_s", float("nan")) for p in range(1, int(sys.argv[2]) + 1)))
 print("raw_qemu_s: " + " ".join("%.3f" % get(p, "plain", "qemu").get("postcopy_s", float("nan")) for p in range(1, int(sys.argv[2]) + 1)))

@@ -7,6 +7,8 @@
  * one word of every page in order, again and again, like `pagein demo`'s sequential workload, and
  * checks each word against the pattern. At most once a second it prints a pass line with the
  * count of wrong words so far, so the destination's console proves the migrated memory is right.
+ * PAGEIN_QEMU_IDLE=1 (kernel command line): one checking pass every 10 s, asleep in between, so
+ * that the migration is mostly QEMU's background stream and the vCPU thread leaves the CPU.
  * It is not part of the pagein command (which links every bench/ C file): it has its own folder.
  */
 #include <fcntl.h>
@@ -55,7 +57,7 @@ static void console(void)
 
 int main(void)
 {
-	const char *env = getenv("PAGEIN_QEMU_MIB");
+	const char *env = getenv("PAGEIN_QEMU_MIB"), *idle = getenv("PAGEIN_QEMU_IDLE");
 	uint64_t mib = env ? strtoull(env, NULL, 10) : 1024, len, pages, bad = 0, pass = 0;
 	volatile uint64_t *w;
 	uint8_t *mem;
@@ -89,6 +91,8 @@ int main(void)
 				bad++;
 		}
 		pass++;
+		if (idle && *idle == '1')
+			sleep(10);
 		if (now_s() - last >= 1.0) {
 			last = now_s();
 			printf("PAGEIN-QEMU-PASS %llu bad %llu\n", (unsigned long long)pass,
