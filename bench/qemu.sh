@@ -38,7 +38,15 @@ skip() {
 	exit 77
 }
 
-# Everything this script starts runs in the foreground under `timeout`; QEMU is started only by
+# One run per build directory: the trap below kills the QEMUs whose pid files are in $work, so
+# a second run there would kill the first one's.
+mkdir -p "$work"
+if command -v flock >/dev/null; then
+	exec 9>"$work/lock"
+	flock -n 9 || { echo "bench/qemu.sh: another run is using $work (set B to another build dir)" >&2; exit 1; }
+fi
+
+# Everything this script starts runs under `timeout`; QEMU is started only by
 # qemu-run.py, which kills it on every way out and gives it PR_SET_PDEATHSIG. The trap is the
 # last line: kill the QEMU whose pid files are still there (by their own pids only).
 # shellcheck disable=SC2317 # called by the trap
