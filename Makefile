@@ -166,6 +166,11 @@ bench: $(B)/pagein
 	$(Q)bash scripts/deps.sh bench
 	$(Q)B=$(B) bash bench/run.sh
 
+# issue 11's QEMU 10 post-copy comparison alone (bench/qemu.sh; fetches QEMU 10 into .cache)
+.PHONY: bench-qemu
+bench-qemu: $(B)/pagein
+	$(Q)B=$(B) bash bench/qemu.sh
+
 soak: all
 	$(Q)B=$(B) SOAK=1 bash tests/run.sh
 

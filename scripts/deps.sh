@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Installs (as root, with apt-get) the Debian packages a build target needs, or says exactly
-# what is missing. Usage: scripts/deps.sh build|bench|kvm|fuzz
+# what is missing. Usage: scripts/deps.sh build|bench|kvm|fuzz|qemu10
+# qemu10: QEMU 10 from bookworm-backports unpacked into .cache/qemu10 (bench/qemu.sh), not installed.
 set -euo pipefail
 
 want=()
@@ -10,7 +11,8 @@ build) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev) ;;
 bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev gnuplot-nox) ;;
 kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils pahole) ;;
 fuzz)  want=(clang libclang-rt-14-dev bc) ;;
-*) echo "deps.sh: unknown set '$1' (build|bench|kvm|fuzz)" >&2; exit 2 ;;
+qemu10) exec bash "$(dirname "$0")/../bench/qemu-fetch.sh" ;;
+*) echo "deps.sh: unknown set '$1' (build|bench|kvm|fuzz|qemu10)" >&2; exit 2 ;;
 esac
 
 missing=()
