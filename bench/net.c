@@ -951,7 +951,7 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 		case OPT_SEED:
 			o->seed = strtoull(optarg, &end, 0);
 			if (end == optarg || *end || !o->seed)
-				die("bad --seed '%s': want a positive number", optarg);
+				die_code(EXIT_USAGE, "bad --seed '%s': want a positive number", optarg);
 			break;
 		case OPT_BULK:
 			o->bulk = bench_uint(optarg, "--bulk", 1, 16);
@@ -963,9 +963,9 @@ static void parse_opts(int argc, char **argv, struct net_opts *o)
 		}
 	}
 	if (optind < argc)
-		die("unexpected argument '%s' (see pagein bench --net --help)", argv[optind]);
+		die_code(EXIT_USAGE, "unexpected argument '%s' (see pagein bench --net --help)", argv[optind]);
 	if (o->size < (4ull << 20) || o->size > (16ull << 30))
-		die("--size %" PRIu64 ": want 4M..16G", o->size);
+		die_code(EXIT_USAGE, "--size %" PRIu64 ": want 4M..16G", o->size);
 }
 
 /* SIGALRM (the run took too long), SIGTERM, SIGINT: remove the namespaces, then go. */
