@@ -450,7 +450,7 @@ unsigned bench_uint(const char *s, const char *what, unsigned lo, unsigned hi)
 	errno = 0;
 	v = strtoul(s, &end, 0);
 	if (errno || end == s || *end || v < lo || v > hi)
-		die("bad %s '%s': want a number in %u..%u", what, s, lo, hi);
+		die_code(EXIT_USAGE, "bad %s '%s': want a number in %u..%u", what, s, lo, hi);
 	return (unsigned)v;
 }
 
@@ -460,7 +460,7 @@ enum pagein_frontend bench_frontend(const char *s)
 		return PAGEIN_FRONTEND_SELF;
 	if (!strcmp(s, "handler"))
 		return PAGEIN_FRONTEND_HANDLER;
-	die("bad -f '%s': want self or handler", s);
+	die_code(EXIT_USAGE, "bad -f '%s': want self or handler", s);
 }
 
 static void usage(FILE *f)
@@ -562,14 +562,14 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 			else if (!strcmp(optarg, "hugetlb"))
 				o->backing = PAGEIN_BACKING_HUGETLB;
 			else
-				die("bad -s '%s': want anon, shmem or hugetlb", optarg);
+				die_code(EXIT_USAGE, "bad -s '%s': want anon, shmem or hugetlb", optarg);
 			break;
 		case 'd': o->delay_us = bench_uint(optarg, "-d", 0, 10000000); break;
 		case 'a':
 			if (!strcmp(optarg, "seq") || !strcmp(optarg, "rand"))
 				o->rand = optarg[0] == 'r';
 			else
-				die("bad -a '%s': want seq or rand", optarg);
+				die_code(EXIT_USAGE, "bad -a '%s': want seq or rand", optarg);
 			break;
 		case 'o': o->overlap = true; break;
 		case 'n': o->repeat = bench_uint(optarg, "-n", 1, BENCH_MAX_REPEAT); break;
@@ -598,7 +598,7 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 		}
 	}
 	if (optind < argc)
-		die("unexpected argument '%s' (see pagein bench --help%s)", argv[optind],
+		die_code(EXIT_USAGE, "unexpected argument '%s' (see pagein bench --help%s)", argv[optind],
 		    argv[optind][0] >= '0' && argv[optind][0] <= '9' ?
 		    "; vCPUs are --vcpus N, -v is verbose" : "");
 }
@@ -720,7 +720,7 @@ static int bench_restore_vs_install(const struct bench_opts *o)
 	unsigned i, first = bench_nrows;
 
 	if (o->backing != PAGEIN_BACKING_ANON)
-		die("--vs-install measures anonymous memory (UFFDIO_COPY): drop -s");
+		die_code(EXIT_USAGE, "--vs-install measures anonymous memory (UFFDIO_COPY): drop -s");
 	ro.vcpus = 1;
 	ro.rand = false;
 	ro.overlap = false;
@@ -796,7 +796,7 @@ int cmd_bench(int argc, char **argv)
 	if (o.kvm)
 		return bench_kvm(&o);
 	if (o.vs_install && !o.restore)
-		die("--vs-install goes with --restore SIZE");
+		die_code(EXIT_USAGE, "--vs-install goes with --restore SIZE");
 	if (o.restore)
 		return o.vs_install ? bench_restore_vs_install(&o) : bench_restore(&o);
 

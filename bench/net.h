@@ -43,6 +43,9 @@ struct link {
 	double rtt_p50, rtt_p99; /* request/reply round trip, us */
 	double rtt_bulk_p50, rtt_bulk_p99; /* the same under a raw TCP stream, us */
 	double idle_p50, idle_p99; /* fault latency with no bulk traffic, us */
+	bool handler;          /* migrations use the HANDLER front-end whatever -f says (the TLS
+	                        * rows: user-space TLS takes a lock, SELF needs kernel TLS) */
+	const char *psk_file;  /* migrations over TLS with this PSK file; NULL: plain TCP */
 };
 
 struct rawsrv {

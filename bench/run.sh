@@ -6,7 +6,10 @@
 # Env: B (build dir), BENCH_SIZE (memory per vCPU; BENCH_HSIZE for the handler-shape sections),
 # BENCH_REPEAT (runs per row, the median is kept), BENCH_RESTORE (restore size),
 # BENCH_INSTALL_REPEAT (runs per row of the restore-vs-install section, default 5),
-# BENCH_WS_SIZE (snapshot size of the working-set section, default 256M).
+# BENCH_WS_SIZE (snapshot size of the working-set section, default 256M), BENCH_NET_SIZE (the
+# network section's size, default 256M), BENCH_QEMU (0: skip the QEMU post-copy comparison,
+# bench/qemu.sh, when there is one). Ends with the issue 11 target table, also written to
+# bench/results/targets.txt.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -64,6 +67,20 @@ section restore-install --restore "$RESTORE" --vs-install -n "${BENCH_INSTALL_RE
 section ws --ws --size "${BENCH_WS_SIZE:-256M}" -n "$REPEAT" --dir "$out"
 # issue 3: migration over TCP against the raw TCP baseline, loopback and 100 us each way (BENCH_NET_SIZE)
 section net --net --size "${BENCH_NET_SIZE:-256M}"
+# issue 11: pagein demo against QEMU's post-copy (bench/qemu.sh writes bench/results/qemu.txt;
+# exit 77 with a reason when it cannot run here)
+qemu_rc=none
+qemu_why=
+rm -f "$out/qemu.txt"
+if [ -f bench/qemu.sh ] && [ "${BENCH_QEMU:-1}" != 0 ]; then
+	printf '\n== qemu: bash bench/qemu.sh\n' | tee -a "$txt"
+	qemu_rc=0
+	bash bench/qemu.sh >"$out/qemu.log" 2>&1 || qemu_rc=$?
+	tee -a "$txt" <"$out/qemu.log"
+	if [ "$qemu_rc" = 77 ]; then
+		qemu_why=$(grep -m1 'skipped' "$out/qemu.log" | sed 's/^.*skipped: //' || true)
+	fi
+fi
 
 # Plot data: pages/s per vCPU count, one column per line of the plot.
 awk -v seeds="$out/seeds.jsonl" -v around="$out/around.jsonl" -v readers="$out/readers.jsonl" \
@@ -109,6 +126,78 @@ else
 	echo "gnuplot not found (scripts/deps.sh bench installs gnuplot-nox): no bench.png" >&2
 fi
 
+# The issue 11 targets: each ratio from this run's JSON lines, met or not.
+targets() {
+	awk -v ri="$out/restore-install.jsonl" -v net="$out/net.jsonl" -v qemu="$out/qemu.txt" \
+		-v qrc="$qemu_rc" -v qwhy="$qemu_why" '
+function field(line, key,   m) {
+	if (match(line, "\"" key "\":\"?[^,\"}]*")) {
+		m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
+		sub(/^"/, "", m)
+		return m
+	}
+	return ""
+}
+function row(name, v, op, goal,   met) {
+	if (v == "") {
+		printf "  %-44s %10s  %-8s %s\n", name, "-", op " " goal, "not measured"
+		return
+	}
+	met = (op == ">=") ? (v + 0 >= goal + 0) : (v + 0 <= goal + 0)
+	printf "  %-44s %9.2fx  %-8s %s\n", name, v, op " " goal, met ? "met" : "NOT MET"
+}
+BEGIN {
+	printf "  %-44s %10s  %-8s %s\n", "target", "this run", "goal", "result"
+	while ((getline line < ri) > 0) {
+		if (field(line, "mode") != "restore" || field(line, "vs_install") == "")
+			continue
+		r[field(line, "frontend") " " field(line, "source")] = field(line, "vs_install")
+	}
+	row("restore to residency / install, self mem", r["self mem"], ">=", "0.90")
+	row("restore to residency / install, handler mem", r["handler mem"], ">=", "0.90")
+	row("restore to residency / install, self file", r["self file"], ">=", "0.90")
+	row("restore to residency / install, handler file", r["handler file"], ">=", "0.90")
+	while ((getline line < net) > 0) {
+		t = field(line, "test"); l = field(line, "link"); u = field(line, "urgent")
+		if (t == "bytes" && l == "loopback")
+			bytes = field(line, "bytes_ratio_to_nonzero")
+		if (t == "bulk" && u == "true")
+			bulk[l] = field(line, "ratio_to_raw")
+		if (t == "fault-bulk" && u == "true")
+			p99[l] = field(line, "p99_ratio_to_idle")
+	}
+	row("bytes received / non-zero bytes (demo-shaped)", bytes, "<=", "1.02")
+	row("bulk migration / raw TCP, loopback", bulk["loopback"], ">=", "0.80")
+	for (l in bulk)
+		if (l != "loopback" && l !~ /^loopback-/)
+			row("bulk migration / raw TCP, " l, bulk[l], ">=", "0.80")
+	row("fault p99 under bulk / idle p99, loopback", p99["loopback"], "<=", "2.00")
+	for (l in p99)
+		if (l != "loopback" && l !~ /^loopback-/)
+			row("fault p99 under bulk / idle p99, " l, p99[l], "<=", "2.00")
+	q = ""; qp = ""
+	while ((getline line < qemu) > 0) {
+		if (line ~ /^ratio_vs_qemu_preempt:/) { qp = line; sub(/^[^:]*: */, "", qp) }
+		else if (line ~ /^ratio_vs_qemu:/) { q = line; sub(/^[^:]*: */, "", q) }
+	}
+	if (qp != "") {
+		row("pagein demo time / QEMU post-copy (preempt)", qp, "<=", "0.33")
+		if (q != "")
+			printf "  %-44s %9.2fx  %-8s %s\n", "  (QEMU post-copy without preempt)", q, "-", "for reference"
+	} else if (qrc == "77") {
+		printf "  %-44s %10s  %-8s skipped: %s\n", "pagein demo time / QEMU post-copy (preempt)", "-", "<= 0.33", qwhy
+	} else if (qrc == "none") {
+		printf "  %-44s %10s  %-8s %s\n", "pagein demo time / QEMU post-copy (preempt)", "-", "<= 0.33", "not run (no bench/qemu.sh, or BENCH_QEMU=0)"
+	} else {
+		printf "  %-44s %10s  %-8s %s\n", "pagein demo time / QEMU post-copy (preempt)", "-", "<= 0.33", "failed: bench/qemu.sh exited " qrc " (bench/results/qemu.log)"
+	}
+}'
+}
+{
+	echo "== issue 11 targets, every ratio from this run ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg))"
+	targets
+} >"$out/targets.txt"
+
 {
 	echo
 	echo "== the three headline ratios (issue 2's targets), all from this run"
@@ -122,6 +211,7 @@ fi
 	grep '^ws: ' "$heads" | sed 's/^/  /'
 	echo "== every headline"
 	sed 's/^/  /' "$heads"
+	cat "$out/targets.txt"
 	echo "total time $(($(date +%s) - start)) s; written: $txt $jsonl $out/bench.png"
 } >"$out/summary.txt"
 cat "$out/summary.txt"

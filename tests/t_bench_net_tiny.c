@@ -2,8 +2,9 @@
 /*
  * t_bench_net_tiny.c - `pagein bench --net --size 8M --json`, so the network bench cannot rot:
  * runs the binary (env PAGEIN_BIN, else ../pagein next to this test, else build/pagein) and
- * checks that every line is a flat JSON object with the required keys and sane values, and that
- * every test appears for loopback and for the delayed link (urgent on and off).
+ * checks that every line is a flat JSON object with the required keys and sane values, that
+ * every test appears for loopback and for the delayed link (urgent on and off), that loopback has
+ * the bytes-on-the-wire row, and the HANDLER rows over plain TCP and TLS.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,14 +50,16 @@ static void check_rate(const struct t_json_object *o, const char *what, bool pai
 }
 
 static const char *const tests[] = { "raw-tcp", "rtt", "rtt-bulk", "bulk", "fault-idle",
-				     "fault-bulk", "residency" };
+				     "fault-bulk", "residency", "bytes" };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
+#define T_BYTES (NTESTS - 1) /* loopback only */
+#define NTLSTESTS 3          /* the TLS links: bulk, fault-idle, fault-bulk */
 
 static void check_output(char *out)
 {
 	static const char *const keys[] = { "test", "link", "urgent", "mib_per_sec",
 					    "ratio_to_raw", "lat_p50_us", "lat_p99_us", "seconds" };
-	unsigned lines = 0, i, t, seen[2][NTESTS] = { { 0 } }, urgent_off = 0;
+	unsigned lines = 0, i, t, seen[2][NTESTS] = { { 0 } }, urgent_off = 0, tls[2] = { 0 };
 	const struct t_json_member *test, *link, *urg;
 	char *line, *save = NULL, what[96];
 	static struct t_json_object o;
@@ -80,6 +83,23 @@ static void check_output(char *out)
 			continue;
 		}
 		slow = !strcmp(link->str, "netem-100us") || !strcmp(link->str, "relay-100us");
+		if (!strcmp(link->str, "loopback-tcp") || !strcmp(link->str, "loopback-tls")) {
+			const struct t_json_member *tr = t_json_get(&o, "transport"),
+						   *fe = t_json_get(&o, "frontend");
+			int k = !strcmp(link->str, "loopback-tls");
+
+			T_CHECK(tr && tr->type == 's' && !strcmp(tr->str, k ? "tls" : "tcp"),
+				"line %u: %s without transport %s", lines, link->str,
+				k ? "tls" : "tcp");
+			T_CHECK(fe && fe->type == 's' && !strcmp(fe->str, "handler"),
+				"line %u: %s not with the handler front-end", lines, link->str);
+			tls[k]++;
+			if (!strcmp(test->str, "bulk"))
+				check_rate(&o, link->str, true);
+			else
+				check_lat(&o, link->str);
+			continue;
+		}
 		T_CHECK(slow || !strcmp(link->str, "loopback"), "line %u: unknown link %s", lines,
 			link->str);
 		for (t = 0; t < NTESTS && strcmp(tests[t], test->str); t++)
@@ -88,6 +108,7 @@ static void check_output(char *out)
 			T_CHECK(0, "line %u: unknown test %s", lines, test->str);
 			continue;
 		}
+		T_CHECK(t != T_BYTES || !slow, "line %u: a bytes row on the delayed link", lines);
 		seen[slow][t]++;
 		snprintf(what, sizeof(what), "%s/%s%s", link->str, test->str,
 			 urg->type == 'b' && !urg->b ? " (urgent off)" : "");
@@ -116,6 +137,13 @@ static void check_output(char *out)
 					"%s: added_rtt_p50_us missing", what);
 		} else if (!strcmp(test->str, "bulk")) {
 			check_rate(&o, what, true);
+		} else if (!strcmp(test->str, "bytes")) {
+			double b = t_json_num(&o, "bytes_ratio_to_nonzero");
+
+			/* every page at least once: the image's non-zero bytes and a little framing */
+			T_CHECK(b >= 1.0 && b < 3.0, "%s: bytes_ratio_to_nonzero %g", what, b);
+			T_CHECK(t_json_get(&o, "dup_pages") && t_json_get(&o, "bulk_pages"),
+				"%s: dup_pages or bulk_pages missing", what);
 		} else if (!strcmp(test->str, "residency")) {
 			check_rate(&o, what, true);
 			T_CHECK(t_json_num(&o, "ratio_to_ideal") > 0, "%s: ratio_to_ideal missing",
@@ -131,9 +159,12 @@ static void check_output(char *out)
 	}
 	T_CHECK(lines > 0, "no JSON lines");
 	for (slow = 0; slow < 2; slow++)
-		for (t = 0; t < NTESTS; t++)
+		for (t = 0; t < NTESTS - (unsigned)slow; t++)
 			T_CHECK(seen[slow][t] >= 1, "no %s line for the %s link", tests[t],
 				slow ? "delayed" : "loopback");
+	/* TLS rows (OpenSSL is always linked): all three on both transports */
+	T_CHECK(tls[0] == NTLSTESTS && tls[1] == NTLSTESTS,
+		"TLS rows: %u plain, %u TLS, want %u each", tls[0], tls[1], NTLSTESTS);
 	/* the delayed link runs bulk, fault-bulk and residency with the urgent channel off too */
 	T_CHECK(urgent_off >= 3, "%u lines with the urgent channel off, want 3", urgent_off);
 }

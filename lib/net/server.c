@@ -38,6 +38,10 @@
 #define SRV_NO_PAGE UINT64_MAX
 #define SRV_LOWAT_FRAMES 2    /* bulk: unsent bytes the kernel may queue, in frames */
 #define SRV_LOWAT_MIN (256 << 10) /* ... and at least this many */
+#define SRV_SEQ_RUNS 8u       /* sequential fault runs a session tracks */
+#define SRV_SEQ_SLACK 256u    /* a REQ this many pages past a run's end still continues it */
+#define SRV_SEQ_LIVE_NS 20000000ull /* a run with no REQ for this long is over (20 ms) */
+#define SRV_SEQ_GUARD 2048u   /* the stream keeps this many pages (8 MiB) ahead of a run clear */
 
 /* One served region. */
 struct srv_region {
@@ -56,6 +60,10 @@ struct srv_session {
 	pthread_mutex_t lock;   /* cursor and hint */
 	uint64_t cursor;        /* next page the bulk stream looks at */
 	uint64_t hint;          /* page right after the latest request, + 1; 0 = none */
+	struct {
+		uint64_t end;   /* page after the run's latest REQ */
+		uint64_t ns;    /* when that REQ came; 0 = slot unused */
+	} seq[SRV_SEQ_RUNS];    /* sequential fault runs (lock): the stream keeps away from them */
 	_Atomic uint64_t left;  /* pages whose sent bit is still clear (for the closing log) */
 	pi_bits_t *sent;        /* one bit per page: sent, or being sent, on some connection */
 	struct sockaddr_storage peer; /* the address that opened it (per-peer limit), port 0 */
@@ -509,6 +517,77 @@ static const struct srv_region *region_of(struct pagein_server *srv, uint64_t gp
 	return i < 0 ? NULL : &srv->regions[i];
 }
 
+/* The end of the unsent run of pages from p (one word at a time), at most
+ * `limit` (the session's bits past the last page read as sent, so the scan stops there). */
+static uint64_t unsent_end(struct srv_session *s, uint64_t p, uint64_t limit)
+{
+	uint64_t w = p / 64, bits;
+
+	bits = atomic_load_explicit(&s->sent[w], memory_order_relaxed) & (~0ull << (p % 64));
+	while (!bits && (w + 1) * 64 < limit)
+		bits = atomic_load_explicit(&s->sent[++w], memory_order_relaxed);
+	if (!bits)
+		return limit;
+	p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+	return p < limit ? p : limit;
+}
+
+/*
+ * A REQ for [p, p+n): whether it continues a sequential fault run of the session (it starts at
+ * or a little past the end of a live run's latest REQ), which it then extends; otherwise it
+ * starts a new run in the oldest slot. Session lock held.
+ */
+static bool seq_note(struct srv_session *s, uint64_t p, uint64_t n, uint64_t now)
+{
+	unsigned i, old = 0;
+
+	for (i = 0; i < SRV_SEQ_RUNS; i++) {
+		if (s->seq[i].ns && now - s->seq[i].ns < SRV_SEQ_LIVE_NS &&
+		    p - s->seq[i].end <= SRV_SEQ_SLACK) {
+			s->seq[i].end = p + n;
+			s->seq[i].ns = now;
+			return true;
+		}
+		if (s->seq[i].ns < s->seq[old].ns)
+			old = i;
+	}
+	s->seq[old].end = p + n;
+	s->seq[old].ns = now;
+	return false;
+}
+
+/*
+ * The stream's next page p lies less than SRV_SEQ_GUARD pages ahead of a live fault run (one
+ * request is a run too: it may be the first of many). A thread faulting in order fetches those
+ * pages itself (its fault-around windows grow to 64 pages), faster than the stream can install
+ * them, so whatever the stream sends there is still in flight (socket buffers, the destination's
+ * receive queue) when the thread asks for it, and crosses twice: that was 15-28% of a
+ * `pagein demo`. Move the stream to the middle of the unsent gap ahead of the run instead, as far
+ * from the thread as the gap allows; a short gap is left to the thread (and is streamed once the
+ * run is over). *to gets the new cursor. Session lock held.
+ */
+static bool seq_avoid(struct pagein_server *srv, struct srv_session *s, uint64_t p,
+		      uint32_t batch, uint64_t *to)
+{
+	uint64_t now = pi_now_ns(), g;
+	unsigned i;
+
+	for (i = 0; i < SRV_SEQ_RUNS; i++) {
+		if (!s->seq[i].ns || now - s->seq[i].ns >= SRV_SEQ_LIVE_NS ||
+		    p - s->seq[i].end >= SRV_SEQ_GUARD)
+			continue;
+		g = unsent_end(s, p, srv->total_pages);
+		if (g - p > 2ull * SRV_SEQ_GUARD)
+			*to = p + (g - p) / 2 / batch * batch;
+		else
+			*to = g; /* a short gap: the thread takes it */
+		if (*to >= srv->total_pages)
+			*to = 0;
+		return true;
+	}
+	return false;
+}
+
 /*
  * Pick the bulk stream's next batch for c: jump to the hint if a request left one, then the first
  * unsent page from the cursor and the unsent pages after it up to the end of its batch_pages-
@@ -521,6 +600,7 @@ static uint32_t bulk_pick(struct srv_conn *c, const struct srv_region **rp, uint
 	const struct srv_region *r;
 	uint64_t p, q, lo, hi, rend, gp;
 	uint32_t n = 0;
+	unsigned moves = 0;
 
 	pthread_mutex_lock(&s->lock);
 	if (s->hint) {
@@ -531,6 +611,13 @@ static uint32_t bulk_pick(struct srv_conn *c, const struct srv_region **rp, uint
 		p = session_find(srv, s, s->cursor);
 		if (p == SRV_NO_PAGE)
 			break;
+		/* just ahead of a recent request: move away (at most SRV_SEQ_RUNS times per pick,
+		 * then the page goes anyway, so the stream always makes progress) */
+		if (moves < SRV_SEQ_RUNS && seq_avoid(srv, s, p, c->batch, &q)) {
+			moves++;
+			s->cursor = q;
+			continue;
+		}
 		r = region_of_page(srv, p);
 		gp = r->gpa / PN_PAGE + (p - r->first); /* guest page number */
 		lo = gp / c->batch * c->batch;
@@ -1105,7 +1192,10 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 		atomic_store(&s->active, true);
 	STAT_ADD(srv, pages_twice, q->npages - session_mark(s, p, q->npages));
 	pthread_mutex_lock(&s->lock);
-	s->hint = (p + q->npages + PN_JUMP_LEAD) % srv->total_pages + 1;
+	/* a sequential run's thread fetches its own next pages: no jump in front of it. Either
+	 * way bulk_pick keeps the stream SRV_SEQ_GUARD pages clear of the run (seq_avoid) */
+	if (!seq_note(s, p, q->npages, pi_now_ns()))
+		s->hint = (p + q->npages + PN_JUMP_LEAD) % srv->total_pages + 1;
 	pthread_mutex_unlock(&s->lock);
 	/* replies are never compressed: latency matters more than bytes here */
 	ret = send_pages(c, r, q->gpa, q->npages, h->id, false);
