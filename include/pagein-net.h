@@ -117,18 +117,22 @@ struct pagein_net_config {
 	unsigned connect_timeout_ms; /* connect + handshake (default 5000) */
 	void (*log)(void *arg, int level, const char *msg); /* NULL = silent; never from a fetch */
 	void *log_arg;
-	/* Pause, don't fail (DESIGN.md §6). With pause on, both ends send heartbeats (when the
+	/* Pause, don't fail (DESIGN.md §6), on by default. Both ends send heartbeats (when the
 	 * server grants them); a server that sends nothing for silence_ms pauses the migration:
-	 * faults and accessors wait instead of failing, until data flows again (RUNNING) or the
-	 * pause has lasted pause_limit_ms (FAILED: pages then fail as with pause off). A lost
-	 * connection (error, reset, closed) pauses too: the source reconnects with backoff (20 ms
-	 * doubling to 5 s) to the same address, or to one given by pagein_net_reconnect, opens a
-	 * session that resumes from the pages the destination has, sends its waiting requests
-	 * again, and goes back to RUNNING. Works against a restarted server or a replica serving
-	 * the same image (same region table and digests). Off by default for now. */
-	bool pause;              /* default false */
+	 * faults and accessors wait instead of failing (also threads waiting on a page another
+	 * thread fetches: their timeout_ms does not run while paused, and starts again at the
+	 * resume), until data flows again (RUNNING) or the pause has lasted pause_limit_ms
+	 * (FAILED: pages then fail as with pause off). A lost connection (error, reset, closed)
+	 * pauses too: the source reconnects with backoff (20 ms doubling to 5 s) to the same
+	 * address, or to one given by pagein_net_reconnect, resumes from the pages the destination
+	 * has, sends its waiting requests again, and goes back to RUNNING. Works against a
+	 * restarted server or a replica serving the same image (same region table and digests).
+	 * The idle destination pauses too: the bulk stream waits and resumes with the rest.
+	 * no_pause: the old behaviour, a lost or silent server fails pages at once (or after
+	 * timeout_ms). A zeroed field is the default, so the flag is negative. */
+	bool no_pause;           /* default false: pause on */
 	unsigned silence_ms;     /* default 2000 */
-	unsigned pause_limit_ms; /* default 600000 (10 min); 0 = wait for ever */
+	unsigned pause_limit_ms; /* default 600000 (10 min); 0 = wait for ever (as QEMU) */
 	void (*on_paused)(void *arg, const char *why);     /* NULL = none; not from a fetch */
 	void (*on_resumed)(void *arg, uint64_t paused_ns); /* NULL = none */
 	void *cb_arg;
@@ -148,7 +152,7 @@ void pagein_net_config_init(struct pagein_net_config *cfg);
 enum pagein_net_state {
 	PAGEIN_NET_RUNNING = 0,
 	PAGEIN_NET_PAUSED,   /* the server is silent: faults wait */
-	PAGEIN_NET_RESUMING, /* reconnected, resuming (not used yet) */
+	PAGEIN_NET_RESUMING, /* reconnected: handshake, HAVE and re-sent requests under way */
 	PAGEIN_NET_DONE,     /* the stream is complete */
 	PAGEIN_NET_FAILED,   /* the pause limit passed: pages fail */
 };
@@ -156,7 +160,7 @@ enum pagein_net_state {
 /* The migration's state now; -EINVAL for a source that is not a network source. Any thread. */
 int pagein_net_state(struct pagein_source *src);
 
-/* Reconnect to addr ("HOST:PORT") from now on (pause on): a migration paused by a lost
+/* Reconnect to addr ("HOST:PORT") from now on (pause on, the default): a migration paused by a lost
  * connection tries it at its next attempt, at once. Returns 0, -EINVAL. Any thread but a fault
  * path. */
 int pagein_net_reconnect(struct pagein_source *src, const char *addr);
@@ -219,7 +223,7 @@ struct pagein_net_stats {
 	uint64_t pages_bulk;      /* pages the bulk stream brought */
 	uint64_t pages_installed; /* of those, installed (the rest had been faulted in already) */
 	uint64_t bytes_received;  /* on the wire, headers included */
-	uint64_t errors;          /* connections closed for a malformed message, an I/O error, a
+	uint64_t errors;          /* connections closed or lost: a malformed message, an I/O error, a
 	                           * silent server, or a bulk connection closed before its END */
 	bool stream_done;         /* the server said every page has been sent */
 	uint64_t pauses;          /* times the migration paused (pause on) */

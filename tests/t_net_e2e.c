@@ -102,6 +102,8 @@ static void dest_make(struct dest *d, const char *addr, enum pagein_backing b,
 	nc.bulk = bulk;
 	nc.batch_pages = batch_pages ? batch_pages : b == PAGEIN_BACKING_HUGETLB ? 512 : 64;
 	nc.log = t_log;
+	/* pause on (the default) with a short limit: a server that dies fails in bounded time */
+	nc.pause_limit_ms = 1500;
 	T_EQ(pagein_source_net_new(&nc, &d->src), 0);
 	d->n = pagein_net_regions(d->src, d->regs, 4);
 	T_EQ(d->n, 2);

@@ -59,7 +59,6 @@ static void dest_make(struct dest *d, int port)
 	pagein_net_config_init(&nc);
 	nc.addr = addr;
 	nc.log = getenv("T_VERBOSE") ? t_log : NULL;
-	nc.pause = true;
 	nc.silence_ms = 1000;
 	nc.pause_limit_ms = 30000;
 	T_EQ(pagein_source_net_new(&nc, &d->src), 0);

@@ -134,7 +134,7 @@ static int source(int port, const char *key, bool pause, struct pagein_source **
 	nc.addr = addr;
 	nc.log = t_log;
 	nc.psk_file = key;
-	nc.pause = pause;
+	nc.no_pause = !pause;
 	nc.pause_limit_ms = 30000;
 	return pagein_source_net_new(&nc, src);
 }

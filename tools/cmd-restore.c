@@ -40,7 +40,9 @@ static void usage(FILE *f)
 		"                     network: TLS 1.3 with certificates (the server's verified)\n"
 		"      --insecure     network: allow plain TCP to a server off loopback\n"
 		"      --pause-limit MS  network: on a lost or silent link, pause (faults wait),\n"
-		"                     reconnect and resume; fail after MS (0 = wait for ever)\n"
+		"                     reconnect and resume; fail after MS (default 600000,\n"
+		"                     0 = wait for ever)\n"
+		"      --no-pause     network: fail at once on a lost link (no pause, no resume)\n"
 		"      --reconnect HOST:PORT  network: on a lost link, resume from this server\n"
 		"                     (a restarted one, or a replica of the same image)\n"
 		"      --json         print one JSON summary on stdout (the human report goes\n"
@@ -132,7 +134,7 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 
 /* long options without a letter (letters are taken) */
 enum { OPT_PSK = 0x100, OPT_CERT, OPT_KEY, OPT_CA, OPT_NAME, OPT_INSECURE, OPT_PAUSE,
-       OPT_RECONNECT };
+       OPT_RECONNECT, OPT_NO_PAUSE };
 
 int cmd_restore(int argc, char **argv)
 {
@@ -167,6 +169,7 @@ int cmd_restore(int argc, char **argv)
 		{ "insecure", no_argument, NULL, OPT_INSECURE },
 		{ "pause-limit", required_argument, NULL, OPT_PAUSE },
 		{ "reconnect", required_argument, NULL, OPT_RECONNECT },
+		{ "no-pause", no_argument, NULL, OPT_NO_PAUSE },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct restore_opts o;
@@ -203,11 +206,11 @@ int cmd_restore(int argc, char **argv)
 		} else if (c == OPT_INSECURE) {
 			o.insecure = true;
 		} else if (c == OPT_PAUSE) {
-			o.pause = true;
 			o.pause_limit_ms = (unsigned)strtoul(optarg, NULL, 0);
 		} else if (c == OPT_RECONNECT) {
-			o.pause = true;
 			o.reconnect = optarg;
+		} else if (c == OPT_NO_PAUSE) {
+			o.no_pause = true;
 		} else if (parse_restore_opt(&o, c, optarg) < 0) {
 			usage(stderr);
 			return EXIT_USAGE;

@@ -363,8 +363,8 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 	nc.tls_ca = o->tls_ca;
 	nc.tls_name = o->tls_name;
 	nc.insecure = o->insecure;
-	nc.pause = o->pause;
-	if (o->pause && o->pause_limit_ms != UINT_MAX)
+	nc.no_pause = o->no_pause;
+	if (o->pause_limit_ms != UINT_MAX)
 		nc.pause_limit_ms = o->pause_limit_ms;
 	ret = pagein_source_net_new(&nc, &src);
 	if (ret < 0)

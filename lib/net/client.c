@@ -389,6 +389,7 @@ static void *receiver_main(void *arg)
 			snprintf(why, sizeof(why), "%s", strerror(-ret));
 		snprintf(msg, sizeof(msg), "server %s, %s connection lost: %s", ns->addr,
 			 c->replies ? (c->stream ? "single" : "urgent") : "bulk", why);
+		atomic_fetch_add(&ns->errors, 1); /* a connection lost, even if resumed */
 		shutdown(c->fd, SHUT_RDWR);
 		atomic_store(&c->dead, true);
 		pi_futex_wake(&c->send_lock);
@@ -639,8 +640,8 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 	hello.b.page_size = htole32(PN_PAGE);
 	hello.b.role = htole32((uint32_t)role);
 	hello.b.features = htole32((ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF |
-				   (ns->cfg.pause ? PN_FEAT_HEARTBEAT : 0) |
-				   (ns->cfg.pause && !session ? PN_FEAT_RESUME : 0));
+				   (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT : 0) |
+				   (!ns->cfg.no_pause && !session ? PN_FEAT_RESUME : 0));
 	hello.b.batch_pages = htole32(ns->cfg.batch_pages);
 	hello.b.session = htole64(session);
 	ret = pi_net_send_all(c, &hello, sizeof(hello), deadline);
@@ -728,7 +729,7 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		goto close_fd;
 	}
 	if (feat & ~((ns->cfg.compress ? PN_FEAT_LZ4 : 0u) | PN_FEAT_PROOF |
-		     (ns->cfg.pause ? PN_FEAT_HEARTBEAT | (session ? 0 : PN_FEAT_RESUME) : 0u))) {
+		     (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT | (session ? 0 : PN_FEAT_RESUME) : 0u))) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s granted features %#x it was not asked for",
 		       ns->addr, feat);
 		ret = -EPROTO;
@@ -1208,7 +1209,7 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 		if (ret < 0)
 			goto close_main;
 		ns->hb_started = true;
-	} else if (cfg->pause) {
+	} else if (!cfg->no_pause) {
 		pi_net_log(ns, PAGEIN_LOG_WARN, "server %s sends no heartbeats (an older server): "
 			   "a silent server is not noticed before the fault time-out", ns->addr);
 	}
