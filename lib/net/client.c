@@ -1061,6 +1061,14 @@ static bool net_covers(void *ctx, uint64_t gpa, uint64_t len)
 	return pi_net_region_of(ctx, gpa, len) != NULL;
 }
 
+/* Waits on pages another thread fetches do not time out while the link is paused. */
+static uint64_t net_hold(void *ctx)
+{
+	struct netsrc *ns = ctx;
+
+	return ns->resume || !ns->cfg.no_pause ? pi_link_hold(&ns->link) : 0;
+}
+
 static void net_destroy(void *ctx)
 {
 	struct netsrc *ns = ctx;
@@ -1102,6 +1110,7 @@ static const struct pagein_source_ops net_ops = {
 	.fetch = pi_net_fetch,
 	.destroy = net_destroy,
 	.covers = net_covers,
+	.hold = net_hold,
 };
 
 struct netsrc *pi_net_of(struct pagein_source *src)
