@@ -230,7 +230,9 @@ struct pagein_net_stats {
 	uint64_t paused_ms;       /* time spent paused, ended pauses */
 	uint64_t resumes;         /* reconnected and resumed after a lost connection */
 	uint64_t last_recover_us; /* the last resume: from its first connect to RUNNING */
-	uint64_t reserved[4];     /* room for counters added later (the size never changes); 0 */
+	uint64_t fails;           /* requests the server refused alone (FAIL): their pages failed,
+	                           * the connection stayed */
+	uint64_t reserved[3];     /* room for counters added later (the size never changes); 0 */
 };
 void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
 

@@ -329,6 +329,17 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 			return -EPROTO;
 		}
 		return 0;
+	case PN_FAIL:
+		if (!(c->features & PN_FEAT_FAIL) || !id || len < sizeof(struct pn_fail) ||
+		    len > sizeof(struct pn_fail) + PN_MAX_TEXT) {
+			snprintf(why, whylen, "a FAIL frame %s (%u bytes, id %#llx)",
+				 c->features & PN_FEAT_FAIL ? "that is malformed" : "that was not "
+				 "negotiated", len, (unsigned long long)id);
+			return -EPROTO;
+		}
+		return pi_net_handle_fail(c, id, (const struct pn_fail *)c->body,
+					  (const char *)c->body + sizeof(struct pn_fail),
+					  len - (uint32_t)sizeof(struct pn_fail), why, whylen);
 	case PN_END:
 		if (!c->stream || len || id) {
 			snprintf(why, whylen, "an END frame %s",
@@ -639,7 +650,7 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 	hello.b.version = htole32(PN_VERSION);
 	hello.b.page_size = htole32(PN_PAGE);
 	hello.b.role = htole32((uint32_t)role);
-	hello.b.features = htole32((ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF |
+	hello.b.features = htole32((ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF | PN_FEAT_FAIL |
 				   (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT : 0) |
 				   (!ns->cfg.no_pause && !session ? PN_FEAT_RESUME : 0));
 	hello.b.batch_pages = htole32(ns->cfg.batch_pages);
@@ -728,7 +739,7 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		ret = -EPROTO;
 		goto close_fd;
 	}
-	if (feat & ~((ns->cfg.compress ? PN_FEAT_LZ4 : 0u) | PN_FEAT_PROOF |
+	if (feat & ~((ns->cfg.compress ? PN_FEAT_LZ4 : 0u) | PN_FEAT_PROOF | PN_FEAT_FAIL |
 		     (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT | (session ? 0 : PN_FEAT_RESUME) : 0u))) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s granted features %#x it was not asked for",
 		       ns->addr, feat);
@@ -1303,6 +1314,7 @@ void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st
 	st->paused_ms = atomic_load(&ns->link.paused_ns) / 1000000;
 	st->resumes = atomic_load(&ns->resumes);
 	st->last_recover_us = atomic_load(&ns->last_recover_us);
+	st->fails = atomic_load(&ns->fails);
 }
 
 int pagein_net_state(struct pagein_source *src)

@@ -109,7 +109,7 @@ struct netsrc {
 	struct ns_slot slots[NS_SLOTS];
 	/* statistics */
 	_Atomic uint64_t requests, replies, pages_urgent, pages_bulk, pages_installed;
-	_Atomic uint64_t bytes_received, errors;
+	_Atomic uint64_t bytes_received, errors, fails;
 	_Atomic unsigned streams;       /* connections carrying the bulk stream */
 	_Atomic unsigned ends;          /* of those, how many have sent END */
 	_Atomic bool stream_done;       /* every streaming connection sent END */
@@ -168,6 +168,9 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 		 uint64_t *zero_mask, uint64_t deadline_ns);
 int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
 			size_t whylen);
+/* A FAIL (one request refused by the server): that fetch alone fails with -code. */
+int pi_net_handle_fail(struct ns_conn *c, uint64_t id, const struct pn_fail *f, const char *text,
+		       uint32_t tlen, char *why, size_t whylen);
 void pi_net_slots_fail_all(struct netsrc *ns, int err);
 /* After a resume on main connection c: send again every waiting request that went out on an
  * older one, free the abandoned ones. */

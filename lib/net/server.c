@@ -583,6 +583,38 @@ static int send_simple(struct srv_conn *c, uint16_t type, const void *body, uint
 }
 
 /*
+ * Refuse one request (PN_FEAT_FAIL granted): FAIL with its id, gpa and count, and the reason;
+ * the connection stays. Returns 1 (the request is answered), or the -errno of the send.
+ */
+static int conn_fail(struct srv_conn *c, uint64_t id, uint64_t gpa, uint32_t npages, int code,
+		     const char *fmt, ...)
+{
+	struct {
+		struct pn_hdr h;
+		struct pn_fail f;
+		char text[PN_MAX_TEXT + 1];
+	} __attribute__((packed)) m;
+	struct iovec iov;
+	va_list ap;
+	int n, ret;
+
+	va_start(ap, fmt);
+	n = vsnprintf(m.text, sizeof(m.text), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n > (int)PN_MAX_TEXT)
+		n = PN_MAX_TEXT;
+	srv_log(c->srv, PAGEIN_LOG_WARN, "%s: request refused: %s", c->peer, m.text);
+	m.f = (struct pn_fail){ .code = htole32((uint32_t)code), .npages = htole32(npages),
+				.gpa = htole64(gpa) };
+	pi_wire_hdr(&m.h, (uint32_t)(sizeof(m.f) + (size_t)n), PN_FAIL, id);
+	iov = (struct iovec){ &m, sizeof(m.h) + sizeof(m.f) + (size_t)n };
+	ret = send_iov(c, &iov, 1);
+	return ret < 0 ? ret : 1;
+}
+
+/*
  * Send pages [gpa, gpa + n pages) of r as one PAGES frame with this id. Zero pages go as
  * PN_PG_ZERO; with lz4, a page goes as PN_PG_LZ4 when it compresses below 3/4 of a page.
  * Returns 0 or -errno (a source read or the socket).
@@ -608,7 +640,12 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 			ret = r->src->ops.fetch(r->src->ctx, gpa + (uint64_t)i * PN_PAGE,
 						c->buf + (size_t)i * PN_PAGE, (uint64_t)k * PN_PAGE,
 						PN_PAGE, &zm[i / 64], deadline);
-			/* our failure, not the peer's: tell it why before closing */
+			/* our failure, not the peer's: a request is refused alone (FAIL), else
+			 * tell the peer why before closing */
+			if (ret < 0 && id && (c->features & PN_FEAT_FAIL))
+				return conn_fail(c, id, gpa, n, EIO, "reading pages at %#llx from "
+						 "the snapshot failed: %s", (unsigned long long)gpa,
+						 strerror(-ret));
 			if (ret < 0)
 				return conn_reject(c, -ret, false, "reading pages at %#llx from the "
 						   "snapshot failed: %s", (unsigned long long)gpa,
@@ -871,7 +908,8 @@ static int conn_handshake(struct srv_conn *c)
 	c->batch = hi->batch_pages;
 	opened = !hi->session;
 	c->features = hi->features & ((srv->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_HEARTBEAT |
-				      PN_FEAT_PROOF | (hi->session ? 0 : PN_FEAT_RESUME));
+				      PN_FEAT_PROOF | PN_FEAT_FAIL |
+				      (hi->session ? 0 : PN_FEAT_RESUME));
 	if (c->features & PN_FEAT_RESUME) {
 		c->have = malloc(PN_HAVE_MAX_BODY);
 		if (!c->have)
@@ -993,6 +1031,11 @@ static int conn_handshake(struct srv_conn *c)
 	return send_iov(c, iov, opened ? 4 : 3);
 }
 
+/* conn_fail for a REQ the checks refused; counted as a request answered (0, or -errno). */
+#define conn_fail_req(c, h, q, code, ...)                                                        \
+	(STAT_ADD((c)->srv, requests, 1),                                                        \
+	 conn_fail(c, (h)->id, (q)->gpa, (q)->npages, code, __VA_ARGS__) < 0 ? -ECONNRESET : 0)
+
 /* Check a REQ, reply with its pages, and point the bulk stream just past them. */
 static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct pn_req *q)
 {
@@ -1000,6 +1043,7 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	struct srv_session *s = c->sess;
 	const struct srv_region *r;
 	uint64_t p;
+	bool fail;
 	int ret;
 
 	if (!h->id)
@@ -1007,13 +1051,26 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	if (q->reserved)
 		return conn_reject(c, EINVAL, true, "REQ %llu: reserved field %#x must be 0",
 				   (unsigned long long)h->id, q->reserved);
+	/* a well-framed REQ that asks for the wrong thing is refused alone where the client
+	 * takes FAIL (the connection stays); without it, as in version 1, the connection closes */
+	fail = c->features & PN_FEAT_FAIL;
+	if (q->gpa % PN_PAGE && fail)
+		return conn_fail_req(c, h, q, EINVAL, "REQ %llu: gpa %#llx is not 4 KiB-aligned",
+				     (unsigned long long)h->id, (unsigned long long)q->gpa);
 	if (q->gpa % PN_PAGE)
 		return conn_reject(c, EINVAL, true, "REQ %llu: gpa %#llx is not 4 KiB-aligned",
 				   (unsigned long long)h->id, (unsigned long long)q->gpa);
+	if ((!q->npages || q->npages > PN_MAX_PAGES) && fail)
+		return conn_fail_req(c, h, q, EINVAL, "REQ %llu: %u pages: must be 1..%u",
+				     (unsigned long long)h->id, q->npages, PN_MAX_PAGES);
 	if (!q->npages || q->npages > PN_MAX_PAGES)
 		return conn_reject(c, EINVAL, true, "REQ %llu: %u pages: must be 1..%u",
 				   (unsigned long long)h->id, q->npages, PN_MAX_PAGES);
 	r = region_of(srv, q->gpa, (uint64_t)q->npages * PN_PAGE);
+	if (!r && fail)
+		return conn_fail_req(c, h, q, ERANGE, "REQ %llu: [%#llx, +%u pages) is not inside "
+				     "one region", (unsigned long long)h->id,
+				     (unsigned long long)q->gpa, q->npages);
 	if (!r)
 		return conn_reject(c, ERANGE, true, "REQ %llu: [%#llx, +%u pages) is not inside one "
 				   "region", (unsigned long long)h->id, (unsigned long long)q->gpa,
@@ -1030,7 +1087,8 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	if (ret < 0)
 		return ret;
 	STAT_ADD(srv, requests, 1);
-	STAT_ADD(srv, pages_urgent, q->npages);
+	if (ret == 0)
+		STAT_ADD(srv, pages_urgent, q->npages);
 	return 0;
 }
 

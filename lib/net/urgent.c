@@ -393,3 +393,61 @@ int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pag
 	return ret;
 }
 
+
+int pi_net_handle_fail(struct ns_conn *c, uint64_t id, const struct pn_fail *f, const char *text,
+		       uint32_t tlen, char *why, size_t whylen)
+{
+	struct netsrc *ns = c->ns;
+	uint64_t idx = (id & ((1ull << NS_SLOT_BITS) - 1)) - 1, gpa;
+	uint32_t st, v, code, npages;
+	struct ns_slot *sl;
+	int err;
+
+	memcpy(&code, &f->code, 4);
+	memcpy(&npages, &f->npages, 4);
+	memcpy(&gpa, &f->gpa, 8);
+	code = le32toh(code);
+	npages = le32toh(npages);
+	gpa = le64toh(gpa);
+	if (!c->replies || idx >= NS_SLOTS) {
+		snprintf(why, whylen, "a FAIL with id %#llx that no request has",
+			 (unsigned long long)id);
+		return -EPROTO;
+	}
+	sl = &ns->slots[idx];
+	st = atomic_load(&sl->state);
+	if ((st != SLOT_WAITING && st != SLOT_ABANDONED) || atomic_load(&sl->id) != id ||
+	    sl->gpa != gpa || sl->npages != npages) {
+		snprintf(why, whylen, "a FAIL with id %#llx for [%#llx, +%u pages) that no request "
+			 "is waiting for", (unsigned long long)id, (unsigned long long)gpa, npages);
+		return -EPROTO;
+	}
+	/* the server's errno, when it is one; a failed page is never a zero page: the engine
+	 * fails it (SIGBUS, -EIO) */
+	err = code > 0 && code < 4096 ? -(int)code : -EIO;
+	atomic_fetch_add_explicit(&ns->fails, 1, memory_order_relaxed);
+	pi_net_log(ns, PAGEIN_LOG_WARN, "server %s refused the request for [%#llx, +%u pages): "
+		   "%.*s (%s); those pages fail, the connection stays", ns->addr,
+		   (unsigned long long)gpa, npages, (int)(tlen > PN_MAX_TEXT ? PN_MAX_TEXT : tlen),
+		   text, strerror(-err));
+	v = SLOT_WAITING;
+	if (st == SLOT_WAITING && atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
+		sl->result = err;
+		atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
+		atomic_store(&sl->state, SLOT_DONE);
+		pi_futex_wake(&sl->state);
+		return 0;
+	}
+	if (st == SLOT_WAITING)
+		st = v;
+	if (st != SLOT_ABANDONED) {
+		snprintf(why, whylen, "a FAIL with id %#llx for a request that was never sent",
+			 (unsigned long long)id);
+		return -EPROTO;
+	}
+	atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
+	v = SLOT_ABANDONED;
+	if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
+		slot_free(ns, sl);
+	return 0;
+}
