@@ -50,6 +50,12 @@ struct pagein_server_config {
 	const char *psk_file;
 	const char *tls_cert, *tls_key, *tls_ca;
 	bool insecure;           /* allow plain TCP off loopback */
+	unsigned grace_ms;       /* a resumable session (a destination with pause on) outlives its
+	                          * last connection this long (default 60000; 0 = ends with it): a
+	                          * destination that lost its link rejoins it with a proof of its
+	                          * secret and gets exactly the pages it lacks. Sessions in their
+	                          * grace period count against max_sessions; a new session evicts
+	                          * the oldest of them rather than being refused */
 };
 
 /* Fill cfg with the defaults above. */
@@ -232,7 +238,10 @@ struct pagein_net_stats {
 	uint64_t last_recover_us; /* the last resume: from its first connect to RUNNING */
 	uint64_t fails;           /* requests the server refused alone (FAIL): their pages failed,
 	                           * the connection stayed */
-	uint64_t reserved[3];     /* room for counters added later (the size never changes); 0 */
+	uint64_t rejoins;         /* of the resumes, those that rejoined the same session on the
+	                           * server (kept for its grace period); the rest opened a new one
+	                           * (a restarted server, or a replica) */
+	uint64_t reserved[2];     /* room for counters added later (the size never changes); 0 */
 };
 void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
 

@@ -160,6 +160,10 @@ static void cut_run(struct pagein_server *srv, int port, unsigned cuts, bool tou
 	t_proxy_stop(px);
 	T_EQ(ps.cuts, cuts);
 	T_ASSERT(ns.resumes >= cuts);
+	/* the server kept the session through each cut (its grace period): every resume
+	 * rejoined it, and the whole migration is one session */
+	T_EQ(ns.rejoins, ns.resumes);
+	T_EQ(s1.sessions - s0.sessions, 1);
 	sent = (s1.pages_bulk + s1.pages_urgent) - (s0.pages_bulk + s0.pages_urgent);
 	for (i = 0; i < ps.nrecover; i++)
 		lat[i] = ps.recover_us[i];
@@ -167,11 +171,55 @@ static void cut_run(struct pagein_server *srv, int port, unsigned cuts, bool tou
 	printf("%u cut%s%s: complete, verified (digest ok) in %" PRIu64 " ms (uncut %" PRIu64
 	       " ms); %" PRIu64 " resumes; pages sent %" PRIu64 " for %llu (%" PRIu64
 	       " twice); link back -> first byte: median %" PRIu64 " us, max %" PRIu64
-	       " us; last resume took %" PRIu64 " us\n", cuts, cuts > 1 ? "s" : "",
+	       " us; last resume took %" PRIu64 " us; %" PRIu64 " rejoins, %" PRIu64
+	       " session(s)\n", cuts, cuts > 1 ? "s" : "",
 	       touch ? " with 3 threads touching" : ", no workload", ms, uncut_ms, ns.resumes,
 	       sent, (unsigned long long)(SIZE / 4096), (uint64_t)(sent - SIZE / 4096),
 	       ps.nrecover ? lat[ps.nrecover / 2] : 0, ps.nrecover ? lat[ps.nrecover - 1] : 0,
-	       ns.last_recover_us);
+	       ns.last_recover_us, ns.rejoins, s1.sessions - s0.sessions);
+}
+
+/* A server whose grace period (200 ms) is over before the link comes back (1.5 s): the rejoin is
+ * refused, the destination resumes in a new session, and still completes and verifies. */
+static void grace_over(void)
+{
+	struct pagein_server_config cfg;
+	struct pagein_server_stats s0, s1;
+	struct t_proxy_config pc;
+	struct t_proxy_stats ps;
+	struct pagein_net_stats ns;
+	struct pagein_server *srv;
+	struct t_proxy *px;
+	uint64_t ms;
+
+	pagein_server_config_init(&cfg);
+	cfg.log = getenv("T_VERBOSE") ? t_log : NULL;
+	cfg.grace_ms = 200;
+	T_EQ(pagein_server_new(&cfg, &srv), 0);
+	T_EQ(pagein_server_add_memory(srv, 0, SIZE, img), 0);
+	T_EQ(pagein_server_start(srv), 0);
+	t_proxy_config_init(&pc, pagein_server_port(srv));
+	pc.mode = T_PROXY_CUT;
+	pc.cuts = 1;
+	pc.gap_min = 4u << 20;
+	pc.gap_max = SIZE / 4;
+	pc.down_ms = 1500;
+	pc.seed = 77;
+	T_EQ(t_proxy_start(&pc, &px), 0);
+	pagein_server_stats_get(srv, &s0);
+	ms = migrate(t_proxy_port(px), false, &ns);
+	pagein_server_stats_get(srv, &s1);
+	t_proxy_stats(px, &ps);
+	t_proxy_stop(px);
+	T_EQ(ps.cuts, 1);
+	T_ASSERT(ns.resumes >= 1);
+	T_EQ(ns.rejoins, 0);
+	T_ASSERT(s1.sessions - s0.sessions >= 2);
+	printf("grace period (200 ms) over before the link came back (1.5 s): resumed in a new "
+	       "session, complete and verified in %" PRIu64 " ms; %" PRIu64 " sessions\n", ms,
+	       s1.sessions - s0.sessions);
+	pagein_server_stop(srv);
+	pagein_server_free(srv);
 }
 
 /* `pagein serve FILE --listen 127.0.0.1:0 --port-file F`; returns its pid, *port its port. The
@@ -301,6 +349,7 @@ int main(int argc, char **argv)
 	cut_run(srv, port, 20, false, uncut);
 	pagein_server_stop(srv);
 	pagein_server_free(srv);
+	grace_over();
 	free(img);
 	t_pass("t_net_recover");
 }

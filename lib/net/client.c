@@ -652,7 +652,8 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 	hello.b.role = htole32((uint32_t)role);
 	hello.b.features = htole32((ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF | PN_FEAT_FAIL |
 				   (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT : 0) |
-				   (!ns->cfg.no_pause && !session ? PN_FEAT_RESUME : 0));
+				   (!ns->cfg.no_pause && (!session || ns->rejoin) ? PN_FEAT_RESUME
+									  : 0));
 	hello.b.batch_pages = htole32(ns->cfg.batch_pages);
 	hello.b.session = htole64(session);
 	ret = pi_net_send_all(c, &hello, sizeof(hello), deadline);
@@ -740,7 +741,8 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		goto close_fd;
 	}
 	if (feat & ~((ns->cfg.compress ? PN_FEAT_LZ4 : 0u) | PN_FEAT_PROOF | PN_FEAT_FAIL |
-		     (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT | (session ? 0 : PN_FEAT_RESUME) : 0u))) {
+		     (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT |
+		     (session && !ns->rejoin ? 0 : PN_FEAT_RESUME) : 0u))) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s granted features %#x it was not asked for",
 		       ns->addr, feat);
 		ret = -EPROTO;
@@ -953,9 +955,32 @@ static int recover_once(struct netsrc *ns)
 		pthread_mutex_unlock(&ns->lock);
 	}
 	pi_link_resuming(&ns->link);
-	ns->reopen = true;
-	c = pi_net_conn_open(ns, role, 0, &ret);
-	ns->reopen = false;
+	/* rejoin the same session if the server still keeps it (its grace period), proving it
+	 * ours; a server that no longer knows it (restarted, a replica, the grace period over)
+	 * refuses, and a new session resumes instead */
+	c = NULL;
+	if (ns->has_secret) {
+		ns->rejoin = true;
+		c = pi_net_conn_open(ns, role, ns->session, &ret);
+		ns->rejoin = false;
+		if (!c && ret != -EACCES && ret != -ENOENT)
+			return ret;
+		if (c && !(c->features & PN_FEAT_RESUME)) {
+			pi_net_conn_close(c);
+			c = NULL;
+		}
+		if (c)
+			atomic_fetch_add(&ns->rejoins, 1);
+		else
+			pi_net_log(ns, PAGEIN_LOG_INFO, "server %s does not keep session %#llx: "
+				   "resuming in a new one", ns->addr,
+				   (unsigned long long)ns->session);
+	}
+	if (!c) {
+		ns->reopen = true;
+		c = pi_net_conn_open(ns, role, 0, &ret);
+		ns->reopen = false;
+	}
 	if (!c)
 		return ret;
 	if (!(c->features & PN_FEAT_RESUME)) {
@@ -1315,6 +1340,7 @@ void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st
 	st->resumes = atomic_load(&ns->resumes);
 	st->last_recover_us = atomic_load(&ns->last_recover_us);
 	st->fails = atomic_load(&ns->fails);
+	st->rejoins = atomic_load(&ns->rejoins);
 }
 
 int pagein_net_state(struct pagein_source *src)

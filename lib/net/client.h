@@ -138,6 +138,8 @@ struct netsrc {
 	char next_addr[256];            /* pagein_net_reconnect's address (lock) */
 	bool addr_new;                  /* (lock) */
 	_Atomic uint64_t resumes;       /* successful resumes */
+	_Atomic uint64_t rejoins;       /* of those, into the same session (server grace) */
+	bool rejoin;                    /* the recovery thread's conn_open joins to resume */
 	_Atomic uint64_t last_recover_us; /* from the first attempt that connected to resumed */
 };
 
