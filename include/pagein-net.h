@@ -175,9 +175,12 @@ int pagein_net_reconnect(struct pagein_source *src, const char *addr);
  * Connect to a page server (the urgent connection, or the single one when urgent is off),
  * with a copy of cfg (cfg->size set by pagein_net_config_init, else -EINVAL),
  * handshake and learn its region table. The source's fetch sends a request and waits for its
- * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
- * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is
- * gone), never a hang. Returns 0 and *out, -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH... (the last
+ * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A lost or silent
+ * server pauses the migration (the default; see pause above): fetches wait, bounded by the pause
+ * limit, then fail with -ECONNRESET/-ETIMEDOUT. With no_pause, a dead or lying server fails
+ * fetches at once with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is gone).
+ * A request the server refuses alone (FAIL) fails that fetch with the server's errno (-EIO,
+ * -ERANGE, -EINVAL); the connection stays. Never a hang. Returns 0 and *out, -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH... (the last
  * address tried), -ENXIO (the host name does not resolve) or -EAGAIN (the resolver failed for
  * now: the log has the resolver's words), -EPROTO (the server speaks something else: logged).
  */
