@@ -145,8 +145,9 @@ struct pagein_net_config {
 	/* TLS, as for the server (the same PSK file, or this side's certificate, key and the CA
 	 * the server's certificate must chain to); tls_name: the name the server's certificate
 	 * must carry (NULL: any the CA signed). Without TLS only a loopback server is accepted
-	 * unless insecure is set. Under user-space TLS a fault's request takes a lock: use the
-	 * HANDLER front-end (SELF mode needs kernel TLS). */
+	 * unless insecure is set. Under user-space TLS a fault's request is sent by a thread of
+	 * the source (the fault only queues it, async-signal-safe), so SELF mode works with
+	 * either kind of TLS. */
 	const char *psk_file;
 	const char *tls_cert, *tls_key, *tls_ca, *tls_name;
 	bool insecure;

@@ -353,10 +353,6 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 	nc.compress = o->compress;
 	nc.batch_pages = o->backing == PAGEIN_BACKING_HUGETLB ? 512 : 64;
 	nc.log = tool_log;
-	if ((o->psk_file || o->tls_cert) && o->frontend == PAGEIN_FRONTEND_SELF)
-		pr_info("note: with TLS in user space, a SELF-mode fault sends its request under a "
-			"lock from its SIGBUS handler; --frontend handler avoids that (kernel TLS "
-			"does not need it)");
 	nc.psk_file = o->psk_file;
 	nc.tls_cert = o->tls_cert;
 	nc.tls_key = o->tls_key;

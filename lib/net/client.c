@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "net/client.h"
@@ -1097,6 +1098,24 @@ static bool net_covers(void *ctx, uint64_t gpa, uint64_t len)
 	return pi_net_region_of(ctx, gpa, len) != NULL;
 }
 
+/* Stop the sender thread (user-space TLS) and close its eventfd. */
+static void sender_stop(struct netsrc *ns)
+{
+	uint64_t one = 1;
+
+	if (ns->tx_started) {
+		atomic_store(&ns->tx_quit, true);
+		if (write(ns->tx_efd, &one, sizeof(one)) < 0) {
+			/* it polls with a time-out too */
+		}
+		pthread_join(ns->tx_thread, NULL);
+		ns->tx_started = false;
+	}
+	if (ns->tx_efd >= 0)
+		close(ns->tx_efd);
+	ns->tx_efd = -1;
+}
+
 /* Waits on pages another thread fetches do not time out while the link is paused. */
 static uint64_t net_hold(void *ctx)
 {
@@ -1123,6 +1142,7 @@ static void net_destroy(void *ctx)
 		pi_futex_wake(&ns->hb_quit);
 		pthread_join(ns->hb_thread, NULL);
 	}
+	sender_stop(ns);
 	if (ns->resume) {
 		/* nothing will resume now: whatever still waits fails */
 		pi_link_fail(&ns->link);
@@ -1179,6 +1199,7 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 		ns->cfg.connect_timeout_ms = 5000;
 	snprintf(ns->addr, sizeof(ns->addr), "%s", cfg->addr);
 	ns->cfg.addr = ns->addr;
+	ns->tx_efd = -1;
 	pthread_mutex_init(&ns->lock, NULL);
 	pi_link_init(&ns->link, (uint64_t)cfg->pause_limit_ms * 1000000ull, cfg->on_paused,
 		     cfg->on_resumed, cfg->cb_arg);
@@ -1249,6 +1270,20 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 			goto close_main;
 		ns->rc_started = true;
 	}
+	if (ns->tls) {
+		/* user-space TLS sends REQs from a thread of ours, never from a fault (SELF mode's
+		 * SIGBUS handler): started even if this connection got kernel TLS, since a
+		 * reconnect may not */
+		ns->tx_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (ns->tx_efd < 0) {
+			ret = -errno;
+			goto close_main;
+		}
+		ret = -pthread_create(&ns->tx_thread, NULL, pi_net_sender_main, ns);
+		if (ret < 0)
+			goto close_main;
+		ns->tx_started = true;
+	}
 	if (ns->main->features & PN_FEAT_HEARTBEAT) {
 		ret = -pthread_create(&ns->hb_thread, NULL, heartbeat_main, ns);
 		if (ret < 0)
@@ -1280,6 +1315,7 @@ stop_hb:
 		pthread_join(ns->hb_thread, NULL);
 	}
 close_main:
+	sender_stop(ns);
 	if (ns->rc_started) {
 		atomic_store(&ns->rc_quit, true);
 		atomic_fetch_add(&ns->rc_seq, 1);

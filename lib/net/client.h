@@ -117,6 +117,15 @@ struct netsrc {
 	_Atomic uint32_t stream_seq;    /* futex word: bumped when the stream ends, fails or stops */
 	_Atomic int read_ms;            /* bulk read time-out: the space's timeout_ms (0 = none) */
 	struct pi_link link;            /* RUNNING / PAUSED / FAILED (pause on) */
+	/* user-space TLS: a fault's REQ is not sent from the fault path (OpenSSL is neither
+	 * async-signal-safe nor lock-free) but by this thread: the fetch sets its slot's bit in
+	 * tx_pending (atomic) and writes tx_efd (write(2)), both async-signal-safe */
+	_Atomic uint64_t tx_pending[NS_SLOTS / 64];
+	int tx_efd;                     /* eventfd, -1 when there is no sender thread */
+	pthread_t tx_thread;
+	bool tx_started;
+	_Atomic bool tx_quit;
+	_Atomic uint64_t tx_sent;       /* REQs the sender thread sent (tests) */
 	pthread_t hb_thread;            /* sends heartbeats on idle connections */
 	bool hb_started;
 	_Atomic uint32_t hb_quit;       /* futex word: 1 stops the heartbeat thread */
@@ -161,6 +170,14 @@ void pi_net_conn_close(struct ns_conn *c);
 int pi_net_silence(struct ns_conn *c);
 /* The destination has pages [gpa, gpa + npages pages) (a reply delivered, bulk installed). */
 void pi_net_have_mark(struct netsrc *ns, uint64_t gpa, uint64_t npages);
+
+/* urgent.c: the sender thread of user-space TLS connections */
+void *pi_net_sender_main(void *arg);
+/* Whether REQs on c go through the sender thread (user-space TLS for sending). */
+static inline bool pi_net_tx_queued(struct netsrc *ns, struct ns_conn *c)
+{
+	return ns->tx_efd >= 0 && c->tc.ssl && !c->tc.ktls_tx;
+}
 
 /* urgent.c: requests (async-signal-safe) and their replies */
 int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t deadline_ns);

@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <poll.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net/client.h"
 
@@ -227,6 +229,19 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 			ret = -ENOTCONN;
 			goto out_free;
 		}
+		goto wait;
+	}
+	if (pi_net_tx_queued(ns, c)) {
+		/* user-space TLS: the sender thread sends it (nothing here but an atomic OR and
+		 * write(2): safe in a SIGBUS handler); a send it cannot make loses the connection,
+		 * and the request fails or is sent again with it */
+		uint64_t one = 1;
+
+		atomic_fetch_or(&ns->tx_pending[idx / 64], 1ull << (idx % 64));
+		if (write(ns->tx_efd, &one, sizeof(one)) < 0) {
+			/* an eventfd write fails only at a counter of 2^64-2: it is awake anyway */
+		}
+		atomic_fetch_add_explicit(&ns->requests, 1, memory_order_relaxed);
 		goto wait;
 	}
 	pi_wire_hdr(&frame.h, sizeof(frame.r), PN_REQ, id);
@@ -450,4 +465,66 @@ int pi_net_handle_fail(struct ns_conn *c, uint64_t id, const struct pn_fail *f, 
 	if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
 		slot_free(ns, sl);
 	return 0;
+}
+
+/*
+ * The sender thread (user-space TLS): sends the REQs fetches queued in tx_pending, on the main
+ * connection, under its send lock, from an ordinary thread. A slot no longer WAITING (answered
+ * already by a resend, abandoned, failed) is skipped; one whose REQ went out on an older main
+ * connection is the resume's to send again.
+ */
+void *pi_net_sender_main(void *arg)
+{
+	struct netsrc *ns = arg;
+	struct pollfd pfd = { .fd = ns->tx_efd, .events = POLLIN };
+	struct {
+		struct pn_hdr h;
+		struct pn_req r;
+	} __attribute__((packed)) frame;
+	uint64_t bits, v;
+	uint32_t st;
+	unsigned w, i;
+
+	while (!atomic_load(&ns->tx_quit)) {
+		if (poll(&pfd, 1, 500) < 0 && errno != EINTR)
+			break;
+		if (read(ns->tx_efd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
+			/* non-blocking: nothing to read is EAGAIN; the bits are the work list */
+		}
+		for (w = 0; w < NS_SLOTS / 64; w++) {
+			bits = atomic_exchange(&ns->tx_pending[w], 0);
+			while (bits) {
+				struct ns_slot *sl;
+				struct ns_conn *c = ns->main;
+				uint64_t deadline = pi_now_ns() + 1000000000ull;
+
+				i = (unsigned)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				sl = &ns->slots[w * 64 + i];
+				if (atomic_load(&sl->gen) != c->gen || atomic_load(&c->dead))
+					continue; /* the resume (or the failure) has it */
+				st = SLOT_ABANDONED;
+				if (atomic_compare_exchange_strong(&sl->state, &st, SLOT_CLAIMED)) {
+					/* timed out before we sent it: no reply will free it */
+					slot_free(ns, sl);
+					continue;
+				}
+				if (st != SLOT_WAITING)
+					continue;
+				pi_wire_hdr(&frame.h, sizeof(frame.r), PN_REQ, atomic_load(&sl->id));
+				frame.r.gpa = htole64(sl->gpa);
+				frame.r.npages = htole32(sl->npages);
+				frame.r.reserved = 0;
+				if (send_lock(c, deadline) == 0) {
+					if (pi_net_send_all(c, &frame, sizeof(frame), deadline) == 0)
+						atomic_fetch_add_explicit(&ns->tx_sent, 1,
+									  memory_order_relaxed);
+					send_unlock(c);
+				}
+				if (c->stream && !atomic_load(&ns->space))
+					pi_net_wake_parked(ns);
+			}
+		}
+	}
+	return NULL;
 }
