@@ -79,7 +79,10 @@ static void heard(struct ns_conn *c)
 {
 	struct netsrc *ns = c->ns;
 
-	if (pi_link_state(&ns->link) == PI_LINK_PAUSED && pi_link_resumed(&ns->link))
+	/* not a pause for a lost connection: only the resume ends that one (a bulk connection
+	 * still delivering what it had buffered says nothing of the lost one) */
+	if (pi_link_state(&ns->link) == PI_LINK_PAUSED && !atomic_load(&ns->lost) &&
+	    pi_link_resumed(&ns->link))
 		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s is heard again: resumed after %llu ms",
 			   ns->addr, (unsigned long long)(atomic_load(&ns->link.last_pause_ns) /
 							 1000000));
@@ -402,6 +405,7 @@ static void *receiver_main(void *arg)
 		snprintf(msg, sizeof(msg), "server %s, %s connection lost: %s", ns->addr,
 			 c->replies ? (c->stream ? "single" : "urgent") : "bulk", why);
 		atomic_fetch_add(&ns->errors, 1); /* a connection lost, even if resumed */
+		atomic_store(&ns->lost, true);
 		shutdown(c->fd, SHUT_RDWR);
 		atomic_store(&c->dead, true);
 		pi_futex_wake(&c->send_lock);
@@ -1010,6 +1014,7 @@ static int recover_once(struct netsrc *ns)
 		return ret;
 	atomic_store(&ns->last_recover_us, (pi_now_ns() - t0) / 1000);
 	atomic_fetch_add(&ns->resumes, 1);
+	atomic_store(&ns->lost, false);
 	if (pi_link_resumed(&ns->link))
 		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: resumed in session %#llx after %llu ms "
 			   "paused (%llu pages were here already; recovery %llu us)", ns->addr,

@@ -149,6 +149,8 @@ struct netsrc {
 	_Atomic uint64_t resumes;       /* successful resumes */
 	_Atomic uint64_t rejoins;       /* of those, into the same session (server grace) */
 	bool rejoin;                    /* the recovery thread's conn_open joins to resume */
+	_Atomic bool lost;              /* a connection was lost: data heard on another one does
+					 * not end the pause, the resume does */
 	_Atomic uint64_t last_recover_us; /* from the first attempt that connected to resumed */
 };
 

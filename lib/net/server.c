@@ -486,6 +486,7 @@ static void session_rejoin(struct pagein_server *srv, struct srv_session *s, str
 	unsigned n = 0;
 
 	s->rejoined = true;
+	atomic_store(&s->resuming, true); /* nothing streams before its last HAVE */
 	s->epoch++;
 	c->epoch = s->epoch;
 	for (o = srv->conns; o; o = o->next)
@@ -1056,8 +1057,9 @@ static int conn_handshake(struct srv_conn *c)
 		atomic_fetch_add(&srv->st.sessions_active, 1); /* an orphan, until proven back */
 	c->sess = s;
 	c->epoch = s->epoch;
-	if (c->features & PN_FEAT_RESUME)
-		atomic_store(&s->resuming, true); /* before WELCOME: no bulk joins ahead of it */
+	/* before WELCOME: no bulk joins ahead of it (a rejoin: once proven, session_rejoin) */
+	if ((c->features & PN_FEAT_RESUME) && !hi->session)
+		atomic_store(&s->resuming, true);
 	pthread_mutex_unlock(&srv->lock);
 	if (hi->session && s->has_secret) {
 		/* prove it: HMAC of a fresh challenge under the session's secret, bound to this
