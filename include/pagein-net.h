@@ -54,6 +54,12 @@ struct pagein_server_config {
 	                          * (a token bucket); replies to requests are never held back.
 	                          * 0 = no limit (default). Changed live by
 	                          * pagein_server_set_bandwidth */
+	unsigned grace_ms;       /* a resumable session (a destination with pause on) outlives its
+	                          * last connection this long (default 60000; 0 = ends with it): a
+	                          * destination that lost its link rejoins it with a proof of its
+	                          * secret and gets exactly the pages it lacks. Sessions in their
+	                          * grace period count against max_sessions; a new session evicts
+	                          * the oldest of them rather than being refused */
 };
 
 /* Fill cfg with the defaults above. */
@@ -162,26 +168,31 @@ struct pagein_net_config {
 	unsigned connect_timeout_ms; /* connect + handshake (default 5000) */
 	void (*log)(void *arg, int level, const char *msg); /* NULL = silent; never from a fetch */
 	void *log_arg;
-	/* Pause, don't fail (DESIGN.md §6). With pause on, both ends send heartbeats (when the
+	/* Pause, don't fail (DESIGN.md §6), on by default. Both ends send heartbeats (when the
 	 * server grants them); a server that sends nothing for silence_ms pauses the migration:
-	 * faults and accessors wait instead of failing, until data flows again (RUNNING) or the
-	 * pause has lasted pause_limit_ms (FAILED: pages then fail as with pause off). A lost
-	 * connection (error, reset, closed) pauses too: the source reconnects with backoff (20 ms
-	 * doubling to 5 s) to the same address, or to one given by pagein_net_reconnect, opens a
-	 * session that resumes from the pages the destination has, sends its waiting requests
-	 * again, and goes back to RUNNING. Works against a restarted server or a replica serving
-	 * the same image (same region table and digests). Off by default for now. */
-	bool pause;              /* default false */
+	 * faults and accessors wait instead of failing (also threads waiting on a page another
+	 * thread fetches: their timeout_ms does not run while paused, and starts again at the
+	 * resume), until data flows again (RUNNING) or the pause has lasted pause_limit_ms
+	 * (FAILED: pages then fail as with pause off). A lost connection (error, reset, closed)
+	 * pauses too: the source reconnects with backoff (20 ms doubling to 5 s) to the same
+	 * address, or to one given by pagein_net_reconnect, resumes from the pages the destination
+	 * has, sends its waiting requests again, and goes back to RUNNING. Works against a
+	 * restarted server or a replica serving the same image (same region table and digests).
+	 * The idle destination pauses too: the bulk stream waits and resumes with the rest.
+	 * no_pause: the old behaviour, a lost or silent server fails pages at once (or after
+	 * timeout_ms). A zeroed field is the default, so the flag is negative. */
+	bool no_pause;           /* default false: pause on */
 	unsigned silence_ms;     /* default 2000 */
-	unsigned pause_limit_ms; /* default 600000 (10 min); 0 = wait for ever */
+	unsigned pause_limit_ms; /* default 600000 (10 min); 0 = wait for ever (as QEMU) */
 	void (*on_paused)(void *arg, const char *why);     /* NULL = none; not from a fetch */
 	void (*on_resumed)(void *arg, uint64_t paused_ns); /* NULL = none */
 	void *cb_arg;
 	/* TLS, as for the server (the same PSK file, or this side's certificate, key and the CA
 	 * the server's certificate must chain to); tls_name: the name the server's certificate
 	 * must carry (NULL: any the CA signed). Without TLS only a loopback server is accepted
-	 * unless insecure is set. Under user-space TLS a fault's request takes a lock: use the
-	 * HANDLER front-end (SELF mode needs kernel TLS). */
+	 * unless insecure is set. Under user-space TLS a fault's request is sent by a thread of
+	 * the source (the fault only queues it, async-signal-safe), so SELF mode works with
+	 * either kind of TLS. */
 	const char *psk_file;
 	const char *tls_cert, *tls_key, *tls_ca, *tls_name;
 	bool insecure;
@@ -193,7 +204,7 @@ void pagein_net_config_init(struct pagein_net_config *cfg);
 enum pagein_net_state {
 	PAGEIN_NET_RUNNING = 0,
 	PAGEIN_NET_PAUSED,   /* the server is silent: faults wait */
-	PAGEIN_NET_RESUMING, /* reconnected, resuming (not used yet) */
+	PAGEIN_NET_RESUMING, /* reconnected: handshake, HAVE and re-sent requests under way */
 	PAGEIN_NET_DONE,     /* the stream is complete */
 	PAGEIN_NET_FAILED,   /* the pause limit passed: pages fail */
 };
@@ -201,7 +212,7 @@ enum pagein_net_state {
 /* The migration's state now; -EINVAL for a source that is not a network source. Any thread. */
 int pagein_net_state(struct pagein_source *src);
 
-/* Reconnect to addr ("HOST:PORT") from now on (pause on): a migration paused by a lost
+/* Reconnect to addr ("HOST:PORT") from now on (pause on, the default): a migration paused by a lost
  * connection tries it at its next attempt, at once. Returns 0, -EINVAL. Any thread but a fault
  * path. */
 int pagein_net_reconnect(struct pagein_source *src, const char *addr);
@@ -210,9 +221,12 @@ int pagein_net_reconnect(struct pagein_source *src, const char *addr);
  * Connect to a page server (the urgent connection, or the single one when urgent is off),
  * with a copy of cfg (cfg->size set by pagein_net_config_init, else -EINVAL),
  * handshake and learn its region table. The source's fetch sends a request and waits for its
- * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A dead or lying
- * server fails fetches with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is
- * gone), never a hang. Returns 0 and *out, -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH... (the last
+ * reply until the fault's deadline (async-signal-safe: usable from SELF mode). A lost or silent
+ * server pauses the migration (the default; see pause above): fetches wait, bounded by the pause
+ * limit, then fail with -ECONNRESET/-ETIMEDOUT. With no_pause, a dead or lying server fails
+ * fetches at once with -ECONNRESET/-EPROTO/-ETIMEDOUT (-ENOTCONN once the connection is gone).
+ * A request the server refuses alone (FAIL) fails that fetch with the server's errno (-EIO,
+ * -ERANGE, -EINVAL); the connection stays. Never a hang. Returns 0 and *out, -ECONNREFUSED/-ETIMEDOUT/-EHOSTUNREACH... (the last
  * address tried), -ENXIO (the host name does not resolve) or -EAGAIN (the resolver failed for
  * now: the log has the resolver's words), -EPROTO (the server speaks something else: logged).
  */
@@ -264,14 +278,19 @@ struct pagein_net_stats {
 	uint64_t pages_bulk;      /* pages the bulk stream brought */
 	uint64_t pages_installed; /* of those, installed (the rest had been faulted in already) */
 	uint64_t bytes_received;  /* on the wire, headers included */
-	uint64_t errors;          /* connections closed for a malformed message, an I/O error, a
+	uint64_t errors;          /* connections closed or lost: a malformed message, an I/O error, a
 	                           * silent server, or a bulk connection closed before its END */
 	bool stream_done;         /* the server said every page has been sent */
 	uint64_t pauses;          /* times the migration paused (pause on) */
 	uint64_t paused_ms;       /* time spent paused, ended pauses */
 	uint64_t resumes;         /* reconnected and resumed after a lost connection */
 	uint64_t last_recover_us; /* the last resume: from its first connect to RUNNING */
-	uint64_t reserved[4];     /* room for counters added later (the size never changes); 0 */
+	uint64_t fails;           /* requests the server refused alone (FAIL): their pages failed,
+	                           * the connection stayed */
+	uint64_t rejoins;         /* of the resumes, those that rejoined the same session on the
+	                           * server (kept for its grace period); the rest opened a new one
+	                           * (a restarted server, or a replica) */
+	uint64_t reserved[2];     /* room for counters added later (the size never changes); 0 */
 };
 void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st);
 

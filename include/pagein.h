@@ -308,8 +308,14 @@ struct pagein_source_ops {
 	/* optional: whether the source holds every byte of [gpa, gpa+len); pagein_space_set_source
 	 * asks it for each region, so a short or mismatched image is refused up front */
 	bool (*covers)(void *ctx, uint64_t gpa, uint64_t len);
+	/* optional: whether a wait on this source's pages may outlast the space's timeout_ms.
+	 * Returns 0 (no: waits time out as usual), UINT64_MAX (the source is paused, e.g. a
+	 * network source whose link is down: a wait's time-out does not run; the page comes, or
+	 * fails, when the pause ends), or the CLOCK_MONOTONIC ns at which the source last resumed
+	 * (a wait's time-out starts again from there). Async-signal-safe. */
+	uint64_t (*hold)(void *ctx);
 	/* room for operations added later (the struct's size never changes): leave NULL */
-	void (*reserved[4])(void);
+	void (*reserved[3])(void);
 };
 
 /* Wrap ops + ctx as a source. Returns 0 and *out or -ENOMEM. */

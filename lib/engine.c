@@ -74,8 +74,9 @@ static int bounce_get(struct pagein_space *s, uint64_t deadline)
 		seq = atomic_load(&s->bounce_seq);
 		if (atomic_load(&s->bounce_free))
 			continue;
-		if (pi_futex_wait(&s->bounce_seq, seq, deadline) == -ETIMEDOUT)
-			return -ETIMEDOUT;
+		if (pi_futex_wait(&s->bounce_seq, seq, deadline) == -ETIMEDOUT &&
+		    !pi_src_held(s, &deadline))
+			return -ETIMEDOUT; /* (held: the buffers are with fetches the pause holds) */
 	}
 }
 
@@ -151,6 +152,10 @@ static int wait_page(struct pagein_space *s, struct pi_region *r, uint64_t idx,
 		if (ret != 1)
 			break;
 		if (pi_wait_sleep(b, seq, want_thaw ? 0 : deadline) == -ETIMEDOUT) {
+			if (!want_thaw && pi_src_held(s, &deadline)) {
+				seq = atomic_load(&b->seq);
+				continue; /* the source is paused: its fetch of the page waits too */
+			}
 			ret = -ETIMEDOUT;
 			break;
 		}
@@ -254,6 +259,34 @@ static int install_data(struct pagein_space *s, struct pi_region *r, uint64_t id
 	return 0;
 }
 
+/*
+ * A wait on the source timed out at *deadline: may it go on? Yes while the source is paused
+ * (pagein_source_ops.hold): the fetch the waiter depends on waits for the pause too, and ends
+ * with the page or fails the page at the pause limit, waking the waiter either way. After a
+ * resume the time-out runs again from the resume. Sets the new *deadline. Async-signal-safe.
+ */
+bool pi_src_held(struct pagein_space *s, uint64_t *deadline)
+{
+	struct pagein_source *src = s->src;
+	uint64_t h, now, span = (uint64_t)s->cfg.timeout_ms * 1000000ull;
+
+	if (!src || !src->ops.hold)
+		return false;
+	h = src->ops.hold(src->ctx);
+	if (!h)
+		return false;
+	now = pi_now_ns();
+	if (h == UINT64_MAX) {
+		*deadline = now + span;
+		return true;
+	}
+	if (h + span > now && h + span > *deadline) {
+		*deadline = h + span;
+		return true;
+	}
+	return false;
+}
+
 /* Fetch [idx, idx+n) of r (claimed by the caller) and install it. Returns 0 or -errno. */
 static int fetch_install(struct pagein_space *s, struct pi_region *r, uint64_t idx, uint64_t n,
 			 uint64_t deadline, uint64_t *zeros)
@@ -283,6 +316,10 @@ static int fetch_install(struct pagein_space *s, struct pi_region *r, uint64_t i
 			goto out;
 		}
 		data = dst;
+		/* a fetch that waited out a pause of the source may end past the deadline; the
+		 * install's own deadline only bounds the kernel's retries (EAGAIN) */
+		if (pi_now_ns() > deadline)
+			deadline = deadline_from_now(s);
 	}
 	ret = install_data(s, r, idx, n, data, zmask, deadline, zeros);
 out:

@@ -282,6 +282,8 @@ void pi_mark_discarded(struct pagein_space *s, uintptr_t start, uintptr_t end);
 struct pi_region *pi_region_of_host(struct pagein_space *s, uintptr_t addr);
 
 /* ---- engine.c ---- */
+/* A wait on the source timed out: go on while the source is paused (engine.c). */
+bool pi_src_held(struct pagein_space *s, uint64_t *deadline);
 /*
  * Serve a fault (SELF or HANDLER) on page idx of r. Returns 0 when the faulting access may be
  * retried, or -errno when it must fail (the caller then delivers SIGBUS: SELF forwards the

@@ -63,7 +63,8 @@ static void lose(const char *dir, const char *fe, bool json)
 	char pfile[96], addr[64], rest[sizeof(err)];
 	char *sargs[] = { "pagein", "serve", "--generate", "256M", "--port-file", pfile, NULL };
 	char *rargs[] = { "pagein", "restore", "--from", addr, "-f", (char *)fe, "--no-fill",
-			  "--around", "1", "--timeout", "3000", "-v", json ? "--json" : NULL, NULL };
+			  "--around", "1", "--timeout", "3000", "--pause-limit", "1500", "-v",
+			  json ? "--json" : NULL, NULL };
 	int sout, rout, rerr, status, rc, port;
 	pid_t server, restore;
 	size_t len = 0;

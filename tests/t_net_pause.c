@@ -65,7 +65,6 @@ static void dest_make(struct dest *d, int port, unsigned silence_ms, unsigned li
 	pagein_net_config_init(&nc);
 	nc.addr = addr;
 	nc.log = t_log;
-	nc.pause = true;
 	nc.silence_ms = silence_ms;
 	nc.pause_limit_ms = limit_ms;
 	nc.on_paused = on_paused;

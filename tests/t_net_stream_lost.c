@@ -223,7 +223,7 @@ static void run_cli(const char *bin)
 	char *serve[] = { (char *)bin, "serve", "--generate", "512M", "--no-compress",
 			  "--port-file", pf, NULL };
 	char *restore[] = { (char *)bin, "restore", "--from", from, "-w", "none", "--timeout",
-			    "1000", NULL };
+			    "1000", "--pause-limit", "1500", NULL };
 	uint64_t t0, waited;
 	pid_t srv, rst;
 	int fd, i, st;
@@ -311,6 +311,9 @@ static void run(enum scenario sc)
 	nc.addr = addr;
 	nc.compress = false;
 	nc.log = t_log;
+	/* pause on (the default), briefly: the failure comes at the pause limit */
+	nc.silence_ms = 300;
+	nc.pause_limit_ms = 1500;
 	T_EQ(pagein_source_net_new(&nc, &src), 0);
 	n = pagein_net_regions(src, regs, PN_MAX_REGIONS);
 	T_EQ(n, 1);

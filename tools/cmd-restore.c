@@ -40,7 +40,9 @@ static void usage(FILE *f)
 		"                     network: TLS 1.3 with certificates (the server's verified)\n"
 		"      --insecure     network: allow plain TCP to a server off loopback\n"
 		"      --pause-limit MS  network: on a lost or silent link, pause (faults wait),\n"
-		"                     reconnect and resume; fail after MS (0 = wait for ever)\n"
+		"                     reconnect and resume; fail after MS (default 600000,\n"
+		"                     0 = wait for ever)\n"
+		"      --no-pause     network: fail at once on a lost link (no pause, no resume)\n"
 		"      --reconnect HOST:PORT  network: on a lost link, resume from this server\n"
 		"                     (a restarted one, or a replica of the same image)\n"
 		"      --control PATH a control socket: `pagein ctl PATH status` (state, pages,\n"
@@ -137,7 +139,7 @@ int parse_restore_opt(struct restore_opts *o, int c, const char *arg)
 
 /* long options without a letter (letters are taken) */
 enum { OPT_PSK = 0x100, OPT_CERT, OPT_KEY, OPT_CA, OPT_NAME, OPT_INSECURE, OPT_PAUSE,
-       OPT_RECONNECT, OPT_CONTROL, OPT_STATUS, OPT_STATUS_MS };
+       OPT_RECONNECT, OPT_NO_PAUSE, OPT_CONTROL, OPT_STATUS, OPT_STATUS_MS };
 
 int cmd_restore(int argc, char **argv)
 {
@@ -172,6 +174,7 @@ int cmd_restore(int argc, char **argv)
 		{ "insecure", no_argument, NULL, OPT_INSECURE },
 		{ "pause-limit", required_argument, NULL, OPT_PAUSE },
 		{ "reconnect", required_argument, NULL, OPT_RECONNECT },
+		{ "no-pause", no_argument, NULL, OPT_NO_PAUSE },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "status-file", required_argument, NULL, OPT_STATUS },
 		{ "status-interval", required_argument, NULL, OPT_STATUS_MS },
@@ -211,12 +214,12 @@ int cmd_restore(int argc, char **argv)
 		} else if (c == OPT_INSECURE) {
 			o.insecure = true;
 		} else if (c == OPT_PAUSE) {
-			o.pause = true;
 			o.pause_limit_ms = opt_uint("--pause-limit", optarg, 0, UINT32_MAX - 1);
 		} else if (c == OPT_RECONNECT) {
 			opt_hostport("--reconnect", optarg, false);
-			o.pause = true;
 			o.reconnect = optarg;
+		} else if (c == OPT_NO_PAUSE) {
+			o.no_pause = true;
 		} else if (c == OPT_CONTROL) {
 			o.control = optarg;
 		} else if (c == OPT_STATUS) {

@@ -435,9 +435,9 @@ static int restore_command(void *arg, const char *cmd, const char *a, struct jbu
 		snprintf(err, errlen, "this restore is not from a page server");
 		return -EINVAL;
 	}
-	if (!cs.o->pause) {
-		snprintf(err, errlen, "this restore runs without pause (no --pause-limit or "
-			 "--reconnect): a lost source fails it, it never reconnects");
+	if (cs.o->no_pause) {
+		snprintf(err, errlen, "this restore runs with --no-pause: a lost source fails it, "
+			 "it never reconnects");
 		return -EINVAL;
 	}
 	if (parse_hostport(a, false, &port) < 0 || pagein_net_reconnect(cs.src, a) < 0) {
@@ -489,18 +489,14 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 	nc.compress = o->compress;
 	nc.batch_pages = o->backing == PAGEIN_BACKING_HUGETLB ? 512 : 64;
 	nc.log = tool_log;
-	if ((o->psk_file || o->tls_cert) && o->frontend == PAGEIN_FRONTEND_SELF)
-		pr_info("note: with TLS in user space, a SELF-mode fault sends its request under a "
-			"lock from its SIGBUS handler; --frontend handler avoids that (kernel TLS "
-			"does not need it)");
 	nc.psk_file = o->psk_file;
 	nc.tls_cert = o->tls_cert;
 	nc.tls_key = o->tls_key;
 	nc.tls_ca = o->tls_ca;
 	nc.tls_name = o->tls_name;
 	nc.insecure = o->insecure;
-	nc.pause = o->pause;
-	if (o->pause && o->pause_limit_ms != UINT_MAX)
+	nc.no_pause = o->no_pause;
+	if (o->pause_limit_ms != UINT_MAX)
 		nc.pause_limit_ms = o->pause_limit_ms;
 	/* refusing plain TCP off loopback is the user's choice to make: a usage error, not a
 	 * source failure */

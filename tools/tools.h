@@ -119,7 +119,8 @@ struct restore_opts {
 	const char *psk_file;            /* network: TLS with a pre-shared key */
 	const char *tls_cert, *tls_key, *tls_ca, *tls_name; /* network: TLS with certificates */
 	bool insecure;                   /* network: plain TCP off loopback */
-	bool pause;                      /* network: pause on a lost link, reconnect and resume */
+	bool no_pause;                   /* network: fail at once on a lost link (default: pause,
+					  * reconnect and resume) */
 	unsigned pause_limit_ms;         /* network: then fail after this (0 = never) */
 	const char *reconnect;           /* network: reconnect to this address instead */
 	const char *control;             /* --control: a control socket (tools/ctl.c) */

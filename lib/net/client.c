@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "net/client.h"
@@ -78,7 +79,10 @@ static void heard(struct ns_conn *c)
 {
 	struct netsrc *ns = c->ns;
 
-	if (pi_link_state(&ns->link) == PI_LINK_PAUSED && pi_link_resumed(&ns->link))
+	/* not a pause for a lost connection: only the resume ends that one (a bulk connection
+	 * still delivering what it had buffered says nothing of the lost one) */
+	if (pi_link_state(&ns->link) == PI_LINK_PAUSED && !atomic_load(&ns->lost) &&
+	    pi_link_resumed(&ns->link))
 		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s is heard again: resumed after %llu ms",
 			   ns->addr, (unsigned long long)(atomic_load(&ns->link.last_pause_ns) /
 							 1000000));
@@ -329,6 +333,17 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 			return -EPROTO;
 		}
 		return 0;
+	case PN_FAIL:
+		if (!(c->features & PN_FEAT_FAIL) || !id || len < sizeof(struct pn_fail) ||
+		    len > sizeof(struct pn_fail) + PN_MAX_TEXT) {
+			snprintf(why, whylen, "a FAIL frame %s (%u bytes, id %#llx)",
+				 c->features & PN_FEAT_FAIL ? "that is malformed" : "that was not "
+				 "negotiated", len, (unsigned long long)id);
+			return -EPROTO;
+		}
+		return pi_net_handle_fail(c, id, (const struct pn_fail *)c->body,
+					  (const char *)c->body + sizeof(struct pn_fail),
+					  len - (uint32_t)sizeof(struct pn_fail), why, whylen);
 	case PN_END:
 		if (!c->stream || len || id) {
 			snprintf(why, whylen, "an END frame %s",
@@ -389,6 +404,8 @@ static void *receiver_main(void *arg)
 			snprintf(why, sizeof(why), "%s", strerror(-ret));
 		snprintf(msg, sizeof(msg), "server %s, %s connection lost: %s", ns->addr,
 			 c->replies ? (c->stream ? "single" : "urgent") : "bulk", why);
+		atomic_fetch_add(&ns->errors, 1); /* a connection lost, even if resumed */
+		atomic_store(&ns->lost, true);
 		shutdown(c->fd, SHUT_RDWR);
 		atomic_store(&c->dead, true);
 		pi_futex_wake(&c->send_lock);
@@ -638,9 +655,10 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 	hello.b.version = htole32(PN_VERSION);
 	hello.b.page_size = htole32(PN_PAGE);
 	hello.b.role = htole32((uint32_t)role);
-	hello.b.features = htole32((ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF |
-				   (ns->cfg.pause ? PN_FEAT_HEARTBEAT : 0) |
-				   (ns->cfg.pause && !session ? PN_FEAT_RESUME : 0));
+	hello.b.features = htole32((ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF | PN_FEAT_FAIL |
+				   (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT : 0) |
+				   (!ns->cfg.no_pause && (!session || ns->rejoin) ? PN_FEAT_RESUME
+									  : 0));
 	hello.b.batch_pages = htole32(ns->cfg.batch_pages);
 	hello.b.session = htole64(session);
 	ret = pi_net_send_all(c, &hello, sizeof(hello), deadline);
@@ -727,8 +745,9 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		ret = -EPROTO;
 		goto close_fd;
 	}
-	if (feat & ~((ns->cfg.compress ? PN_FEAT_LZ4 : 0u) | PN_FEAT_PROOF |
-		     (ns->cfg.pause ? PN_FEAT_HEARTBEAT | (session ? 0 : PN_FEAT_RESUME) : 0u))) {
+	if (feat & ~((ns->cfg.compress ? PN_FEAT_LZ4 : 0u) | PN_FEAT_PROOF | PN_FEAT_FAIL |
+		     (!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT |
+		     (session && !ns->rejoin ? 0 : PN_FEAT_RESUME) : 0u))) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s granted features %#x it was not asked for",
 		       ns->addr, feat);
 		ret = -EPROTO;
@@ -941,9 +960,32 @@ static int recover_once(struct netsrc *ns)
 		pthread_mutex_unlock(&ns->lock);
 	}
 	pi_link_resuming(&ns->link);
-	ns->reopen = true;
-	c = pi_net_conn_open(ns, role, 0, &ret);
-	ns->reopen = false;
+	/* rejoin the same session if the server still keeps it (its grace period), proving it
+	 * ours; a server that no longer knows it (restarted, a replica, the grace period over)
+	 * refuses, and a new session resumes instead */
+	c = NULL;
+	if (ns->has_secret) {
+		ns->rejoin = true;
+		c = pi_net_conn_open(ns, role, ns->session, &ret);
+		ns->rejoin = false;
+		if (!c && ret != -EACCES && ret != -ENOENT)
+			return ret;
+		if (c && !(c->features & PN_FEAT_RESUME)) {
+			pi_net_conn_close(c);
+			c = NULL;
+		}
+		if (c)
+			atomic_fetch_add(&ns->rejoins, 1);
+		else
+			pi_net_log(ns, PAGEIN_LOG_INFO, "server %s does not keep session %#llx: "
+				   "resuming in a new one", ns->addr,
+				   (unsigned long long)ns->session);
+	}
+	if (!c) {
+		ns->reopen = true;
+		c = pi_net_conn_open(ns, role, 0, &ret);
+		ns->reopen = false;
+	}
 	if (!c)
 		return ret;
 	if (!(c->features & PN_FEAT_RESUME)) {
@@ -972,6 +1014,7 @@ static int recover_once(struct netsrc *ns)
 		return ret;
 	atomic_store(&ns->last_recover_us, (pi_now_ns() - t0) / 1000);
 	atomic_fetch_add(&ns->resumes, 1);
+	atomic_store(&ns->lost, false);
 	if (pi_link_resumed(&ns->link))
 		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: resumed in session %#llx after %llu ms "
 			   "paused (%llu pages were here already; recovery %llu us)", ns->addr,
@@ -1060,6 +1103,32 @@ static bool net_covers(void *ctx, uint64_t gpa, uint64_t len)
 	return pi_net_region_of(ctx, gpa, len) != NULL;
 }
 
+/* Stop the sender thread (user-space TLS) and close its eventfd. */
+static void sender_stop(struct netsrc *ns)
+{
+	uint64_t one = 1;
+
+	if (ns->tx_started) {
+		atomic_store(&ns->tx_quit, true);
+		if (write(ns->tx_efd, &one, sizeof(one)) < 0) {
+			/* it polls with a time-out too */
+		}
+		pthread_join(ns->tx_thread, NULL);
+		ns->tx_started = false;
+	}
+	if (ns->tx_efd >= 0)
+		close(ns->tx_efd);
+	ns->tx_efd = -1;
+}
+
+/* Waits on pages another thread fetches do not time out while the link is paused. */
+static uint64_t net_hold(void *ctx)
+{
+	struct netsrc *ns = ctx;
+
+	return ns->resume || !ns->cfg.no_pause ? pi_link_hold(&ns->link) : 0;
+}
+
 static void net_destroy(void *ctx)
 {
 	struct netsrc *ns = ctx;
@@ -1078,6 +1147,7 @@ static void net_destroy(void *ctx)
 		pi_futex_wake(&ns->hb_quit);
 		pthread_join(ns->hb_thread, NULL);
 	}
+	sender_stop(ns);
 	if (ns->resume) {
 		/* nothing will resume now: whatever still waits fails */
 		pi_link_fail(&ns->link);
@@ -1101,6 +1171,7 @@ static const struct pagein_source_ops net_ops = {
 	.fetch = pi_net_fetch,
 	.destroy = net_destroy,
 	.covers = net_covers,
+	.hold = net_hold,
 };
 
 struct netsrc *pi_net_of(struct pagein_source *src)
@@ -1133,6 +1204,7 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 		ns->cfg.connect_timeout_ms = 5000;
 	snprintf(ns->addr, sizeof(ns->addr), "%s", cfg->addr);
 	ns->cfg.addr = ns->addr;
+	ns->tx_efd = -1;
 	pthread_mutex_init(&ns->lock, NULL);
 	pi_link_init(&ns->link, (uint64_t)cfg->pause_limit_ms * 1000000ull, cfg->on_paused,
 		     cfg->on_resumed, cfg->cb_arg);
@@ -1203,12 +1275,26 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 			goto close_main;
 		ns->rc_started = true;
 	}
+	if (ns->tls) {
+		/* user-space TLS sends REQs from a thread of ours, never from a fault (SELF mode's
+		 * SIGBUS handler): started even if this connection got kernel TLS, since a
+		 * reconnect may not */
+		ns->tx_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (ns->tx_efd < 0) {
+			ret = -errno;
+			goto close_main;
+		}
+		ret = -pthread_create(&ns->tx_thread, NULL, pi_net_sender_main, ns);
+		if (ret < 0)
+			goto close_main;
+		ns->tx_started = true;
+	}
 	if (ns->main->features & PN_FEAT_HEARTBEAT) {
 		ret = -pthread_create(&ns->hb_thread, NULL, heartbeat_main, ns);
 		if (ret < 0)
 			goto close_main;
 		ns->hb_started = true;
-	} else if (cfg->pause) {
+	} else if (!cfg->no_pause) {
 		pi_net_log(ns, PAGEIN_LOG_WARN, "server %s sends no heartbeats (an older server): "
 			   "a silent server is not noticed before the fault time-out", ns->addr);
 	}
@@ -1234,6 +1320,7 @@ stop_hb:
 		pthread_join(ns->hb_thread, NULL);
 	}
 close_main:
+	sender_stop(ns);
 	if (ns->rc_started) {
 		atomic_store(&ns->rc_quit, true);
 		atomic_fetch_add(&ns->rc_seq, 1);
@@ -1293,6 +1380,8 @@ void pagein_net_stats_get(struct pagein_source *src, struct pagein_net_stats *st
 	st->paused_ms = atomic_load(&ns->link.paused_ns) / 1000000;
 	st->resumes = atomic_load(&ns->resumes);
 	st->last_recover_us = atomic_load(&ns->last_recover_us);
+	st->fails = atomic_load(&ns->fails);
+	st->rejoins = atomic_load(&ns->rejoins);
 }
 
 int pagein_net_state(struct pagein_source *src)

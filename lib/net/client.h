@@ -109,7 +109,7 @@ struct netsrc {
 	struct ns_slot slots[NS_SLOTS];
 	/* statistics */
 	_Atomic uint64_t requests, replies, pages_urgent, pages_bulk, pages_installed;
-	_Atomic uint64_t bytes_received, errors;
+	_Atomic uint64_t bytes_received, errors, fails;
 	_Atomic unsigned streams;       /* connections carrying the bulk stream */
 	_Atomic unsigned ends;          /* of those, how many have sent END */
 	_Atomic bool stream_done;       /* every streaming connection sent END */
@@ -117,6 +117,15 @@ struct netsrc {
 	_Atomic uint32_t stream_seq;    /* futex word: bumped when the stream ends, fails or stops */
 	_Atomic int read_ms;            /* bulk read time-out: the space's timeout_ms (0 = none) */
 	struct pi_link link;            /* RUNNING / PAUSED / FAILED (pause on) */
+	/* user-space TLS: a fault's REQ is not sent from the fault path (OpenSSL is neither
+	 * async-signal-safe nor lock-free) but by this thread: the fetch sets its slot's bit in
+	 * tx_pending (atomic) and writes tx_efd (write(2)), both async-signal-safe */
+	_Atomic uint64_t tx_pending[NS_SLOTS / 64];
+	int tx_efd;                     /* eventfd, -1 when there is no sender thread */
+	pthread_t tx_thread;
+	bool tx_started;
+	_Atomic bool tx_quit;
+	_Atomic uint64_t tx_sent;       /* REQs the sender thread sent (tests) */
 	pthread_t hb_thread;            /* sends heartbeats on idle connections */
 	bool hb_started;
 	_Atomic uint32_t hb_quit;       /* futex word: 1 stops the heartbeat thread */
@@ -138,6 +147,10 @@ struct netsrc {
 	char next_addr[256];            /* pagein_net_reconnect's address (lock) */
 	bool addr_new;                  /* (lock) */
 	_Atomic uint64_t resumes;       /* successful resumes */
+	_Atomic uint64_t rejoins;       /* of those, into the same session (server grace) */
+	bool rejoin;                    /* the recovery thread's conn_open joins to resume */
+	_Atomic bool lost;              /* a connection was lost: data heard on another one does
+					 * not end the pause, the resume does */
 	_Atomic uint64_t last_recover_us; /* from the first attempt that connected to resumed */
 };
 
@@ -160,6 +173,14 @@ int pi_net_silence(struct ns_conn *c);
 /* The destination has pages [gpa, gpa + npages pages) (a reply delivered, bulk installed). */
 void pi_net_have_mark(struct netsrc *ns, uint64_t gpa, uint64_t npages);
 
+/* urgent.c: the sender thread of user-space TLS connections */
+void *pi_net_sender_main(void *arg);
+/* Whether REQs on c go through the sender thread (user-space TLS for sending). */
+static inline bool pi_net_tx_queued(struct netsrc *ns, struct ns_conn *c)
+{
+	return ns->tx_efd >= 0 && c->tc.ssl && !c->tc.ktls_tx;
+}
+
 /* urgent.c: requests (async-signal-safe) and their replies */
 int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t deadline_ns);
 /* Send a frame with an empty body (HEARTBEAT) under the send lock; gives up at the deadline. */
@@ -168,6 +189,9 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 		 uint64_t *zero_mask, uint64_t deadline_ns);
 int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
 			size_t whylen);
+/* A FAIL (one request refused by the server): that fetch alone fails with -code. */
+int pi_net_handle_fail(struct ns_conn *c, uint64_t id, const struct pn_fail *f, const char *text,
+		       uint32_t tlen, char *why, size_t whylen);
 void pi_net_slots_fail_all(struct netsrc *ns, int err);
 /* After a resume on main connection c: send again every waiting request that went out on an
  * older one, free the abandoned ones. */

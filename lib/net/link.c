@@ -118,6 +118,7 @@ bool pi_link_resumed(struct pi_link *l)
 		atomic_fetch_add(&l->paused_ns, len);
 		atomic_store(&l->last_pause_ns, len);
 		atomic_store(&l->paused_at, 0);
+		atomic_store(&l->resumed_at, now_ns());
 		set_state(l, PI_LINK_RUNNING);
 		if (l->on_resumed)
 			l->on_resumed(l->cb_arg, len);
@@ -140,6 +141,15 @@ void pi_link_done(struct pi_link *l)
 	if (atomic_load(&l->state) == PI_LINK_RUNNING)
 		set_state(l, PI_LINK_DONE);
 	pthread_mutex_unlock(&l->lock);
+}
+
+uint64_t pi_link_hold(struct pi_link *l)
+{
+	uint32_t st = atomic_load(&l->state);
+
+	if (st == PI_LINK_PAUSED || st == PI_LINK_RESUMING)
+		return UINT64_MAX;
+	return st == PI_LINK_FAILED ? 0 : atomic_load(&l->resumed_at);
 }
 
 uint64_t pi_link_pause_deadline(struct pi_link *l)

@@ -35,6 +35,7 @@ struct pi_link {
 	_Atomic uint64_t pauses;       /* RUNNING -> PAUSED transitions */
 	_Atomic uint64_t paused_ns;    /* total time spent paused or resuming (ended pauses) */
 	_Atomic uint64_t last_pause_ns; /* length of the last ended pause */
+	_Atomic uint64_t resumed_at;   /* CLOCK_MONOTONIC ns of the last resume, 0 if none */
 	char why[128];                 /* why the last pause began (under lock) */
 };
 
@@ -60,6 +61,10 @@ bool pi_link_resumed(struct pi_link *l);
 void pi_link_fail(struct pi_link *l);
 /* -> DONE (from RUNNING); wakes the waiters. */
 void pi_link_done(struct pi_link *l);
+
+/* For pagein_source_ops.hold: UINT64_MAX while PAUSED or RESUMING, else the time of the last
+ * resume (0: none, or FAILED). Async-signal-safe. */
+uint64_t pi_link_hold(struct pi_link *l);
 
 /* The time the pause under way ends in failure (UINT64_MAX: none, or no limit). */
 uint64_t pi_link_pause_deadline(struct pi_link *l);

@@ -71,6 +71,12 @@ struct srv_session {
 	_Atomic bool active;    /* a bulk connection joined or a request came: never idle-closed */
 	_Atomic bool resuming;  /* opened to resume: no bulk frame before its last HAVE */
 	bool has_secret;        /* opened with PN_FEAT_PROOF: joins must prove secret */
+	bool resumable;         /* opened with PN_FEAT_RESUME: kept for grace_ms once orphaned,
+				 * and a proven join may resume it (server lock) */
+	uint64_t orphan_ns;     /* when its last connection closed, 0 while it has some (lock) */
+	bool rejoined;          /* a resume rejoined it: its first HAVE resets sent (lock) */
+	unsigned epoch;         /* bumped by each rejoin (lock) */
+	unsigned stale;         /* connections of an older epoch still attached (lock) */
 	uint8_t secret[PN_SECRET];
 	struct srv_session *next;
 };
@@ -84,6 +90,7 @@ struct srv_conn {
 	char peer[64];            /* "addr:port" for logs */
 	struct sockaddr_storage addr; /* the peer's address, port 0 (per-peer limits) */
 	struct srv_session *sess; /* NULL until the handshake is done */
+	unsigned epoch;           /* sess->epoch when it attached (server lock) */
 	uint32_t role;            /* enum pn_role */
 	uint32_t batch;           /* bulk pages per frame */
 	uint32_t features;        /* PN_FEAT_* granted */
@@ -93,6 +100,7 @@ struct srv_conn {
 	uint8_t *have;            /* a HAVE body being read (PN_HAVE_MAX_BODY; resuming conns) */
 	uint64_t have_next;       /* the end of the last HAVE window */
 	uint64_t have_present;    /* pages the destination said it has */
+	uint64_t have_sent;       /* a rejoin: pages the session had sent before it */
 	bool rejected;            /* we sent PN_ERROR: linger before closing */
 	unsigned lz4_skip;        /* bulk batches still to send without trying LZ4 */
 	unsigned lz4_backoff;     /* the next skip after a batch that did not compress */
@@ -163,6 +171,7 @@ void pagein_server_config_init(struct pagein_server_config *cfg)
 	cfg->idle_ms = 30000;
 	cfg->max_sessions_per_peer = 8;
 	cfg->max_conns_per_peer = 40;
+	cfg->grace_ms = 60000;
 }
 
 /* The peer's address without its port: what the per-peer limits count by. */
@@ -445,20 +454,17 @@ static struct srv_session *session_create(struct pagein_server *srv,
 	return s;
 }
 
-/* Detach a connection; the last one frees the session (server lock held). */
-static void session_put(struct pagein_server *srv, struct srv_session *s)
+/* Unlink and free a session (server lock held). */
+static void session_free(struct pagein_server *srv, struct srv_session *s)
 {
 	struct srv_session **pp;
 
-	if (--s->conns)
-		return;
 	for (pp = &srv->sessions; *pp != s; pp = &(*pp)->next)
 		;
 	*pp = s->next;
 	srv->nsessions--;
 	if (!atomic_load(&s->left))
 		STAT_ADD(srv, sessions_completed, 1);
-	atomic_fetch_sub(&srv->st.sessions_active, 1);
 	srv_log(srv, PAGEIN_LOG_INFO, "session %#llx ended: %llu of %llu pages sent",
 		(unsigned long long)s->id,
 		(unsigned long long)(srv->total_pages - atomic_load(&s->left)),
@@ -466,6 +472,85 @@ static void session_put(struct pagein_server *srv, struct srv_session *s)
 	pthread_mutex_destroy(&s->lock);
 	free(s->sent);
 	free(s);
+}
+
+/*
+ * Detach a connection (server lock held). The last one frees the session, unless it is
+ * resumable: then it waits grace_ms for its destination to rejoin (a lost link), as an orphan.
+ */
+static void session_put(struct pagein_server *srv, struct srv_session *s, unsigned epoch)
+{
+	if (epoch != s->epoch && s->stale)
+		s->stale--; /* a stale connection of before a rejoin is gone */
+	if (--s->conns)
+		return;
+	atomic_fetch_sub(&srv->st.sessions_active, 1);
+	/* A session that has sent every page ends with its last connection: were the end lost in
+	 * flight, the destination's refused rejoin falls back to a new session with its HAVE, so
+	 * nothing is lost, and --once and sessions_completed see the end now, not after grace_ms. */
+	if (s->resumable && s->has_secret && srv->cfg.grace_ms && atomic_load(&s->left)) {
+		/* a failed rejoin does not extend the grace period it began in */
+		if (!s->orphan_ns)
+			s->orphan_ns = pi_now_ns();
+		srv_log(srv, PAGEIN_LOG_INFO, "session %#llx: its last connection closed; kept %u ms "
+			"for its destination to rejoin", (unsigned long long)s->id,
+			srv->cfg.grace_ms);
+		return;
+	}
+	session_free(srv, s);
+}
+
+/*
+ * A proven resume rejoins s on c (server lock held). The destination closed every connection it
+ * had before resuming, so the session's other connections are stale (a cut the server has not
+ * noticed yet): shut them down, so that nothing more is marked sent on a dead link. The first
+ * HAVE then rebuilds the sent bitmap from what the destination has.
+ */
+static void session_rejoin(struct pagein_server *srv, struct srv_session *s, struct srv_conn *c)
+{
+	struct srv_conn *o;
+	unsigned n = 0;
+
+	s->rejoined = true;
+	atomic_store(&s->resuming, true); /* nothing streams before its last HAVE */
+	s->epoch++;
+	c->epoch = s->epoch;
+	for (o = srv->conns; o; o = o->next)
+		if (o != c && o->sess == s) {
+			if (o->fd >= 0)
+				shutdown(o->fd, SHUT_RDWR);
+			n++;
+		}
+	s->stale = n;
+	srv_log(srv, PAGEIN_LOG_INFO, "%s: session %#llx rejoined to resume (%u stale connection%s "
+		"closed)", c->peer, (unsigned long long)s->id, n, n == 1 ? "" : "s");
+}
+
+/* Free the orphans whose grace period is over (server lock held). */
+static void sessions_expire(struct pagein_server *srv)
+{
+	uint64_t now = pi_now_ns(), grace = (uint64_t)srv->cfg.grace_ms * 1000000ull;
+	struct srv_session *s, *next;
+
+	for (s = srv->sessions; s; s = next) {
+		next = s->next;
+		if (!s->conns && s->orphan_ns && now - s->orphan_ns >= grace)
+			session_free(srv, s);
+	}
+}
+
+/* Free the orphan closest to the end of its grace period, to make room (server lock held).
+ * Returns whether there was one. */
+static bool session_evict(struct pagein_server *srv)
+{
+	struct srv_session *s, *old = NULL;
+
+	for (s = srv->sessions; s; s = s->next)
+		if (!s->conns && s->orphan_ns && (!old || s->orphan_ns < old->orphan_ns))
+			old = s;
+	if (old)
+		session_free(srv, old);
+	return old != NULL;
 }
 
 /* Mark pages [p, p+n) sent; returns how many were not sent before. */
@@ -747,6 +832,38 @@ static int send_simple(struct srv_conn *c, uint16_t type, const void *body, uint
 }
 
 /*
+ * Refuse one request (PN_FEAT_FAIL granted): FAIL with its id, gpa and count, and the reason;
+ * the connection stays. Returns 1 (the request is answered), or the -errno of the send.
+ */
+static int conn_fail(struct srv_conn *c, uint64_t id, uint64_t gpa, uint32_t npages, int code,
+		     const char *fmt, ...)
+{
+	struct {
+		struct pn_hdr h;
+		struct pn_fail f;
+		char text[PN_MAX_TEXT + 1];
+	} __attribute__((packed)) m;
+	struct iovec iov;
+	va_list ap;
+	int n, ret;
+
+	va_start(ap, fmt);
+	n = vsnprintf(m.text, sizeof(m.text), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n > (int)PN_MAX_TEXT)
+		n = PN_MAX_TEXT;
+	srv_log(c->srv, PAGEIN_LOG_WARN, "%s: request refused: %s", c->peer, m.text);
+	m.f = (struct pn_fail){ .code = htole32((uint32_t)code), .npages = htole32(npages),
+				.gpa = htole64(gpa) };
+	pi_wire_hdr(&m.h, (uint32_t)(sizeof(m.f) + (size_t)n), PN_FAIL, id);
+	iov = (struct iovec){ &m, sizeof(m.h) + sizeof(m.f) + (size_t)n };
+	ret = send_iov(c, &iov, 1);
+	return ret < 0 ? ret : 1;
+}
+
+/*
  * Send pages [gpa, gpa + n pages) of r as one PAGES frame with this id. Zero pages go as
  * PN_PG_ZERO; with lz4, a page goes as PN_PG_LZ4 when it compresses below 3/4 of a page.
  * Returns 0 or -errno (a source read or the socket).
@@ -772,7 +889,12 @@ static int send_pages(struct srv_conn *c, const struct srv_region *r, uint64_t g
 			ret = r->src->ops.fetch(r->src->ctx, gpa + (uint64_t)i * PN_PAGE,
 						c->buf + (size_t)i * PN_PAGE, (uint64_t)k * PN_PAGE,
 						PN_PAGE, &zm[i / 64], deadline);
-			/* our failure, not the peer's: tell it why before closing */
+			/* our failure, not the peer's: a request is refused alone (FAIL), else
+			 * tell the peer why before closing */
+			if (ret < 0 && id && (c->features & PN_FEAT_FAIL))
+				return conn_fail(c, id, gpa, n, EIO, "reading pages at %#llx from "
+						 "the snapshot failed: %s", (unsigned long long)gpa,
+						 strerror(-ret));
 			if (ret < 0)
 				return conn_reject(c, -ret, false, "reading pages at %#llx from the "
 						   "snapshot failed: %s", (unsigned long long)gpa,
@@ -1034,8 +1156,12 @@ static int conn_handshake(struct srv_conn *c)
 	c->role = hi->role;
 	c->batch = hi->batch_pages;
 	opened = !hi->session;
+	/* RESUME on a join: rejoining a session kept for its grace period (granted below only to
+	 * a resumable session, and only with a proof) */
 	c->features = hi->features & ((srv->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_HEARTBEAT |
-				      PN_FEAT_PROOF | (hi->session ? 0 : PN_FEAT_RESUME));
+				      PN_FEAT_PROOF | PN_FEAT_FAIL | PN_FEAT_RESUME);
+	if ((c->features & PN_FEAT_RESUME) && hi->session && !(c->features & PN_FEAT_PROOF))
+		c->features &= ~PN_FEAT_RESUME;
 	if (c->features & PN_FEAT_RESUME) {
 		c->have = malloc(PN_HAVE_MAX_BODY);
 		if (!c->have)
@@ -1043,6 +1169,7 @@ static int conn_handshake(struct srv_conn *c)
 	}
 
 	pthread_mutex_lock(&srv->lock);
+	sessions_expire(srv);
 	if (hi->session) {
 		for (s = srv->sessions; s && s->id != hi->session; s = s->next)
 			;
@@ -1064,13 +1191,15 @@ static int conn_handshake(struct srv_conn *c)
 					   "yours (it takes a proof of its secret to join)",
 					   (unsigned long long)hi->session);
 		}
+		if ((c->features & PN_FEAT_RESUME) && (!s->resumable || !s->has_secret))
+			c->features &= ~PN_FEAT_RESUME;
 	} else {
 		if (atomic_load(&srv->draining)) { /* pagein_server_drain */
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, ESHUTDOWN, false, "this server is draining: it finishes "
 					   "the migrations under way and takes no new one");
 		}
-		if (srv->nsessions >= srv->cfg.max_sessions) {
+		if (srv->nsessions >= srv->cfg.max_sessions && !session_evict(srv)) {
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, EBUSY, false, "this server already serves %u sessions, "
 					   "its limit (max_sessions): try later",
@@ -1079,7 +1208,7 @@ static int conn_handshake(struct srv_conn *c)
 		unsigned mine = 0;
 
 		for (s = srv->sessions; s; s = s->next)
-			mine += same_host(&s->peer, &c->addr);
+			mine += same_host(&s->peer, &c->addr) && s->conns; /* not orphans */
 		if (srv->cfg.max_sessions_per_peer && mine >= srv->cfg.max_sessions_per_peer) {
 			pthread_mutex_unlock(&srv->lock);
 			return conn_reject(c, EBUSY, false, "this address already holds %u sessions, "
@@ -1094,11 +1223,15 @@ static int conn_handshake(struct srv_conn *c)
 			s->has_secret = true;
 		else
 			c->features &= ~PN_FEAT_PROOF;
+		s->resumable = c->features & PN_FEAT_RESUME;
 	}
-	s->conns++;
+	if (!s->conns++ && hi->session)
+		atomic_fetch_add(&srv->st.sessions_active, 1); /* an orphan, until proven back */
 	c->sess = s;
-	if (c->features & PN_FEAT_RESUME)
-		atomic_store(&s->resuming, true); /* before WELCOME: no bulk joins ahead of it */
+	c->epoch = s->epoch;
+	/* before WELCOME: no bulk joins ahead of it (a rejoin: once proven, session_rejoin) */
+	if ((c->features & PN_FEAT_RESUME) && !hi->session)
+		atomic_store(&s->resuming, true);
 	pthread_mutex_unlock(&srv->lock);
 	if (hi->session && s->has_secret) {
 		/* prove it: HMAC of a fresh challenge under the session's secret, bound to this
@@ -1121,6 +1254,11 @@ static int conn_handshake(struct srv_conn *c)
 		if (!pi_session_proof_ok(s->secret, nonce, sid, role, binding, body))
 			return conn_reject(c, EACCES, false, "session %#llx: unknown, ended, or not "
 					   "yours", (unsigned long long)sid);
+		pthread_mutex_lock(&srv->lock);
+		s->orphan_ns = 0; /* proven: back from its grace period */
+		if (c->features & PN_FEAT_RESUME)
+			session_rejoin(srv, s, c);
+		pthread_mutex_unlock(&srv->lock);
 	}
 	if (c->role == PN_ROLE_BULK)
 		atomic_store(&s->active, true);
@@ -1162,6 +1300,11 @@ static int conn_handshake(struct srv_conn *c)
 	return send_iov(c, iov, opened ? 4 : 3);
 }
 
+/* conn_fail for a REQ the checks refused; counted as a request answered (0, or -errno). */
+#define conn_fail_req(c, h, q, code, ...)                                                        \
+	(STAT_ADD((c)->srv, requests, 1),                                                        \
+	 conn_fail(c, (h)->id, (q)->gpa, (q)->npages, code, __VA_ARGS__) < 0 ? -ECONNRESET : 0)
+
 /* Check a REQ, reply with its pages, and point the bulk stream just past them. */
 static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct pn_req *q)
 {
@@ -1169,6 +1312,7 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	struct srv_session *s = c->sess;
 	const struct srv_region *r;
 	uint64_t p;
+	bool fail;
 	int ret;
 
 	if (!h->id)
@@ -1176,13 +1320,26 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	if (q->reserved)
 		return conn_reject(c, EINVAL, true, "REQ %llu: reserved field %#x must be 0",
 				   (unsigned long long)h->id, q->reserved);
+	/* a well-framed REQ that asks for the wrong thing is refused alone where the client
+	 * takes FAIL (the connection stays); without it, as in version 1, the connection closes */
+	fail = c->features & PN_FEAT_FAIL;
+	if (q->gpa % PN_PAGE && fail)
+		return conn_fail_req(c, h, q, EINVAL, "REQ %llu: gpa %#llx is not 4 KiB-aligned",
+				     (unsigned long long)h->id, (unsigned long long)q->gpa);
 	if (q->gpa % PN_PAGE)
 		return conn_reject(c, EINVAL, true, "REQ %llu: gpa %#llx is not 4 KiB-aligned",
 				   (unsigned long long)h->id, (unsigned long long)q->gpa);
+	if ((!q->npages || q->npages > PN_MAX_PAGES) && fail)
+		return conn_fail_req(c, h, q, EINVAL, "REQ %llu: %u pages: must be 1..%u",
+				     (unsigned long long)h->id, q->npages, PN_MAX_PAGES);
 	if (!q->npages || q->npages > PN_MAX_PAGES)
 		return conn_reject(c, EINVAL, true, "REQ %llu: %u pages: must be 1..%u",
 				   (unsigned long long)h->id, q->npages, PN_MAX_PAGES);
 	r = region_of(srv, q->gpa, (uint64_t)q->npages * PN_PAGE);
+	if (!r && fail)
+		return conn_fail_req(c, h, q, ERANGE, "REQ %llu: [%#llx, +%u pages) is not inside "
+				     "one region", (unsigned long long)h->id,
+				     (unsigned long long)q->gpa, q->npages);
 	if (!r)
 		return conn_reject(c, ERANGE, true, "REQ %llu: [%#llx, +%u pages) is not inside one "
 				   "region", (unsigned long long)h->id, (unsigned long long)q->gpa,
@@ -1202,7 +1359,8 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 	if (ret < 0)
 		return ret;
 	STAT_ADD(srv, requests, 1);
-	STAT_ADD(srv, pages_urgent, q->npages);
+	if (ret == 0)
+		STAT_ADD(srv, pages_urgent, q->npages);
 	return 0;
 }
 
@@ -1262,6 +1420,50 @@ static void have_apply(void *arg, uint64_t start, uint64_t n, bool present)
 	}
 }
 
+/*
+ * Before the first HAVE of a rejoined session: what the server sent is not what arrived (the
+ * pages in flight at the cut were lost), so the destination's HAVE alone says what it lacks.
+ * Wait (bounded) for the stale connections to go, so that none marks a page after this, then
+ * clear the sent bitmap; HAVE marks what is there, the stream sends the rest.
+ */
+static void have_reset(struct srv_conn *c)
+{
+	struct pagein_server *srv = c->srv;
+	struct srv_session *s = c->sess;
+	uint64_t words = (srv->total_pages + 63) / 64, i, sent,
+		 end = pi_now_ns() + (uint64_t)srv->cfg.timeout_ms * 1000000ull;
+	bool rejoined, alone = false;
+
+	pthread_mutex_lock(&srv->lock);
+	rejoined = s->rejoined;
+	s->rejoined = false;
+	pthread_mutex_unlock(&srv->lock);
+	if (!rejoined)
+		return;
+	while (!alone && pi_now_ns() < end) {
+		pthread_mutex_lock(&srv->lock);
+		alone = !s->stale;
+		pthread_mutex_unlock(&srv->lock);
+		if (!alone)
+			usleep(1000);
+	}
+	if (!alone)
+		srv_log(srv, PAGEIN_LOG_WARN, "%s: session %#llx: stale connections still attached "
+			"after %u ms; resuming anyway", c->peer, (unsigned long long)s->id,
+			srv->cfg.timeout_ms);
+	pthread_mutex_lock(&s->lock);
+	sent = srv->total_pages - atomic_load(&s->left);
+	for (i = 0; i < words; i++)
+		atomic_store_explicit(&s->sent[i], 0, memory_order_relaxed);
+	for (i = srv->total_pages; i < words * 64; i++)
+		pi_test_set(s->sent, i, memory_order_relaxed);
+	atomic_store(&s->left, srv->total_pages);
+	s->cursor = 0;
+	s->hint = 0;
+	pthread_mutex_unlock(&s->lock);
+	c->have_sent = sent;
+}
+
 /* One HAVE frame on a resuming connection. 0, or -errno after rejecting the connection. */
 static int conn_have(struct srv_conn *c, const struct pn_hdr *h)
 {
@@ -1271,6 +1473,8 @@ static int conn_have(struct srv_conn *c, const struct pn_hdr *h)
 
 	if (!atomic_load(&s->resuming))
 		return conn_reject(c, EPROTO, true, "HAVE after the last one");
+	if (!c->have_next)
+		have_reset(c);
 	if (pi_have_decode(c->have, h->len, c->srv->total_pages, &c->have_next, &last, have_apply,
 			   c, why, sizeof(why)) < 0)
 		return conn_reject(c, EINVAL, true, "%s", why);
@@ -1281,6 +1485,11 @@ static int conn_have(struct srv_conn *c, const struct pn_hdr *h)
 			"destination has %llu pages, %llu are left to send", c->peer,
 			(unsigned long long)s->id, (unsigned long long)c->have_present,
 			(unsigned long long)atomic_load(&s->left));
+		if (c->have_sent > c->have_present)
+			srv_log(c->srv, PAGEIN_LOG_INFO, "%s: session %#llx: %llu pages sent before "
+				"the cut did not arrive (in flight): sent again", c->peer,
+				(unsigned long long)s->id,
+				(unsigned long long)(c->have_sent - c->have_present));
 	}
 	return 0;
 }
@@ -1439,7 +1648,7 @@ static void *conn_main(void *arg)
 		conn_linger(c);
 	pthread_mutex_lock(&srv->lock);
 	if (c->sess)
-		session_put(srv, c->sess);
+		session_put(srv, c->sess, c->epoch);
 	c->sess = NULL;
 	pi_conn_close(&c->tc); /* closes fd */
 	c->fd = -1;
@@ -1749,6 +1958,8 @@ void pagein_server_free(struct pagein_server *srv)
 	if (!srv)
 		return;
 	pagein_server_stop(srv);
+	while (srv->sessions) /* the orphans kept for a rejoin (no connection is left) */
+		session_free(srv, srv->sessions);
 	pi_tls_ctx_free(srv->tls);
 	for (i = 0; i < srv->nsrcs; i++)
 		pagein_source_free(srv->srcs[i]);

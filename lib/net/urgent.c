@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
+#include <poll.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net/client.h"
 
@@ -229,6 +231,19 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 		}
 		goto wait;
 	}
+	if (pi_net_tx_queued(ns, c)) {
+		/* user-space TLS: the sender thread sends it (nothing here but an atomic OR and
+		 * write(2): safe in a SIGBUS handler); a send it cannot make loses the connection,
+		 * and the request fails or is sent again with it */
+		uint64_t one = 1;
+
+		atomic_fetch_or(&ns->tx_pending[idx / 64], 1ull << (idx % 64));
+		if (write(ns->tx_efd, &one, sizeof(one)) < 0) {
+			/* an eventfd write fails only at a counter of 2^64-2: it is awake anyway */
+		}
+		atomic_fetch_add_explicit(&ns->requests, 1, memory_order_relaxed);
+		goto wait;
+	}
 	pi_wire_hdr(&frame.h, sizeof(frame.r), PN_REQ, id);
 	frame.r.gpa = htole64(gpa);
 	frame.r.npages = htole32(sl->npages);
@@ -393,3 +408,123 @@ int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pag
 	return ret;
 }
 
+
+int pi_net_handle_fail(struct ns_conn *c, uint64_t id, const struct pn_fail *f, const char *text,
+		       uint32_t tlen, char *why, size_t whylen)
+{
+	struct netsrc *ns = c->ns;
+	uint64_t idx = (id & ((1ull << NS_SLOT_BITS) - 1)) - 1, gpa;
+	uint32_t st, v, code, npages;
+	struct ns_slot *sl;
+	int err;
+
+	memcpy(&code, &f->code, 4);
+	memcpy(&npages, &f->npages, 4);
+	memcpy(&gpa, &f->gpa, 8);
+	code = le32toh(code);
+	npages = le32toh(npages);
+	gpa = le64toh(gpa);
+	if (!c->replies || idx >= NS_SLOTS) {
+		snprintf(why, whylen, "a FAIL with id %#llx that no request has",
+			 (unsigned long long)id);
+		return -EPROTO;
+	}
+	sl = &ns->slots[idx];
+	st = atomic_load(&sl->state);
+	if ((st != SLOT_WAITING && st != SLOT_ABANDONED) || atomic_load(&sl->id) != id ||
+	    sl->gpa != gpa || sl->npages != npages) {
+		snprintf(why, whylen, "a FAIL with id %#llx for [%#llx, +%u pages) that no request "
+			 "is waiting for", (unsigned long long)id, (unsigned long long)gpa, npages);
+		return -EPROTO;
+	}
+	/* the server's errno, when it is one; a failed page is never a zero page: the engine
+	 * fails it (SIGBUS, -EIO) */
+	err = code > 0 && code < 4096 ? -(int)code : -EIO;
+	atomic_fetch_add_explicit(&ns->fails, 1, memory_order_relaxed);
+	pi_net_log(ns, PAGEIN_LOG_WARN, "server %s refused the request for [%#llx, +%u pages): "
+		   "%.*s (%s); those pages fail, the connection stays", ns->addr,
+		   (unsigned long long)gpa, npages, (int)(tlen > PN_MAX_TEXT ? PN_MAX_TEXT : tlen),
+		   text, strerror(-err));
+	v = SLOT_WAITING;
+	if (st == SLOT_WAITING && atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING)) {
+		sl->result = err;
+		atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
+		atomic_store(&sl->state, SLOT_DONE);
+		pi_futex_wake(&sl->state);
+		return 0;
+	}
+	if (st == SLOT_WAITING)
+		st = v;
+	if (st != SLOT_ABANDONED) {
+		snprintf(why, whylen, "a FAIL with id %#llx for a request that was never sent",
+			 (unsigned long long)id);
+		return -EPROTO;
+	}
+	atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
+	v = SLOT_ABANDONED;
+	if (atomic_compare_exchange_strong(&sl->state, &v, SLOT_CLAIMED))
+		slot_free(ns, sl);
+	return 0;
+}
+
+/*
+ * The sender thread (user-space TLS): sends the REQs fetches queued in tx_pending, on the main
+ * connection, under its send lock, from an ordinary thread. A slot no longer WAITING (answered
+ * already by a resend, abandoned, failed) is skipped; one whose REQ went out on an older main
+ * connection is the resume's to send again.
+ */
+void *pi_net_sender_main(void *arg)
+{
+	struct netsrc *ns = arg;
+	struct pollfd pfd = { .fd = ns->tx_efd, .events = POLLIN };
+	struct {
+		struct pn_hdr h;
+		struct pn_req r;
+	} __attribute__((packed)) frame;
+	uint64_t bits, v;
+	uint32_t st;
+	unsigned w, i;
+
+	while (!atomic_load(&ns->tx_quit)) {
+		if (poll(&pfd, 1, 500) < 0 && errno != EINTR)
+			break;
+		if (read(ns->tx_efd, &v, sizeof(v)) < 0 && errno != EAGAIN) {
+			/* non-blocking: nothing to read is EAGAIN; the bits are the work list */
+		}
+		for (w = 0; w < NS_SLOTS / 64; w++) {
+			bits = atomic_exchange(&ns->tx_pending[w], 0);
+			while (bits) {
+				struct ns_slot *sl;
+				struct ns_conn *c = ns->main;
+				uint64_t deadline = pi_now_ns() + 1000000000ull;
+
+				i = (unsigned)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				sl = &ns->slots[w * 64 + i];
+				if (atomic_load(&sl->gen) != c->gen || atomic_load(&c->dead))
+					continue; /* the resume (or the failure) has it */
+				st = SLOT_ABANDONED;
+				if (atomic_compare_exchange_strong(&sl->state, &st, SLOT_CLAIMED)) {
+					/* timed out before we sent it: no reply will free it */
+					slot_free(ns, sl);
+					continue;
+				}
+				if (st != SLOT_WAITING)
+					continue;
+				pi_wire_hdr(&frame.h, sizeof(frame.r), PN_REQ, atomic_load(&sl->id));
+				frame.r.gpa = htole64(sl->gpa);
+				frame.r.npages = htole32(sl->npages);
+				frame.r.reserved = 0;
+				if (send_lock(c, deadline) == 0) {
+					if (pi_net_send_all(c, &frame, sizeof(frame), deadline) == 0)
+						atomic_fetch_add_explicit(&ns->tx_sent, 1,
+									  memory_order_relaxed);
+					send_unlock(c);
+				}
+				if (c->stream && !atomic_load(&ns->space))
+					pi_net_wake_parked(ns);
+			}
+		}
+	}
+	return NULL;
+}

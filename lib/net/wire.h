@@ -44,6 +44,7 @@ enum pn_type {
 	PN_CHALLENGE = 7,  /* server -> client: a joining HELLO must prove the session (32 bytes) */
 	PN_PROOF = 8,      /* client -> server: HMAC of the challenge under the session secret */
 	PN_HEARTBEAT = 10, /* either way, empty, when PN_FEAT_HEARTBEAT was granted: "still here" */
+	PN_FAIL = 11,      /* server -> client, when PN_FEAT_FAIL was granted: one REQ refused */
 };
 
 /* Connection roles (HELLO.role). */
@@ -69,6 +70,10 @@ enum pn_role {
  * WELCOME's region table, and a connection joins it only by answering a CHALLENGE with a PROOF
  * made with that secret and bound to its own TLS channel (net/auth.h). */
 #define PN_FEAT_PROOF (1u << 3)
+/* A REQ the server cannot answer (outside the regions, a bad gpa or count, a read error on its
+ * source) gets a FAIL with the REQ's id instead of an ERROR that closes the connection: the
+ * client fails that fetch alone (docs/protocol.md, version 2, negotiated as this bit). */
+#define PN_FEAT_FAIL (1u << 4)
 
 /* Every frame starts with this. */
 struct pn_hdr {
@@ -130,6 +135,13 @@ struct pn_pages {
 struct pn_error {
 	uint32_t code; /* an errno value */
 	/* then up to PN_MAX_TEXT bytes of text, not NUL-terminated */
+} __attribute__((packed));
+
+/* FAIL body (then up to PN_MAX_TEXT bytes of text, not NUL-terminated). */
+struct pn_fail {
+	uint32_t code;   /* an errno value: ERANGE, EINVAL, EIO */
+	uint32_t npages; /* the REQ's */
+	uint64_t gpa;    /* the REQ's */
 } __attribute__((packed));
 
 /* A checked PAGES body (pi_wire_parse_pages): pointers into the body. */
