@@ -16,8 +16,8 @@ def put(target, name, data):
 def hdr(length, typ, ident=0, flags=0):
     return struct.pack("<IHHQ", length, typ, flags, ident)
 
-def hello(role, session=0, lz4=1, batch=64, version=1, flags=0):
-    b = b"PAGEINET" + struct.pack("<IIIIIIQ", version, 4096, role, lz4, batch, flags, session)
+def hello(role, session=0, features=1, batch=64, version=1, reserved=0):
+    b = b"PAGEINET" + struct.pack("<IIIIIIQ", version, 4096, role, features, batch, reserved, session)
     return hdr(len(b), 1) + b
 
 def req(ident, gpa, n):
@@ -34,14 +34,34 @@ def pages(ident, gpa, descs, payload):
     b = struct.pack("<QII", gpa, len(descs), 0) + b"".join(struct.pack("<I", d) for d in descs) + payload
     return hdr(len(b), 4, ident) + b
 
-# --- server connection: what a client sends
-put("fuzz_server_conn", "urgent_req", hello(1) + req(1, 0, 1) + req(2, 4096, 16) + req(3, 1 << 20, 4))
-put("fuzz_server_conn", "bulk", hello(2, batch=16))
-put("fuzz_server_conn", "bulk_nolz4", hello(2, lz4=0, batch=512) + req(9, 8192, 2))
-put("fuzz_server_conn", "error", hello(1) + error(5, b"bye"))
-put("fuzz_server_conn", "join", hello(2, session=0x1234))
-put("fuzz_server_conn", "req_outside", hello(1) + req(1, 60 << 10, 8))
-put("fuzz_server_conn", "v2", hello(1, version=2, flags=1))
+# --- server connection: what a client sends. The target's server has 8 pages at 0 and 4 at
+# 1 MiB, and two sessions: 0x1234 (with a secret: joins are challenged) and 0x5678 (without).
+LZ4, HB, RESUME, PROOF = 1, 2, 4, 8
+def have_frame(enc, last, first, count, payload):
+    b = struct.pack("<IIQQ", enc, last, first, count) + payload
+    return hdr(len(b), 9) + b
+def runs(*pairs):
+    return b"".join(struct.pack("<QQ", a, n) for a, n in pairs)
+S = "fuzz_server_conn"
+put(S, "urgent_req", hello(1) + req(1, 0, 1) + req(2, 4096, 7) + req(3, 1 << 20, 4))
+put(S, "bulk", hello(2, batch=16))
+put(S, "bulk_nolz4", hello(2, features=0, batch=512) + req(9, 8192, 2))
+put(S, "error", hello(1) + error(5, b"bye"))
+put(S, "join", hello(2, session=0x5678) + req(4, 0, 8) + req(5, 1 << 20, 1))
+put(S, "join_proof", hello(1, session=0x1234, features=PROOF) + hdr(32, 8) + b"\x11" * 32)
+put(S, "join_noproof", hello(2, session=0x1234, batch=8))
+put(S, "join_unknown", hello(1, session=0x9999, features=PROOF))
+put(S, "open_proof", hello(1, features=LZ4 | HB | PROOF) + req(6, 12288, 2))
+put(S, "req_outside", hello(1) + req(1, 6 << 12, 4))
+put(S, "heartbeat", hello(1, features=HB) + hdr(0, 10) + req(7, 0, 2) + hdr(0, 10))
+put(S, "resume_ranges", hello(2, features=LZ4 | RESUME, batch=8) +
+    have_frame(1, 1, 0, 12, runs((0, 3), (8, 2))) + req(8, 1 << 20, 2))
+put(S, "resume_bitmap", hello(1, features=RESUME | HB) + have_frame(2, 0, 0, 8, b"\x0f") +
+    have_frame(1, 1, 8, 4, runs((9, 1))) + hdr(0, 10))
+put(S, "have_late", hello(1, features=RESUME) + have_frame(1, 1, 0, 12, b"") +
+    have_frame(1, 1, 0, 12, b""))
+put(S, "v2", hello(1, version=2, features=HB))
+put(S, "tls", bytes([0x16, 3, 1, 0, 0xc8, 1, 0, 0, 0xc4, 3, 3]) + bytes(range(32)))
 
 # --- client frames: flags, waiting request (gpa, npages-1), then the server's bytes
 RID = (1 << 16) | 1
