@@ -96,3 +96,40 @@ put("fuzz_snapshot", "one_region", b"\x01" + snapshot([(0, 4096, 4096)], 1))
 put("fuzz_snapshot", "two_regions", b"\x01" + snapshot([(0, 4096, 4096), (1 << 20, 8192, 8192)], 3))
 put("fuzz_snapshot", "truncated", b"\x01" + snapshot([(0, 8192, 4096)], 1))
 put("fuzz_snapshot", "bad_digest", b"\x00" + snapshot([(0, 4096, 4096)], 1))
+
+# --- Firecracker region JSON (fuzz_fcmap: the message itself)
+def fc_region(base, size, offset, **extra):
+    fields = ['"base_host_virt_addr":%d' % base, '"size":%d' % size, '"offset":%d' % offset]
+    fields += ['"%s":%s' % (k, v) for k, v in extra.items()]
+    return "{" + ",".join(fields) + "}"
+def fc(*regions, sep=","):
+    return ("[" + sep.join(regions) + "]").encode()
+FC = {
+    "one": fc(fc_region(0x7f0000000000, 4096, 0, page_size=4096, page_size_kib=4096)),
+    "two_huge": fc(fc_region(0x7f0000000000, 4 << 20, 0, page_size=2 << 20),
+                   fc_region(0x7f0000800000, 2 << 20, 4 << 20, page_size_kib=2 << 20)),
+    "old": fc(fc_region(0x10000, 0x30000, 0x1000), fc_region(0x80000, 0x1000, 0x40000)),
+    "unknown": fc(fc_region(4096, 4096, 0, x='{"a":[1,-2.5e+3,true,false,null,"\\u00e9\\n\\"",{}],"b":[]}',
+                            page_size=4096)),
+    "blanks": b" \n[ {\t\"offset\" : 0 ,\r\"size\":8192, \"base_host_virt_addr\": 8192 } ] \n",
+    "overlap": fc(fc_region(4096, 8192, 0), fc_region(8192, 4096, 65536)),
+    "kib": fc(fc_region(4096, 4096, 0, page_size_kib=4)),
+    "disagree": fc(fc_region(4096, 4096, 0, page_size=4096, page_size_kib=2097152)),
+    "trailing": fc(fc_region(4096, 4096, 0)) + b"x",
+    "deep": fc(fc_region(4096, 4096, 0, y="[" * 15 + "]" * 15)),
+}
+for name, text in FC.items():
+    put("fuzz_fcmap", name, text)
+
+# --- the hand-off socket (fuzz_fcsock): fds byte, messages byte, then what the VMM sends
+put("fuzz_fcsock", "uffd_one", b"\x01\x00" + FC["one"])
+put("fuzz_fcsock", "uffd_parts", b"\x01\x07" + FC["two_huge"])
+put("fuzz_fcsock", "memfds", bytes([3 | 1 << 2, 0]) + FC["old"])
+put("fuzz_fcsock", "memfds_again", bytes([3 | 3 << 2, 0x80 | 3]) + FC["unknown"])
+put("fuzz_fcsock", "fds_65", bytes([3 | 5 << 2, 0x80 | 1]) + FC["one"])
+put("fuzz_fcsock", "fds_70", bytes([3 | 7 << 2, 0]) + FC["one"])
+put("fuzz_fcsock", "no_fd", b"\x00\x00" + FC["one"])
+put("fuzz_fcsock", "eventfd", bytes([2 | 1 << 2, 1]) + FC["one"])
+put("fuzz_fcsock", "truncated", b"\x01\x00" + FC["one"][:-3])
+put("fuzz_fcsock", "not_array", b"\x01\x00" + b'{"size":1}')
+put("fuzz_fcsock", "bad_json", b"\x01\x02" + FC["overlap"])
