@@ -133,3 +133,24 @@ put("fuzz_fcsock", "eventfd", bytes([2 | 1 << 2, 1]) + FC["one"])
 put("fuzz_fcsock", "truncated", b"\x01\x00" + FC["one"][:-3])
 put("fuzz_fcsock", "not_array", b"\x01\x00" + b'{"size":1}')
 put("fuzz_fcsock", "bad_json", b"\x01\x02" + FC["overlap"])
+
+# --- the answer to HELLO (fuzz_client_welcome): flags byte, then what the server sends.
+# flags: 1 join 0x1234, 2 the session has a secret, 4 pause, 8 reopen, 16 LZ4, 32 bulk.
+# The client's known table (joins, reopens): 1 MiB at 0, 2 MiB at 4 MiB, digests 0x1111, 0x2222.
+TABLE = [(0, 1 << 20, 0x1111), (4 << 20, 2 << 20, 0x2222)]
+def welcome(session, features, regions, secret=b"", version=1):
+    b = b"PAGEINET" + struct.pack("<IIQII", version, 4096, session, features, len(regions))
+    b += b"".join(struct.pack("<QQQ", *r) for r in regions) + secret
+    return hdr(len(b), 2) + b
+W = "fuzz_client_welcome"
+put(W, "open", b"\x00" + welcome(0x99, 0, TABLE))
+put(W, "open_secret", bytes([16]) + welcome(0x99, LZ4 | PROOF, TABLE, b"\x42" * 32))
+put(W, "open_pause", bytes([4 | 16 | 32]) + welcome(0x99, LZ4 | HB | RESUME, TABLE))
+put(W, "join", bytes([1 | 32]) + welcome(0x1234, 0, TABLE))
+put(W, "join_challenge", bytes([1 | 2 | 32]) + hdr(32, 7) + bytes(range(32)) + welcome(0x1234, PROOF, TABLE))
+put(W, "reopen_same", bytes([4 | 8]) + welcome(0x77, HB | RESUME, TABLE))
+put(W, "reopen_other", bytes([4 | 8]) + welcome(0x77, 0, [(0, 1 << 20, 0x1111), (4 << 20, 2 << 20, 0x3333)]))
+put(W, "refused", b"\x00" + error(16, b"this server already serves 16 sessions"))
+put(W, "overlap", b"\x00" + welcome(0x99, 0, [(0, 8192, 1), (4096, 4096, 2)]))
+put(W, "version2", b"\x00" + welcome(0x99, 0, TABLE, version=2))
+put(W, "unasked", b"\x00" + welcome(0x99, HB, TABLE))
