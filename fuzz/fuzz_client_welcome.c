@@ -44,6 +44,7 @@ static void fuzz_free(void *p);
 #undef free
 
 #include <semaphore.h>
+#include <signal.h>
 #include <sys/un.h>
 
 #define SESSION 0x1234ull
@@ -90,6 +91,29 @@ static const uint8_t *in;
 static size_t in_len;
 static sem_t go, done;
 
+/* libFuzzer's SIGALRM (its -timeout watchdog) interrupts waits: a sem_wait cut short would let
+ * the input be freed while the helper thread still uses it. The helper thread blocks the
+ * asynchronous signals, and the fuzzer's thread waits again after one. */
+static void wait_for(sem_t *s)
+{
+	while (sem_wait(s) && errno == EINTR)
+		;
+}
+
+static void block_async_signals(void)
+{
+	sigset_t set;
+
+	sigfillset(&set);
+	sigdelset(&set, SIGSEGV);
+	sigdelset(&set, SIGBUS);
+	sigdelset(&set, SIGFPE);
+	sigdelset(&set, SIGILL);
+	sigdelset(&set, SIGABRT);
+	sigdelset(&set, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static void remove_socket(void)
 {
 	unlink(addr.sun_path);
@@ -102,8 +126,9 @@ static void *server_main(void *arg)
 	size_t off;
 	int fd;
 
+	block_async_signals();
 	for (;;) {
-		sem_wait(&go);
+		wait_for(&go);
 		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			abort();
@@ -203,7 +228,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (err >= 0) {
 		abort(); /* a failure always says which */
 	}
-	sem_wait(&done);
+	wait_for(&done);
 	for (i = 0; i < 4; i++)
 		if (pool[i].used)
 			abort(); /* a buffer pi_net_conn_open did not free */

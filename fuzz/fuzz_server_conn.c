@@ -21,6 +21,7 @@
 #include "../lib/net/server.c"
 
 #include <semaphore.h>
+#include <signal.h>
 
 #define SESS_PROOF 0x1234ull  /* a session opened with PN_FEAT_PROOF (it has a secret) */
 #define SESS_PLAIN 0x5678ull  /* a session without one */
@@ -36,14 +37,38 @@ static int drain_fd = -1;
 static bool big_buffers; /* SO_SNDBUFFORCE works: no reader thread needed */
 #define SERVER_SNDBUF (64 << 20) /* more than any reply to a 64 KiB input (2048 REQs of 32 KiB) */
 
+/* libFuzzer's SIGALRM (its -timeout watchdog) interrupts waits: a sem_wait cut short would let
+ * the input be freed while the helper thread still uses it. The helper thread blocks the
+ * asynchronous signals, and the fuzzer's thread waits again after one. */
+static void wait_for(sem_t *s)
+{
+	while (sem_wait(s) && errno == EINTR)
+		;
+}
+
+static void block_async_signals(void)
+{
+	sigset_t set;
+
+	sigfillset(&set);
+	sigdelset(&set, SIGSEGV);
+	sigdelset(&set, SIGBUS);
+	sigdelset(&set, SIGFPE);
+	sigdelset(&set, SIGILL);
+	sigdelset(&set, SIGABRT);
+	sigdelset(&set, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 /* Reads what the server sends on the client end until it closes: keeps a reply from filling
  * the socket and blocking the server. */
 static void *drain_main(void *arg)
 {
 	static char junk[1 << 16];
 
+	block_async_signals();
 	for (;;) {
-		sem_wait(&go);
+		wait_for(&go);
 		while (read(drain_fd, junk, sizeof(junk)) > 0)
 			;
 		sem_post(&drained);
@@ -186,7 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		while (read(sv[0], junk, sizeof(junk)) > 0)
 			;
 	else
-		sem_wait(&drained);
+		wait_for(&drained);
 	close(sv[0]);
 	free(c->buf); /* conn_free, but for c itself */
 	free(c->cbuf);
