@@ -9,7 +9,7 @@
  *
  * Input: byte 0 flags (1: join session 0x1234 instead of opening one, 2: the session has a
  * secret (a join is challenged), 4: pause on (HEARTBEAT and RESUME asked), 8: a resume's reopen
- * (the table must be the known one), 16: LZ4 asked, 32: bulk role); the rest is what the server
+ * (the table must be the known one), 16: LZ4 asked, 32: bulk role, 64: a rejoin, which asks RESUME on a join); the rest is what the server
  * sends. Checked besides ASan/UBSan: a connection accepted has only features it asked for and a
  * valid region table.
  *
@@ -202,7 +202,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (getenv("FUZZ_LOG"))
 		fprintf(stderr, "input: flags %#x, %zu bytes\n", data[0], size - 1);
 	ns->has_secret = data[0] & 2;
-	ns->cfg.pause = data[0] & 4;
+	ns->cfg.no_pause = !(data[0] & 4);
+	ns->rejoin = data[0] & 64;
 	ns->reopen = data[0] & 8;
 	ns->cfg.compress = data[0] & 16;
 	in = data + 1;
@@ -211,8 +212,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c = pi_net_conn_open(ns, data[0] & 32 ? PN_ROLE_BULK : PN_ROLE_URGENT,
 			     data[0] & 1 ? SESSION : 0, &err);
 	if (c) {
-		asked = (ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF |
-			(ns->cfg.pause ? PN_FEAT_HEARTBEAT | (data[0] & 1 ? 0 : PN_FEAT_RESUME) : 0);
+		asked = (ns->cfg.compress ? PN_FEAT_LZ4 : 0) | PN_FEAT_PROOF | PN_FEAT_FAIL |
+			(!ns->cfg.no_pause ? PN_FEAT_HEARTBEAT |
+			 (data[0] & 1 && !ns->rejoin ? 0 : PN_FEAT_RESUME) : 0);
 		if (c->features & ~asked || !ns->nregions || ns->nregions > PN_MAX_REGIONS)
 			abort();
 		for (i = 0; i < ns->nregions; i++)
