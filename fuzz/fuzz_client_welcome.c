@@ -9,8 +9,8 @@
  *
  * Input: byte 0 flags (1: join session 0x1234 instead of opening one, 2: the session has a
  * secret (a join is challenged), 4: pause on (HEARTBEAT and RESUME asked), 8: a resume's reopen
- * (the table must be the known one), 16: LZ4 asked, 32: bulk role, 64: a rejoin, which asks RESUME on a join); the rest is what the server
- * sends. Checked besides ASan/UBSan: a connection accepted has only features it asked for and a
+ * (the table must be the known one), 16: LZ4 asked, 32: bulk role, 64: a rejoin, which asks
+ * RESUME on a join); the rest is what the server sends. Checked besides ASan/UBSan: a connection accepted has only features it asked for and a
  * valid region table.
  *
  * pi_net_conn_open allocates about 6 MiB of receive buffers per connection; under ASan that
