@@ -64,6 +64,13 @@ int main(int argc, char **argv)
 	refused("--timeout", (const char *[]){ "restore", "--from-file", snap, "--timeout", "0", NULL }, NULL);
 	refused("--bulk", (const char *[]){ "restore", "--from-file", snap, "--bulk", "abc", NULL }, NULL);
 	refused("--bulk", (const char *[]){ "restore", "--from-file", snap, "--bulk", "17", NULL }, NULL);
+	/* pause options: only with a page server, and --no-pause excludes the other two */
+	refused("--pause-limit", (const char *[]){ "restore", "--from-file", snap, "--pause-limit",
+						   "5", NULL }, "page server");
+	refused("--pause-limit", (const char *[]){ "restore", "--from", "127.0.0.1:1", "--pause-limit",
+						   "abc", NULL }, NULL);
+	refused("--reconnect", (const char *[]){ "restore", "--from", "127.0.0.1:1", "--no-pause",
+						 "--reconnect", "127.0.0.1:2", NULL }, "only one");
 	refused("--threads", (const char *[]){ "restore", "--from-file", snap, "-t",
 					       "99999999999999999999999", NULL }, "overflows");
 	/* mksnap */

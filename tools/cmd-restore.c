@@ -5,6 +5,7 @@
  * over it, with progress and a summary verified against the source's digests.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -250,5 +251,11 @@ int cmd_restore(int argc, char **argv)
 		die_code(EXIT_USAGE, "--json-interval needs --json");
 	if (o.status_ms && !o.status_file)
 		die_code(EXIT_USAGE, "--status-interval needs --status-file");
+	if (o.no_pause && (o.reconnect || o.pause_limit_ms != UINT_MAX))
+		die_code(EXIT_USAGE, "--no-pause fails at once on a lost link: %s has nothing to do "
+			 "then; give only one", o.reconnect ? "--reconnect" : "--pause-limit");
+	if ((o.no_pause || o.reconnect || o.pause_limit_ms != UINT_MAX) && !o.from_addr)
+		die_code(EXIT_USAGE, "--no-pause, --pause-limit and --reconnect are for a page server "
+			 "(--from HOST:PORT)");
 	return run_restore(&o);
 }
