@@ -16,7 +16,7 @@ def put(target, name, data):
 def hdr(length, typ, ident=0, flags=0):
     return struct.pack("<IHHQ", length, typ, flags, ident)
 
-def hello(role, session=0, features=1, batch=64, version=1, reserved=0):
+def hello(role, session=0, features=1, batch=64, version=2, reserved=0):
     b = b"PAGEINET" + struct.pack("<IIIIIIQ", version, 4096, role, features, batch, reserved, session)
     return hdr(len(b), 1) + b
 
@@ -60,7 +60,7 @@ put(S, "resume_bitmap", hello(1, features=RESUME | HB) + have_frame(2, 0, 0, 8, 
     have_frame(1, 1, 8, 4, runs((9, 1))) + hdr(0, 10))
 put(S, "have_late", hello(1, features=RESUME) + have_frame(1, 1, 0, 12, b"") +
     have_frame(1, 1, 0, 12, b""))
-put(S, "v2", hello(1, version=2, features=HB))
+put(S, "v1", hello(1, version=1, features=HB))  # a version-1 client: the clear refusal
 put(S, "tls", bytes([0x16, 3, 1, 0, 0xc8, 1, 0, 0, 0xc4, 3, 3]) + bytes(range(32)))
 
 # --- client frames: flags, waiting request (gpa, npages-1), then the server's bytes
@@ -138,7 +138,7 @@ put("fuzz_fcsock", "bad_json", b"\x01\x02" + FC["overlap"])
 # flags: 1 join 0x1234, 2 the session has a secret, 4 pause, 8 reopen, 16 LZ4, 32 bulk.
 # The client's known table (joins, reopens): 1 MiB at 0, 2 MiB at 4 MiB, digests 0x1111, 0x2222.
 TABLE = [(0, 1 << 20, 0x1111), (4 << 20, 2 << 20, 0x2222)]
-def welcome(session, features, regions, secret=b"", version=1):
+def welcome(session, features, regions, secret=b"", version=2):
     b = b"PAGEINET" + struct.pack("<IIQII", version, 4096, session, features, len(regions))
     b += b"".join(struct.pack("<QQQ", *r) for r in regions) + secret
     return hdr(len(b), 2) + b
@@ -152,5 +152,5 @@ put(W, "reopen_same", bytes([4 | 8]) + welcome(0x77, HB | RESUME, TABLE))
 put(W, "reopen_other", bytes([4 | 8]) + welcome(0x77, 0, [(0, 1 << 20, 0x1111), (4 << 20, 2 << 20, 0x3333)]))
 put(W, "refused", b"\x00" + error(16, b"this server already serves 16 sessions"))
 put(W, "overlap", b"\x00" + welcome(0x99, 0, [(0, 8192, 1), (4096, 4096, 2)]))
-put(W, "version2", b"\x00" + welcome(0x99, 0, TABLE, version=2))
+put(W, "version1", b"\x00" + welcome(0x99, 0, TABLE, version=1))  # a version-1 server
 put(W, "unasked", b"\x00" + welcome(0x99, HB, TABLE))

@@ -24,7 +24,7 @@
 /* What the fake server does wrong. */
 enum scen {
 	/* handshake */
-	H_MAGIC, H_VERSION, H_PAGE_SIZE, H_NREG_0, H_NREG_MAX, H_OVERLAP, H_UNALIGNED, H_TRUNC,
+	H_MAGIC, H_VERSION, H_VERSION1, H_PAGE_SIZE, H_NREG_0, H_NREG_MAX, H_OVERLAP, H_UNALIGNED, H_TRUNC,
 	H_LEN, H_NOT_WELCOME, H_FEATURES,
 	/* replies to REQ */
 	R_GOOD, R_BIG_LEN, R_TRUNC_CLOSE, R_TRUNC_HANG, R_OUTSIDE, R_PAST_END, R_UNKNOWN_ID,
@@ -161,6 +161,9 @@ static void welcome(int fd, enum scen sc, uint32_t asked)
 		break;
 	case H_VERSION:
 		w.version = PN_VERSION + 1;
+		break;
+	case H_VERSION1: /* a version-1 server: the same layout, version 1 */
+		w.version = 1;
 		break;
 	case H_PAGE_SIZE:
 		w.page_size = 8192;
@@ -395,7 +398,7 @@ static void want_logged(const char *name, const char *keyword)
 	}
 }
 
-static void handshake(enum scen sc, const char *name, const char *keyword)
+static void handshake_ret(enum scen sc, const char *name, const char *keyword, int want)
 {
 	struct pagein_source *src = NULL;
 	struct fake f;
@@ -403,11 +406,17 @@ static void handshake(enum scen sc, const char *name, const char *keyword)
 
 	fake_start(&f, sc);
 	log_reset();
-	T_EQ(net_new(&f, &src), -EPROTO);
+	T_EQ(net_new(&f, &src), want);
 	fake_stop(&f);
 	want_logged(name, keyword);
 	T_ASSERT(ms_now() - t0 < 3000);
-	printf("  handshake %-20s -EPROTO: %s\n", name, t_last_log);
+	printf("  handshake %-20s %s: %s\n", name, want == -EPROTO ? "-EPROTO" : "-EPROTONOSUPPORT",
+	       t_last_log);
+}
+
+static void handshake(enum scen sc, const char *name, const char *keyword)
+{
+	handshake_ret(sc, name, keyword, -EPROTO);
 }
 
 /* A space over the fake's region with a network source, accessors only. */
@@ -568,6 +577,9 @@ int main(void)
 
 	handshake(H_MAGIC, "wrong magic", "magic");
 	handshake(H_VERSION, "wrong version", "version");
+	/* a version-1 server is told apart: which end to upgrade, and -EPROTONOSUPPORT */
+	handshake_ret(H_VERSION1, "version-1 server", "speaks pagein protocol version 1; this "
+		      "client speaks version 2: upgrade the server", -EPROTONOSUPPORT);
 	handshake(H_PAGE_SIZE, "wrong page size", "8192-byte pages");
 	handshake(H_NREG_0, "no region", "regions");
 	handshake(H_NREG_MAX, "too many regions", "regions");

@@ -440,6 +440,46 @@ static void join_missing(void)
 	printf("  ok  %s\n", what);
 }
 
+/*
+ * A version-1 client (HELLO version 1, its layout otherwise the same) gets ERROR
+ * EPROTONOSUPPORT and a text that names both versions and says which end to upgrade, then EOF;
+ * a version the server never spoke keeps the generic text. Both count as malformed.
+ */
+static void old_version_text(uint32_t version, const char *want)
+{
+	struct pagein_server_stats a, b;
+	struct pn_hello h = hello(PN_ROLE_URGENT, 0);
+	char body[sizeof(struct pn_error) + PN_MAX_TEXT + 1] = "";
+	struct pn_hdr hd;
+	uint32_t code;
+	int fd;
+
+	begin(version == 1 ? "version-1 HELLO: the clear refusal" : "unknown version: generic");
+	pagein_server_stats_get(srv, &a);
+	h.version = version;
+	fd = t_connect_loopback(port, 0);
+	cl_frame(fd, PN_HELLO, 0, &h, sizeof(h));
+	T_ASSERT(cl_read(fd, &hd, sizeof(hd), WAIT_MS) == 1);
+	T_EQ(hd.type, PN_ERROR);
+	T_ASSERT(hd.len >= sizeof(struct pn_error) && hd.len <= sizeof(struct pn_error) + PN_MAX_TEXT);
+	T_ASSERT(cl_read(fd, body, hd.len, WAIT_MS) == 1);
+	memcpy(&code, body, sizeof(code));
+	T_EQ(code, EPROTONOSUPPORT);
+	body[hd.len] = 0;
+	if (strcmp(body + sizeof(struct pn_error), want)) {
+		fprintf(stderr, "FAIL [%s]: text \"%s\", want \"%s\"\n", what,
+			body + sizeof(struct pn_error), want);
+		exit(1);
+	}
+	expect_closed(fd, WAIT_MS, false);
+	cases++;
+	wait_sessions_idle();
+	pagein_server_stats_get(srv, &b);
+	T_EQ(b.malformed, a.malformed + 1);
+	good_client();
+	printf("  ok  %s\n", what);
+}
+
 /* 200 random frames with a fixed seed, half of them after a good handshake. */
 static void garbage(void)
 {
@@ -665,6 +705,9 @@ int main(void)
 	bad_case("REQ reserved != 0", true, s_req_reserved);
 	silent_case();
 	join_missing();
+	old_version_text(1, "this server speaks pagein protocol version 2; the client speaks "
+			 "version 1: upgrade it");
+	old_version_text(7, "protocol version 7 is not supported: this server speaks version 2");
 	garbage();
 	max_sessions();
 

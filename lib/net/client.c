@@ -727,6 +727,13 @@ struct ns_conn *pi_net_conn_open(struct netsrc *ns, int role, uint64_t session, 
 		ret = -EPROTO;
 		goto close_fd;
 	}
+	if (le32toh(w.version) == 1) {
+		/* a version-1 server: the same layout, but it cannot prove sessions or resume */
+		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s speaks pagein protocol version 1; this client "
+			   "speaks version %u: upgrade the server", ns->addr, PN_VERSION);
+		ret = -EPROTONOSUPPORT;
+		goto close_fd;
+	}
 	if (le32toh(w.version) != PN_VERSION || le32toh(w.page_size) != PN_PAGE) {
 		pi_net_log(ns, PAGEIN_LOG_ERR, "server %s speaks protocol version %u with %u-byte pages; "
 		       "this client speaks version %u with %u-byte pages", ns->addr,

@@ -1139,6 +1139,11 @@ static int conn_handshake(struct srv_conn *c)
 				   type_name(h.type));
 	if (memcmp(hi->magic, PN_MAGIC, 8))
 		return conn_reject(c, EPROTO, true, "HELLO has the wrong magic: not a pagein client");
+	/* a version-1 client is told which end to upgrade: serving it would bring back sessions
+	 * joined by their bare id */
+	if (hi->version == 1)
+		return conn_reject(c, EPROTONOSUPPORT, true, "this server speaks pagein protocol "
+				   "version %u; the client speaks version 1: upgrade it", PN_VERSION);
 	if (hi->version != PN_VERSION)
 		return conn_reject(c, EPROTONOSUPPORT, true, "protocol version %u is not supported: "
 				   "this server speaks version %u", hi->version, PN_VERSION);
@@ -1321,7 +1326,7 @@ static int conn_request(struct srv_conn *c, const struct pn_hdr *h, const struct
 		return conn_reject(c, EINVAL, true, "REQ %llu: reserved field %#x must be 0",
 				   (unsigned long long)h->id, q->reserved);
 	/* a well-framed REQ that asks for the wrong thing is refused alone where the client
-	 * takes FAIL (the connection stays); without it, as in version 1, the connection closes */
+	 * takes FAIL (the connection stays); without PN_FEAT_FAIL the connection closes */
 	fail = c->features & PN_FEAT_FAIL;
 	if (q->gpa % PN_PAGE && fail)
 		return conn_fail_req(c, h, q, EINVAL, "REQ %llu: gpa %#llx is not 4 KiB-aligned",

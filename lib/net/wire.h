@@ -15,7 +15,10 @@
 #include <sys/uio.h>
 
 #define PN_MAGIC "PAGEINET"       /* 8 bytes, HELLO and WELCOME */
-#define PN_VERSION 1
+/* Version 2 (docs/protocol.md): version 1's layouts, plus CHALLENGE/PROOF, HAVE, HEARTBEAT and
+ * FAIL, negotiated as the PN_FEAT_* bits below. Each end refuses a version-1 peer with a text that
+ * says which end to upgrade (a version-1 server reads a version-2 HELLO and refuses it too). */
+#define PN_VERSION 2
 #define PN_PAGE 4096u             /* the protocol's page: 4 KiB, whatever the backing */
 #define PN_MAX_PAGES 512u         /* pages in one REQ or PAGES (2 MiB: one huge page) */
 #define PN_MAX_REGIONS 64u
@@ -57,13 +60,12 @@ enum pn_role {
 /* Feature bits (HELLO.features asks, WELCOME.features grants). */
 #define PN_FEAT_LZ4 (1u << 0) /* PAGES may carry LZ4-compressed pages */
 /* Both ends send HEARTBEAT on a connection where they have sent nothing for PN_HEARTBEAT_MS, so
- * that a silent peer is told from an idle one within seconds (docs/protocol.md, version 2; until
- * version 2 is complete, version 1 peers negotiate it as this feature bit). */
+ * that a silent peer is told from an idle one within seconds (docs/protocol.md, HEARTBEAT). */
 #define PN_FEAT_HEARTBEAT (1u << 1)
 #define PN_HEARTBEAT_MS 500u
 /* This connection opens a session that resumes a migration: HAVE frames (net/have.h) follow the
  * WELCOME, the session streams nothing before the last of them, then exactly the pages the
- * destination lacks (docs/protocol.md, version 2, negotiated as this bit until then). */
+ * destination lacks (docs/protocol.md, HAVE). */
 #define PN_FEAT_RESUME (1u << 2)
 #define PN_HAVE_MAX_BODY (64u << 10) /* HAVE bodies are at most this (a window of 512 Ki pages) */
 /* Session ids stop being capabilities: a session opened with this bit gets a 32-byte secret after
@@ -72,7 +74,7 @@ enum pn_role {
 #define PN_FEAT_PROOF (1u << 3)
 /* A REQ the server cannot answer (outside the regions, a bad gpa or count, a read error on its
  * source) gets a FAIL with the REQ's id instead of an ERROR that closes the connection: the
- * client fails that fetch alone (docs/protocol.md, version 2, negotiated as this bit). */
+ * client fails that fetch alone (docs/protocol.md, FAIL). */
 #define PN_FEAT_FAIL (1u << 4)
 
 /* Every frame starts with this. */
