@@ -347,7 +347,11 @@ static struct {
 	struct pagein_space *s;
 	struct pagein_source *src;   /* network source (from_addr), else NULL */
 	uint64_t t0, page_size;
-	uint64_t last_ns, last_present; /* the previous status (control thread only) */
+	/* the rate's window (control thread only): it restarts once it is a second old, so the
+	 * control socket and the status file, which share it, both see a rate over 1-2 s rather
+	 * than over the few ms since the other's status */
+	uint64_t last_ns, last_present;
+	double last_rate; /* MiB/s over the window before, while the new one is under 250 ms */
 	_Atomic(const char *) result;   /* "verified", "wrong_bytes", "source_lost" at the end */
 } cs;
 
@@ -365,6 +369,7 @@ static void restore_status(void *arg, struct jbuf *j)
 	struct pagein_stats st;
 	uint64_t present, total, t = now_ns(), faults;
 	const char *res = atomic_load(&cs.result);
+	double rate;
 	int n, i;
 
 	(void)arg;
@@ -385,9 +390,12 @@ static void restore_status(void *arg, struct jbuf *j)
 	jb_u64(j, "pages_total", total);
 	jb_u64(j, "pages_present", present);
 	jb_u64(j, "pages_remaining", total - present);
-	jb_num(j, "mib_per_s", t > cs.last_ns ? (double)((present - cs.last_present) *
-						 cs.page_size) / ((double)(t - cs.last_ns) / 1e9) /
-						 (1 << 20) : 0.0);
+	if (t - cs.last_ns >= 250000000u || (cs.last_ns == cs.t0 && t > cs.t0))
+		rate = (double)((present - cs.last_present) * cs.page_size) /
+		       ((double)(t - cs.last_ns) / 1e9) / (1 << 20);
+	else
+		rate = cs.last_rate;
+	jb_num(j, "mib_per_s", rate);
 	jb_u64(j, "faults", faults);
 	jb_num(j, "fault_p50_us", fault_us(&st, 0.5));
 	jb_num(j, "fault_p90_us", fault_us(&st, 0.9));
@@ -418,8 +426,11 @@ static void restore_status(void *arg, struct jbuf *j)
 		jb_u64(j, "net_resumes", ns.resumes);
 		jb_bool(j, "net_stream_done", ns.stream_done);
 	}
-	cs.last_ns = t;
-	cs.last_present = present;
+	if (t - cs.last_ns >= 1000000000u) {
+		cs.last_ns = t;
+		cs.last_present = present;
+		cs.last_rate = rate;
+	}
 }
 
 /* reconnect HOST:PORT (control thread). */
