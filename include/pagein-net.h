@@ -217,6 +217,15 @@ int pagein_net_state(struct pagein_source *src);
  * path. */
 int pagein_net_reconnect(struct pagein_source *src, const char *addr);
 
+/* Add an alternate server ("HOST:PORT": a restarted one, a replica of the same image) that
+ * recovery tries in turn with the first (pause on): after a failed attempt on one address the
+ * next attempt uses the next, round the list, the backoff running on as before. A server that
+ * serves another image is refused as ever (-ESTALE). pagein_net_reconnect replaces the list with
+ * its one address. Returns 0, -EINVAL (not HOST:PORT, not a network source), -ENOSPC (already
+ * PAGEIN_NET_MAX_ALTERNATES addresses, the first included). Any thread but a fault path. */
+#define PAGEIN_NET_MAX_ALTERNATES 8
+int pagein_net_add_alternate(struct pagein_source *src, const char *addr);
+
 /*
  * Connect to a page server (the urgent connection, or the single one when urgent is off),
  * with a copy of cfg (cfg->size set by pagein_net_config_init, else -EINVAL),

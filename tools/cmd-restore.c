@@ -44,11 +44,12 @@ static void usage(FILE *f)
 		"                     reconnect and resume; fail after MS (default 600000,\n"
 		"                     0 = wait for ever)\n"
 		"      --no-pause     network: fail at once on a lost link (no pause, no resume)\n"
-		"      --reconnect HOST:PORT  network: on a lost link, resume from this server\n"
-		"                     (a restarted one, or a replica of the same image)\n"
+		"      --reconnect HOST:PORT  network: an alternate server (a restarted one, or a\n"
+		"                     replica of the same image): on a lost link, recovery tries\n"
+		"                     --from and each --reconnect in turn (up to 7, repeatable)\n"
 		"      --control PATH a control socket: `pagein ctl PATH status` (state, pages,\n"
 		"                     MiB/s, faults, latency, blocked time per thread) or\n"
-		"                     `reconnect HOST:PORT` (with --pause-limit or --reconnect)\n"
+		"                     `reconnect HOST:PORT` (not with --no-pause)\n"
 		"      --status-file PATH  the status JSON, rewritten atomically every interval\n"
 		"      --status-interval MS  for --status-file (default 1000)\n"
 		"      --json         print one JSON summary on stdout (the human report goes\n"
@@ -218,7 +219,10 @@ int cmd_restore(int argc, char **argv)
 			o.pause_limit_ms = opt_uint("--pause-limit", optarg, 0, UINT32_MAX - 1);
 		} else if (c == OPT_RECONNECT) {
 			opt_hostport("--reconnect", optarg, false);
-			o.reconnect = optarg;
+			if (o.nreconnect >= sizeof(o.reconnect) / sizeof(o.reconnect[0]))
+				die_code(EXIT_USAGE, "--reconnect: at most %zu alternates",
+					 sizeof(o.reconnect) / sizeof(o.reconnect[0]));
+			o.reconnect[o.nreconnect++] = optarg;
 		} else if (c == OPT_NO_PAUSE) {
 			o.no_pause = true;
 		} else if (c == OPT_CONTROL) {
@@ -251,10 +255,10 @@ int cmd_restore(int argc, char **argv)
 		die_code(EXIT_USAGE, "--json-interval needs --json");
 	if (o.status_ms && !o.status_file)
 		die_code(EXIT_USAGE, "--status-interval needs --status-file");
-	if (o.no_pause && (o.reconnect || o.pause_limit_ms != UINT_MAX))
+	if (o.no_pause && (o.nreconnect || o.pause_limit_ms != UINT_MAX))
 		die_code(EXIT_USAGE, "--no-pause fails at once on a lost link: %s has nothing to do "
-			 "then; give only one", o.reconnect ? "--reconnect" : "--pause-limit");
-	if ((o.no_pause || o.reconnect || o.pause_limit_ms != UINT_MAX) && !o.from_addr)
+			 "then; give only one", o.nreconnect ? "--reconnect" : "--pause-limit");
+	if ((o.no_pause || o.nreconnect || o.pause_limit_ms != UINT_MAX) && !o.from_addr)
 		die_code(EXIT_USAGE, "--no-pause, --pause-limit and --reconnect are for a page server "
 			 "(--from HOST:PORT)");
 	return run_restore(&o);

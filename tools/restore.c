@@ -491,6 +491,7 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 {
 	struct pagein_net_config nc;
 	struct pagein_source *src;
+	unsigned i;
 	int ret;
 
 	pagein_net_config_init(&nc);
@@ -525,8 +526,9 @@ static struct pagein_source *net_source(const struct restore_opts *o)
 			 : exit_for_errno(ret, EXIT_SOURCE_LOST), "cannot migrate from %s: %s%s",
 			 o->from_addr, strerror(-ret),
 			 ret == -EPROTO ? " (the server speaks another protocol: see above)" : "");
-	if (o->reconnect && pagein_net_reconnect(src, o->reconnect) < 0)
-		die_code(EXIT_USAGE, "--reconnect %s: not HOST:PORT", o->reconnect);
+	for (i = 0; i < o->nreconnect; i++)
+		if (pagein_net_add_alternate(src, o->reconnect[i]) < 0)
+			die_code(EXIT_USAGE, "--reconnect %s: not HOST:PORT", o->reconnect[i]);
 	return src;
 }
 

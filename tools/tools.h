@@ -122,7 +122,9 @@ struct restore_opts {
 	bool no_pause;                   /* network: fail at once on a lost link (default: pause,
 					  * reconnect and resume) */
 	unsigned pause_limit_ms;         /* network: then fail after this (0 = never) */
-	const char *reconnect;           /* network: reconnect to this address instead */
+	const char *reconnect[7];        /* network: alternate servers a recovery tries in turn
+					  * after --from (--reconnect, repeatable) */
+	unsigned nreconnect;
 	const char *control;             /* --control: a control socket (tools/ctl.c) */
 	const char *status_file;         /* --status-file: the status JSON, rewritten */
 	unsigned status_ms;              /* --status-interval (0: 1000) */

@@ -1069,6 +1069,15 @@ static void recover(struct netsrc *ns)
 		}
 		pi_net_log(ns, PAGEIN_LOG_INFO, "server %s: reconnect attempt %u: %s", ns->addr,
 			   attempt, strerror(-ret));
+		/* alternates: the next attempt goes to the next server of the list, unless a new
+		 * address was given meanwhile */
+		pthread_mutex_lock(&ns->lock);
+		if (ns->nalts > 1 && !ns->addr_new) {
+			ns->alt_cur = (ns->alt_cur + 1) % ns->nalts;
+			snprintf(ns->next_addr, sizeof(ns->next_addr), "%s", ns->alts[ns->alt_cur]);
+			ns->addr_new = true;
+		}
+		pthread_mutex_unlock(&ns->lock);
 	}
 }
 
@@ -1099,10 +1108,29 @@ int pagein_net_reconnect(struct pagein_source *src, const char *addr)
 	pthread_mutex_lock(&ns->lock);
 	snprintf(ns->next_addr, sizeof(ns->next_addr), "%s", addr);
 	ns->addr_new = true;
+	snprintf(ns->alts[0], sizeof(ns->alts[0]), "%s", addr); /* from now on, this one only */
+	ns->nalts = 1;
+	ns->alt_cur = 0;
 	pthread_mutex_unlock(&ns->lock);
 	atomic_fetch_add(&ns->rc_seq, 1);
 	pi_futex_wake(&ns->rc_seq);
 	return 0;
+}
+
+int pagein_net_add_alternate(struct pagein_source *src, const char *addr)
+{
+	struct netsrc *ns = pi_net_of(src);
+	int ret = 0;
+
+	if (!ns || !addr || strlen(addr) >= sizeof(ns->alts[0]) || !strchr(addr, ':'))
+		return -EINVAL;
+	pthread_mutex_lock(&ns->lock);
+	if (ns->nalts >= PAGEIN_NET_MAX_ALTERNATES)
+		ret = -ENOSPC;
+	else
+		snprintf(ns->alts[ns->nalts++], sizeof(ns->alts[0]), "%s", addr);
+	pthread_mutex_unlock(&ns->lock);
+	return ret;
 }
 
 static bool net_covers(void *ctx, uint64_t gpa, uint64_t len)
@@ -1210,6 +1238,8 @@ int pagein_source_net_new(const struct pagein_net_config *cfg, struct pagein_sou
 	if (!ns->cfg.connect_timeout_ms)
 		ns->cfg.connect_timeout_ms = 5000;
 	snprintf(ns->addr, sizeof(ns->addr), "%s", cfg->addr);
+	snprintf(ns->alts[0], sizeof(ns->alts[0]), "%s", cfg->addr);
+	ns->nalts = 1;
 	ns->cfg.addr = ns->addr;
 	ns->tx_efd = -1;
 	pthread_mutex_init(&ns->lock, NULL);

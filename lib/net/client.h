@@ -144,8 +144,12 @@ struct netsrc {
 	_Atomic bool rc_quit;
 	_Atomic unsigned gen;           /* the current main connection's generation */
 	struct ns_conn *graveyard;      /* replaced main connections */
-	char next_addr[256];            /* pagein_net_reconnect's address (lock) */
+	char next_addr[256];            /* the address the next recovery attempt uses (lock) */
 	bool addr_new;                  /* (lock) */
+	/* the servers a recovery tries in turn (lock): cfg.addr, then pagein_net_add_alternate's;
+	 * pagein_net_reconnect replaces them all */
+	char alts[PAGEIN_NET_MAX_ALTERNATES][256];
+	unsigned nalts, alt_cur;        /* how many; the one in use */
 	_Atomic uint64_t resumes;       /* successful resumes */
 	_Atomic uint64_t rejoins;       /* of those, into the same session (server grace) */
 	bool rejoin;                    /* the recovery thread's conn_open joins to resume */
