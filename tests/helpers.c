@@ -717,6 +717,32 @@ int t_read_port_file(const char *path, unsigned ms)
 	return port;
 }
 
+pid_t t_serve_start(const char *bin, char *const args[], const char *pfile, int *out_fd,
+		    int *err_fd, char *addr, size_t addrlen, unsigned ms)
+{
+	pid_t pid = t_spawn(bin, args, out_fd, err_fd, NULL);
+	int port;
+
+	T_ASSERT(pid > 0);
+	port = t_read_port_file(pfile, ms);
+	if (!port)
+		kill(pid, SIGKILL);
+	T_ASSERT(port > 0);
+	snprintf(addr, addrlen, "127.0.0.1:%d", port);
+	return pid;
+}
+
+pid_t t_restore_connected(const char *bin, char *const args[], int *out_fd, int *err_fd,
+			  char *err, size_t errsz, size_t *len, unsigned ms)
+{
+	pid_t pid = t_spawn(bin, args, out_fd, err_fd, NULL);
+
+	T_ASSERT(pid > 0);
+	T_CHECK(t_wait_text(*err_fd, err, errsz, len, "connected to", ms),
+		"restore never connected: %s", err);
+	return pid;
+}
+
 bool t_wait_text(int fd, char *buf, size_t size, size_t *len, const char *want, unsigned ms)
 {
 	uint64_t end = t_ms_now() + ms, now;

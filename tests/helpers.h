@@ -199,6 +199,16 @@ int t_exit_code(int status);
 
 /* The port a `pagein serve --port-file PATH` wrote, waiting up to ms for it; 0 if none came. */
 int t_read_port_file(const char *path, unsigned ms);
+/* Start `pagein serve` (args must give --port-file pfile) and wait up to ms for its port: writes
+ * "127.0.0.1:PORT" into addr and returns the pid. A server that writes no port is killed and
+ * the test stops (T_ASSERT). */
+pid_t t_serve_start(const char *bin, char *const args[], const char *pfile, int *out_fd,
+		    int *err_fd, char *addr, size_t addrlen, unsigned ms);
+/* Start `pagein restore` (args; its stderr must carry -v's "connected to") and wait up to ms
+ * until it has connected: its stderr so far is in err (*len bytes, kept for t_collect's
+ * err + *len). Returns the pid; a restore that never connects is a test failure (T_CHECK). */
+pid_t t_restore_connected(const char *bin, char *const args[], int *out_fd, int *err_fd,
+			  char *err, size_t errsz, size_t *len, unsigned ms);
 /* Read fd (a child's pipe) into buf (NUL-terminated; *len bytes so far, kept across calls) until
  * want appears, the pipe ends, or ms pass. Returns whether want is in buf. */
 bool t_wait_text(int fd, char *buf, size_t size, size_t *len, const char *want, unsigned ms);

@@ -18,19 +18,6 @@
 static const char *bin;
 static char sout[1 << 14], serr[1 << 16], rout[1 << 16], rerr[1 << 16];
 
-static pid_t serve(char *const args[], const char *pfile, int *so, int *se)
-{
-	pid_t pid = t_spawn(bin, args, so, se, NULL);
-	int port;
-
-	T_ASSERT(pid > 0);
-	port = t_read_port_file(pfile, WAIT_MS);
-	if (!port)
-		kill(pid, SIGKILL);
-	T_ASSERT(port > 0);
-	return pid;
-}
-
 /* A loopback port nothing listens on (bound, then closed: connects to it are refused). */
 static int dead_port(void)
 {
@@ -72,15 +59,10 @@ int main(int argc, char **argv)
 	T_ASSERT(mkdtemp(dir));
 	snprintf(p1, sizeof(p1), "%s/p1", dir);
 	snprintf(p2, sizeof(p2), "%s/p2", dir);
-	s1 = serve(s1args, p1, &so1, &se1);
-	s2 = serve(s2args, p2, &so2, &se2);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t_read_port_file(p1, 100));
-	snprintf(addr2, sizeof(addr2), "127.0.0.1:%d", t_read_port_file(p2, 100));
+	s1 = t_serve_start(bin, s1args, p1, &so1, &se1, addr, sizeof(addr), WAIT_MS);
+	s2 = t_serve_start(bin, s2args, p2, &so2, &se2, addr2, sizeof(addr2), WAIT_MS);
 	snprintf(dead, sizeof(dead), "127.0.0.1:%d", dead_port());
-	rst = t_spawn(bin, rargs, &ro, &re, NULL);
-	T_ASSERT(rst > 0);
-	T_CHECK(t_wait_text(re, rerr, sizeof(rerr), &rlen, "connected to", WAIT_MS),
-		"restore never connected: %s", rerr);
+	rst = t_restore_connected(bin, rargs, &ro, &re, rerr, sizeof(rerr), &rlen, WAIT_MS);
 	usleep(700000);
 	kill(s1, SIGKILL);
 	t_collect(s1, so1, sout, sizeof(sout), se1, serr, sizeof(serr), 5000);

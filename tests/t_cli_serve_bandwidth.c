@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 			  "--around", "1", "-q", "-v", "--control", rsock, NULL };
 	char *raise[] = { "pagein", "ctl", ssock, "bandwidth", "0", NULL };
 	static struct t_json_object o;
-	int so, se, ro, re, port, rc, i;
+	int so, se, ro, re, rc, i;
 	double p1, t1, b0, b1, rate, tail_rate, fault_p50;
 	uint64_t t_start, t_b0, t_b1, t_raise, t_done = 0;
 	size_t rlen = 0;
@@ -59,17 +59,8 @@ int main(int argc, char **argv)
 	snprintf(pfile, sizeof(pfile), "%s/port", dir);
 	snprintf(ssock, sizeof(ssock), "%s/serve.sock", dir);
 	snprintf(rsock, sizeof(rsock), "%s/restore.sock", dir);
-	srv = t_spawn(bin, sargs, &so, &se, NULL);
-	T_ASSERT(srv > 0);
-	port = t_read_port_file(pfile, WAIT_MS);
-	if (!port)
-		kill(srv, SIGKILL);
-	T_ASSERT(port > 0);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	rst = t_spawn(bin, rargs, &ro, &re, NULL);
-	T_ASSERT(rst > 0);
-	T_CHECK(t_wait_text(re, rerr, sizeof(rerr), &rlen, "connected to", WAIT_MS),
-		"restore never connected: %s", rerr);
+	srv = t_serve_start(bin, sargs, pfile, &so, &se, addr, sizeof(addr), WAIT_MS);
+	rst = t_restore_connected(bin, rargs, &ro, &re, rerr, sizeof(rerr), &rlen, WAIT_MS);
 	t_start = t_ms_now();
 	/* the server's rate over a second, at the limit */
 	usleep(500000);

@@ -25,23 +25,14 @@ static void run(const char *dir, bool force)
 	 * is still under way when the signal comes */
 	char *rargs[] = { "pagein", "restore", "--from", addr, "--no-fill", "--around", "1", "-t",
 			  "1", "-q", "-v", NULL };
-	int so, se, ro, re, st, rst, rc, rrc, port;
+	int so, se, ro, re, st, rst, rc, rrc;
 	size_t slen = 0, rlen = 0;
 	pid_t srv, rst_pid;
 
 	snprintf(pfile, sizeof(pfile), "%s/port", dir);
 	unlink(pfile);
-	srv = t_spawn(bin, sargs, &so, &se, NULL);
-	T_ASSERT(srv > 0);
-	port = t_read_port_file(pfile, WAIT_MS);
-	if (!port)
-		kill(srv, SIGKILL);
-	T_ASSERT(port > 0);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	rst_pid = t_spawn(bin, rargs, &ro, &re, NULL);
-	T_ASSERT(rst_pid > 0);
-	T_CHECK(t_wait_text(re, rerr, sizeof(rerr), &rlen, "connected to", WAIT_MS),
-		"restore never connected: %s", rerr);
+	srv = t_serve_start(bin, sargs, pfile, &so, &se, addr, sizeof(addr), WAIT_MS);
+	rst_pid = t_restore_connected(bin, rargs, &ro, &re, rerr, sizeof(rerr), &rlen, WAIT_MS);
 	usleep(100000);
 	kill(srv, SIGTERM);
 	T_CHECK(t_wait_text(se, serr, sizeof(serr), &slen, "draining", WAIT_MS),

@@ -54,7 +54,7 @@ int main(int argc, char **argv)
 	char *off_lo_cli[] = { "pagein", "restore", "--from", "192.0.2.1:7000", "-q", NULL };
 	char *handler[] = { "pagein", "handler", "--socket", sock, "--from", addr, "--psk-file",
 			    key, "--tls-name", "x", "--accept-timeout", "100", NULL };
-	int so, se, port;
+	int so, se;
 	pid_t srv;
 
 	bin = t_pagein_bin(argv[0]);
@@ -70,13 +70,7 @@ int main(int argc, char **argv)
 	expect(off_lo_cli, 2, "--insecure", "restore from 192.0.2.1 without TLS or --insecure");
 
 	/* a TLS server: a wrong key, and a plain client */
-	srv = t_spawn(bin, tls_srv, &so, &se, NULL);
-	T_ASSERT(srv > 0);
-	port = t_read_port_file(pfile, WAIT_MS);
-	if (!port)
-		kill(srv, SIGKILL);
-	T_ASSERT(port > 0);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	srv = t_serve_start(bin, tls_srv, pfile, &so, &se, addr, sizeof(addr), WAIT_MS);
 	expect(wrong_psk, 69, NULL, "restore with a wrong PSK");
 	expect(plain_cli, 69, NULL, "plain restore against a TLS server");
 	/* handler --from takes the TLS options: it waits for a VMM (none comes), not a usage
@@ -95,13 +89,7 @@ int main(int argc, char **argv)
 	unlink(pfile);
 
 	/* a plain server: a TLS client */
-	srv = t_spawn(bin, plain_srv, &so, &se, NULL);
-	T_ASSERT(srv > 0);
-	port = t_read_port_file(pfile, WAIT_MS);
-	if (!port)
-		kill(srv, SIGKILL);
-	T_ASSERT(port > 0);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	srv = t_serve_start(bin, plain_srv, pfile, &so, &se, addr, sizeof(addr), WAIT_MS);
 	expect(tls_cli, 69, NULL, "TLS restore against a plain server");
 	kill(srv, SIGTERM);
 	T_CHECK(t_exit_code(t_collect(srv, so, out, sizeof(out), se, err, sizeof(err),

@@ -16,19 +16,6 @@
 static const char *bin;
 static char sout[1 << 14], serr[1 << 16], rout[1 << 16], rerr[1 << 16], reply[1 << 16];
 
-static pid_t serve(char *const args[], const char *pfile, int *so, int *se)
-{
-	pid_t pid = t_spawn(bin, args, so, se, NULL);
-	int port;
-
-	T_ASSERT(pid > 0);
-	port = t_read_port_file(pfile, WAIT_MS);
-	if (!port)
-		kill(pid, SIGKILL);
-	T_ASSERT(port > 0);
-	return pid;
-}
-
 int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/t_ctl_rc.XXXXXX", p1[96], p2[96], rsock[96], rfile[96], addr[64],
@@ -56,12 +43,8 @@ int main(int argc, char **argv)
 	snprintf(p2, sizeof(p2), "%s/p2", dir);
 	snprintf(rsock, sizeof(rsock), "%s/r.sock", dir);
 	snprintf(rfile, sizeof(rfile), "%s/r.json", dir);
-	s1 = serve(s1args, p1, &so1, &se1);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", t_read_port_file(p1, 100));
-	rst = t_spawn(bin, rargs, &ro, &re, NULL);
-	T_ASSERT(rst > 0);
-	T_CHECK(t_wait_text(re, rerr, sizeof(rerr), &rlen, "connected to", WAIT_MS),
-		"restore never connected: %s", rerr);
+	s1 = t_serve_start(bin, s1args, p1, &so1, &se1, addr, sizeof(addr), WAIT_MS);
+	rst = t_restore_connected(bin, rargs, &ro, &re, rerr, sizeof(rerr), &rlen, WAIT_MS);
 	usleep(700000);
 	kill(s1, SIGKILL);
 	t_collect(s1, so1, sout, sizeof(sout), se1, serr, sizeof(serr), 5000);
@@ -77,8 +60,7 @@ int main(int argc, char **argv)
 			usleep(20000);
 	}
 	T_CHECK(paused && before > 0, "the destination did not pause with pages left: %s", reply);
-	s2 = serve(s2args, p2, &so2, &se2);
-	snprintf(addr2, sizeof(addr2), "127.0.0.1:%d", t_read_port_file(p2, 100));
+	s2 = t_serve_start(bin, s2args, p2, &so2, &se2, addr2, sizeof(addr2), WAIT_MS);
 	rc = t_exit_code(t_run_status(bin, ctl, reply, sizeof(reply), serr, sizeof(serr), 10000,
 				      NULL));
 	T_CHECK(rc == 0 && strstr(reply, "\"ok\":true"), "ctl reconnect: exit %d: %s%s", rc, reply,

@@ -57,7 +57,7 @@ static void run(const char *dir, const char *fe)
 			  "1", "-f", (char *)fe, "-q", "-v", "--control", rsock, "--status-file",
 			  rfile, "--status-interval", "50", NULL };
 	static struct t_json_object a, b, s1, s2;
-	int so, se, ro, re, port, rc, i, ret;
+	int so, se, ro, re, rc, i, ret;
 	double keys_a, keys_b;
 	size_t rlen = 0;
 	pid_t srv, rst;
@@ -69,17 +69,8 @@ static void run(const char *dir, const char *fe)
 	snprintf(rfile, sizeof(rfile), "%s/r.json", dir);
 	unlink(pfile);
 	unlink(rfile);
-	srv = t_spawn(bin, sargs, &so, &se, NULL);
-	T_ASSERT(srv > 0);
-	port = t_read_port_file(pfile, WAIT_MS);
-	if (!port)
-		kill(srv, SIGKILL);
-	T_ASSERT(port > 0);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	rst = t_spawn(bin, rargs, &ro, &re, NULL);
-	T_ASSERT(rst > 0);
-	T_CHECK(t_wait_text(re, rerr, sizeof(rerr), &rlen, "connected to", WAIT_MS),
-		"restore never connected: %s", rerr);
+	srv = t_serve_start(bin, sargs, pfile, &so, &se, addr, sizeof(addr), WAIT_MS);
+	rst = t_restore_connected(bin, rargs, &ro, &re, rerr, sizeof(rerr), &rlen, WAIT_MS);
 	/* the destination's control socket, twice, some faults apart */
 	for (i = 0, ret = -1; i < 500 && ret < 0; i++) {
 		ret = t_ctl_query(rsock, "status", reply, sizeof(reply), 5000);
