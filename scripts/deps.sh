@@ -8,7 +8,7 @@ set -euo pipefail
 want=()
 case "${1:-build}" in
 build) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev) ;;
-bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev gnuplot-nox) ;;
+bench) want=(gcc make pkg-config libxxhash-dev liblz4-dev libssl-dev gnuplot-nox python3 cpio) ;;
 kvm)   want=(qemu-system-x86 busybox-static cpio kmod zstd xz-utils pahole) ;;
 fuzz)  want=(clang libclang-rt-14-dev bc) ;;
 qemu10) exec bash "$(dirname "$0")/../bench/qemu-fetch.sh" ;;
