@@ -37,6 +37,10 @@ enum scen {
 };
 
 static uint8_t img[RSIZE], wrong[RSIZE];
+/* the fake grants heartbeats (when asked): the client then reads a reply's raw pages straight
+ * into the waiting fetch's buffer, so every reply case runs on that path too */
+static bool hb;
+static int late_nth; /* R_LATE: replies sent so far */
 
 /* Everything the library logged since the last reset (t_last_log keeps only the last line). */
 static char logged[32768];
@@ -149,7 +153,8 @@ static void send_one(int fd, uint64_t id, uint64_t gpa, uint32_t d, const void *
 static void welcome(int fd, enum scen sc, uint32_t asked)
 {
 	struct pn_welcome w = { .version = PN_VERSION, .page_size = PN_PAGE, .session = 42,
-				.features = asked & PN_FEAT_LZ4, .nregions = 1 };
+				.features = asked & (PN_FEAT_LZ4 | (hb ? PN_FEAT_HEARTBEAT : 0)),
+				.nregions = 1 };
 	struct pn_region r[2] = { { 0, RSIZE, pagein_digest(img, RSIZE) },
 				  { 4ull << 30, RSIZE, 1 } };
 	uint32_t nsend = 1;
@@ -277,10 +282,8 @@ static bool reply(int fd, enum scen sc, uint64_t id, const struct pn_req *q)
 		send_pages_raw(fd, id, q->gpa, q->npages, wrong, 0);
 		return true;
 	case R_LATE: {
-		static int nth;
-
 		/* the first answer only after the client's 1 s time-out */
-		if (nth++ == 0)
+		if (late_nth++ == 0)
 			usleep(1300000);
 		send_pages_raw(fd, id, q->gpa, q->npages, img, 0);
 		return true;
@@ -330,6 +333,8 @@ static void *fake_main(void *arg)
 		goto drain;
 	}
 	while (xrecv(fd, &h, sizeof(h))) {
+		if (hb && h.type == PN_HEARTBEAT && !h.len)
+			continue;
 		if (h.type != PN_REQ || h.len != sizeof(q) || !xrecv(fd, &q, sizeof(q)))
 			break;
 		if (!reply(fd, f->sc, h.id, &q))
@@ -552,6 +557,7 @@ static void late_reply(void)
 	uint64_t t0 = ms_now();
 
 	log_reset();
+	late_nth = 0;
 	client_make(&c, R_LATE);
 	T_EQ(pagein_read(c.s, PAGE_GPA, buf, 4096), -ETIMEDOUT);
 	T_ASSERT(ms_now() - t0 < 3000);
@@ -590,6 +596,10 @@ int main(void)
 	handshake(H_NOT_WELCOME, "not a WELCOME", "WELCOME");
 	handshake(H_FEATURES, "ungranted feature", "features");
 
+	for (int k = 0; k < 2; k++) {
+	hb = k;
+	printf("  replies, %s:\n", hb ? "heartbeats granted (pages read straight into the fetch's "
+	       "buffer)" : "no heartbeats (each reply read whole, then decoded)");
 	bad_reply(R_BIG_LEN, "length past the limit", "limit");
 	bad_reply(R_TRUNC_CLOSE, "truncated frame", "truncated");
 	bad_reply(R_TRUNC_HANG, "truncated, server hangs", "");
@@ -605,9 +615,11 @@ int main(void)
 	bad_reply(R_BAD_KIND, "unknown page kind", "descriptor");
 	bad_reply(R_BULK_ON_URGENT, "bulk pages on urgent", "urgent");
 	late_reply();
+	wrong_bytes();
+	}
+	hb = false;
 	bad_bulk(B_PAST_END, "past the region end", "region");
 	bad_bulk(B_REPLY_ON_BULK, "a reply on bulk", "no request");
 	bad_bulk(B_BAD_LZ4, "bad LZ4 payload", "LZ4");
-	wrong_bytes();
 	t_pass("a lying server gets clear errors, bounded waits and no wrong page installed");
 }

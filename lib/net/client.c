@@ -169,13 +169,17 @@ static int check_regions(struct netsrc *ns, const struct pn_region *regs, unsign
  * Read exactly n bytes, waiting at most idle_ms (-1: no limit) for each chunk. Returns 0, 1 on a
  * clean EOF before the first byte, -EPIPE on an EOF after it, -ETIMEDOUT, or -errno.
  */
-static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
+static int recv_exact_until(struct ns_conn *c, void *dst, size_t n, int idle_ms,
+			    uint64_t deadline_ns, size_t *gotp)
 {
 	uint8_t *p = dst;
-	size_t got = 0, k;
+	size_t got = 0, k, dummy;
 	ssize_t r;
+	uint64_t now;
 
-	while (got < n) {
+	if (!gotp)
+		gotp = &dummy;
+	while ((*gotp = got) < n) {
 		if (c->rpos < c->rlen) {
 			k = c->rlen - c->rpos;
 			if (k > n - got)
@@ -188,11 +192,25 @@ static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
 		/* with heartbeats, silence pauses the migration instead of ending the read */
 		if (c->features & PN_FEAT_HEARTBEAT)
 			idle_ms = silence_wait_ms(c);
-		/* large remainders go straight to dst, small ones through the buffer */
-		if (n - got >= NS_RBUF / 2)
+		if (deadline_ns) {
+			/* a reply read into its requester's buffer ends at the requester's
+			 * deadline, as the request would, unless the migration is paused */
+			now = pi_now_ns();
+			if (now >= deadline_ns && pi_link_state(&c->ns->link) == PI_LINK_RUNNING)
+				return -ETIME;
+			if (now < deadline_ns && (idle_ms < 0 || (uint64_t)idle_ms >
+						  (deadline_ns - now) / 1000000 + 1))
+				idle_ms = (int)((deadline_ns - now) / 1000000 + 1);
+		}
+		/* remainders of a page or more go straight to dst; small ones (frame headers) through
+		 * the buffer, which takes a page at most: what follows a header is usually a payload
+		 * that a copy out of the buffer would only slow down */
+		if (n - got >= NS_RBUF)
 			r = pi_conn_recv_some(&c->tc, p + got, n - got, idle_ms, -1);
 		else
 			r = pi_conn_recv_some(&c->tc, c->rbuf, NS_RBUF, idle_ms, -1);
+		if (r == -ETIMEDOUT && deadline_ns && pi_now_ns() >= deadline_ns)
+			continue; /* the deadline, not silence: decided above */
 		if (r == -ETIMEDOUT && (c->features & PN_FEAT_HEARTBEAT) && !pi_net_silence(c))
 			continue;
 		if (r < 0)
@@ -202,7 +220,7 @@ static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
 		if (r == 0)
 			return got ? -EPIPE : 1;
 		atomic_fetch_add_explicit(&c->ns->bytes_received, (uint64_t)r, memory_order_relaxed);
-		if (n - got >= NS_RBUF / 2) {
+		if (n - got >= NS_RBUF) {
 			got += (size_t)r;
 		} else {
 			c->rpos = 0;
@@ -210,6 +228,11 @@ static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
 		}
 	}
 	return 0;
+}
+
+static int recv_exact(struct ns_conn *c, void *dst, size_t n, int idle_ms)
+{
+	return recv_exact_until(c, dst, n, idle_ms, 0, NULL);
 }
 
 
@@ -279,6 +302,102 @@ uint64_t pi_net_zero_fold(const uint64_t *zero, uint32_t npages, uint64_t page_s
 
 /* A reply (id != 0): find its slot, decode into its dst, wake its requester. */
 /* Read and handle one frame. Returns 0, 1 on a clean EOF, or -errno with why filled in. */
+/*
+ * The body of a reply (PAGES with an id): its header and descriptors first, then, when its
+ * request is waiting for it, the raw pages straight into the requester's buffer, saving a copy
+ * on the fault's path. Anything else (abandoned, mismatched, malformed) is read whole and judged
+ * by the usual checks. Only with heartbeats: a server that goes quiet in the middle of the
+ * payload is then noticed, and the request goes back to waiting.
+ */
+static int recv_reply(struct ns_conn *c, uint64_t id, uint32_t len, int idle, char *why,
+		      size_t whylen)
+{
+	struct netsrc *ns = c->ns;
+	struct pi_wire_pages pg;
+	struct pn_pages ph;
+	struct ns_slot *sl;
+	uint32_t head = sizeof(ph), i, j, d;
+	int ret;
+
+	if ((c->features & PN_FEAT_HEARTBEAT) && len >= sizeof(ph)) {
+		ret = recv_exact(c, c->body, sizeof(ph), idle);
+		if (ret)
+			return ret == 1 ? -EPIPE : ret;
+		memcpy(&ph, c->body, sizeof(ph));
+		i = le32toh(ph.npages);
+		if (i && i <= PN_MAX_PAGES && len >= sizeof(ph) + 4ull * i)
+			head += 4 * i;
+		if (head > sizeof(ph)) {
+			ret = recv_exact(c, c->body + sizeof(ph), head - sizeof(ph), idle);
+			if (ret)
+				return ret == 1 ? -EPIPE : ret;
+		}
+	} else {
+		head = 0;
+	}
+	if (head > sizeof(ph)) {
+		/* the checks look at the header and descriptors only, not at the payload */
+		ret = pi_wire_parse_pages(c->body, len, ns->regions, ns->nregions,
+					  c->features & PN_FEAT_LZ4, &pg, why, whylen);
+		if (ret)
+			return ret;
+		sl = pi_net_reply_begin(c, id, &pg);
+		if (sl) {
+			uint64_t dl = atomic_load(&sl->deadline_ns), t0 = pi_now_ns();
+			uint64_t pauses = atomic_load(&ns->link.pauses);
+			size_t got = 0, done = 0, left, off;
+
+			for (i = 0; i < pg.npages && !ret; i = j) {
+				memcpy(&d, pg.desc + 4 * i, 4);
+				for (j = i + 1; PN_PG_KIND(le32toh(d)) == PN_PG_RAW && j < pg.npages;
+				     j++) {
+					uint32_t e;
+
+					memcpy(&e, pg.desc + 4 * j, 4);
+					if (PN_PG_KIND(le32toh(e)) != PN_PG_RAW)
+						break;
+				}
+				if (PN_PG_KIND(le32toh(d)) != PN_PG_RAW)
+					continue;
+				for (off = 0;; off += got) {
+					ret = recv_exact_until(c, sl->dst + (uint64_t)i * PN_PAGE + off,
+							       (size_t)(j - i) * PN_PAGE - off, idle,
+							       dl, &got);
+					done += got;
+					if (ret != -ETIME || atomic_load(&ns->link.pauses) == pauses)
+						break;
+					/* paused and resumed meanwhile: the request gets its time
+					 * again, as a waiting one does */
+					pauses = atomic_load(&ns->link.pauses);
+					dl = pi_now_ns() + (dl > t0 ? dl - t0 : 0);
+				}
+			}
+			if (ret != -ETIME)
+				return pi_net_reply_end(c, sl, &pg, ret == 1 ? -EPIPE : ret, true);
+			/* the requester's time ran out in the middle of the payload: it fails as
+			 * if the reply had not come, and the rest of the frame is read and dropped
+			 * (the page stays missing, never installed from a partial reply) */
+			pi_net_reply_end(c, sl, &pg, -ETIMEDOUT, false);
+			for (left = len - head - done; left; left -= got) {
+				got = left < (size_t)PN_MAX_PAGES * PN_PAGE ? left
+								     : (size_t)PN_MAX_PAGES * PN_PAGE;
+				ret = recv_exact(c, c->stage, got, idle);
+				if (ret)
+					return ret == 1 ? -EPIPE : ret;
+			}
+			return 0;
+		}
+	}
+	ret = recv_exact(c, c->body + head, len - head, idle);
+	if (ret)
+		return ret == 1 ? -EPIPE : ret;
+	ret = pi_wire_parse_pages(c->body, len, ns->regions, ns->nregions,
+				  c->features & PN_FEAT_LZ4, &pg, why, whylen);
+	if (ret)
+		return ret;
+	return pi_net_handle_reply(c, id, &pg, why, whylen);
+}
+
 static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 {
 	struct netsrc *ns = c->ns;
@@ -309,6 +428,8 @@ static int recv_frame(struct ns_conn *c, char *why, size_t whylen)
 		snprintf(why, whylen, "a frame with flags %#x (must be 0)", le16toh(h.flags));
 		return -EPROTO;
 	}
+	if (type == PN_PAGES && id && c->replies)
+		return recv_reply(c, id, len, idle, why, whylen);
 	ret = recv_exact(c, c->body, len, idle);
 	if (ret)
 		return ret == 1 ? -EPIPE : ret;

@@ -24,7 +24,7 @@
 #define NS_SLOT_BITS 16       /* low bits of a request id: slot index + 1 */
 #define NS_MAX_BULK 16        /* bulk connections one source may open */
 #define NS_MAX_ADDRS 8        /* addresses of the server's name tried, in the resolver's order */
-#define NS_RBUF (256u << 10)  /* receive buffer: small frames are read many at a time */
+#define NS_RBUF 4096u         /* receive buffer: frame headers, small frames read many at a time */
 #define NS_HUGE (2ull << 20)  /* hugetlb page: bulk pages are gathered into whole ones */
 #define NS_HUGE_PAGES (NS_HUGE / PN_PAGE)
 
@@ -47,6 +47,8 @@ struct ns_slot {
 	uint32_t npages;         /* protocol pages asked for */
 	uint64_t page_size;      /* the fetch's page size (zero_mask unit) */
 	uint8_t *dst;            /* where the reply's bytes go (valid while WAITING/FILLING) */
+	_Atomic uint64_t deadline_ns; /* the requester's deadline (0 none): a reply read into dst
+				  * past it fails the request, unless the link is paused */
 	uint64_t zmask;          /* zero pages of page_size, set by the receiver */
 	int result;              /* 0 or -errno, set by the receiver */
 	_Atomic unsigned gen;    /* generation of the main connection its REQ went out on: one
@@ -191,6 +193,12 @@ int pi_net_send_all(struct ns_conn *c, const void *buf, size_t len, uint64_t dea
 int pi_net_send_frame(struct ns_conn *c, uint16_t type, uint64_t id, uint64_t deadline_ns);
 int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page_size,
 		 uint64_t *zero_mask, uint64_t deadline_ns);
+/* A reply read straight into its requester's buffer: begin takes the waiting slot, or NULL (read
+ * the body whole, then pi_net_handle_reply); end completes it, fails it (err < 0), or puts it
+ * back to waiting (err < 0, retry) (urgent.c). */
+struct ns_slot *pi_net_reply_begin(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg);
+int pi_net_reply_end(struct ns_conn *c, struct ns_slot *sl, const struct pi_wire_pages *pg,
+		     int err, bool retry);
 int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg, char *why,
 			size_t whylen);
 /* A FAIL (one request refused by the server): that fetch alone fails with -code. */

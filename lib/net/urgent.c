@@ -134,7 +134,9 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 		if (st == SLOT_DONE)
 			break;
 		if (st == SLOT_FILLING) {
-			/* the receiver is copying bytes it already holds: no I/O, it ends soon */
+			/* the receiver is reading the reply into dst: it ends with the frame, or goes
+			 * back to WAITING if the connection fails in the middle of it (a silent
+			 * server is noticed by its missing heartbeats) */
 			pi_futex_wait(&sl->state, SLOT_FILLING, 0);
 			continue;
 		}
@@ -146,12 +148,14 @@ static int slot_wait(struct netsrc *ns, struct ns_slot *sl, uint64_t deadline_ns
 				uint64_t end = pi_link_pause_deadline(&ns->link);
 
 				deadline_ns = end == UINT64_MAX ? 0 : end + 1000000000ull;
+				atomic_store(&sl->deadline_ns, deadline_ns);
 				continue;
 			}
 			if (atomic_load(&ns->link.pauses) != pauses && span) {
 				/* resumed meanwhile: the request went out again, give it its time */
 				pauses = atomic_load(&ns->link.pauses);
 				deadline_ns = pi_now_ns() + span;
+				atomic_store(&sl->deadline_ns, deadline_ns);
 				continue;
 			}
 			v = SLOT_WAITING;
@@ -213,6 +217,7 @@ int pi_net_fetch(void *ctx, uint64_t gpa, void *dst, uint64_t len, uint64_t page
 	sl->npages = (uint32_t)(len / PN_PAGE);
 	sl->page_size = page_size;
 	sl->dst = dst;
+	atomic_store(&sl->deadline_ns, deadline_ns);
 	sl->zmask = 0;
 	sl->result = 0;
 	atomic_store(&sl->gen, c->gen);
@@ -408,6 +413,71 @@ int pi_net_handle_reply(struct ns_conn *c, uint64_t id, const struct pi_wire_pag
 	return ret;
 }
 
+
+/*
+ * The reply whose header and descriptors pg describes (its payload not read yet) may go straight
+ * into its requester's buffer: the request is waiting, matches, and the payload is raw and zero
+ * pages only. Takes the slot (WAITING -> FILLING) and returns it; NULL: read the body whole and
+ * let pi_net_handle_reply judge it (abandoned, mismatched, LZ4, unsolicited).
+ */
+struct ns_slot *pi_net_reply_begin(struct ns_conn *c, uint64_t id, const struct pi_wire_pages *pg)
+{
+	struct netsrc *ns = c->ns;
+	uint64_t idx = (id & ((1ull << NS_SLOT_BITS) - 1)) - 1;
+	struct ns_slot *sl;
+	uint32_t v, d;
+
+	if (!c->replies || idx >= NS_SLOTS)
+		return NULL;
+	sl = &ns->slots[idx];
+	if (atomic_load(&sl->state) != SLOT_WAITING || atomic_load(&sl->id) != id ||
+	    sl->gpa != pg->gpa || sl->npages != pg->npages)
+		return NULL;
+	for (v = 0; v < pg->npages; v++) {
+		memcpy(&d, pg->desc + 4 * v, 4);
+		if (PN_PG_KIND(le32toh(d)) != PN_PG_RAW && PN_PG_KIND(le32toh(d)) != PN_PG_ZERO)
+			return NULL;
+	}
+	v = SLOT_WAITING;
+	if (!atomic_compare_exchange_strong(&sl->state, &v, SLOT_FILLING))
+		return NULL; /* abandoned meanwhile */
+	return sl;
+}
+
+/*
+ * End a reply that pi_net_reply_begin took, its raw pages now in sl->dst (err 0), or not read
+ * whole (err < 0). retry: the connection failed in the middle of it, and the request goes back
+ * to waiting as if its reply had never come: it is sent again after a resume, or failed with the
+ * connection. Otherwise the request fails with err (its time ran out). Returns err.
+ */
+int pi_net_reply_end(struct ns_conn *c, struct ns_slot *sl, const struct pi_wire_pages *pg,
+		     int err, bool retry)
+{
+	struct netsrc *ns = c->ns;
+	uint64_t zero[NS_HUGE_PAGES / 64] = { 0 };
+	uint32_t i, d;
+
+	if (err) {
+		if (!retry)
+			sl->result = err;
+		atomic_store(&sl->state, retry ? SLOT_WAITING : SLOT_DONE);
+		pi_futex_wake(&sl->state);
+		return err;
+	}
+	for (i = 0; i < pg->npages; i++) {
+		memcpy(&d, pg->desc + 4 * i, 4);
+		if (PN_PG_KIND(le32toh(d)) == PN_PG_ZERO)
+			zero[i / 64] |= 1ull << (i % 64);
+	}
+	sl->zmask = pi_net_zero_fold(zero, pg->npages, sl->page_size, sl->dst);
+	pi_net_have_mark(ns, pg->gpa, pg->npages);
+	sl->result = 0;
+	atomic_fetch_add_explicit(&ns->replies, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ns->pages_urgent, pg->npages, memory_order_relaxed);
+	atomic_store(&sl->state, SLOT_DONE);
+	pi_futex_wake(&sl->state);
+	return 0;
+}
 
 int pi_net_handle_fail(struct ns_conn *c, uint64_t id, const struct pn_fail *f, const char *text,
 		       uint32_t tlen, char *why, size_t whylen)
