@@ -22,7 +22,9 @@
 #define NB_RAW_MIN (64ull << 20)     /* smallest raw run */
 #define NB_RAW_RUNS 3u               /* raw throughput runs, the median is kept */
 #define NB_RTT_N 3000u               /* request/reply round trips */
-#define NB_RUNS 3u                   /* bulk and residency runs, the median is kept */
+#define NB_RUNS 7u                   /* bulk, residency, bytes runs (--runs), the median is kept */
+#define NB_P99_PAIRS 5u              /* fault-idle + fault-bulk pairs; the median ratio is kept */
+#define NB_RUNS_MAX 31u              /* --runs at most */
 #define NB_IDLE_FAULTS 3000u         /* timed faults with no bulk traffic */
 #define NB_BULK_FAULTS 2000u         /* timed faults wanted under a bulk stream */
 #define NB_BULK_MIGS 8u              /* most migrations run to collect them */

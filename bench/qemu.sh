@@ -16,7 +16,7 @@
 # Writes bench/results/qemu.txt (table, raw times, `ratio_vs_qemu:` and
 # `ratio_vs_qemu_preempt:`, each the median over the pairs of pagein's time / QEMU's) and
 # bench/results/qemu.jsonl (every run). Exit 0, 1 when a run failed, 77 when it cannot run here
-# (reason printed). Env: B (build dir), PAGEIN_BIN, BENCH_QEMU_PAIRS (default 3),
+# (reason printed). Env: B (build dir), PAGEIN_BIN, BENCH_QEMU_PAIRS (default 5),
 # BENCH_QEMU_MEM (guest RAM, default 1280M), BENCH_QEMU_GUEST (busy: the guest reads without
 # pause, the default; idle: one checking pass every 10 s), KVM_CACHE and QEMU10_CACHE (where the
 # kernel and QEMU 10 are kept).
@@ -25,7 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 B=${B:-build}
 BIN=${PAGEIN_BIN:-$B/pagein}
-PAIRS=${BENCH_QEMU_PAIRS:-3}
+PAIRS=${BENCH_QEMU_PAIRS:-5}
 MEM=${BENCH_QEMU_MEM:-1280M}
 GUEST=${BENCH_QEMU_GUEST:-busy}
 out=bench/results

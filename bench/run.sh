@@ -138,13 +138,17 @@ function field(line, key,   m) {
 	}
 	return ""
 }
-function row(name, v, op, goal,   met) {
+function row(name, v, op, goal, note,   met) {
 	if (v == "") {
 		printf "  %-44s %10s  %-8s %s\n", name, "-", op " " goal, "not measured"
 		return
 	}
 	met = (op == ">=") ? (v + 0 >= goal + 0) : (v + 0 <= goal + 0)
-	printf "  %-44s %9.2fx  %-8s %s\n", name, v, op " " goal, met ? "met" : "NOT MET"
+	printf "  %-44s %9.2fx  %-8s %-8s%s\n", name, v, op " " goal, met ? "met" : "NOT MET",
+		note == "" ? "" : "  " note
+}
+function range(lo, hi) {
+	return lo == "" ? "" : sprintf("range %.2f-%.2f", lo, hi)
 }
 BEGIN {
 	printf "  %-44s %10s  %-8s %s\n", "target", "this run", "goal", "result"
@@ -161,20 +165,29 @@ BEGIN {
 		t = field(line, "test"); l = field(line, "link"); u = field(line, "urgent")
 		if (t == "bytes" && l == "loopback")
 			bytes = field(line, "bytes_ratio_to_nonzero")
-		if (t == "bulk" && u == "true")
+		if (t == "bulk" && u == "true") {
 			bulk[l] = field(line, "ratio_to_raw")
-		if (t == "fault-bulk" && u == "true")
+			bspread[l] = range(field(line, "ratio_min"), field(line, "ratio_max"))
+		}
+		if (t == "fault-bulk" && u == "true") {
 			p99[l] = field(line, "p99_ratio_to_idle")
+			pspread[l] = range(field(line, "ratio_min"), field(line, "ratio_max"))
+		}
+		if (t == "rtt-bulk")
+			path[l] = field(line, "p99_ratio_to_idle")
 	}
 	row("bytes received / non-zero bytes (demo-shaped)", bytes, "<=", "1.02")
-	row("bulk migration / raw TCP, loopback", bulk["loopback"], ">=", "0.80")
+	row("bulk migration / raw TCP, loopback", bulk["loopback"], ">=", "0.80", bspread["loopback"])
 	for (l in bulk)
 		if (l != "loopback" && l !~ /^loopback-/)
-			row("bulk migration / raw TCP, " l, bulk[l], ">=", "0.80")
-	row("fault p99 under bulk / idle p99, loopback", p99["loopback"], "<=", "2.00")
+			row("bulk migration / raw TCP, " l, bulk[l], ">=", "0.80", bspread[l])
+	row("fault p99 under bulk / idle p99, loopback", p99["loopback"], "<=", "2.00",
+	    pspread["loopback"])
 	for (l in p99)
 		if (l != "loopback" && l !~ /^loopback-/)
-			row("fault p99 under bulk / idle p99, " l, p99[l], "<=", "2.00")
+			row("fault p99 under bulk / idle p99, " l, p99[l], "<=", "2.00",
+			    pspread[l] (path[l] == "" ? "" : sprintf("; the path alone %.2fx",
+			    path[l])))
 	q = ""; qp = ""
 	while ((getline line < qemu) > 0) {
 		if (line ~ /^ratio_vs_qemu_preempt:/) { qp = line; sub(/^[^:]*: */, "", qp) }

@@ -49,6 +49,16 @@ static void check_rate(const struct t_json_object *o, const char *what, bool pai
 			"%s: raw_mib_per_sec missing or not > 0", what);
 }
 
+/* A median ratio of several runs comes with its spread, and lies inside it. */
+static void check_spread(const struct t_json_object *o, const char *what, const char *key)
+{
+	double v = t_json_num(o, key), lo = t_json_num(o, "ratio_min"),
+	       hi = t_json_num(o, "ratio_max");
+
+	T_CHECK(lo > 0 && lo <= v && v <= hi, "%s: %s %g outside ratio_min %g .. ratio_max %g",
+		what, key, v, lo, hi);
+}
+
 static const char *const tests[] = { "raw-tcp", "rtt", "rtt-bulk", "bulk", "fault-idle",
 				     "fault-bulk", "residency", "bytes" };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
@@ -137,6 +147,7 @@ static void check_output(char *out)
 					"%s: added_rtt_p50_us missing", what);
 		} else if (!strcmp(test->str, "bulk")) {
 			check_rate(&o, what, true);
+			check_spread(&o, what, "ratio_to_raw");
 		} else if (!strcmp(test->str, "bytes")) {
 			double b = t_json_num(&o, "bytes_ratio_to_nonzero");
 
@@ -152,9 +163,11 @@ static void check_output(char *out)
 			check_lat(&o, what);
 			T_CHECK(t_json_num(&o, "runq_wait_us_per_fault") >= 0,
 				"%s: runq_wait_us_per_fault missing", what);
-			if (!strcmp(test->str, "fault-bulk"))
+			if (!strcmp(test->str, "fault-bulk")) {
 				T_CHECK(t_json_num(&o, "p99_ratio_to_idle") > 0,
 					"%s: p99_ratio_to_idle missing", what);
+				check_spread(&o, what, "p99_ratio_to_idle");
+			}
 		}
 	}
 	T_CHECK(lines > 0, "no JSON lines");
@@ -177,7 +190,8 @@ int main(int argc, char **argv)
 	bin = t_pagein_bin(argv[0]);
 	t_require_uffd();
 	{
-		char *const a[] = { (char *)bin, "bench", "--net", "--size", "8M", "--json", NULL };
+		char *const a[] = { (char *)bin, "bench", "--net", "--size", "8M", "--runs", "2",
+				    "--json", NULL };
 
 		if (!t_run_capture(bin, a, buf, sizeof(buf), RUN_TIMEOUT_MS))
 			check_output(buf);

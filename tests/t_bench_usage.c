@@ -2,7 +2,7 @@
 /*
  * t_bench_usage.c - `pagein bench` usage errors exit 2 (EXIT_USAGE), like every other command's:
  * --vs-install without --restore, --vs-install with a backing it cannot measure, a bad -n, a bad
- * --net --seed. Each must fail before measuring anything, with a message on stderr.
+ * --net --seed, --net --runs. Each must fail before measuring anything, with a message on stderr.
  */
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +46,13 @@ int main(int argc, char **argv)
 		char *const a[] = { (char *)bin, "bench", "--net", "--seed", "0", NULL };
 
 		expect_usage(bin, a, "--net --seed 0");
+	}
+	{
+		char *const a[] = { (char *)bin, "bench", "--net", "--runs", "0", NULL };
+		char *const b[] = { (char *)bin, "bench", "--net", "--runs", "32", NULL };
+
+		expect_usage(bin, a, "--net --runs 0");
+		expect_usage(bin, b, "--net --runs 32");
 	}
 	if (t_failures) {
 		printf("FAIL: %d checks failed\n", t_failures);
