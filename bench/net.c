@@ -70,6 +70,7 @@ struct meas {
 	uint64_t dup_pages;    /* bytes: pages that crossed twice (streamed after a reply brought
 	                        * them), in the median run */
 	uint64_t bulk_pages;   /* bytes: pages the stream brought, in the median run */
+	double idle_p50, idle_p99; /* fault-bulk: the idle medians of its own pairs, us */
 	double lo, hi;         /* the spread of the kept ratio (ratio, or extra for fault-bulk and
 	                        * residency) over the runs or pairs; negative: one run */
 };
@@ -850,6 +851,8 @@ static struct meas test_fault_pairs(struct link *l, bool urgent, bool show_idle)
 	m.blocked_us = blocked;
 	m.extra = median(ratio, opts->pairs);
 	spread(ratio, opts->pairs, &m.lo, &m.hi);
+	m.idle_p50 = l->idle_p50;
+	m.idle_p99 = l->idle_p99;
 	emit(&m);
 	return m;
 }
@@ -1136,7 +1139,7 @@ static void headlines(const struct link *l, const struct link_result *r)
 		"%.2fx, range %.2f-%.2f (target <= 2.00, urgent channel on; medians p99 %.1f vs "
 		"%.1f us, p50 %.1f vs %.1f us). The path itself: raw RTT p99 %.1f us idle, %.1f us "
 		"beside a raw TCP stream = %.2fx\n", l->name, opts->pairs, f->extra, f->lo, f->hi,
-		f->p99, l->idle_p99, f->p50, l->idle_p50, l->rtt_p99, l->rtt_bulk_p99,
+		f->p99, f->idle_p99, f->p50, f->idle_p50, l->rtt_p99, l->rtt_bulk_p99,
 		l->rtt_bulk_p99 / l->rtt_p99);
 	fprintf(tab, "headline: [%s] (3) full residency with a workload %.3f s / (size / raw TCP "
 		"= %.0f MiB / %.0f MiB/s = %.3f s) = %.2fx (target <= 1.25)\n", l->name, t->seconds,
