@@ -60,9 +60,9 @@ static void check_spread(const struct t_json_object *o, const char *what, const 
 }
 
 static const char *const tests[] = { "raw-tcp", "rtt", "rtt-bulk", "bulk", "fault-idle",
-				     "fault-bulk", "residency", "bytes" };
+				     "fault-bulk", "residency", "bulk-more", "bytes" };
 #define NTESTS (sizeof(tests) / sizeof(tests[0]))
-#define T_BYTES (NTESTS - 1) /* loopback only */
+#define NLOOPONLY 2                  /* the last two: loopback only */
 #define NTLSTESTS 3          /* the TLS links: bulk, fault-idle, fault-bulk */
 
 static void check_output(char *out)
@@ -118,7 +118,8 @@ static void check_output(char *out)
 			T_CHECK(0, "line %u: unknown test %s", lines, test->str);
 			continue;
 		}
-		T_CHECK(t != T_BYTES || !slow, "line %u: a bytes row on the delayed link", lines);
+		T_CHECK(t < NTESTS - NLOOPONLY || !slow, "line %u: a %s row on the delayed link",
+			lines, tests[t]);
 		seen[slow][t]++;
 		snprintf(what, sizeof(what), "%s/%s%s", link->str, test->str,
 			 urg->type == 'b' && !urg->b ? " (urgent off)" : "");
@@ -145,9 +146,13 @@ static void check_output(char *out)
 			if (slow)
 				T_CHECK(t_json_num(&o, "added_rtt_p50_us") > 0,
 					"%s: added_rtt_p50_us missing", what);
-		} else if (!strcmp(test->str, "bulk")) {
+		} else if (!strcmp(test->str, "bulk") || !strcmp(test->str, "bulk-more")) {
 			check_rate(&o, what, true);
 			check_spread(&o, what, "ratio_to_raw");
+			if (!strcmp(test->str, "bulk-more"))
+				T_CHECK(t_json_num(&o, "bulk_connections") == 2,
+					"%s: bulk_connections %g, want 2", what,
+					t_json_num(&o, "bulk_connections"));
 		} else if (!strcmp(test->str, "bytes")) {
 			double b = t_json_num(&o, "bytes_ratio_to_nonzero");
 
@@ -172,7 +177,7 @@ static void check_output(char *out)
 	}
 	T_CHECK(lines > 0, "no JSON lines");
 	for (slow = 0; slow < 2; slow++)
-		for (t = 0; t < NTESTS - (unsigned)slow; t++)
+		for (t = 0; t < NTESTS - (slow ? NLOOPONLY : 0); t++)
 			T_CHECK(seen[slow][t] >= 1, "no %s line for the %s link", tests[t],
 				slow ? "delayed" : "loopback");
 	/* TLS rows (OpenSSL is always linked): all three on both transports */
