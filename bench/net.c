@@ -813,6 +813,20 @@ static struct meas test_fault_bulk(const struct link *l, bool urgent)
  * with its spread. The rows show the median p50 and p99 of the runs; l's idle figures become
  * those medians.
  */
+/* One row of the pairs: last's labels, the runs' median latencies, their total time and count. */
+static struct meas pairs_row(const struct meas *last, double *p50, double *p99,
+			     double *runq, double secs, unsigned samples)
+{
+	struct meas m = *last;
+
+	m.p50 = median(p50, opts->pairs);
+	m.p99 = median(p99, opts->pairs);
+	m.runq_us = median(runq, opts->pairs);
+	m.seconds = secs;
+	m.samples = samples;
+	return m;
+}
+
 static struct meas test_fault_pairs(struct link *l, bool urgent, bool show_idle)
 {
 	double i50[NB_RUNS_MAX], i99[NB_RUNS_MAX], b50[NB_RUNS_MAX], b99[NB_RUNS_MAX];
@@ -839,22 +853,12 @@ static struct meas test_fault_pairs(struct link *l, bool urgent, bool show_idle)
 		races += mb.races;
 		blocked += mb.blocked_us;
 	}
-	m = mi;
-	m.p50 = median(i50, opts->pairs);
-	m.p99 = median(i99, opts->pairs);
-	m.runq_us = median(iq, opts->pairs);
-	m.seconds = isec;
-	m.samples = isamp;
+	m = pairs_row(&mi, i50, i99, iq, isec, isamp);
 	l->idle_p50 = m.p50;
 	l->idle_p99 = m.p99;
 	if (show_idle)
 		emit(&m);
-	m = mb;
-	m.p50 = median(b50, opts->pairs);
-	m.p99 = median(b99, opts->pairs);
-	m.runq_us = median(bq, opts->pairs);
-	m.seconds = bsec;
-	m.samples = bsamp;
+	m = pairs_row(&mb, b50, b99, bq, bsec, bsamp);
 	m.races = races;
 	m.blocked_us = blocked;
 	m.extra = median(ratio, opts->pairs);
