@@ -20,6 +20,16 @@ REPEAT=${BENCH_REPEAT:-3}
 RESTORE=${BENCH_RESTORE:-1G}
 HSIZE=${BENCH_HSIZE:-32M}
 out=bench/results
+# field(line, key): the value of key in one flat JSON line (both awk programs below use it)
+awk_field='function field(line, key,   m) {
+	if (match(line, "\"" key "\":\"?[^,\"}]*")) {
+		m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
+		sub(/^"/, "", m)
+		return m
+	}
+	return ""
+}
+'
 txt=$out/bench.txt
 jsonl=$out/bench.jsonl
 heads=$out/headlines.txt
@@ -84,15 +94,7 @@ fi
 
 # Plot data: pages/s per vCPU count, one column per line of the plot.
 awk -v seeds="$out/seeds.jsonl" -v around="$out/around.jsonl" -v readers="$out/readers.jsonl" \
-	-v uffds="$out/uffds.jsonl" '
-function field(line, key,   m) {
-	if (match(line, "\"" key "\":\"?[^,\"}]*")) {
-		m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-		sub(/^"/, "", m)
-		return m
-	}
-	return ""
-}
+	-v uffds="$out/uffds.jsonl" "$awk_field"'
 function load(file, suffix, only,   line, fe) {
 	while ((getline line < file) > 0) {
 		fe = field(line, "frontend")
@@ -129,15 +131,7 @@ fi
 # The issue 11 targets: each ratio from this run's JSON lines, met or not.
 targets() {
 	awk -v ri="$out/restore-install.jsonl" -v net="$out/net.jsonl" -v qemu="$out/qemu.txt" \
-		-v qrc="$qemu_rc" -v qwhy="$qemu_why" '
-function field(line, key,   m) {
-	if (match(line, "\"" key "\":\"?[^,\"}]*")) {
-		m = substr(line, RSTART + length(key) + 3, RLENGTH - length(key) - 3)
-		sub(/^"/, "", m)
-		return m
-	}
-	return ""
-}
+		-v qrc="$qemu_rc" -v qwhy="$qemu_why" "$awk_field"'
 function row(name, v, op, goal, note,   met) {
 	if (v == "") {
 		printf "  %-44s %10s  %-8s %s\n", name, "-", op " " goal, "not measured"
